@@ -1,0 +1,17 @@
+// Package blocklist turns regulator list files into an immutable, compiled
+// Snapshot that answers "is this name (or this IP, or this ASN) blocked, and
+// by which rule?" without locks or allocations, and keeps the current
+// Snapshot in a Store that reloads atomically when the files change.
+//
+// The pieces, one file each:
+//
+//   - rules.go: actions, scopes, sections and rule references.
+//   - parse.go: the list line format (domains, wildcards, exact names,
+//     exceptions, hosts-file and adblock lines, IPs, CIDR prefixes, ASNs and
+//     the "# platform:", "# scope:" and "# action:" directives).
+//   - domains.go: the compact suffix matcher for millions of names.
+//   - prefixes.go: longest-prefix IP matching over disjoint intervals.
+//   - snapshot.go: a compiled generation of every list file.
+//   - store.go: reload with per-file last-good state.
+//   - watch.go: fsnotify directory watching with debounce.
+package blocklist

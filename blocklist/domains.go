@@ -1,0 +1,307 @@
+package blocklist
+
+import (
+	"bytes"
+	"math/bits"
+	"unsafe"
+)
+
+// Kind bits as stored per domain rule. Each rule carries exactly one of the
+// low six bits; a table head (the first rule for a name) carries the union of
+// every rule for that name plus kindMore when there is more than one.
+const (
+	kindSubtree       uint8 = 1 << iota // "example.com"
+	kindWildcard                        // "*.example.com"
+	kindExact                           // "=example.com"
+	kindAllowSubtree                    // "@@example.com"
+	kindAllowWildcard                   // "@@*.example.com"
+	kindAllowExact                      // "@@=example.com"
+	_
+	kindMore // head of a name with several rules; see domainTable.dups
+
+	kindBlockAtName  = kindSubtree | kindExact
+	kindBlockBelow   = kindSubtree | kindWildcard
+	kindAllowAtName  = kindAllowSubtree | kindAllowExact
+	kindAllowBelow   = kindAllowSubtree | kindAllowWildcard
+	kindAnyAllow     = kindAllowSubtree | kindAllowWildcard | kindAllowExact
+	kindMaskNoMore   = kindMore - 1
+	fnvOffset64      = 14695981039346656037
+	fnvPrime64       = 1099511628211
+	maxDomainRuleIDs = 1<<31 - 1
+)
+
+func kindBit(k MatchKind, allow bool) uint8 {
+	b := kindSubtree << k // MatchSubtree=0, MatchWildcard=1, MatchExact=2
+	if allow {
+		b <<= 3
+	}
+	return b
+}
+
+// kindOf is the inverse of kindBit for a single bit.
+func kindOf(b uint8) (MatchKind, bool) {
+	allow := b&kindAnyAllow != 0
+	if allow {
+		b >>= 3
+	}
+	switch b {
+	case kindWildcard:
+		return MatchWildcard, allow
+	case kindExact:
+		return MatchExact, allow
+	}
+	return MatchSubtree, allow
+}
+
+// domainRules is the compact, append-only store of domain rules: names are
+// packed into one arena and every per-rule attribute is a parallel array, so
+// a million rules cost a handful of large allocations and ~30 bytes each.
+type domainRules struct {
+	arena []byte   // names, lower-case, no trailing dot, back to back
+	off   []uint32 // rule i's name is arena[off[i]:off[i+1]]; len = rules+1
+	line  []uint32 // 1-based line number in its file
+	sect  []uint16 // index into Snapshot.sections
+	kind  []uint8  // one kind bit; heads of duplicated names get the union + kindMore
+}
+
+func (d *domainRules) len() int { return len(d.line) }
+
+func (d *domainRules) name(i uint32) []byte { return d.arena[d.off[i]:d.off[i+1]] }
+
+func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
+	if len(d.off) == 0 {
+		d.off = append(d.off, 0)
+	}
+	d.arena = append(d.arena, name...)
+	d.off = append(d.off, uint32(len(d.arena)))
+	d.line = append(d.line, uint32(line))
+	d.sect = append(d.sect, sect)
+	d.kind = append(d.kind, kind)
+}
+
+// truncate drops rules from index n on (used to roll back a failed file).
+func (d *domainRules) truncate(n int) {
+	if len(d.off) == 0 {
+		return
+	}
+	d.arena = d.arena[:d.off[n]]
+	d.off = d.off[:n+1]
+	d.line = d.line[:n]
+	d.sect = d.sect[:n]
+	d.kind = d.kind[:n]
+}
+
+// grow reserves room for n more rules with about nameBytes of names.
+func (d *domainRules) grow(n, nameBytes int) {
+	if cap(d.arena)-len(d.arena) < nameBytes {
+		a := make([]byte, len(d.arena), len(d.arena)+nameBytes)
+		copy(a, d.arena)
+		d.arena = a
+	}
+	if cap(d.line)-len(d.line) < n {
+		d.off = append(make([]uint32, 0, len(d.off)+n+1), d.off...)
+		d.line = append(make([]uint32, 0, len(d.line)+n), d.line...)
+		d.sect = append(make([]uint16, 0, len(d.sect)+n), d.sect...)
+		d.kind = append(make([]uint8, 0, len(d.kind)+n), d.kind...)
+	}
+}
+
+// shrink drops spare capacity so a compiled snapshot holds no slack.
+func (d *domainRules) shrink() {
+	d.arena = append([]byte(nil), d.arena...)
+	d.off = append([]uint32(nil), d.off...)
+	d.line = append([]uint32(nil), d.line...)
+	d.sect = append([]uint16(nil), d.sect...)
+	d.kind = append([]uint8(nil), d.kind...)
+}
+
+// domainTable is the compiled suffix matcher: an open-addressing hash table
+// over domainRules whose slots pack a rule id with a hash tag, so a miss is
+// usually decided without touching the names.
+type domainTable struct {
+	domainRules
+	slots  []uint32 // 0 = empty; else tag<<idBits | (id+1)
+	idBits uint
+	idMask uint32
+	// dups maps a head rule to every rule (head included) that shares its
+	// name, with each rule's own kind bit. Only names listed more than once
+	// appear here.
+	dups map[uint32][]dupRule
+}
+
+type dupRule struct {
+	id   uint32
+	kind uint8
+}
+
+// hashName hashes a name from its last byte to its first, the order in which
+// a query name's suffixes are hashed during a match.
+func hashName(name []byte) uint64 {
+	h := uint64(fnvOffset64)
+	for i := len(name) - 1; i >= 0; i-- {
+		h = (h ^ uint64(name[i])) * fnvPrime64
+	}
+	return h
+}
+
+// mix finalizes an FNV hash so that both its high and low bits are usable.
+func mix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return h
+}
+
+// ownKind returns the kind bit of rule i itself (heads hold a union).
+func (t *domainTable) ownKind(i uint32) uint8 {
+	k := t.kind[i]
+	if k&kindMore == 0 {
+		return k
+	}
+	for _, d := range t.dups[i] {
+		if d.id == i {
+			return d.kind
+		}
+	}
+	return k & kindMaskNoMore
+}
+
+// build indexes every rule. Rules sharing a name are chained under the
+// first. Every kind byte must hold the rule's own kind (see ownKind).
+func (t *domainTable) build() {
+	n := t.len()
+	t.dups = nil
+	t.idBits = uint(bits.Len32(uint32(n) + 1))
+	t.idMask = 1<<t.idBits - 1
+	size := n + n/2 + 1
+	t.slots = make([]uint32, size)
+	for i := 0; i < n; i++ {
+		id := uint32(i)
+		name := t.name(id)
+		h := mix(hashName(name))
+		tag := t.tag(h)
+		s := fastrange(h, size)
+		for {
+			v := t.slots[s]
+			if v == 0 {
+				t.slots[s] = tag | (id + 1)
+				break
+			}
+			if v&^t.idMask == tag {
+				head := v&t.idMask - 1
+				if bytes.Equal(t.name(head), name) {
+					t.addDup(head, id)
+					break
+				}
+			}
+			s++
+			if s == size {
+				s = 0
+			}
+		}
+	}
+}
+
+func (t *domainTable) addDup(head, id uint32) {
+	if t.dups == nil {
+		t.dups = make(map[uint32][]dupRule)
+	}
+	list := t.dups[head]
+	if list == nil {
+		list = append(list, dupRule{head, t.kind[head]})
+	}
+	list = append(list, dupRule{id, t.kind[id]})
+	t.dups[head] = list
+	t.kind[head] |= t.kind[id] | kindMore
+}
+
+// tag returns the slot bits above the id that identify h.
+func (t *domainTable) tag(h uint64) uint32 {
+	return uint32(h) &^ t.idMask
+}
+
+// fastrange maps the high 32 bits of h onto [0, n) without a division.
+func fastrange(h uint64, n int) int {
+	return int((h >> 32) * uint64(n) >> 32)
+}
+
+// lookup finds the head rule for name, given its unmixed hash.
+func (t *domainTable) lookup(h uint64, name string) (uint32, bool) {
+	size := len(t.slots)
+	if size == 0 {
+		return 0, false
+	}
+	h = mix(h)
+	tag := t.tag(h)
+	s := fastrange(h, size)
+	for {
+		v := t.slots[s]
+		if v == 0 {
+			return 0, false
+		}
+		if v&^t.idMask == tag {
+			id := v&t.idMask - 1
+			if string(t.name(id)) == name {
+				return id, true
+			}
+		}
+		s++
+		if s == size {
+			s = 0
+		}
+	}
+}
+
+// nameMatch is the raw outcome of walking a query name's suffixes.
+type nameMatch struct {
+	block, allow       uint32 // head rule ids, valid when the bits are set
+	blockBits          uint8  // kind bits that applied at the block level
+	allowBits          uint8
+	blockExact         bool // the block applies at the query name itself
+	allowExact         bool
+	hasBlock, hasAllow bool
+}
+
+// match walks name's suffixes from the top-level label down to the whole
+// name and records the most specific block and allow heads. name must be in
+// canonical form (lower-case, no trailing dot). It does not allocate.
+func (t *domainTable) match(name string) nameMatch {
+	var m nameMatch
+	if len(t.slots) == 0 || len(name) == 0 {
+		return m
+	}
+	h := uint64(fnvOffset64)
+	for i := len(name) - 1; ; i-- {
+		if i < 0 || name[i] == '.' {
+			if id, ok := t.lookup(h, name[i+1:]); ok {
+				k := t.kind[id]
+				atName := i < 0
+				var blk, alw uint8
+				if atName {
+					blk, alw = k&kindBlockAtName, k&kindAllowAtName
+				} else {
+					blk, alw = k&kindBlockBelow, k&kindAllowBelow
+				}
+				if blk != 0 {
+					m.block, m.blockBits, m.blockExact, m.hasBlock = id, blk, atName, true
+				}
+				if alw != 0 {
+					m.allow, m.allowBits, m.allowExact, m.hasAllow = id, alw, atName, true
+				}
+			}
+			if i < 0 {
+				return m
+			}
+		}
+		h = (h ^ uint64(name[i])) * fnvPrime64
+	}
+}
+
+// heapBytes estimates the memory the table holds (for status and benchmarks).
+func (t *domainTable) heapBytes() int {
+	n := cap(t.arena) + 4*cap(t.off) + 4*cap(t.line) + 2*cap(t.sect) + cap(t.kind) + 4*cap(t.slots)
+	for _, l := range t.dups {
+		n += 48 + int(unsafe.Sizeof(dupRule{}))*cap(l)
+	}
+	return n
+}

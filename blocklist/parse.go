@@ -1,0 +1,401 @@
+package blocklist
+
+import (
+	"bytes"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// maxErrorsPerFile caps the errors kept for one file; the count of the rest
+// is reported in a final error line.
+const maxErrorsPerFile = 100
+
+// entrySink receives the entries of a list file as they are parsed. Name
+// bytes are only valid during the call.
+type entrySink interface {
+	beginSection(Section)
+	addDomain(name []byte, kind MatchKind, allow bool, line int)
+	addPrefix(p netip.Prefix, allow bool, line int)
+	addASN(asn uint32, allow bool, line int)
+}
+
+// hostsSinkAddrs are the addresses a hosts-file line may map names to.
+var hostsSinkAddrs = map[netip.Addr]bool{
+	netip.MustParseAddr("0.0.0.0"):   true,
+	netip.MustParseAddr("127.0.0.1"): true,
+	netip.MustParseAddr("::"):        true,
+	netip.MustParseAddr("::1"):       true,
+}
+
+// hostsIgnored are the names hosts files carry for the local machine; they are
+// skipped, never blocked.
+var hostsIgnored = map[string]bool{
+	"localhost": true, "localhost.localdomain": true, "local": true,
+	"broadcasthost": true, "ip6-localhost": true, "ip6-loopback": true,
+	"ip6-localnet": true, "ip6-mcastprefix": true, "ip6-allnodes": true,
+	"ip6-allrouters": true, "ip6-allhosts": true, "0.0.0.0": true,
+}
+
+// listParser holds the state of one file's parse.
+type listParser struct {
+	file    string
+	sink    entrySink
+	sec     Section
+	secOpen bool // sink has been told about sec
+	errs    []*LineError
+	nerrs   int
+	name    []byte // scratch for the lower-cased name
+}
+
+// parseList parses one list file and feeds its entries to sink. It returns
+// every problem found; the caller decides whether the file loads.
+func parseList(file string, data []byte, sink entrySink) []*LineError {
+	p := &listParser{file: file, sink: sink, sec: Section{File: file}, name: make([]byte, 0, 256)}
+	lineNo := 0
+	for len(data) > 0 {
+		lineNo++
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		p.parseLine(lineNo, line)
+	}
+	if p.nerrs > len(p.errs) {
+		p.errs = append(p.errs, &LineError{File: file, Msg: strconv.Itoa(p.nerrs-len(p.errs)) + " more errors not shown"})
+	}
+	return p.errs
+}
+
+func (p *listParser) fail(line int, text []byte, msg string) {
+	p.nerrs++
+	if len(p.errs) < maxErrorsPerFile {
+		t := string(bytes.TrimSpace(text))
+		if len(t) > 200 {
+			t = t[:200] + "..."
+		}
+		p.errs = append(p.errs, &LineError{File: p.file, Line: line, Text: t, Msg: msg})
+	}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' }
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func (p *listParser) parseLine(n int, raw []byte) {
+	line := trimSpace(raw)
+	if len(line) == 0 {
+		return
+	}
+	switch line[0] {
+	case '#':
+		p.directive(n, line)
+		return
+	case '!':
+		return // adblock comment
+	case '[':
+		if bytes.HasPrefix(bytes.ToLower(line), []byte("[adblock")) {
+			return // adblock header, e.g. "[Adblock Plus 2.0]"
+		}
+	}
+	if i := bytes.IndexByte(line, '#'); i >= 0 {
+		line = trimSpace(line[:i])
+	}
+	// Fast path: a single token (the common case for big lists).
+	if bytes.IndexAny(line, " \t") < 0 {
+		p.entry(n, raw, line)
+		return
+	}
+	p.hostsLine(n, raw, line)
+}
+
+// directive handles a full-line comment, which may be a "# key: value" directive.
+func (p *listParser) directive(n int, line []byte) {
+	body := trimSpace(line[1:])
+	colon := bytes.IndexByte(body, ':')
+	if colon < 0 {
+		return
+	}
+	key := strings.ToLower(string(trimSpace(body[:colon])))
+	val := string(trimSpace(body[colon+1:]))
+	switch key {
+	case "platform":
+		if strings.ContainsAny(val, "#\"\\") {
+			p.fail(n, line, `platform name must not contain '#', '"' or '\'`)
+			return
+		}
+		p.sec.Platform = val
+	case "scope":
+		s, err := ParseScope(val)
+		if err != nil {
+			p.fail(n, line, err.Error())
+			return
+		}
+		p.sec.Scope = s
+	case "action":
+		if strings.EqualFold(val, "default") {
+			p.sec.Action = ActionDefault
+			break
+		}
+		a, err := ParseAction(val)
+		if err != nil {
+			p.fail(n, line, err.Error())
+			return
+		}
+		p.sec.Action = a
+	default:
+		return // an ordinary comment that happens to hold a colon
+	}
+	p.secOpen = false
+}
+
+func (p *listParser) openSection() {
+	if !p.secOpen {
+		p.sink.beginSection(p.sec)
+		p.secOpen = true
+	}
+}
+
+// hostsLine handles "ADDR name [name...]".
+func (p *listParser) hostsLine(n int, raw, line []byte) {
+	fields := bytes.Fields(line)
+	addr, err := netip.ParseAddr(string(fields[0]))
+	if err != nil {
+		p.fail(n, raw, "unexpected text after entry (one entry per line, or a hosts-file line \"0.0.0.0 name...\")")
+		return
+	}
+	if !hostsSinkAddrs[addr] {
+		p.fail(n, raw, "hosts-file line must map names to 0.0.0.0, 127.0.0.1, :: or ::1")
+		return
+	}
+	for _, f := range fields[1:] {
+		if hostsIgnored[strings.ToLower(string(f))] {
+			continue
+		}
+		name, msg := p.domain(f)
+		if msg != "" {
+			p.fail(n, raw, msg)
+			continue
+		}
+		p.openSection()
+		p.sink.addDomain(name, MatchSubtree, false, n)
+	}
+}
+
+// entry handles a single-token line.
+func (p *listParser) entry(n int, raw, tok []byte) {
+	allow := false
+	if bytes.HasPrefix(tok, []byte("@@")) {
+		allow = true
+		tok = tok[2:]
+	}
+	if len(tok) == 0 {
+		p.fail(n, raw, "empty exception")
+		return
+	}
+	kind := MatchSubtree
+	switch {
+	case bytes.HasPrefix(tok, []byte("||")):
+		name, ok := adblockName(tok)
+		if !ok {
+			if bytes.IndexByte(tok, '$') >= 0 {
+				p.fail(n, raw, "adblock options ($...) are not supported; write ||example.com^")
+			} else {
+				p.fail(n, raw, "adblock rule must look like ||example.com^")
+			}
+			return
+		}
+		tok = name
+	case bytes.HasPrefix(tok, []byte("*.")):
+		kind = MatchWildcard
+		tok = tok[2:]
+	case tok[0] == '=':
+		kind = MatchExact
+		tok = tok[1:]
+	case looksNumeric(tok):
+		p.address(n, raw, tok, allow)
+		return
+	case isASN(tok):
+		asn, err := strconv.ParseUint(string(tok[2:]), 10, 32)
+		if err != nil {
+			p.fail(n, raw, "AS number out of range")
+			return
+		}
+		p.openSection()
+		p.sink.addASN(uint32(asn), allow, n)
+		return
+	}
+	name, msg := p.domain(tok)
+	if msg != "" {
+		p.fail(n, raw, msg)
+		return
+	}
+	p.openSection()
+	p.sink.addDomain(name, kind, allow, n)
+}
+
+// adblockName extracts "example.com" from "||example.com^" (also "^|").
+func adblockName(tok []byte) ([]byte, bool) {
+	tok = tok[2:]
+	tok = bytes.TrimSuffix(tok, []byte("|"))
+	if !bytes.HasSuffix(tok, []byte("^")) {
+		return nil, false
+	}
+	tok = tok[:len(tok)-1]
+	if len(tok) == 0 || bytes.ContainsAny(tok, "^|$/*") {
+		return nil, false
+	}
+	return tok, true
+}
+
+// looksNumeric reports whether tok can only be an address or prefix: digits,
+// dots and a slash, or any colon (IPv6).
+func looksNumeric(tok []byte) bool {
+	if bytes.IndexByte(tok, ':') >= 0 {
+		return true
+	}
+	for _, c := range tok {
+		if (c < '0' || c > '9') && c != '.' && c != '/' {
+			return false
+		}
+	}
+	// "1.2.3.4" and "1.2.3.0/24"; a bare number like "123" is not a name either.
+	return true
+}
+
+func isASN(tok []byte) bool {
+	if len(tok) < 3 || (tok[0]|0x20) != 'a' || (tok[1]|0x20) != 's' {
+		return false
+	}
+	for _, c := range tok[2:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// address handles an IP or CIDR prefix line.
+func (p *listParser) address(n int, raw, tok []byte, allow bool) {
+	s := string(tok)
+	if strings.Contains(s, "://") {
+		p.fail(n, raw, "looks like a URL; write the bare domain (e.g. example.com)")
+		return
+	}
+	var pfx netip.Prefix
+	if strings.IndexByte(s, '/') >= 0 {
+		var err error
+		pfx, err = netip.ParsePrefix(s)
+		if err != nil {
+			p.fail(n, raw, "invalid IP prefix")
+			return
+		}
+		if m := pfx.Masked(); m != pfx {
+			p.fail(n, raw, "prefix has host bits set; did you mean "+m.String()+"?")
+			return
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			p.fail(n, raw, "invalid IP address")
+			return
+		}
+		pfx = netip.PrefixFrom(a, a.BitLen())
+	}
+	if pfx.Addr().Is4In6() {
+		pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
+		if pfx.Bits() < 0 {
+			p.fail(n, raw, "invalid IPv4-mapped prefix")
+			return
+		}
+	}
+	p.openSection()
+	p.sink.addPrefix(pfx, allow, n)
+}
+
+// domain validates a name and returns it lower-cased, without a trailing dot,
+// in punycode. The result aliases p.name. msg is empty when the name is good.
+func (p *listParser) domain(tok []byte) (name []byte, msg string) {
+	return normalizeName(p.name[:0], tok)
+}
+
+// normalizeName appends the canonical form of tok to dst. It is used for list
+// entries and for names given on the command line and admin API.
+func normalizeName(dst, tok []byte) ([]byte, string) {
+	if len(tok) > 0 && tok[len(tok)-1] == '.' {
+		tok = tok[:len(tok)-1]
+	}
+	if len(tok) == 0 {
+		return nil, "empty domain name"
+	}
+	if bytes.Contains(tok, []byte("://")) || bytes.IndexByte(tok, '/') >= 0 {
+		return nil, "looks like a URL; write the bare domain (e.g. example.com)"
+	}
+	ascii := true
+	for _, c := range tok {
+		if c >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if !ascii {
+		s, err := idna.Lookup.ToASCII(string(tok))
+		if err != nil {
+			return nil, "invalid internationalized domain name: " + err.Error()
+		}
+		tok = []byte(s)
+	}
+	if len(tok) > 253 {
+		return nil, "domain name longer than 253 characters"
+	}
+	label := 0
+	for i, c := range tok {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+		case c == '.':
+			if label == 0 {
+				return nil, "empty label in domain name"
+			}
+			label = -1
+		case c == '*':
+			return nil, "'*' is only allowed as a leading \"*.\" (subdomains only)"
+		default:
+			return nil, "invalid character " + strconv.QuoteRune(rune(c)) + " in domain name"
+		}
+		label++
+		if label > 63 {
+			return nil, "domain label longer than 63 characters"
+		}
+		dst = append(dst, c)
+		_ = i
+	}
+	if label == 0 {
+		return nil, "empty label in domain name"
+	}
+	return dst, ""
+}
+
+// NormalizeName returns the canonical form of a domain name as the matcher
+// stores it: lower-case, punycode, no trailing dot. It reports why a name is
+// not valid.
+func NormalizeName(s string) (string, error) {
+	b, msg := normalizeName(nil, []byte(s))
+	if msg != "" {
+		return "", &LineError{File: "name", Text: s, Msg: msg}
+	}
+	return string(b), nil
+}

@@ -1,0 +1,150 @@
+package blocklist
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// recorder is an entrySink that writes entries as text, for table tests.
+type recorder struct {
+	out []string
+	sec Section
+}
+
+func (r *recorder) beginSection(s Section) { r.sec = s }
+func (r *recorder) addDomain(name []byte, kind MatchKind, allow bool, line int) {
+	r.out = append(r.out, fmt.Sprintf("%d %s allow=%v %s [%s/%s/%s]", line, kind, allow, name, r.sec.Platform, r.sec.Action, r.sec.Scope))
+}
+func (r *recorder) addPrefix(p netip.Prefix, allow bool, line int) {
+	r.out = append(r.out, fmt.Sprintf("%d ip allow=%v %s [%s/%s/%s]", line, allow, p, r.sec.Platform, r.sec.Action, r.sec.Scope))
+}
+func (r *recorder) addASN(asn uint32, allow bool, line int) {
+	r.out = append(r.out, fmt.Sprintf("%d asn allow=%v AS%d [%s/%s/%s]", line, allow, asn, r.sec.Platform, r.sec.Action, r.sec.Scope))
+}
+
+func TestParseLineForms(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"plain domain", "example.com", []string{"1 domain allow=false example.com [/default/any]"}},
+		{"upper case and trailing dot", "Example.COM.", []string{"1 domain allow=false example.com [/default/any]"}},
+		{"wildcard", "*.example.com", []string{"1 wildcard allow=false example.com [/default/any]"}},
+		{"exact", "=www.example.com", []string{"1 exact allow=false www.example.com [/default/any]"}},
+		{"exception", "@@example.com", []string{"1 domain allow=true example.com [/default/any]"}},
+		{"exception wildcard", "@@*.example.com", []string{"1 wildcard allow=true example.com [/default/any]"}},
+		{"exception exact", "@@=example.com", []string{"1 exact allow=true example.com [/default/any]"}},
+		{"trailing comment", "example.com   # the main site", []string{"1 domain allow=false example.com [/default/any]"}},
+		{"full-line comment and blank", "# hello\n\n   \nexample.com", []string{"4 domain allow=false example.com [/default/any]"}},
+		{"crlf", "a.com\r\nb.com\r\n", []string{"1 domain allow=false a.com [/default/any]", "2 domain allow=false b.com [/default/any]"}},
+		{"tabs and spaces", "\t  a.com \t", []string{"1 domain allow=false a.com [/default/any]"}},
+		{"unicode to punycode", "bücher.de", []string{"1 domain allow=false xn--bcher-kva.de [/default/any]"}},
+		{"underscore label", "_dmarc.example.com", []string{"1 domain allow=false _dmarc.example.com [/default/any]"}},
+		{"hosts 0.0.0.0", "0.0.0.0 a.com b.com", []string{"1 domain allow=false a.com [/default/any]", "1 domain allow=false b.com [/default/any]"}},
+		{"hosts 127.0.0.1", "127.0.0.1\ta.com", []string{"1 domain allow=false a.com [/default/any]"}},
+		{"hosts ::", ":: a.com", []string{"1 domain allow=false a.com [/default/any]"}},
+		{"hosts ::1 with comment", "::1 a.com # x", []string{"1 domain allow=false a.com [/default/any]"}},
+		{"hosts localhost skipped", "127.0.0.1 localhost\n::1 ip6-localhost ip6-loopback", nil},
+		{"adblock", "||example.com^", []string{"1 domain allow=false example.com [/default/any]"}},
+		{"adblock exception", "@@||example.com^", []string{"1 domain allow=true example.com [/default/any]"}},
+		{"adblock comments and header", "[Adblock Plus 2.0]\n! Title: x\n||a.com^", []string{"3 domain allow=false a.com [/default/any]"}},
+		{"platform tag", "# platform: Binance\nbinance.com\n# platform: OKX\nokx.com", []string{
+			"2 domain allow=false binance.com [Binance/default/any]", "4 domain allow=false okx.com [OKX/default/any]"}},
+		{"directive keys any case", "#Platform:Bybit\n#  SCOPE: Overseas\n# Action: log\nbybit.com", []string{
+			"4 domain allow=false bybit.com [Bybit/log/overseas]"}},
+		{"scope back to any", "# scope: overseas\na.com\n# scope: any\nb.com", []string{
+			"2 domain allow=false a.com [/default/overseas]", "4 domain allow=false b.com [/default/any]"}},
+		{"action default", "# action: refused\na.com\n# action: default\nb.com", []string{
+			"2 domain allow=false a.com [/refused/any]", "4 domain allow=false b.com [/default/any]"}},
+		{"comment with colon is not a directive", "# Note: see below\na.com", []string{"2 domain allow=false a.com [/default/any]"}},
+		{"ipv4", "203.0.113.7", []string{"1 ip allow=false 203.0.113.7/32 [/default/any]"}},
+		{"ipv4 prefix", "198.51.100.0/24", []string{"1 ip allow=false 198.51.100.0/24 [/default/any]"}},
+		{"ipv6 prefix", "2001:db8::/32", []string{"1 ip allow=false 2001:db8::/32 [/default/any]"}},
+		{"ipv6 address", "2001:db8::1", []string{"1 ip allow=false 2001:db8::1/128 [/default/any]"}},
+		{"v4-mapped prefix", "::ffff:198.51.100.0/120", []string{"1 ip allow=false 198.51.100.0/24 [/default/any]"}},
+		{"ip exception", "@@198.51.100.0/25", []string{"1 ip allow=true 198.51.100.0/25 [/default/any]"}},
+		{"asn", "AS13335", []string{"1 asn allow=false AS13335 [/default/any]"}},
+		{"asn lower case", "as64500", []string{"1 asn allow=false AS64500 [/default/any]"}},
+		{"asn exception", "@@AS64501", []string{"1 asn allow=true AS64501 [/default/any]"}},
+		{"single label", "xyz", []string{"1 domain allow=false xyz [/default/any]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recorder{}
+			errs := parseList("f.txt", []byte(tt.in), r)
+			if len(errs) != 0 {
+				t.Fatalf("unexpected errors: %v", errs)
+			}
+			if strings.Join(r.out, "\n") != strings.Join(tt.want, "\n") {
+				t.Fatalf("got\n%s\nwant\n%s", strings.Join(r.out, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	long := strings.Repeat("a", 64) + ".com"
+	tests := []struct {
+		name, in, want string
+	}{
+		{"two tokens", "a.com b.com", `f.txt:1: unexpected text after entry`},
+		{"hosts other address", "10.0.0.1 a.com", `f.txt:1: hosts-file line must map names to 0.0.0.0, 127.0.0.1, :: or ::1: "10.0.0.1 a.com"`},
+		{"url", "https://binance.com/", `f.txt:1: looks like a URL; write the bare domain (e.g. example.com): "https://binance.com/"`},
+		{"path", "binance.com/login", `f.txt:1: looks like a URL`},
+		{"bad char", "bin@nce.com", `f.txt:1: invalid character '@' in domain name: "bin@nce.com"`},
+		{"empty label", "a..com", `f.txt:1: empty label in domain name`},
+		{"leading dot", ".a.com", `f.txt:1: empty label in domain name`},
+		{"long label", long, `f.txt:1: domain label longer than 63 characters`},
+		{"long name", strings.Repeat("abcdefghi.", 26) + "com", `f.txt:1: domain name longer than 253 characters`},
+		{"star inside", "a.*.com", `f.txt:1: '*' is only allowed as a leading "*." (subdomains only)`},
+		{"bare star", "*", `f.txt:1: '*' is only allowed`},
+		{"adblock options", "||a.com^$third-party", `f.txt:1: adblock options ($...) are not supported`},
+		{"adblock no caret", "||a.com", `f.txt:1: adblock rule must look like ||example.com^`},
+		{"bad ip", "300.1.2.3", `f.txt:1: invalid IP address`},
+		{"bad prefix", "1.2.3.0/33", `f.txt:1: invalid IP prefix`},
+		{"host bits", "198.51.100.7/24", `f.txt:1: prefix has host bits set; did you mean 198.51.100.0/24?`},
+		{"asn range", "AS99999999999", `f.txt:1: AS number out of range`},
+		{"bad scope", "# scope: abroad", `f.txt:1: unknown scope "abroad" (want any or overseas)`},
+		{"bad action", "# action: block", `f.txt:1: unknown action "block"`},
+		{"empty exception", "@@", `f.txt:1: empty exception`},
+		{"bad idn", "a\u200d\u200d.com", `f.txt:1: invalid internationalized domain name`},
+		{"error line number", "a.com\n\n# c\nbad name here", `f.txt:4: unexpected text after entry`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := parseList("f.txt", []byte(tt.in), &recorder{})
+			if len(errs) == 0 {
+				t.Fatalf("no error for %q", tt.in)
+			}
+			if got := errs[0].Error(); !strings.HasPrefix(got, tt.want) {
+				t.Fatalf("error %q, want prefix %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseErrorCap(t *testing.T) {
+	in := strings.Repeat("bad name\n", maxErrorsPerFile+50)
+	errs := parseList("f.txt", []byte(in), &recorder{})
+	if len(errs) != maxErrorsPerFile+1 {
+		t.Fatalf("got %d errors, want %d", len(errs), maxErrorsPerFile+1)
+	}
+	if last := errs[len(errs)-1].Error(); last != "f.txt: 50 more errors not shown" {
+		t.Fatalf("last error %q", last)
+	}
+}
+
+func TestNormalizeName(t *testing.T) {
+	for in, want := range map[string]string{"WWW.Binance.COM.": "www.binance.com", "bücher.de": "xn--bcher-kva.de"} {
+		got, err := NormalizeName(in)
+		if err != nil || got != want {
+			t.Errorf("NormalizeName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := NormalizeName("a b"); err == nil {
+		t.Error("NormalizeName accepted a space")
+	}
+}

@@ -1,0 +1,377 @@
+package blocklist
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// RuleID names one rule inside a Snapshot. The top two bits hold the rule
+// type, the rest an index. IDs are only meaningful within their snapshot.
+type RuleID uint32
+
+const ruleIndexMask = 1<<30 - 1
+
+func makeRuleID(t RuleType, i int) RuleID { return RuleID(uint32(t)<<30 | uint32(i)) }
+
+// Type returns the kind of trigger the rule holds.
+func (id RuleID) Type() RuleType { return RuleType(id >> 30) }
+
+func (id RuleID) index() int { return int(id & ruleIndexMask) }
+
+// Match is the outcome of matching a name, an address or an ASN. The zero
+// value means nothing matched.
+type Match struct {
+	Rule     RuleID // most specific block rule (valid when HasRule)
+	Allow    RuleID // exception that applies (valid when HasAllow)
+	HasRule  bool
+	HasAllow bool
+}
+
+// Blocked reports whether a block rule applies and no exception overrides it.
+func (m Match) Blocked() bool { return m.HasRule && !m.HasAllow }
+
+// ipRule is one IP or prefix entry.
+type ipRule struct {
+	prefix netip.Prefix
+	line   uint32
+	sect   uint16
+	allow  bool
+}
+
+// asnRule is one "AS<number>" entry.
+type asnRule struct {
+	asn   uint32
+	line  uint32
+	sect  uint16
+	allow bool
+}
+
+// FileStatus describes one list file as the snapshot serves it.
+type FileStatus struct {
+	Name     string    `json:"name"`            // display name used in reasons
+	Path     string    `json:"path"`            // path on disk
+	SHA256   string    `json:"sha256"`          // of the version being served
+	Size     int64     `json:"size"`            // bytes of the version being served
+	LoadedAt time.Time `json:"loaded_at"`       // when the served version was parsed
+	Domains  int       `json:"domains"`         // domain rules (blocks and exceptions)
+	IPs      int       `json:"ips"`             // IP and prefix rules
+	ASNs     int       `json:"asns"`            // ASN rules
+	Stale    bool      `json:"stale,omitempty"` // the file on disk is broken; the last good version serves
+	// Errors holds the problems of the version on disk when it failed to load.
+	Errors []*LineError `json:"errors,omitempty"`
+
+	badHash string // hash of the broken version, to skip re-parsing it
+	dom     [2]int // rule index ranges inside the snapshot
+	ip      [2]int
+	asn     [2]int
+	sect    [2]int
+}
+
+// Rules returns the file's total rule count.
+func (f *FileStatus) Rules() int { return f.Domains + f.IPs + f.ASNs }
+
+// Snapshot is one immutable, compiled generation of every list file. It is
+// safe for concurrent use without locks.
+type Snapshot struct {
+	Generation uint64
+	Created    time.Time
+	Files      []*FileStatus
+
+	sections []Section
+	dom      domainTable
+	ips      []ipRule
+	asns     []asnRule
+	ipBlock  intervalSet
+	ipAllow  intervalSet
+	asnBlock map[uint32]uint32 // ASN -> index into asns
+	asnAllow map[uint32]uint32
+	overseas bool // some rule has scope overseas
+}
+
+// Empty returns a snapshot with no rules (generation 0).
+func Empty() *Snapshot { return &Snapshot{Created: time.Now()} }
+
+// RuleCount returns the number of rules of every type.
+func (s *Snapshot) RuleCount() int { return s.dom.len() + len(s.ips) + len(s.asns) }
+
+// HasIPRules reports whether any IP or prefix rule is loaded (so answers
+// need address checks).
+func (s *Snapshot) HasIPRules() bool { return len(s.ips) > 0 }
+
+// HasASNRules reports whether any ASN rule is loaded (so answers need an ASN
+// lookup).
+func (s *Snapshot) HasASNRules() bool { return len(s.asns) > 0 }
+
+// HasOverseasRules reports whether any rule is scoped to overseas answers.
+func (s *Snapshot) HasOverseasRules() bool { return s.overseas }
+
+// MatchName matches a canonical name (lower-case, no trailing dot; see
+// NormalizeName) against the domain rules. It does not allocate.
+func (s *Snapshot) MatchName(name string) Match {
+	nm := s.dom.match(name)
+	var m Match
+	if nm.hasBlock {
+		m.Rule, m.HasRule = makeRuleID(RuleDomain, int(s.pickRule(nm.block, nm.blockBits))), true
+	}
+	if nm.hasAllow {
+		m.Allow, m.HasAllow = makeRuleID(RuleDomain, int(s.pickRule(nm.allow, nm.allowBits))), true
+	}
+	return m
+}
+
+// pickRule chooses, among the rules sharing head's name, one whose kind is in
+// bits, preferring enforced over monitor-only and "any" over "overseas".
+func (s *Snapshot) pickRule(head uint32, bits uint8) uint32 {
+	if s.dom.kind[head]&kindMore == 0 {
+		return head
+	}
+	best, bestScore := head, -1
+	for _, d := range s.dom.dups[head] {
+		if d.kind&bits == 0 {
+			continue
+		}
+		sec := s.sections[s.dom.sect[d.id]]
+		score := 0
+		if sec.Action.Enforced() {
+			score += 2
+		}
+		if sec.Scope == ScopeAny {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = d.id, score
+		}
+	}
+	return best
+}
+
+// MatchIP matches an answer address against the IP and prefix rules.
+func (s *Snapshot) MatchIP(a netip.Addr) Match {
+	var m Match
+	if len(s.ips) == 0 {
+		return m
+	}
+	x := addrU128(a) // IPv4 maps into ::ffff:0:0/96, as the rules do
+	if i, ok := s.ipBlock.lookup(x); ok {
+		m.Rule, m.HasRule = makeRuleID(RuleIP, int(i)), true
+	}
+	if i, ok := s.ipAllow.lookup(x); ok {
+		m.Allow, m.HasAllow = makeRuleID(RuleIP, int(i)), true
+	}
+	return m
+}
+
+// MatchASN matches the ASN announcing an answer address.
+func (s *Snapshot) MatchASN(asn uint32) Match {
+	var m Match
+	if i, ok := s.asnBlock[asn]; ok {
+		m.Rule, m.HasRule = makeRuleID(RuleASN, int(i)), true
+	}
+	if i, ok := s.asnAllow[asn]; ok {
+		m.Allow, m.HasAllow = makeRuleID(RuleASN, int(i)), true
+	}
+	return m
+}
+
+// Section returns the directives in force for a rule.
+func (s *Snapshot) Section(id RuleID) *Section {
+	i := id.index()
+	switch id.Type() {
+	case RuleDomain:
+		return &s.sections[s.dom.sect[i]]
+	case RuleIP:
+		return &s.sections[s.ips[i].sect]
+	case RuleASN:
+		return &s.sections[s.asns[i].sect]
+	}
+	return &Section{}
+}
+
+// Rule describes a rule for people.
+func (s *Snapshot) Rule(id RuleID) Rule {
+	sec := s.Section(id)
+	r := Rule{Type: id.Type(), File: sec.File, Platform: sec.Platform, Action: sec.Action, Scope: sec.Scope}
+	i := id.index()
+	switch id.Type() {
+	case RuleDomain:
+		k, allow := kindOf(s.dom.ownKind(uint32(i)))
+		name := string(s.dom.name(uint32(i)))
+		switch k {
+		case MatchWildcard:
+			name = "*." + name
+		case MatchExact:
+			name = "=" + name
+		}
+		r.Text, r.Line, r.Allow = name, int(s.dom.line[i]), allow
+	case RuleIP:
+		ip := s.ips[i]
+		if ip.prefix.IsSingleIP() {
+			r.Text = ip.prefix.Addr().String()
+		} else {
+			r.Text = ip.prefix.String()
+		}
+		r.Line, r.Allow = int(ip.line), ip.allow
+	case RuleASN:
+		a := s.asns[i]
+		r.Text, r.Line, r.Allow = "AS"+strconv.FormatUint(uint64(a.asn), 10), int(a.line), a.allow
+	}
+	if r.Allow {
+		r.Text = "@@" + r.Text
+	}
+	return r
+}
+
+// File returns the status of the named list file, or nil.
+func (s *Snapshot) File(name string) *FileStatus {
+	for _, f := range s.Files {
+		if f.Name == name {
+			return f
+		}
+	}
+	return nil
+}
+
+// Errors returns every file's current errors.
+func (s *Snapshot) Errors() []*LineError {
+	var out []*LineError
+	for _, f := range s.Files {
+		out = append(out, f.Errors...)
+	}
+	return out
+}
+
+// MemoryBytes estimates the heap held by the compiled rules.
+func (s *Snapshot) MemoryBytes() int {
+	return s.dom.heapBytes() + len(s.ips)*40 + len(s.asns)*16 + (len(s.ipBlock.iv)+len(s.ipAllow.iv))*36
+}
+
+// builder accumulates the rules of several files into one snapshot. It is
+// the entrySink the parsers write to.
+type builder struct {
+	s       *Snapshot
+	sectErr bool
+}
+
+func newBuilder(domainHint, nameBytesHint int) *builder {
+	b := &builder{s: &Snapshot{Created: time.Now()}}
+	b.s.dom.grow(domainHint, nameBytesHint)
+	return b
+}
+
+func (b *builder) beginSection(sec Section) {
+	if len(b.s.sections) >= 1<<16 {
+		b.sectErr = true
+		return
+	}
+	b.s.sections = append(b.s.sections, sec)
+	if sec.Scope == ScopeOverseas {
+		b.s.overseas = true
+	}
+}
+
+func (b *builder) curSect() uint16 { return uint16(len(b.s.sections) - 1) }
+
+func (b *builder) addDomain(name []byte, kind MatchKind, allow bool, line int) {
+	b.s.dom.add(name, kindBit(kind, allow), line, b.curSect())
+}
+
+func (b *builder) addPrefix(p netip.Prefix, allow bool, line int) {
+	b.s.ips = append(b.s.ips, ipRule{prefix: p, line: uint32(line), sect: b.curSect(), allow: allow})
+}
+
+func (b *builder) addASN(asn uint32, allow bool, line int) {
+	b.s.asns = append(b.s.asns, asnRule{asn: asn, line: uint32(line), sect: b.curSect(), allow: allow})
+}
+
+// mark records the current sizes, to roll back a file that fails.
+type mark struct{ dom, ip, asn, sect int }
+
+func (b *builder) mark() mark {
+	return mark{b.s.dom.len(), len(b.s.ips), len(b.s.asns), len(b.s.sections)}
+}
+
+func (b *builder) rollback(m mark) {
+	b.s.dom.truncate(m.dom)
+	b.s.ips = b.s.ips[:m.ip]
+	b.s.asns = b.s.asns[:m.asn]
+	b.s.sections = b.s.sections[:m.sect]
+	b.sectErr = false
+}
+
+// finishFile fills f's ranges and counts from the mark taken before it.
+func (b *builder) finishFile(f *FileStatus, m mark) {
+	e := b.mark()
+	f.dom = [2]int{m.dom, e.dom}
+	f.ip = [2]int{m.ip, e.ip}
+	f.asn = [2]int{m.asn, e.asn}
+	f.sect = [2]int{m.sect, e.sect}
+	f.Domains, f.IPs, f.ASNs = e.dom-m.dom, e.ip-m.ip, e.asn-m.asn
+}
+
+// copyFile appends the rules f held in the old snapshot, unchanged.
+func (b *builder) copyFile(old *Snapshot, f *FileStatus) {
+	sectBase := len(b.s.sections) - f.sect[0]
+	b.s.sections = append(b.s.sections, old.sections[f.sect[0]:f.sect[1]]...)
+	for _, sec := range old.sections[f.sect[0]:f.sect[1]] {
+		if sec.Scope == ScopeOverseas {
+			b.s.overseas = true
+		}
+	}
+	d := &b.s.dom
+	for i := f.dom[0]; i < f.dom[1]; i++ {
+		id := uint32(i)
+		d.add(old.dom.name(id), old.dom.ownKind(id), int(old.dom.line[i]), uint16(int(old.dom.sect[i])+sectBase))
+	}
+	for _, r := range old.ips[f.ip[0]:f.ip[1]] {
+		r.sect = uint16(int(r.sect) + sectBase)
+		b.s.ips = append(b.s.ips, r)
+	}
+	for _, r := range old.asns[f.asn[0]:f.asn[1]] {
+		r.sect = uint16(int(r.sect) + sectBase)
+		b.s.asns = append(b.s.asns, r)
+	}
+}
+
+// compile builds the matchers and returns the finished snapshot.
+func (b *builder) compile(gen uint64, files []*FileStatus) (*Snapshot, error) {
+	s := b.s
+	if s.dom.len() > maxDomainRuleIDs || len(s.ips) > ruleIndexMask || len(s.asns) > ruleIndexMask {
+		return nil, fmt.Errorf("too many rules: %d domains, %d IPs, %d ASNs", s.dom.len(), len(s.ips), len(s.asns))
+	}
+	s.Generation = gen
+	s.Files = files
+	s.dom.shrink()
+	s.dom.build()
+	var block, allow []prefixSpan
+	for i, r := range s.ips {
+		lo, hi := prefixRange(r.prefix)
+		span := prefixSpan{lo: lo, hi: hi, bits: r.prefix.Bits(), id: uint32(i)}
+		if r.prefix.Addr().Is4() {
+			span.bits += 96
+		}
+		if r.allow {
+			allow = append(allow, span)
+		} else {
+			block = append(block, span)
+		}
+	}
+	prefer := func(a, c uint32) bool {
+		return s.sections[s.ips[a].sect].Action.Enforced() && !s.sections[s.ips[c].sect].Action.Enforced()
+	}
+	s.ipBlock = buildIntervals(block, prefer)
+	s.ipAllow = buildIntervals(allow, nil)
+	s.asnBlock, s.asnAllow = map[uint32]uint32{}, map[uint32]uint32{}
+	for i, r := range s.asns {
+		m := s.asnBlock
+		if r.allow {
+			m = s.asnAllow
+		}
+		if prev, ok := m[r.asn]; ok && (r.allow || !s.sections[r.sect].Action.Enforced() || s.sections[s.asns[prev].sect].Action.Enforced()) {
+			continue
+		}
+		m[r.asn] = uint32(i)
+	}
+	return s, nil
+}

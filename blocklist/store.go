@@ -1,0 +1,400 @@
+package blocklist
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxFileSize is the largest list file read unless Options says otherwise.
+const DefaultMaxFileSize = 512 << 20
+
+// parseFunc parses one file's bytes into sink and returns its problems.
+type parseFunc func(file string, data []byte, sink entrySink) []*LineError
+
+// formats maps a file extension to its parser. Files with other extensions
+// in a lists directory are ignored.
+var formats = map[string]parseFunc{
+	".txt":  parseList,
+	".list": parseList,
+}
+
+// IsListFile reports whether a file name is one the store loads.
+func IsListFile(name string) bool {
+	base := filepath.Base(name)
+	if strings.HasPrefix(base, ".") {
+		return false // editor swap and lock files, hidden files
+	}
+	_, ok := formats[strings.ToLower(filepath.Ext(base))]
+	return ok
+}
+
+// Options configures a Store.
+type Options struct {
+	// Dirs are the directories whose list files are loaded, in order.
+	Dirs []string
+	// MaxFileSize caps the bytes read from one file (DefaultMaxFileSize if 0).
+	MaxFileSize int64
+	// Logger receives reload results; slog.Default() if nil.
+	Logger *slog.Logger
+}
+
+// Store holds the current Snapshot behind an atomic pointer and rebuilds it
+// from the list files. Readers call Current and never wait; Reload calls are
+// serialized.
+type Store struct {
+	opts      Options
+	log       *slog.Logger
+	cur       atomic.Pointer[Snapshot]
+	mu        sync.Mutex // serializes Reload
+	gen       uint64
+	listeners []func(*Snapshot, *ReloadReport)
+	loaded    atomic.Bool
+}
+
+// NewStore returns a store serving the empty snapshot until the first Reload.
+func NewStore(opts Options) *Store {
+	if opts.MaxFileSize <= 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Store{opts: opts, log: opts.Logger}
+	s.cur.Store(Empty())
+	return s
+}
+
+// Current returns the snapshot in service. It never blocks.
+func (s *Store) Current() *Snapshot { return s.cur.Load() }
+
+// Loaded reports whether a Reload has completed at least once.
+func (s *Store) Loaded() bool { return s.loaded.Load() }
+
+// Dirs returns the directories the store loads.
+func (s *Store) Dirs() []string { return s.opts.Dirs }
+
+// OnReload registers fn to run after every reload, with the snapshot then in
+// service. Register before the first Reload.
+func (s *Store) OnReload(fn func(*Snapshot, *ReloadReport)) {
+	s.listeners = append(s.listeners, fn)
+}
+
+// FileChange reports what a reload did with one file.
+type FileChange struct {
+	Name string `json:"name"`
+	// Change is one of added, updated, unchanged, failed, removed.
+	Change        string       `json:"change"`
+	Rules         int          `json:"rules"`
+	PreviousRules int          `json:"previous_rules"`
+	Errors        []*LineError `json:"errors,omitempty"`
+}
+
+// Changes a reload reports.
+const (
+	ChangeAdded     = "added"
+	ChangeUpdated   = "updated"
+	ChangeUnchanged = "unchanged"
+	ChangeFailed    = "failed"
+	ChangeRemoved   = "removed"
+)
+
+// ReloadReport is the result of one Reload.
+type ReloadReport struct {
+	Trigger    string        `json:"trigger"`
+	Generation uint64        `json:"generation"`
+	Changed    bool          `json:"changed"` // a new generation was published
+	Rules      int           `json:"rules"`
+	Duration   time.Duration `json:"duration_ns"`
+	Files      []FileChange  `json:"files"`
+}
+
+// Failed reports whether any file failed to load.
+func (r *ReloadReport) Failed() bool {
+	for _, f := range r.Files {
+		if f.Change == ChangeFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// Errors returns every file error of the reload.
+func (r *ReloadReport) Errors() []*LineError {
+	var out []*LineError
+	for _, f := range r.Files {
+		out = append(out, f.Errors...)
+	}
+	return out
+}
+
+// listedFile is a file found in one of the directories.
+type listedFile struct{ name, path string }
+
+func (s *Store) listFiles() ([]listedFile, error) {
+	var out []listedFile
+	for i, dir := range s.opts.Dirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("lists directory: %w", err)
+		}
+		for _, e := range ents {
+			if e.IsDir() || !IsListFile(e.Name()) {
+				continue
+			}
+			name := e.Name()
+			if i > 0 {
+				name = filepath.Base(dir) + "/" + name
+			}
+			out = append(out, listedFile{name: name, path: filepath.Join(dir, e.Name())})
+		}
+	}
+	slices.SortFunc(out, func(a, b listedFile) int { return strings.Compare(a.name, b.name) })
+	return out, nil
+}
+
+// readLimited reads a whole file, refusing one larger than max.
+func readLimited(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("file is %d bytes, over the %d-byte limit", st.Size(), max)
+	}
+	data := make([]byte, 0, st.Size()+1)
+	data, err = readAllInto(data, io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("file grew over the %d-byte limit while being read", max)
+	}
+	return data, nil
+}
+
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return b, nil
+			}
+			return b, err
+		}
+	}
+}
+
+// Reload rereads every list file and publishes a new snapshot when anything
+// changed. A file that fails keeps its last good rules in service and its
+// errors are reported; a removed file drops its rules. trigger names the
+// cause for logs ("start", "fsnotify", "SIGHUP", "api"). The error is only
+// for failures that prevent reading the directories at all, in which case
+// the current snapshot stays.
+func (s *Store) Reload(ctx context.Context, trigger string) (*ReloadReport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Now()
+	old := s.cur.Load()
+	rep := &ReloadReport{Trigger: trigger, Generation: old.Generation}
+	listed, err := s.listFiles()
+	if err != nil {
+		s.log.Error("list reload failed; keeping the lists in service", "trigger", trigger, "err", err, "generation", old.Generation)
+		return rep, err
+	}
+	b := newBuilder(old.dom.len(), len(old.dom.arena))
+	var files []*FileStatus
+	changed := false
+	seen := map[string]bool{}
+	for _, lf := range listed {
+		if err := ctx.Err(); err != nil {
+			return rep, fmt.Errorf("reload cancelled: %w", err)
+		}
+		seen[lf.name] = true
+		prev := old.File(lf.name)
+		fc, fs, ch := s.loadFile(b, old, prev, lf)
+		rep.Files = append(rep.Files, fc)
+		if fs != nil {
+			files = append(files, fs)
+		}
+		changed = changed || ch
+	}
+	for _, f := range old.Files {
+		if !seen[f.Name] {
+			rep.Files = append(rep.Files, FileChange{Name: f.Name, Change: ChangeRemoved, PreviousRules: f.Rules()})
+			changed = true
+		}
+	}
+	statusChanged := changed || !sameErrors(old.Files, files)
+	next := old
+	if changed || !s.loaded.Load() {
+		s.gen++
+		next, err = b.compile(s.gen, files)
+		if err != nil {
+			s.gen--
+			s.log.Error("list reload failed; keeping the lists in service", "trigger", trigger, "err", err)
+			return rep, err
+		}
+		rep.Changed = true
+	} else if statusChanged {
+		// Same rules, new error state: republish with the same generation.
+		cp := *old
+		cp.Files = files
+		next = &cp
+	}
+	s.cur.Store(next)
+	s.loaded.Store(true)
+	rep.Generation = next.Generation
+	rep.Rules = next.RuleCount()
+	rep.Duration = time.Since(start)
+	s.logReport(rep)
+	for _, fn := range s.listeners {
+		fn(next, rep)
+	}
+	return rep, nil
+}
+
+// loadFile brings one file into the builder: its new version when it parses,
+// otherwise its last good version. It reports whether the rules changed.
+func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedFile) (FileChange, *FileStatus, bool) {
+	fc := FileChange{Name: lf.name}
+	if prev != nil {
+		fc.PreviousRules = prev.Rules()
+	}
+	keepPrev := func(errs []*LineError, badHash string) (FileChange, *FileStatus, bool) {
+		fc.Change, fc.Errors = ChangeFailed, errs
+		if prev == nil {
+			// Never loaded: nothing to serve, but keep reporting the error.
+			return fc, &FileStatus{Name: lf.name, Path: lf.path, Stale: true, Errors: errs, badHash: badHash}, false
+		}
+		m := b.mark()
+		b.copyFile(old, prev)
+		fs := *prev
+		fs.Stale, fs.Errors, fs.badHash = true, errs, badHash
+		b.finishFile(&fs, m)
+		fc.Rules = fs.Rules()
+		return fc, &fs, false
+	}
+	data, err := readLimited(lf.path, s.opts.MaxFileSize)
+	if err != nil {
+		return keepPrev([]*LineError{{File: lf.name, Msg: err.Error()}}, "")
+	}
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:])
+	if prev != nil && !prev.Stale && prev.SHA256 == hash {
+		m := b.mark()
+		b.copyFile(old, prev)
+		fs := *prev
+		b.finishFile(&fs, m)
+		fc.Change, fc.Rules = ChangeUnchanged, fs.Rules()
+		return fc, &fs, false
+	}
+	if prev != nil && prev.Stale && prev.badHash == hash {
+		return keepPrev(prev.Errors, hash) // same broken bytes as last time
+	}
+	if prev != nil && prev.Stale && prev.SHA256 == hash {
+		// The broken file was put back to its last good version.
+		m := b.mark()
+		b.copyFile(old, prev)
+		fs := *prev
+		fs.Stale, fs.Errors, fs.badHash = false, nil, ""
+		b.finishFile(&fs, m)
+		fc.Change, fc.Rules = ChangeUpdated, fs.Rules()
+		return fc, &fs, false
+	}
+	m := b.mark()
+	b.s.dom.grow(bytes.Count(data, []byte{'\n'})+1, len(data))
+	errs := formats[strings.ToLower(filepath.Ext(lf.path))](lf.name, data, b)
+	if b.sectErr {
+		errs = append(errs, &LineError{File: lf.name, Msg: "too many sections (over 65536 directive changes across all files)"})
+	}
+	if len(errs) > 0 {
+		b.rollback(m)
+		return keepPrev(errs, hash)
+	}
+	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: int64(len(data)), LoadedAt: time.Now()}
+	b.finishFile(fs, m)
+	fc.Rules = fs.Rules()
+	fc.Change = ChangeAdded
+	if prev != nil && !(prev.Stale && prev.SHA256 == "") {
+		fc.Change = ChangeUpdated
+	}
+	return fc, fs, true
+}
+
+func sameErrors(a, b []*FileStatus) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].Stale != b[i].Stale || len(a[i].Errors) != len(b[i].Errors) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) logReport(rep *ReloadReport) {
+	for _, f := range rep.Files {
+		switch f.Change {
+		case ChangeFailed:
+			for _, e := range f.Errors {
+				s.log.Error("list file rejected; its last good version stays in service", "file", f.Name, "error", e.Error(), "serving_rules", f.Rules)
+			}
+		case ChangeAdded, ChangeUpdated, ChangeRemoved:
+			s.log.Info("list file "+f.Change, "file", f.Name, "rules", f.Rules, "previous_rules", f.PreviousRules)
+		}
+	}
+	lvl := slog.LevelInfo
+	if rep.Failed() {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), lvl, "lists reloaded", "trigger", rep.Trigger, "generation", rep.Generation,
+		"changed", rep.Changed, "rules", rep.Rules, "files", len(rep.Files), "failed", rep.Failed(), "duration", rep.Duration)
+}
+
+// CheckFile parses one file offline (for "sinkhole check") and returns its
+// rule counts and problems.
+func CheckFile(path string, maxSize int64) (FileStatus, []*LineError) {
+	if maxSize <= 0 {
+		maxSize = DefaultMaxFileSize
+	}
+	name := filepath.Base(path)
+	fs := FileStatus{Name: name, Path: path}
+	parse, ok := formats[strings.ToLower(filepath.Ext(path))]
+	if !ok {
+		parse = parseList
+	}
+	data, err := readLimited(path, maxSize)
+	if err != nil {
+		return fs, []*LineError{{File: path, Msg: err.Error()}}
+	}
+	b := newBuilder(0, 0)
+	m := b.mark()
+	errs := parse(name, data, b)
+	b.finishFile(&fs, m)
+	sum := sha256.Sum256(data)
+	fs.SHA256, fs.Size = hex.EncodeToString(sum[:]), int64(len(data))
+	return fs, errs
+}
