@@ -1,0 +1,89 @@
+// Command sinkhole is a forwarding DNS resolver that enforces a regulator's
+// blocklist. See the README for the tour; "sinkhole help" for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit statuses shared by every command.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // the command ran and found a problem (or serve failed)
+	exitUsage       = 2 // bad flags, arguments or configuration
+	exitUnreachable = 3 // the running server could not be reached
+)
+
+// version is set by the linker (-X main.version=...).
+var version = "dev"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
+}
+
+// run executes the CLI and returns the exit status. It never calls os.Exit,
+// so tests can run it in-process; ctx ends a running server.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(stderr, "sinkhole: "+msg)
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintln(stderr, "sinkhole: "+err.Error())
+	return exitFailure
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:    "sinkhole",
+		Usage:   "a forwarding DNS resolver that enforces a regulator's blocklist",
+		Version: version,
+		Writer:  stdout, ErrWriter: stderr,
+		Commands: []*cli.Command{
+			serveCommand(),
+		},
+		OnUsageError:    usageError,
+		CommandNotFound: func(c *cli.Context, name string) {},
+		// Errors are printed once by run, not by the library.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	app.CommandNotFound = nil
+	app.Before = func(c *cli.Context) error {
+		if name := c.Args().First(); c.NArg() > 0 && app.Command(name) == nil {
+			return cli.Exit(fmt.Sprintf("unknown command %q (try \"sinkhole help\")", name), exitUsage)
+		}
+		return nil
+	}
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = usageError
+	}
+	return app
+}
+
+// usageError turns a flag parse error into one line and exit status 2.
+func usageError(c *cli.Context, err error, _ bool) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		msg = fmt.Sprintf("unknown flag --%s (see \"sinkhole %s --help\")", strings.TrimPrefix(name, "-"), c.Command.Name)
+	}
+	return cli.Exit(msg, exitUsage)
+}
+
+// usagef reports a bad flag value or argument: one line, exit status 2.
+func usagef(format string, args ...any) error {
+	return cli.Exit(fmt.Sprintf(format, args...), exitUsage)
+}

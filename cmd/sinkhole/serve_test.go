@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
+)
+
+// testServer is a sinkhole started in-process on loopback ports.
+type testServer struct {
+	in     *instance
+	addr   string // DNS, UDP and TCP
+	lists  string
+	stderr *syncBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startUpstream runs a test upstream with the given records.
+func startUpstream(t *testing.T, records ...string) *dnstest.Server {
+	t.Helper()
+	up, err := dnstest.Start(dnstest.Options{Records: records})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(up.Close)
+	return up
+}
+
+// writeLists creates a lists directory holding files.
+func writeLists(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// startSinkhole runs "sinkhole serve" in-process with args added to a
+// loopback listener and admin address, and waits until it serves.
+func startSinkhole(t *testing.T, lists string, args ...string) *testServer {
+	t.Helper()
+	ts := &testServer{lists: lists, stderr: &syncBuffer{}, done: make(chan int, 1)}
+	ready := make(chan *instance, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	ts.cancel = cancel
+	ctx = context.WithValue(ctx, readyHookKey{}, func(in *instance) { ready <- in })
+	full := append([]string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists}, args...)
+	// The logger writes to os.Stderr; keep test output readable by
+	// discarding unless the test fails.
+	go func() { ts.done <- run(ctx, full, io.Discard, ts.stderr) }()
+	select {
+	case ts.in = <-ready:
+	case code := <-ts.done:
+		t.Fatalf("serve exited with %d: %s", code, ts.stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not start within 10s")
+	}
+	ts.addr = ts.in.dns.Addrs()[0]
+	t.Cleanup(ts.stop)
+	return ts
+}
+
+func (ts *testServer) stop() {
+	ts.cancel()
+	select {
+	case <-ts.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// query asks the server over proto ("udp" or "tcp") with EDNS on.
+func (ts *testServer) query(t *testing.T, proto, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	return ts.exchange(t, proto, m)
+}
+
+func (ts *testServer) exchange(t *testing.T, proto string, m *dns.Msg) *dns.Msg {
+	t.Helper()
+	c := &dns.Client{Net: proto, Timeout: 8 * time.Second}
+	r, _, err := c.Exchange(m, ts.addr)
+	if err != nil {
+		t.Fatalf("%s query %s: %v", proto, m.Question[0].Name, err)
+	}
+	if r.Id != m.Id {
+		t.Fatalf("answer ID %d, query ID %d", r.Id, m.Id)
+	}
+	return r
+}
+
+// ede returns the extended error of a response, or nil.
+func ede(m *dns.Msg) *dns.EDNS0_EDE {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+func answerStrings(m *dns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
+	}
+	return out
+}

@@ -1,0 +1,23 @@
+// Package geo answers "where is this address, and who announces it?" from
+// GeoIP2 / GeoLite2 / DB-IP .mmdb files: the country and the autonomous
+// system (number and organisation) of an IP.
+package geo
+
+import "net/netip"
+
+// Info is what is known about one address. Zero fields mean unknown.
+type Info struct {
+	Country string // ISO 3166-1 alpha-2, upper case, e.g. "KY"
+	ASN     uint32
+	ASOrg   string
+}
+
+// Lookuper is the one lookup the resolver needs.
+type Lookuper interface {
+	// Lookup returns what the loaded databases know about ip.
+	Lookup(ip netip.Addr) Info
+	// HasCountry reports whether a country database is loaded.
+	HasCountry() bool
+	// HasASN reports whether an ASN database is loaded.
+	HasASN() bool
+}

@@ -1,0 +1,115 @@
+// Package policy holds the chain stages that apply the lists: Question
+// checks the query name before anything else, Answer checks what the
+// upstream returned (CNAME and DNAME targets, addresses, their ASN and
+// country), and Blocker builds the response a block gets.
+package policy
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/resolver"
+)
+
+// Blocker builds block responses.
+type Blocker struct {
+	// Default is the action for rules whose section sets none.
+	Default blocklist.Action
+	// SinkholeV4 and SinkholeV6 answer A and AAAA queries under the
+	// sinkhole action.
+	SinkholeV4, SinkholeV6 netip.Addr
+	// TTL of synthesized records and of the SOA (negative caching).
+	TTL uint32
+}
+
+// Resolve returns the action a section asks for, falling back to the default.
+func (b *Blocker) Resolve(a blocklist.Action) blocklist.Action {
+	if a == blocklist.ActionDefault {
+		if b.Default == blocklist.ActionDefault {
+			return blocklist.ActionNXDomain
+		}
+		return b.Default
+	}
+	return a
+}
+
+// Decide builds the decision for a matched rule.
+func (b *Blocker) Decide(snap *blocklist.Snapshot, rule blocklist.RuleID, trigger, target string) *resolver.Decision {
+	act := b.Resolve(snap.Section(rule).Action)
+	return &resolver.Decision{
+		Snapshot: snap, Rule: rule, Action: act, Enforced: act.Enforced(),
+		Trigger: trigger, Target: target,
+	}
+}
+
+// Response builds the answer for an enforced decision. For ActionDrop it
+// marks the request dropped and returns nil.
+func (b *Blocker) Response(req *resolver.Request, d *resolver.Decision) *dns.Msg {
+	q := req.Msg
+	var m *dns.Msg
+	switch d.Action {
+	case blocklist.ActionDrop:
+		req.Info.Dropped = true
+		return nil
+	case blocklist.ActionRefused:
+		m = resolver.Reply(q, dns.RcodeRefused)
+	case blocklist.ActionNoData:
+		m = resolver.Reply(q, dns.RcodeSuccess)
+		m.Ns = []dns.RR{b.soa(req, d)}
+	case blocklist.ActionSinkhole:
+		m = resolver.Reply(q, dns.RcodeSuccess)
+		if rr := b.sinkholeRR(q.Question[0]); rr != nil {
+			m.Answer = []dns.RR{rr}
+		} else {
+			m.Ns = []dns.RR{b.soa(req, d)}
+		}
+	default: // NXDOMAIN
+		m = resolver.Reply(q, dns.RcodeNameError)
+		m.Ns = []dns.RR{b.soa(req, d)}
+	}
+	resolver.AddEDE(m, dns.ExtendedErrorCodeCensored, d.Reason())
+	return m
+}
+
+func (b *Blocker) sinkholeRR(q dns.Question) dns.RR {
+	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: b.TTL}
+	switch q.Qtype {
+	case dns.TypeA:
+		if b.SinkholeV4.Is4() {
+			hdr.Rrtype = dns.TypeA
+			return &dns.A{Hdr: hdr, A: net.IP(b.SinkholeV4.AsSlice())}
+		}
+	case dns.TypeAAAA:
+		if b.SinkholeV6.IsValid() {
+			hdr.Rrtype = dns.TypeAAAA
+			return &dns.AAAA{Hdr: hdr, AAAA: net.IP(b.SinkholeV6.AsSlice())}
+		}
+	}
+	return nil
+}
+
+// soa is the negative-caching SOA of a block response. Its owner is the
+// listed domain for name rules (so resolvers below cache the block for the
+// whole listed zone), the query name otherwise.
+func (b *Blocker) soa(req *resolver.Request, d *resolver.Decision) dns.RR {
+	owner := req.Msg.Question[0].Name
+	if d.Trigger == "qname" && d.Rule.Type() == blocklist.RuleDomain {
+		r := d.Describe()
+		if !r.Allow && r.Text != "" && r.Text[0] != '=' && r.Text[0] != '*' {
+			owner = dns.Fqdn(r.Text)
+		}
+	}
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: owner, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: b.TTL},
+		Ns:      "sinkhole.invalid.",
+		Mbox:    "hostmaster.sinkhole.invalid.",
+		Serial:  uint32(d.Snapshot.Generation),
+		Refresh: 3600,
+		Retry:   600,
+		Expire:  86400,
+		Minttl:  b.TTL,
+	}
+}

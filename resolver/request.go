@@ -1,0 +1,152 @@
+package resolver
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/geo"
+)
+
+// Request is one client query on its way through the chain.
+type Request struct {
+	Msg    *dns.Msg
+	Name   string // question name in canonical form: lower-case, no trailing dot ("" for the root)
+	Qtype  uint16
+	Client netip.AddrPort
+	Proto  string // "udp" or "tcp"
+	Start  time.Time
+	// Snapshot is the one list snapshot this query is decided under.
+	Snapshot *blocklist.Snapshot
+	// Info collects what the stages did, for logs, metrics and the admin API.
+	Info Info
+}
+
+// NewRequest builds a request for m, which must hold exactly one question.
+func NewRequest(m *dns.Msg, client netip.AddrPort, proto string, snap *blocklist.Snapshot) *Request {
+	q := m.Question[0]
+	return &Request{
+		Msg:      m,
+		Name:     CanonicalName(q.Name),
+		Qtype:    q.Qtype,
+		Client:   client,
+		Proto:    proto,
+		Start:    time.Now(),
+		Snapshot: snap,
+	}
+}
+
+// CanonicalName lower-cases a presentation-format name and drops the
+// trailing dot, the form the blocklist matchers use.
+func CanonicalName(name string) string {
+	name = strings.TrimSuffix(name, ".")
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(name)
+		}
+	}
+	return name
+}
+
+// Info is what the chain learned while answering.
+type Info struct {
+	Decision *Decision // nil when no rule matched
+	Upstream string    // the upstream that answered, if any
+	Cached   bool      // answered from cache
+	Stale    bool      // answered from an expired cache entry (serve-stale)
+	Dropped  bool      // no answer is to be sent (rpz-drop)
+	// Overseas is set by the question stage when the name is under an
+	// overseas-scoped rule: the answer stage blocks it if an answer address
+	// is outside the home country.
+	Overseas *blocklist.RuleID
+	// Exempt is set when an exception ("@@") matched the query name: the
+	// answer is then not policed either.
+	Exempt *blocklist.RuleID
+}
+
+// Decision records a rule that fired for the query.
+type Decision struct {
+	Snapshot *blocklist.Snapshot
+	Rule     blocklist.RuleID
+	Action   blocklist.Action // resolved: never ActionDefault
+	Enforced bool             // false for monitor-only (action log)
+	// Trigger says what matched: "qname", "cname", "ip", "asn" or "overseas".
+	Trigger string
+	// Target is the name or address that matched (the CNAME target, the IP).
+	Target string
+	// Addr holds, for answer-based decisions, the address and what geo knows of it.
+	Addr *AddrInfo
+}
+
+// AddrInfo is an answer address with its geolocation.
+type AddrInfo struct {
+	IP netip.Addr
+	geo.Info
+}
+
+// Describe returns the rule that fired.
+func (d *Decision) Describe() blocklist.Rule { return d.Snapshot.Rule(d.Rule) }
+
+// Reason is the human text for EDE and logs, e.g.
+// "blocked by foreign-exchanges.txt:12 (Binance)", extended with the address
+// for answer-based blocks.
+func (d *Decision) Reason() string {
+	s := d.Describe().Reason()
+	if d.Addr != nil {
+		s += "; " + d.Addr.String()
+	} else if d.Trigger == "cname" {
+		s += "; CNAME " + d.Target
+	}
+	return s
+}
+
+// String formats "203.0.113.7 (KY, AS64500 Example Org)".
+func (a *AddrInfo) String() string {
+	s := a.IP.String()
+	var parts []string
+	if a.Country != "" {
+		parts = append(parts, a.Country)
+	}
+	if a.ASN != 0 {
+		as := "AS" + uitoa(a.ASN)
+		if a.ASOrg != "" {
+			as += " " + a.ASOrg
+		}
+		parts = append(parts, as)
+	}
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return s
+}
+
+func uitoa(v uint32) string {
+	var b [10]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// Handler is one stage of the chain. It returns the response for req, or an
+// error that the server turns into SERVFAIL.
+type Handler interface {
+	ServeDNS(ctx context.Context, req *Request) (*dns.Msg, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request) (*dns.Msg, error)
+
+// ServeDNS calls f.
+func (f HandlerFunc) ServeDNS(ctx context.Context, req *Request) (*dns.Msg, error) {
+	return f(ctx, req)
+}

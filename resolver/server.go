@@ -1,0 +1,462 @@
+package resolver
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+)
+
+// Observer is told about every answered (or dropped) query, after the
+// response is written. It must not block: logs and metrics buffer.
+type Observer func(req *Request, resp *dns.Msg)
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// Listen holds host:port addresses; each gets UDP and TCP.
+	Listen []string
+	// Handler is the head of the chain.
+	Handler Handler
+	// Snapshot returns the list snapshot in service; each query takes one.
+	Snapshot func() *blocklist.Snapshot
+	// Observe is called for every query (may be nil).
+	Observe Observer
+	// Logger receives server events; slog.Default() if nil.
+	Logger *slog.Logger
+	// UDPSockets per listen address, sharing the port with SO_REUSEPORT
+	// (default GOMAXPROCS).
+	UDPSockets int
+	// QueryTimeout bounds one query's trip through the chain (default 5s).
+	QueryTimeout time.Duration
+	// TCPMaxConns caps concurrent TCP connections (default 1024).
+	TCPMaxConns int
+	// TCPIdleTimeout closes a TCP connection with no query for this long
+	// (default 10s, RFC 7766).
+	TCPIdleTimeout time.Duration
+	// TCPMaxInflight caps the queries handled at once on one TCP connection
+	// (default 32); further pipelined queries wait.
+	TCPMaxInflight int
+	// Panics, when set, is incremented for every recovered handler panic.
+	Panics *atomic.Uint64
+}
+
+// Server serves DNS over UDP and TCP on the configured addresses.
+type Server struct {
+	cfg      ServerConfig
+	log      *slog.Logger
+	udp      []*net.UDPConn
+	tcp      []*net.TCPListener
+	wg       sync.WaitGroup // in-flight queries
+	loops    sync.WaitGroup // read and accept loops
+	tcpSem   chan struct{}
+	conns    sync.Map // net.Conn -> struct{}, for shutdown
+	closing  atomic.Bool
+	bufPool  sync.Pool
+	panicLog sync.Once
+}
+
+// NewServer validates cfg and returns a server that is not yet listening.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Handler == nil || cfg.Snapshot == nil {
+		return nil, errors.New("resolver: server needs a handler and a snapshot source")
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("resolver: no listen address")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.UDPSockets <= 0 {
+		cfg.UDPSockets = runtime.GOMAXPROCS(0)
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 5 * time.Second
+	}
+	if cfg.TCPMaxConns <= 0 {
+		cfg.TCPMaxConns = 1024
+	}
+	if cfg.TCPIdleTimeout <= 0 {
+		cfg.TCPIdleTimeout = 10 * time.Second
+	}
+	if cfg.TCPMaxInflight <= 0 {
+		cfg.TCPMaxInflight = 32
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns)}
+	s.bufPool.New = func() any { b := make([]byte, dns.MaxMsgSize); return &b }
+	return s, nil
+}
+
+func reusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// Start binds every listener and starts serving. On error nothing is left
+// listening.
+func (s *Server) Start() error {
+	lc := net.ListenConfig{Control: reusePort}
+	for _, addr := range s.cfg.Listen {
+		var err error
+		// With port 0 the kernel picks a UDP port that may be taken for
+		// TCP; try a few times.
+		for try := 0; try < 20; try++ {
+			if err = s.bind(lc, addr); err == nil || !strings.HasSuffix(addr, ":0") {
+				break
+			}
+		}
+		if err != nil {
+			s.closeListeners()
+			return err
+		}
+	}
+	for _, c := range s.udp {
+		s.loops.Add(1)
+		go s.udpLoop(c)
+	}
+	for _, l := range s.tcp {
+		s.loops.Add(1)
+		go s.acceptLoop(l)
+	}
+	for _, l := range s.tcp {
+		s.log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", s.cfg.UDPSockets)
+	}
+	return nil
+}
+
+// bind opens the UDP sockets and the TCP listener of one address.
+func (s *Server) bind(lc net.ListenConfig, addr string) error {
+	ctx := context.Background()
+	first, err := lc.ListenPacket(ctx, "udp", addr)
+	if err != nil {
+		return fmt.Errorf("listen udp %s: %w", addr, err)
+	}
+	conns := []*net.UDPConn{first.(*net.UDPConn)}
+	fail := func(err error) error {
+		for _, c := range conns {
+			c.Close()
+		}
+		return err
+	}
+	bound := first.LocalAddr().String() // resolves port 0
+	for i := 1; i < s.cfg.UDPSockets; i++ {
+		pc, err := lc.ListenPacket(ctx, "udp", bound)
+		if err != nil {
+			return fail(fmt.Errorf("listen udp %s (socket %d): %w", bound, i+1, err))
+		}
+		conns = append(conns, pc.(*net.UDPConn))
+	}
+	ln, err := net.Listen("tcp", bound)
+	if err != nil {
+		return fail(fmt.Errorf("listen tcp %s: %w", bound, err))
+	}
+	s.udp = append(s.udp, conns...)
+	s.tcp = append(s.tcp, ln.(*net.TCPListener))
+	return nil
+}
+
+// Addrs returns the bound addresses (one per Listen entry, UDP and TCP share it).
+func (s *Server) Addrs() []string {
+	out := make([]string, len(s.tcp))
+	for i, l := range s.tcp {
+		out[i] = l.Addr().String()
+	}
+	return out
+}
+
+func (s *Server) closeListeners() {
+	for _, c := range s.udp {
+		c.Close()
+	}
+	for _, l := range s.tcp {
+		l.Close()
+	}
+}
+
+// Shutdown stops reading new queries, lets in-flight ones finish until ctx
+// ends, then closes every connection.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	for _, l := range s.tcp {
+		l.Close()
+	}
+	// Stop UDP reads but keep the sockets writable for in-flight answers.
+	for _, c := range s.udp {
+		c.SetReadDeadline(time.Now())
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("shutdown: in-flight queries still running: %w", ctx.Err())
+	}
+	for _, c := range s.udp {
+		c.Close()
+	}
+	s.conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+	s.loops.Wait()
+	return err
+}
+
+func (s *Server) udpLoop(c *net.UDPConn) {
+	defer s.loops.Done()
+	buf := make([]byte, dns.MaxMsgSize)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Debug("udp read", "err", err)
+			continue
+		}
+		if n < 12 {
+			continue // not even a header: drop
+		}
+		bp := s.bufPool.Get().(*[]byte)
+		pkt := append((*bp)[:0], buf[:n]...)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveUDP(c, pkt, from)
+			*bp = pkt
+			s.bufPool.Put(bp)
+		}()
+	}
+}
+
+func (s *Server) serveUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort) {
+	req, resp := s.handle(pkt, from, "udp")
+	if resp == nil {
+		return
+	}
+	resp.Compress = true
+	size := dns.MinMsgSize
+	if req != nil {
+		size = ClientUDPSize(req)
+	}
+	if resp.Len() > size {
+		resp.Truncate(size)
+	}
+	out, err := resp.Pack()
+	if err != nil {
+		s.log.Warn("pack response", "err", err)
+		return
+	}
+	if _, err := c.WriteToUDPAddrPort(out, from); err != nil {
+		s.log.Debug("udp write", "client", from.String(), "err", err)
+	}
+}
+
+func (s *Server) acceptLoop(l *net.TCPListener) {
+	defer s.loops.Done()
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("tcp accept", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		select {
+		case s.tcpSem <- struct{}{}:
+		default:
+			// Over the connection cap: refuse at once rather than queue.
+			conn.Close()
+			continue
+		}
+		s.conns.Store(conn, struct{}{})
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.serveTCPConn(conn)
+			s.conns.Delete(conn)
+			conn.Close()
+			<-s.tcpSem
+		}()
+	}
+}
+
+// serveTCPConn reads length-prefixed queries until the client goes idle,
+// answering pipelined queries concurrently (RFC 7766 6.2.1.1).
+func (s *Server) serveTCPConn(conn net.Conn) {
+	from := addrPortOf(conn.RemoteAddr())
+	var wmu sync.Mutex
+	inflight := make(chan struct{}, s.cfg.TCPMaxInflight)
+	var lenBuf [2]byte
+	var cw sync.WaitGroup
+	defer cw.Wait()
+	for !s.closing.Load() {
+		conn.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		if _, err := io.ReadFull(conn, lenBuf[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(lenBuf[:]))
+		if n < 12 {
+			return
+		}
+		// The body must follow promptly; a trickling client is cut off.
+		conn.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		pkt := make([]byte, n)
+		if _, err := io.ReadFull(conn, pkt); err != nil {
+			return
+		}
+		inflight <- struct{}{}
+		s.wg.Add(1)
+		cw.Add(1)
+		go func() {
+			defer func() { <-inflight; cw.Done(); s.wg.Done() }()
+			_, resp := s.handle(pkt, from, "tcp")
+			if resp == nil {
+				return
+			}
+			resp.Compress = true
+			out, err := resp.Pack()
+			if err != nil {
+				return
+			}
+			frame := make([]byte, 2+len(out))
+			binary.BigEndian.PutUint16(frame, uint16(len(out)))
+			copy(frame[2:], out)
+			wmu.Lock()
+			conn.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+			_, err = conn.Write(frame)
+			wmu.Unlock()
+			if err != nil {
+				conn.Close()
+			}
+		}()
+	}
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		return v.AddrPort()
+	case *net.UDPAddr:
+		return v.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// handle parses one query and runs the chain. It returns the parsed request
+// (nil when the packet was not a query) and the response (nil to stay silent).
+func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg, *dns.Msg) {
+	m := new(dns.Msg)
+	if err := m.Unpack(pkt); err != nil {
+		return nil, formErr(pkt)
+	}
+	if m.Response {
+		return nil, nil // never answer answers
+	}
+	if m.Opcode != dns.OpcodeQuery {
+		r := Reply(m, dns.RcodeNotImplemented)
+		r.Question = m.Question
+		return m, r
+	}
+	if len(m.Question) != 1 {
+		return m, Reply(m, dns.RcodeFormatError)
+	}
+	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
+		r := Reply(m, dns.RcodeBadVers)
+		return m, r
+	}
+	req := NewRequest(m, from, proto, s.cfg.Snapshot())
+	resp := s.run(req)
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(req, resp)
+	}
+	if req.Info.Dropped {
+		return m, nil
+	}
+	return m, resp
+}
+
+// run calls the chain, turning errors and panics into SERVFAIL.
+func (s *Server) run(req *Request) (resp *dns.Msg) {
+	defer func() {
+		if p := recover(); p != nil {
+			if s.cfg.Panics != nil {
+				s.cfg.Panics.Add(1)
+			}
+			s.log.Error("query handler panic; answered SERVFAIL", "name", req.Name, "type", dns.TypeToString[req.Qtype],
+				"client", req.Client.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "internal error")
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.QueryTimeout)
+	defer cancel()
+	resp, err := s.cfg.Handler.ServeDNS(ctx, req)
+	if err != nil {
+		var ede *EDEError
+		if errors.As(err, &ede) {
+			resp = ServFail(req.Msg, ede.Code, ede.Text)
+		} else {
+			resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "")
+		}
+		s.log.Debug("query failed", "name", req.Name, "type", dns.TypeToString[req.Qtype], "err", err)
+	}
+	if resp == nil {
+		resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "no response")
+	}
+	resp.Id = req.Msg.Id
+	return resp
+}
+
+// formErr answers a packet that does not parse, when its header does.
+func formErr(pkt []byte) *dns.Msg {
+	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
+		return nil
+	}
+	m := new(dns.Msg)
+	m.Id = binary.BigEndian.Uint16(pkt)
+	m.Response = true
+	m.Opcode = int(pkt[2]>>3) & 0xF
+	m.Rcode = dns.RcodeFormatError
+	return m
+}
+
+// EDEError is an error that carries the Extended DNS Error the client should
+// see in its SERVFAIL.
+type EDEError struct {
+	Code uint16
+	Text string
+	Err  error
+}
+
+// Error returns the text and the underlying error.
+func (e *EDEError) Error() string {
+	if e.Err != nil {
+		return e.Text + ": " + e.Err.Error()
+	}
+	return e.Text
+}
+
+// Unwrap returns the underlying error.
+func (e *EDEError) Unwrap() error { return e.Err }
