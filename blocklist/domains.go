@@ -123,6 +123,9 @@ type domainTable struct {
 	slots  []uint32 // 0 = empty; else tag<<idBits | (id+1)
 	idBits uint
 	idMask uint32
+	// levels has bit l set when some rule's name has l labels (bit 63: 63
+	// or more), so a match skips suffixes no rule can equal.
+	levels uint64
 	// dups maps a head rule to every rule (head included) that shares its
 	// name, with each rule's own kind bit. Only names listed more than once
 	// appear here.
@@ -175,9 +178,11 @@ func (t *domainTable) build() {
 	t.idMask = 1<<t.idBits - 1
 	size := n + n/2 + 1
 	t.slots = make([]uint32, size)
+	t.levels = 0
 	for i := 0; i < n; i++ {
 		id := uint32(i)
 		name := t.name(id)
+		t.levels |= 1 << min(bytes.Count(name, dot)+1, 63)
 		h := mix(hashName(name))
 		tag := t.tag(h)
 		s := fastrange(h, size)
@@ -215,6 +220,8 @@ func (t *domainTable) addDup(head, id uint32) {
 	t.kind[head] |= t.kind[id] | kindMore
 }
 
+var dot = []byte{'.'}
+
 // tag returns the slot bits above the id that identify h.
 func (t *domainTable) tag(h uint64) uint32 {
 	return uint32(h) &^ t.idMask
@@ -232,24 +239,7 @@ func (t *domainTable) lookup(h uint64, name string) (uint32, bool) {
 		return 0, false
 	}
 	h = mix(h)
-	tag := t.tag(h)
-	s := fastrange(h, size)
-	for {
-		v := t.slots[s]
-		if v == 0 {
-			return 0, false
-		}
-		if v&^t.idMask == tag {
-			id := v&t.idMask - 1
-			if string(t.name(id)) == name {
-				return id, true
-			}
-		}
-		s++
-		if s == size {
-			s = 0
-		}
-	}
+	return t.find(h, t.slots[fastrange(h, size)], name)
 }
 
 // nameMatch is the raw outcome of walking a query name's suffixes.
@@ -262,32 +252,111 @@ type nameMatch struct {
 	hasBlock, hasAllow bool
 }
 
-// match walks name's suffixes from the top-level label down to the whole
-// name and records the most specific block and allow heads. name must be in
-// canonical form (lower-case, no trailing dot). It does not allocate.
+// maxLevels is how many suffixes of one name match checks in its fast path;
+// deeper names take the plain path.
+const maxLevels = 32
+
+// match walks name's suffixes and records the most specific block and allow
+// heads. name must be in canonical form (lower-case, no trailing dot). It
+// does not allocate.
+//
+// It works in two passes so the table reads of the different suffixes are
+// independent and the CPU can overlap their cache misses: the first pass
+// hashes every suffix (right to left, each hash extends the previous) and
+// loads its home slot; the second resolves each level. Suffixes with a label
+// count that no rule has are skipped.
 func (t *domainTable) match(name string) nameMatch {
 	var m nameMatch
-	if len(t.slots) == 0 || len(name) == 0 {
+	size := len(t.slots)
+	if size == 0 || len(name) == 0 {
 		return m
 	}
+	var (
+		hashes [maxLevels]uint64
+		starts [maxLevels]int32
+		first  [maxLevels]uint32
+		n      int
+	)
+	h := uint64(fnvOffset64)
+	labels := 0
+	for i := len(name) - 1; ; i-- {
+		if i < 0 || name[i] == '.' {
+			labels++
+			if t.levels&(1<<min(labels, 63)) != 0 {
+				if n == maxLevels {
+					return t.matchSlow(name)
+				}
+				mh := mix(h)
+				hashes[n], starts[n] = mh, int32(i+1)
+				first[n] = t.slots[fastrange(mh, size)]
+				n++
+			}
+			if i < 0 {
+				break
+			}
+		}
+		h = (h ^ uint64(name[i])) * fnvPrime64
+	}
+	for l := 0; l < n; l++ {
+		if first[l] == 0 {
+			continue // empty home slot: a miss without probing
+		}
+		id, ok := t.find(hashes[l], first[l], name[starts[l]:])
+		if !ok {
+			continue
+		}
+		m.note(t.kind[id], id, starts[l] == 0)
+	}
+	return m
+}
+
+// note records a table hit at one level of the walk (levels come from the
+// top-level label down, so later hits are more specific).
+func (m *nameMatch) note(k uint8, id uint32, atName bool) {
+	var blk, alw uint8
+	if atName {
+		blk, alw = k&kindBlockAtName, k&kindAllowAtName
+	} else {
+		blk, alw = k&kindBlockBelow, k&kindAllowBelow
+	}
+	if blk != 0 {
+		m.block, m.blockBits, m.blockExact, m.hasBlock = id, blk, atName, true
+	}
+	if alw != 0 {
+		m.allow, m.allowBits, m.allowExact, m.hasAllow = id, alw, atName, true
+	}
+}
+
+// find resolves one suffix given its mixed hash and its home slot's value.
+func (t *domainTable) find(h uint64, v uint32, suffix string) (uint32, bool) {
+	size := len(t.slots)
+	tag := t.tag(h)
+	s := fastrange(h, size)
+	for v != 0 {
+		if v&^t.idMask == tag {
+			id := v&t.idMask - 1
+			if string(t.name(id)) == suffix {
+				return id, true
+			}
+		}
+		s++
+		if s == size {
+			s = 0
+		}
+		v = t.slots[s]
+	}
+	return 0, false
+}
+
+// matchSlow is match without the level limit, for names of more than
+// maxLevels labels.
+func (t *domainTable) matchSlow(name string) nameMatch {
+	var m nameMatch
 	h := uint64(fnvOffset64)
 	for i := len(name) - 1; ; i-- {
 		if i < 0 || name[i] == '.' {
 			if id, ok := t.lookup(h, name[i+1:]); ok {
-				k := t.kind[id]
-				atName := i < 0
-				var blk, alw uint8
-				if atName {
-					blk, alw = k&kindBlockAtName, k&kindAllowAtName
-				} else {
-					blk, alw = k&kindBlockBelow, k&kindAllowBelow
-				}
-				if blk != 0 {
-					m.block, m.blockBits, m.blockExact, m.hasBlock = id, blk, atName, true
-				}
-				if alw != 0 {
-					m.allow, m.allowBits, m.allowExact, m.hasAllow = id, alw, atName, true
-				}
+				m.note(t.kind[id], id, i < 0)
 			}
 			if i < 0 {
 				return m

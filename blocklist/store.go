@@ -62,6 +62,7 @@ type Store struct {
 	gen       uint64
 	listeners []func(*Snapshot, *ReloadReport)
 	loaded    atomic.Bool
+	reloads   atomic.Uint64
 }
 
 // NewStore returns a store serving the empty snapshot until the first Reload.
@@ -82,6 +83,9 @@ func (s *Store) Current() *Snapshot { return s.cur.Load() }
 
 // Loaded reports whether a Reload has completed at least once.
 func (s *Store) Loaded() bool { return s.loaded.Load() }
+
+// Reloads returns how many reloads have completed (successful or not).
+func (s *Store) Reloads() uint64 { return s.reloads.Load() }
 
 // Dirs returns the directories the store loads.
 func (s *Store) Dirs() []string { return s.opts.Dirs }
@@ -215,6 +219,7 @@ func readAllInto(b []byte, r io.Reader) ([]byte, error) {
 func (s *Store) Reload(ctx context.Context, trigger string) (*ReloadReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.reloads.Add(1)
 	start := time.Now()
 	old := s.cur.Load()
 	rep := &ReloadReport{Trigger: trigger, Generation: old.Generation}

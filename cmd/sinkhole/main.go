@@ -32,7 +32,7 @@ func main() {
 // so tests can run it in-process; ctx ends a running server.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, flagsFirst(app, args))
 	if err == nil {
 		return exitOK
 	}
@@ -55,6 +55,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Writer:  stdout, ErrWriter: stderr,
 		Commands: []*cli.Command{
 			serveCommand(),
+			reloadCommand(),
+			statusCommand(),
+			checkCommand(),
+			queryCommand(),
 		},
 		OnUsageError:    usageError,
 		CommandNotFound: func(c *cli.Context, name string) {},
@@ -72,6 +76,50 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		cmd.OnUsageError = usageError
 	}
 	return app
+}
+
+// flagsFirst moves a command's flags ahead of its arguments, so that
+// "sinkhole query NAME --type AAAA" works like "sinkhole query --type AAAA
+// NAME" (urfave/cli stops parsing flags at the first argument). A "--"
+// ends the flags.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 3 {
+		return args
+	}
+	cmd := app.Command(args[1])
+	if cmd == nil {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, rest []string
+	for i := 2; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		name := strings.TrimLeft(a, "-")
+		if !strings.HasPrefix(a, "-") || a == "-" || name == "" {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		if n, _, hasValue := strings.Cut(name, "="); !hasValue && takesValue[n] && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	out := append([]string{args[0], args[1]}, flags...)
+	if len(rest) > 0 {
+		out = append(append(out, "--"), rest...)
+	}
+	return out
 }
 
 // usageError turns a flag parse error into one line and exit status 2.

@@ -15,9 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
@@ -38,7 +40,8 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "reload-debounce", Value: 250 * time.Millisecond, Usage: "quiet time after a list file change before reloading"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
-		&cli.StringFlag{Name: "admin", Value: "127.0.0.1:8053", Usage: "admin API (HTTP) on `ADDR`"},
+		&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin API (HTTP) on `ADDR`"},
+		&cli.PathFlag{Name: "admin-token-file", Usage: "require \"Authorization: Bearer <token>\" with the token in `FILE` (needed when --admin is not loopback)"},
 	})
 }
 
@@ -82,6 +85,7 @@ type serveConfig struct {
 	logJSON         bool
 	logOut          io.Writer
 	admin           string
+	adminToken      string
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -152,6 +156,14 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if _, _, err := net.SplitHostPort(cfg.admin); err != nil {
 		return nil, usagef("--admin %q: want host:port", cfg.admin)
 	}
+	if p := c.Path("admin-token-file"); p != "" {
+		if cfg.adminToken, err = readToken(p); err != nil {
+			return nil, usagef("--admin-token-file: %v", err)
+		}
+	}
+	if !admin.IsLoopback(cfg.admin) && cfg.adminToken == "" {
+		return nil, usagef("--admin %s is not a loopback address: set --admin-token-file so the API is not open to the network", cfg.admin)
+	}
 	return cfg, nil
 }
 
@@ -189,7 +201,11 @@ type instance struct {
 	pool    *upstream.Pool
 	dns     *resolver.Server
 	watcher *dirwatch.Watcher
-	started time.Time
+	admin   *admin.Server
+	stats   resolver.Stats
+	// explainer decides names for the admin query route.
+	explainer *policy.Explainer
+	started   time.Time
 }
 
 // readyHookKey is the context key of a func(*instance) that serve calls once
@@ -245,11 +261,14 @@ func start(cfg *serveConfig) (*instance, error) {
 		return nil, err
 	}
 	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second)}
-	chain := &policy.Question{Block: blocker, Next: &policy.Answer{Block: blocker, Next: in.pool}}
+	answer := &policy.Answer{Block: blocker, Next: in.pool}
+	chain := &policy.Question{Block: blocker, Next: answer, CountryKnown: in.countryKnown}
+	in.explainer = &policy.Explainer{Question: chain, Answer: answer, Exchange: in.exchange}
 	in.dns, err = resolver.NewServer(resolver.ServerConfig{
 		Listen:   cfg.listen,
 		Handler:  chain,
 		Snapshot: in.store.Current,
+		Observe:  in.stats.Observe,
 		Logger:   log,
 		// Each try can take the full timeout on every upstream.
 		QueryTimeout: cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second,
@@ -260,6 +279,11 @@ func start(cfg *serveConfig) (*instance, error) {
 	if err := in.dns.Start(); err != nil {
 		return nil, err
 	}
+	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Logger: log})
+	if err != nil {
+		in.dns.Shutdown(context.Background())
+		return nil, err
+	}
 	in.watcher, err = dirwatch.Start(dirwatch.Options{
 		Dirs:     []string{cfg.lists},
 		Match:    blocklist.IsListFile,
@@ -268,6 +292,7 @@ func start(cfg *serveConfig) (*instance, error) {
 		Logger:   log,
 	})
 	if err != nil {
+		in.admin.Close(context.Background())
 		in.dns.Shutdown(context.Background())
 		return nil, err
 	}
@@ -277,11 +302,18 @@ func start(cfg *serveConfig) (*instance, error) {
 	return in, nil
 }
 
+// exchange asks the upstreams directly (for explanations).
+func (in *instance) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+	r, _, err := in.pool.Exchange(ctx, q)
+	return r, err
+}
+
 // shutdown drains in-flight queries (bounded) and stops everything.
 func (in *instance) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	in.watcher.Close()
+	in.admin.Close(ctx)
 	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		in.log.Warn("shutdown", "err", err)
 	}

@@ -72,16 +72,11 @@ func Start(o Options) (*Server, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listenBoth(addr)
 	if err != nil {
 		return nil, err
 	}
 	s.Addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
 	udpReady, tcpReady := make(chan struct{}), make(chan struct{})
 	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(udpReady) }}
 	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(tcpReady) }}
@@ -90,6 +85,28 @@ func Start(o Options) (*Server, error) {
 	<-udpReady
 	<-tcpReady
 	return s, nil
+}
+
+// listenBoth opens UDP and TCP on the same port. With port 0 the port the
+// kernel picks for UDP may be taken for TCP, so it retries.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	var lastErr error
+	for try := 0; try < 20; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		lastErr = err
+		if !strings.HasSuffix(addr, ":0") {
+			break
+		}
+	}
+	return nil, nil, lastErr
 }
 
 // Close stops the server.
@@ -291,13 +308,8 @@ type Silent struct {
 
 // StartSilent starts a black hole on loopback.
 func StartSilent() (*Silent, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, ln, err := listenBoth("127.0.0.1:0")
 	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return nil, err
 	}
 	s := &Silent{Addr: pc.LocalAddr().String(), pc: pc, ln: ln}

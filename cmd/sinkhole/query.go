@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/internal/admin"
+	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+)
+
+func queryCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "query",
+		Usage:     "explain the decision for a name: blocked or allowed, by which rule, and why",
+		ArgsUsage: "NAME",
+		Description: "Asks the running server (which resolves the name to check answer-based rules),\n" +
+			"or with --lists DIR decides offline from the files.",
+		Flags: append(clientFlags(),
+			&cli.StringFlag{Name: "type", Value: "A", Usage: "query `TYPE`"},
+			&cli.StringFlag{Name: "lists", Usage: "decide offline from the list files in `DIR`"},
+			&cli.StringFlag{Name: "block-action", Value: "nxdomain", Usage: "with --lists: the server's --block-action"},
+			&cli.BoolFlag{Name: "json", Usage: "print the raw JSON explanation"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("query takes exactly one NAME")
+			}
+			name := c.Args().First()
+			var ex *admin.Explanation
+			var err error
+			if dir := c.String("lists"); dir != "" {
+				ex, err = explainOffline(c.Context, dir, name, c.String("type"), c.String("block-action"))
+				if err != nil {
+					return err
+				}
+			} else {
+				cl, err := adminClient(c)
+				if err != nil {
+					return err
+				}
+				if ex, err = cl.Explain(c.Context, name, c.String("type")); err != nil {
+					return clientError(c, err)
+				}
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ex)
+			}
+			printExplanation(c.App.Writer, ex)
+			return nil
+		},
+	}
+}
+
+// explainOffline loads dir and decides the name without resolving it.
+func explainOffline(ctx context.Context, dir, name, qtype, action string) (*admin.Explanation, error) {
+	act, err := blocklist.ParseAction(action)
+	if err != nil || act == blocklist.ActionLog {
+		return nil, usagef("--block-action %q: want nxdomain, nodata, refused or sinkhole", action)
+	}
+	st := blocklist.NewStore(blocklist.Options{Dirs: []string{dir}, Logger: slog.New(slog.DiscardHandler)})
+	rep, err := st.Reload(ctx, "query")
+	if err != nil {
+		return nil, cli.Exit(err.Error(), exitFailure)
+	}
+	blocker := &policy.Blocker{Default: act}
+	e := &policy.Explainer{Question: &policy.Question{Block: blocker}, Answer: &policy.Answer{Block: blocker}}
+	ex, err := explain(ctx, e, st.Current(), name, qtype)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	for _, le := range rep.Errors() {
+		ex.ResolveErr += "list error (file not loaded): " + le.Error() + "\n"
+	}
+	return ex, nil
+}
+
+func ruleLine(r *admin.Rule) string {
+	s := fmt.Sprintf("%s  (%s:%d", r.Text, r.File, r.Line)
+	if r.Platform != "" {
+		s += ", platform " + r.Platform
+	}
+	return s + ", action " + r.Action + ", scope " + r.Scope + ")"
+}
+
+// printExplanation writes an explanation for people.
+func printExplanation(w io.Writer, ex *admin.Explanation) {
+	switch ex.Verdict {
+	case "blocked":
+		fmt.Fprintf(w, "%s %s: BLOCKED (%s) by %s\n", ex.Name, ex.Type, ex.Action, ex.Trigger)
+	case "monitored":
+		fmt.Fprintf(w, "%s %s: ALLOWED, but monitored: a rule with action log matched (%s)\n", ex.Name, ex.Type, ex.Trigger)
+	default:
+		fmt.Fprintf(w, "%s %s: ALLOWED\n", ex.Name, ex.Type)
+	}
+	if ex.Rule != nil {
+		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Rule))
+	}
+	if ex.Exception != nil {
+		fmt.Fprintf(w, "  exception: %s overrides the rule above\n", ruleLine(ex.Exception))
+	}
+	if ex.Pending != nil && ex.Verdict != "blocked" {
+		fmt.Fprintf(w, "  overseas:  %s applies only to answers outside the home country\n", ruleLine(ex.Pending))
+	}
+	if ex.Target != "" && ex.Trigger != "qname" {
+		fmt.Fprintf(w, "  matched:   %s\n", ex.Target)
+	}
+	if ex.Reason != "" {
+		fmt.Fprintf(w, "  EDE text:  %s\n", ex.Reason)
+	}
+	if ex.Resolved {
+		fmt.Fprintln(w, "  answer from upstream:")
+		for _, r := range ex.Answer {
+			line := "    " + r.Record
+			if r.IP != "" && (r.Country != "" || r.ASN != 0) {
+				line += fmt.Sprintf("   [country %s, AS%d %s]", orDash(r.Country), r.ASN, r.ASOrg)
+			}
+			if r.Rule != nil {
+				line += "   <- " + ruleLine(r.Rule)
+			}
+			fmt.Fprintln(w, line)
+		}
+		if len(ex.Answer) == 0 {
+			fmt.Fprintln(w, "    (no records)")
+		}
+	}
+	if ex.ResolveErr != "" {
+		fmt.Fprintf(w, "  note: %s\n", ex.ResolveErr)
+	}
+	fmt.Fprintf(w, "  generation %d\n", ex.Generation)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

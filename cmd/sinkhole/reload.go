@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/internal/admin"
+)
+
+func reloadCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "reload",
+		Usage:     "make the running server reread its lists now, and show what changed",
+		ArgsUsage: " ",
+		Description: "Exit status: 0 when every file loaded, 1 when a file failed (its last good version\n" +
+			"stays in service; the errors are printed as file:line), 3 when the server cannot be reached.",
+		Flags: clientFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("reload takes no arguments")
+			}
+			cl, err := adminClient(c)
+			if err != nil {
+				return err
+			}
+			res, err := cl.Reload(c.Context)
+			if res == nil && err != nil {
+				return clientError(c, err)
+			}
+			printReload(c.App.Writer, res)
+			if res.Error != "" {
+				return cli.Exit("reload failed: "+res.Error, exitFailure)
+			}
+			if !res.OK {
+				return cli.Exit("", exitFailure)
+			}
+			return nil
+		},
+	}
+}
+
+// printReload writes a reload result as a table of files.
+func printReload(w io.Writer, r *admin.ReloadResult) {
+	state := "unchanged"
+	if r.Changed {
+		state = "new"
+	}
+	fmt.Fprintf(w, "generation %d (%s), %d rules, %s\n", r.Generation, state, r.Rules, time.Duration(r.Duration).Round(time.Microsecond))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, f := range r.Files {
+		rules := fmt.Sprintf("%d rules", f.Rules)
+		switch f.Change {
+		case blocklist.ChangeUpdated, blocklist.ChangeRemoved:
+			rules += fmt.Sprintf(" (was %d)", f.PreviousRules)
+		case blocklist.ChangeFailed:
+			if f.Rules > 0 {
+				rules += " (last good version kept)"
+			} else {
+				rules += " (not loaded)"
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Change, f.Name, rules)
+	}
+	tw.Flush()
+	for _, f := range r.Files {
+		for _, e := range f.Errors {
+			fmt.Fprintf(w, "  %s\n", e.Error())
+		}
+	}
+}

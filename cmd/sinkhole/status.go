@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sinkhole-dns/sinkhole/internal/admin"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show what the running server is doing: lists, errors, upstreams, counters",
+		ArgsUsage: " ",
+		Flags:     append(clientFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON status"}),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("status takes no arguments")
+			}
+			cl, err := adminClient(c)
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(c.Context)
+			if err != nil {
+				return clientError(c, err)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(c.App.Writer, st)
+			return nil
+		},
+	}
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func short(hash string) string {
+	if len(hash) > 12 {
+		return hash[:12]
+	}
+	if hash == "" {
+		return "-"
+	}
+	return hash
+}
+
+// printStatus writes the status as readable tables.
+func printStatus(w io.Writer, st *admin.Status) {
+	ready := "ready"
+	if !st.Ready {
+		ready = "NOT READY"
+	}
+	fmt.Fprintf(w, "sinkhole %s, up %s, %s, listening on %s\n", st.Version, time.Duration(st.Uptime), ready, strings.Join(st.Listen, ", "))
+	fmt.Fprintf(w, "lists: generation %d built %s, %d rules\n", st.Generation, ago(st.Reloaded), st.Rules)
+	for _, wmsg := range st.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", wmsg)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FILE\tRULES\tDOMAINS\tIPS\tASNS\tSHA256\tLOADED\tSTATE")
+	for _, f := range st.Files {
+		state := "ok"
+		switch {
+		case f.Stale && f.Rules > 0:
+			state = "BROKEN (last good version serving)"
+		case f.Stale:
+			state = "BROKEN (not loaded)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", f.Name, f.Rules, f.Domains, f.IPs, f.ASNs, short(f.SHA256), ago(f.LoadedAt), state)
+	}
+	tw.Flush()
+	for _, e := range st.Errors {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(tw, "UPSTREAM\tSTATE\tREQUESTS\tFAILURES\tLAST RTT\tLAST ERROR")
+	for _, u := range st.Upstreams {
+		state := "healthy"
+		if !u.Healthy {
+			state = "UNHEALTHY"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", u.Addr, state, u.Requests, u.Failures, time.Duration(u.LastRTT).Round(time.Microsecond), u.LastError)
+	}
+	tw.Flush()
+	c := st.Counters
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "queries %d, blocked %d (%s), monitored %d, from cache %d, servfail %d, refused %d, dropped %d\n",
+		c.Queries, c.Blocked, percent(c.Blocked, c.Queries), c.Monitored, c.Cached, c.ServFail, c.Refused, c.Dropped)
+	if len(st.Platforms) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(tw, "TOP PLATFORMS\tBLOCKS")
+		for _, p := range st.Platforms {
+			fmt.Fprintf(tw, "%s\t%d\n", p.Platform, p.Blocks)
+		}
+		tw.Flush()
+	}
+	if len(st.Geo) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(tw, "GEO DATABASE\tTYPE\tPATH\tBUILT\tLOADED\tLAST ERROR")
+		for _, g := range st.Geo {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Kind, g.Type, g.Path, g.BuiltAt.Format("2006-01-02"), ago(g.LoadedAt), g.LastError)
+		}
+		tw.Flush()
+	}
+	if len(st.Feeds) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(tw, "FEED\tSOURCE\tSERIAL\tLAST TRANSFER\tRESULT\tLAST ERROR")
+		for _, f := range st.Feeds {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", f.Name, f.Source, f.Serial, ago(f.LastTransfer), f.LastResult, f.LastError)
+		}
+		tw.Flush()
+	}
+}
+
+func percent(a, b uint64) string {
+	if b == 0 {
+		return "0%"
+	}
+	return fmt.Sprintf("%.1f%%", float64(a)*100/float64(b))
+}
