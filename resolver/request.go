@@ -24,6 +24,10 @@ type Request struct {
 	Snapshot *blocklist.Snapshot
 	// Info collects what the stages did, for logs, metrics and the admin API.
 	Info Info
+	// Reuse, when set, is an upstream answer the cache still holds: the
+	// upstream stage returns it instead of asking again. The cache sets it to
+	// re-decide an entry under a new list generation without a network trip.
+	Reuse *dns.Msg
 }
 
 // NewRequest builds a request for m, which must hold exactly one question.
@@ -54,6 +58,8 @@ func CanonicalName(name string) string {
 
 // Info is what the chain learned while answering.
 type Info struct {
+	// Rcode is the response code sent (set by the server before observers run).
+	Rcode    int
 	Decision *Decision // nil when no rule matched
 	Upstream string    // the upstream that answered, if any
 	Cached   bool      // answered from cache
@@ -66,6 +72,9 @@ type Info struct {
 	// Exempt is set when an exception ("@@") matched the query name: the
 	// answer is then not policed either.
 	Exempt *blocklist.RuleID
+	// Raw is the upstream's answer when a policy stage replaced it (with a
+	// block), so the cache can re-decide it under a later list generation.
+	Raw *dns.Msg
 }
 
 // Decision records a rule that fired for the query.

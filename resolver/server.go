@@ -23,9 +23,18 @@ import (
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 )
 
-// Observer is told about every answered (or dropped) query, after the
-// response is written. It must not block: logs and metrics buffer.
+// Observer is told about every answered (or dropped) query. It must not
+// block (logs and metrics buffer) and must not keep req or resp after it
+// returns. resp is nil for answers written straight from the cache's wire
+// form; req.Info.Rcode always holds the response code and req.Msg may be nil.
 type Observer func(req *Request, resp *dns.Msg)
+
+// WireCache answers queries straight from their packets (see
+// resolver/cache): it writes the answer into out and reports the Info and
+// canonical name of the cached entry, or declines.
+type WireCache interface {
+	AnswerWire(q *WireQuery, gen uint64, out []byte, udp bool) (n int, info *Info, name string, ok bool)
+}
 
 // ServerConfig configures a Server.
 type ServerConfig struct {
@@ -54,21 +63,23 @@ type ServerConfig struct {
 	TCPMaxInflight int
 	// Panics, when set, is incremented for every recovered handler panic.
 	Panics *atomic.Uint64
+	// Cache, when set, is tried on the raw packet before any parsing.
+	Cache WireCache
 }
 
 // Server serves DNS over UDP and TCP on the configured addresses.
 type Server struct {
-	cfg      ServerConfig
-	log      *slog.Logger
-	udp      []*net.UDPConn
-	tcp      []*net.TCPListener
-	wg       sync.WaitGroup // in-flight queries
-	loops    sync.WaitGroup // read and accept loops
-	tcpSem   chan struct{}
-	conns    sync.Map // net.Conn -> struct{}, for shutdown
-	closing  atomic.Bool
-	bufPool  sync.Pool
-	panicLog sync.Once
+	cfg        ServerConfig
+	log        *slog.Logger
+	udp        []*net.UDPConn
+	tcp        []*net.TCPListener
+	wg         sync.WaitGroup // in-flight queries
+	loops      sync.WaitGroup // read and accept loops
+	tcpSem     chan struct{}
+	conns      sync.Map // net.Conn -> struct{}, for shutdown
+	closing    atomic.Bool
+	bufPool    sync.Pool
+	tcpScratch sync.Pool
 }
 
 // NewServer validates cfg and returns a server that is not yet listening.
@@ -99,6 +110,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns)}
 	s.bufPool.New = func() any { b := make([]byte, dns.MaxMsgSize); return &b }
+	s.tcpScratch.New = func() any { return newWireScratch() }
 	return s, nil
 }
 
@@ -221,9 +233,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// wireScratch is one read loop's (or one TCP query's) reusable state for
+// answering from the cache without allocating.
+type wireScratch struct {
+	q   WireQuery
+	key [262]byte
+	out []byte
+	req Request
+}
+
+func newWireScratch() *wireScratch { return &wireScratch{out: make([]byte, dns.MaxMsgSize)} }
+
+// fromCache answers pkt from the wire cache into w.out, observing the
+// query; it reports the answer's length, or false to take the full path.
+func (s *Server) fromCache(w *wireScratch, pkt []byte, from netip.AddrPort, proto string) (int, bool) {
+	if s.cfg.Cache == nil || ParseWireQuery(pkt, w.key[:0], &w.q) != nil {
+		return 0, false
+	}
+	snap := s.cfg.Snapshot()
+	n, info, name, ok := s.cfg.Cache.AnswerWire(&w.q, snap.Generation, w.out, proto == "udp")
+	if !ok {
+		return 0, false
+	}
+	if s.cfg.Observe != nil {
+		r := &w.req
+		*r = Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info}
+		r.Info.Cached = true
+		s.cfg.Observe(r, nil)
+		r.Snapshot, r.Info.Decision = nil, nil
+	}
+	return n, true
+}
+
 func (s *Server) udpLoop(c *net.UDPConn) {
 	defer s.loops.Done()
 	buf := make([]byte, dns.MaxMsgSize)
+	w := newWireScratch()
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -235,6 +280,12 @@ func (s *Server) udpLoop(c *net.UDPConn) {
 		}
 		if n < 12 {
 			continue // not even a header: drop
+		}
+		if m, ok := s.fromCache(w, buf[:n], from, "udp"); ok {
+			if _, err := c.WriteToUDPAddrPort(w.out[:m], from); err != nil {
+				s.log.Debug("udp write", "client", from.String(), "err", err)
+			}
+			continue
 		}
 		bp := s.bufPool.Get().(*[]byte)
 		pkt := append((*bp)[:0], buf[:n]...)
@@ -331,21 +382,28 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 		cw.Add(1)
 		go func() {
 			defer func() { <-inflight; cw.Done(); s.wg.Done() }()
-			_, resp := s.handle(pkt, from, "tcp")
-			if resp == nil {
-				return
-			}
-			resp.Compress = true
-			out, err := resp.Pack()
-			if err != nil {
-				return
+			var out []byte
+			w := s.tcpScratch.Get().(*wireScratch)
+			defer s.tcpScratch.Put(w)
+			if n, ok := s.fromCache(w, pkt, from, "tcp"); ok {
+				out = w.out[:n]
+			} else {
+				_, resp := s.handle(pkt, from, "tcp")
+				if resp == nil {
+					return
+				}
+				resp.Compress = true
+				var err error
+				if out, err = resp.Pack(); err != nil {
+					return
+				}
 			}
 			frame := make([]byte, 2+len(out))
 			binary.BigEndian.PutUint16(frame, uint16(len(out)))
 			copy(frame[2:], out)
 			wmu.Lock()
 			conn.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
-			_, err = conn.Write(frame)
+			_, err := conn.Write(frame)
 			wmu.Unlock()
 			if err != nil {
 				conn.Close()
@@ -389,6 +447,9 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg
 	}
 	req := NewRequest(m, from, proto, s.cfg.Snapshot())
 	resp := s.run(req)
+	if resp != nil {
+		req.Info.Rcode = resp.Rcode
+	}
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(req, resp)
 	}

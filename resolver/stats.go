@@ -23,7 +23,8 @@ type Stats struct {
 	platforms sync.Map // platform name -> *atomic.Uint64
 }
 
-// Observe counts one answered query.
+// Observe counts one answered query. resp may be nil (answers served from
+// the cache's wire fast path); req.Info.Rcode holds the response code.
 func (s *Stats) Observe(req *Request, resp *dns.Msg) {
 	s.Queries.Add(1)
 	if req.Info.Cached {
@@ -51,10 +52,7 @@ func (s *Stats) Observe(req *Request, resp *dns.Msg) {
 		}
 		return
 	}
-	if resp == nil {
-		return
-	}
-	switch resp.Rcode {
+	switch req.Info.Rcode {
 	case dns.RcodeServerFailure:
 		s.ServFail.Add(1)
 	case dns.RcodeRefused:

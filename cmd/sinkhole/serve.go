@@ -22,6 +22,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/cache"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
@@ -37,6 +38,11 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "sinkhole-ipv4", Value: "0.0.0.0", Usage: "A answer under the sinkhole action"},
 		&cli.StringFlag{Name: "sinkhole-ipv6", Value: "::", Usage: "AAAA answer under the sinkhole action"},
 		&cli.DurationFlag{Name: "block-ttl", Value: 300 * time.Second, Usage: "TTL of block answers and their SOA"},
+		&cli.IntFlag{Name: "cache-size", Value: cache.DefaultSize, Usage: "answers kept in the cache (0 disables the cache)"},
+		&cli.DurationFlag{Name: "cache-min-ttl", Value: 0, Usage: "raise shorter record TTLs to this"},
+		&cli.DurationFlag{Name: "cache-max-ttl", Value: cache.DefaultMaxTTL, Usage: "cap longer record TTLs to this"},
+		&cli.DurationFlag{Name: "serve-stale", Value: 0, Usage: "answer from entries expired up to `DURATION` ago (TTL 30, EDE 3) when every upstream fails (RFC 8767; 0 disables)"},
+		&cli.BoolFlag{Name: "prefetch", Value: true, Usage: "refresh popular cache entries shortly before they expire"},
 		&cli.DurationFlag{Name: "reload-debounce", Value: 250 * time.Millisecond, Usage: "quiet time after a list file change before reloading"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
@@ -86,6 +92,11 @@ type serveConfig struct {
 	logOut          io.Writer
 	admin           string
 	adminToken      string
+	cacheSize       int
+	cacheMinTTL     time.Duration
+	cacheMaxTTL     time.Duration
+	serveStale      time.Duration
+	prefetch        bool
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -95,6 +106,11 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 		blockTTL:        c.Duration("block-ttl"),
 		debounce:        c.Duration("reload-debounce"),
 		admin:           c.String("admin"),
+		cacheSize:       c.Int("cache-size"),
+		cacheMinTTL:     c.Duration("cache-min-ttl"),
+		cacheMaxTTL:     c.Duration("cache-max-ttl"),
+		serveStale:      c.Duration("serve-stale"),
+		prefetch:        c.Bool("prefetch"),
 	}
 	for _, l := range c.StringSlice("listen") {
 		if _, _, err := net.SplitHostPort(l); err != nil {
@@ -142,6 +158,15 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	}
 	if cfg.debounce < 0 || cfg.debounce > time.Minute {
 		return nil, usagef("--reload-debounce %s: want between 0s and 1m", cfg.debounce)
+	}
+	if cfg.cacheSize < 0 || cfg.cacheSize > 100_000_000 {
+		return nil, usagef("--cache-size %d: want between 0 and 100000000", cfg.cacheSize)
+	}
+	if cfg.cacheMinTTL < 0 || cfg.cacheMaxTTL < time.Second || cfg.cacheMinTTL > cfg.cacheMaxTTL {
+		return nil, usagef("--cache-min-ttl %s / --cache-max-ttl %s: want 0 <= min <= max and max >= 1s", cfg.cacheMinTTL, cfg.cacheMaxTTL)
+	}
+	if cfg.serveStale < 0 || cfg.serveStale > 7*24*time.Hour {
+		return nil, usagef("--serve-stale %s: want between 0s and 168h", cfg.serveStale)
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
@@ -199,6 +224,7 @@ type instance struct {
 	log     *slog.Logger
 	store   *blocklist.Store
 	pool    *upstream.Pool
+	cache   *cache.Cache // nil when --cache-size 0
 	dns     *resolver.Server
 	watcher *dirwatch.Watcher
 	admin   *admin.Server
@@ -262,11 +288,19 @@ func start(cfg *serveConfig) (*instance, error) {
 	}
 	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second)}
 	answer := &policy.Answer{Block: blocker, Next: in.pool}
-	chain := &policy.Question{Block: blocker, Next: answer, CountryKnown: in.countryKnown}
-	in.explainer = &policy.Explainer{Question: chain, Answer: answer, Exchange: in.exchange}
+	question := &policy.Question{Block: blocker, Next: answer, CountryKnown: in.countryKnown}
+	in.explainer = &policy.Explainer{Question: question, Answer: answer, Exchange: in.exchange}
+	var head resolver.Handler = question
+	var wire resolver.WireCache
+	if cfg.cacheSize > 0 {
+		in.cache = cache.New(cache.Config{Size: cfg.cacheSize, MinTTL: cfg.cacheMinTTL, MaxTTL: cfg.cacheMaxTTL,
+			ServeStale: cfg.serveStale, Prefetch: cfg.prefetch, Next: question, Snapshot: in.store.Current, Logger: log})
+		head, wire = in.cache, in.cache
+	}
 	in.dns, err = resolver.NewServer(resolver.ServerConfig{
 		Listen:   cfg.listen,
-		Handler:  chain,
+		Handler:  head,
+		Cache:    wire,
 		Snapshot: in.store.Current,
 		Observe:  in.stats.Observe,
 		Logger:   log,

@@ -40,6 +40,7 @@ type Server struct {
 	names    map[string]bool     // every owner name, lower-case fqdn
 	faults   map[string]Fault    // key: lower-case fqdn, "*" for every name
 	catchAll bool
+	noSOA    bool
 	// Delay is how long FaultSlow waits.
 	Delay time.Duration
 
@@ -58,11 +59,13 @@ type Options struct {
 	// CatchAll answers A and AAAA for any name not in Records with a
 	// synthesized address (for load tests).
 	CatchAll bool
+	// NoSOA leaves the SOA out of negative answers.
+	NoSOA bool
 }
 
 // Start starts a server. Close it when done.
 func Start(o Options) (*Server, error) {
-	s := &Server{records: map[string][]dns.RR{}, names: map[string]bool{}, faults: map[string]Fault{}, catchAll: o.CatchAll, Delay: 3 * time.Second}
+	s := &Server{records: map[string][]dns.RR{}, names: map[string]bool{}, faults: map[string]Fault{}, catchAll: o.CatchAll, noSOA: o.NoSOA, Delay: 3 * time.Second}
 	for _, r := range o.Records {
 		if err := s.Add(r); err != nil {
 			return nil, err
@@ -253,7 +256,7 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 		return m
 	}
 	if s.names[name] {
-		m.Ns = []dns.RR{s.soa(name)}
+		m.Ns = s.negative(name)
 		return m
 	}
 	if s.catchAll {
@@ -267,15 +270,26 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 			m.Answer = append(m.Answer, rr)
 			return m
 		}
-		m.Ns = []dns.RR{s.soa(name)}
+		m.Ns = s.negative(name)
 		return m
 	}
 	m.Rcode = dns.RcodeNameError
-	m.Ns = []dns.RR{s.soa(name)}
+	m.Ns = s.negative(name)
 	return m
 }
 
+// negative returns the authority section of a negative answer.
+func (s *Server) negative(name string) []dns.RR {
+	if rr := s.soa(name); rr != nil {
+		return []dns.RR{rr}
+	}
+	return nil
+}
+
 func (s *Server) soa(name string) dns.RR {
+	if s.noSOA {
+		return nil
+	}
 	labels := dns.SplitDomainName(name)
 	zone := "."
 	if len(labels) >= 2 {

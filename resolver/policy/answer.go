@@ -41,6 +41,7 @@ func (a *Answer) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg,
 	if !d.Enforced {
 		return resp, nil
 	}
+	req.Info.Raw = resp
 	return a.Block.Response(req, d), nil
 }
 

@@ -196,6 +196,12 @@ func Query(client *dns.Msg) *dns.Msg {
 
 // ServeDNS forwards req and returns the first valid answer.
 func (p *Pool) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+	if req.Reuse != nil {
+		resp := req.Reuse.Copy()
+		resp.Id = req.Msg.Id
+		req.Info.Upstream = "cache"
+		return resp, nil
+	}
 	resp, up, err := p.Exchange(ctx, Query(req.Msg))
 	if err != nil {
 		return nil, err

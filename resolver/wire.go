@@ -1,0 +1,160 @@
+package resolver
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/miekg/dns"
+)
+
+// WireQuery is a query read straight from its packet, without building a
+// dns.Msg: enough to look it up in the cache and answer it. It holds no
+// allocations of its own; Key and Question alias buffers of the caller.
+type WireQuery struct {
+	ID       uint16
+	RD, CD   bool
+	Qtype    uint16
+	Qclass   uint16
+	HasEDNS  bool
+	DO       bool
+	UDPSize  int    // the client's UDP payload limit (512 without EDNS)
+	Question []byte // the question section as sent (client's case), for echoing
+	// Key is the cache key: the lower-cased wire name, type, class and a
+	// flags byte (DO, CD).
+	Key []byte
+}
+
+// errNotSimple means the packet is valid DNS perhaps, but not a plain query
+// the fast path handles; the full parser takes it.
+var errNotSimple = errors.New("not a simple query")
+
+// Key flag bits.
+const (
+	keyDO = 1 << 0
+	keyCD = 1 << 1
+)
+
+// ParseWireQuery reads a plain query (QR=0, opcode QUERY, one question, no
+// answer or authority records, at most an OPT record) from pkt, building
+// the cache key in keyBuf. Anything else returns an error and is left to the
+// full parser.
+func ParseWireQuery(pkt []byte, keyBuf []byte, q *WireQuery) error {
+	if len(pkt) < 12+5 {
+		return errNotSimple
+	}
+	flags := binary.BigEndian.Uint16(pkt[2:])
+	if flags&0x8000 != 0 || (flags>>11)&0xF != 0 || flags&0x0200 != 0 { // QR, opcode, TC
+		return errNotSimple
+	}
+	if binary.BigEndian.Uint16(pkt[4:]) != 1 || binary.BigEndian.Uint16(pkt[6:]) != 0 || binary.BigEndian.Uint16(pkt[8:]) != 0 {
+		return errNotSimple
+	}
+	arcount := binary.BigEndian.Uint16(pkt[10:])
+	if arcount > 1 {
+		return errNotSimple
+	}
+	q.ID = binary.BigEndian.Uint16(pkt)
+	q.RD = flags&0x0100 != 0
+	q.CD = flags&0x0010 != 0
+	key := keyBuf[:0]
+	off := 12
+	for {
+		if off >= len(pkt) {
+			return errNotSimple
+		}
+		l := int(pkt[off])
+		if l&0xC0 != 0 { // compression pointer or extended label in a question
+			return errNotSimple
+		}
+		if off+1+l > len(pkt) || len(key)+1+l > 255 {
+			return errNotSimple
+		}
+		key = append(key, byte(l))
+		for _, c := range pkt[off+1 : off+1+l] {
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			key = append(key, c)
+		}
+		off += 1 + l
+		if l == 0 {
+			break
+		}
+	}
+	if off+4 > len(pkt) {
+		return errNotSimple
+	}
+	q.Qtype = binary.BigEndian.Uint16(pkt[off:])
+	q.Qclass = binary.BigEndian.Uint16(pkt[off+2:])
+	off += 4
+	q.Question = pkt[12:off]
+	q.HasEDNS, q.DO, q.UDPSize = false, false, dns.MinMsgSize
+	if arcount == 1 {
+		// OPT: root name, type 41, class = UDP size, TTL = ext-rcode,
+		// version, flags; then the options, which are ignored.
+		if off+11 > len(pkt) || pkt[off] != 0 || binary.BigEndian.Uint16(pkt[off+1:]) != dns.TypeOPT {
+			return errNotSimple
+		}
+		size := int(binary.BigEndian.Uint16(pkt[off+3:]))
+		if pkt[off+6] != 0 { // EDNS version: BADVERS is the full parser's job
+			return errNotSimple
+		}
+		q.DO = pkt[off+7]&0x80 != 0
+		rdlen := int(binary.BigEndian.Uint16(pkt[off+9:]))
+		off += 11 + rdlen
+		q.HasEDNS, q.UDPSize = true, max(size, dns.MinMsgSize)
+	}
+	if off != len(pkt) {
+		return errNotSimple
+	}
+	switch q.Qtype {
+	case dns.TypeAXFR, dns.TypeIXFR, dns.TypeOPT, dns.TypeANY:
+		return errNotSimple
+	}
+	var fl byte
+	if q.DO {
+		fl |= keyDO
+	}
+	if q.CD {
+		fl |= keyCD
+	}
+	key = append(key, byte(q.Qtype>>8), byte(q.Qtype), byte(q.Qclass>>8), byte(q.Qclass), fl)
+	q.Key = key
+	return nil
+}
+
+// CacheKey builds the cache key of a parsed query into buf: the same bytes
+// ParseWireQuery produces for it.
+func CacheKey(buf []byte, m *dns.Msg) ([]byte, error) {
+	q := m.Question[0]
+	buf = buf[:cap(buf)]
+	if len(buf) < 256+5 {
+		buf = make([]byte, 256+5)
+	}
+	n, err := dns.PackDomainName(dns.Fqdn(q.Name), buf, 0, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	key := buf[:n]
+	for i := 0; i < len(key); {
+		l := int(key[i])
+		for j := i + 1; j <= i+l && j < len(key); j++ {
+			if c := key[j]; c >= 'A' && c <= 'Z' {
+				key[j] = c + 'a' - 'A'
+			}
+		}
+		i += 1 + l
+		if l == 0 {
+			break
+		}
+	}
+	var fl byte
+	if opt := m.IsEdns0(); opt != nil && opt.Do() {
+		fl |= keyDO
+	}
+	if m.CheckingDisabled {
+		fl |= keyCD
+	}
+	key = append(key, byte(q.Qtype>>8), byte(q.Qtype), byte(q.Qclass>>8), byte(q.Qclass), fl)
+	return key, nil
+}
