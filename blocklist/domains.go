@@ -106,13 +106,19 @@ func (d *domainRules) grow(n, nameBytes int) {
 	}
 }
 
-// shrink drops spare capacity so a compiled snapshot holds no slack.
+// shrink drops spare capacity above an eighth, so a compiled snapshot
+// holds little slack without copying arrays that are already about right
+// (the load pre-sizes them from the file's line count and size).
 func (d *domainRules) shrink() {
-	d.arena = append([]byte(nil), d.arena...)
-	d.off = append([]uint32(nil), d.off...)
-	d.line = append([]uint32(nil), d.line...)
-	d.sect = append([]uint16(nil), d.sect...)
-	d.kind = append([]uint8(nil), d.kind...)
+	if cap(d.arena)-len(d.arena) > len(d.arena)/8 {
+		d.arena = append([]byte(nil), d.arena...)
+	}
+	if cap(d.line)-len(d.line) > len(d.line)/8 {
+		d.off = append([]uint32(nil), d.off...)
+		d.line = append([]uint32(nil), d.line...)
+		d.sect = append([]uint16(nil), d.sect...)
+		d.kind = append([]uint8(nil), d.kind...)
+	}
 }
 
 // domainTable is the compiled suffix matcher: an open-addressing hash table

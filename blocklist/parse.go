@@ -1,7 +1,10 @@
 package blocklist
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -50,20 +53,40 @@ type listParser struct {
 	name    []byte // scratch for the lower-cased name
 }
 
-// parseList parses one list file and feeds its entries to sink. It returns
+// maxLineLen caps one list line; a longer line is an error.
+const maxLineLen = 64 << 10
+
+// parseList parses one list file from r and feeds its entries to sink. It
+// reads line by line (a file of any size costs a fixed buffer) and returns
 // every problem found; the caller decides whether the file loads.
-func parseList(file string, data []byte, sink entrySink) []*LineError {
+func parseList(file string, r io.Reader, sink entrySink) []*LineError {
 	p := &listParser{file: file, sink: sink, sec: Section{File: file}, name: make([]byte, 0, 256)}
+	br := bufio.NewReaderSize(r, maxLineLen)
 	lineNo := 0
-	for len(data) > 0 {
-		lineNo++
-		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 || err == nil {
+			lineNo++
 		}
-		p.parseLine(lineNo, line)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			p.fail(lineNo, line[:80], "line longer than 65536 bytes")
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil {
+				break
+			}
+			continue
+		}
+		if len(line) > 0 {
+			p.parseLine(lineNo, bytes.TrimSuffix(line, []byte{'\n'}))
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				p.fail(0, nil, "read: "+err.Error())
+			}
+			break
+		}
 	}
 	if p.nerrs > len(p.errs) {
 		p.errs = append(p.errs, &LineError{File: file, Msg: strconv.Itoa(p.nerrs-len(p.errs)) + " more errors not shown"})

@@ -74,7 +74,7 @@ func TestParseLineForms(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &recorder{}
-			errs := parseList("f.txt", []byte(tt.in), r)
+			errs := parseList("f.txt", strings.NewReader(tt.in), r)
 			if len(errs) != 0 {
 				t.Fatalf("unexpected errors: %v", errs)
 			}
@@ -115,7 +115,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			errs := parseList("f.txt", []byte(tt.in), &recorder{})
+			errs := parseList("f.txt", strings.NewReader(tt.in), &recorder{})
 			if len(errs) == 0 {
 				t.Fatalf("no error for %q", tt.in)
 			}
@@ -128,12 +128,24 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseErrorCap(t *testing.T) {
 	in := strings.Repeat("bad name\n", maxErrorsPerFile+50)
-	errs := parseList("f.txt", []byte(in), &recorder{})
+	errs := parseList("f.txt", strings.NewReader(in), &recorder{})
 	if len(errs) != maxErrorsPerFile+1 {
 		t.Fatalf("got %d errors, want %d", len(errs), maxErrorsPerFile+1)
 	}
 	if last := errs[len(errs)-1].Error(); last != "f.txt: 50 more errors not shown" {
 		t.Fatalf("last error %q", last)
+	}
+}
+
+func TestParseLongLine(t *testing.T) {
+	in := "a.com\n" + strings.Repeat("x", maxLineLen+10) + "\nb.com"
+	r := &recorder{}
+	errs := parseList("f.txt", strings.NewReader(in), r)
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "f.txt:2: line longer than 65536 bytes") {
+		t.Fatalf("errors: %v", errs)
+	}
+	if len(r.out) != 2 || !strings.HasPrefix(r.out[1], "3 domain") {
+		t.Fatalf("entries around the long line: %v", r.out)
 	}
 }
 

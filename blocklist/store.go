@@ -21,8 +21,8 @@ import (
 // DefaultMaxFileSize is the largest list file read unless Options says otherwise.
 const DefaultMaxFileSize = 512 << 20
 
-// parseFunc parses one file's bytes into sink and returns its problems.
-type parseFunc func(file string, data []byte, sink entrySink) []*LineError
+// parseFunc parses one file into sink and returns its problems.
+type parseFunc func(file string, r io.Reader, sink entrySink) []*LineError
 
 // formats maps a file extension to its parser. Files with other extensions
 // in a lists directory are ignored.
@@ -169,46 +169,71 @@ func (s *Store) listFiles() ([]listedFile, error) {
 	return out, nil
 }
 
-// readLimited reads a whole file, refusing one larger than max.
-func readLimited(path string, max int64) ([]byte, error) {
+// listFile is an open list file whose size and content hash are known.
+type listFile struct {
+	f     *os.File
+	size  int64
+	lines int
+	hash  string
+}
+
+// openList opens a list file, refusing one larger than max, and hashes it
+// and counts its lines in one streaming pass (no copy of the file is kept).
+func openList(path string, max int64) (*listFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	if st.Size() > max {
+		f.Close()
 		return nil, fmt.Errorf("file is %d bytes, over the %d-byte limit", st.Size(), max)
 	}
-	data := make([]byte, 0, st.Size()+1)
-	data, err = readAllInto(data, io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	lf := &listFile{f: f}
+	for {
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		lf.size += int64(n)
+		lf.lines += bytes.Count(buf[:n], []byte{'\n'})
+		if lf.size > max {
+			f.Close()
+			return nil, fmt.Errorf("file grew over the %d-byte limit while being read", max)
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("file grew over the %d-byte limit while being read", max)
-	}
-	return data, nil
+	lf.lines++
+	lf.hash = hex.EncodeToString(h.Sum(nil))
+	return lf, nil
 }
 
-func readAllInto(b []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return b, nil
-			}
-			return b, err
-		}
+// parse runs the file's parser over its content again, checking that the
+// bytes parsed are the bytes hashed (a file rewritten in between is
+// reported, and retried at the next change event).
+func (lf *listFile) parse(name string, parse parseFunc, sink entrySink) []*LineError {
+	if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
+		return []*LineError{{File: name, Msg: err.Error()}}
 	}
+	h := sha256.New()
+	errs := parse(name, io.TeeReader(io.LimitReader(lf.f, lf.size+1), h), sink)
+	if hex.EncodeToString(h.Sum(nil)) != lf.hash {
+		errs = append(errs, &LineError{File: name, Msg: "file changed while being read; it will be read again at the next change"})
+	}
+	return errs
 }
+
+func (lf *listFile) close() { lf.f.Close() }
 
 // Reload rereads every list file and publishes a new snapshot when anything
 // changed. A file that fails keeps its last good rules in service and its
@@ -301,12 +326,12 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		fc.Rules = fs.Rules()
 		return fc, &fs, false
 	}
-	data, err := readLimited(lf.path, s.opts.MaxFileSize)
+	file, err := openList(lf.path, s.opts.MaxFileSize)
 	if err != nil {
 		return keepPrev([]*LineError{{File: lf.name, Msg: err.Error()}}, "")
 	}
-	sum := sha256.Sum256(data)
-	hash := hex.EncodeToString(sum[:])
+	defer file.close()
+	hash := file.hash
 	if prev != nil && !prev.Stale && prev.SHA256 == hash {
 		m := b.mark()
 		b.copyFile(old, prev)
@@ -329,8 +354,8 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		return fc, &fs, false
 	}
 	m := b.mark()
-	b.s.dom.grow(bytes.Count(data, []byte{'\n'})+1, len(data))
-	errs := formats[strings.ToLower(filepath.Ext(lf.path))](lf.name, data, b)
+	b.s.dom.grow(file.lines, int(file.size))
+	errs := file.parse(lf.name, formats[strings.ToLower(filepath.Ext(lf.path))], b)
 	if b.sectErr {
 		errs = append(errs, &LineError{File: lf.name, Msg: "too many sections (over 65536 directive changes across all files)"})
 	}
@@ -338,7 +363,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		b.rollback(m)
 		return keepPrev(errs, hash)
 	}
-	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: int64(len(data)), LoadedAt: time.Now()}
+	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now()}
 	b.finishFile(fs, m)
 	fc.Rules = fs.Rules()
 	fc.Change = ChangeAdded
@@ -391,15 +416,15 @@ func CheckFile(path string, maxSize int64) (FileStatus, []*LineError) {
 	if !ok {
 		parse = parseList
 	}
-	data, err := readLimited(path, maxSize)
+	file, err := openList(path, maxSize)
 	if err != nil {
 		return fs, []*LineError{{File: path, Msg: err.Error()}}
 	}
+	defer file.close()
 	b := newBuilder(0, 0)
 	m := b.mark()
-	errs := parse(name, data, b)
+	errs := file.parse(name, parse, b)
 	b.finishFile(&fs, m)
-	sum := sha256.Sum256(data)
-	fs.SHA256, fs.Size = hex.EncodeToString(sum[:]), int64(len(data))
+	fs.SHA256, fs.Size = file.hash, file.size
 	return fs, errs
 }

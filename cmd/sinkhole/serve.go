@@ -47,6 +47,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 		&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin API (HTTP) on `ADDR`"},
+		&cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler on the admin API under /debug/pprof/"},
 		&cli.PathFlag{Name: "admin-token-file", Usage: "require \"Authorization: Bearer <token>\" with the token in `FILE` (needed when --admin is not loopback)"},
 	})
 }
@@ -92,6 +93,7 @@ type serveConfig struct {
 	logOut          io.Writer
 	admin           string
 	adminToken      string
+	pprof           bool
 	cacheSize       int
 	cacheMinTTL     time.Duration
 	cacheMaxTTL     time.Duration
@@ -106,6 +108,7 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 		blockTTL:        c.Duration("block-ttl"),
 		debounce:        c.Duration("reload-debounce"),
 		admin:           c.String("admin"),
+		pprof:           c.Bool("pprof"),
 		cacheSize:       c.Int("cache-size"),
 		cacheMinTTL:     c.Duration("cache-min-ttl"),
 		cacheMaxTTL:     c.Duration("cache-max-ttl"),
@@ -313,7 +316,7 @@ func start(cfg *serveConfig) (*instance, error) {
 	if err := in.dns.Start(); err != nil {
 		return nil, err
 	}
-	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Logger: log})
+	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log})
 	if err != nil {
 		in.dns.Shutdown(context.Background())
 		return nil, err

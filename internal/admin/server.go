@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"time"
@@ -39,6 +40,8 @@ type Config struct {
 	Backend Backend
 	// Metrics, when set, serves GET /metrics.
 	Metrics http.Handler
+	// Pprof mounts Go's profiler under /debug/pprof/ (behind the token).
+	Pprof bool
 	Logger  *slog.Logger
 }
 
@@ -123,10 +126,24 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.Metrics != nil {
 		routes["/metrics"] = route{http.MethodGet, s.cfg.Metrics.ServeHTTP}
 	}
+	var prof http.Handler
+	if s.cfg.Pprof {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		prof = mux
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sinkhole"`)
 			writeJSON(w, http.StatusUnauthorized, Error{"missing or wrong bearer token"})
+			return
+		}
+		if prof != nil && strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			prof.ServeHTTP(w, r)
 			return
 		}
 		rt, ok := routes[r.URL.Path]
