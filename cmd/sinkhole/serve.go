@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
@@ -25,7 +26,7 @@ import (
 )
 
 func serveFlags() []cli.Flag {
-	return withEnv([]cli.Flag{
+	return withEnv(append([]cli.Flag{
 		&cli.PathFlag{Name: "config", Usage: "YAML file of options (keys are the long flag names)"},
 		&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("127.0.0.1:5353"), Usage: "serve DNS over UDP and TCP on `ADDR` (repeatable)"},
 		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, host or host:port (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
@@ -39,7 +40,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 		&cli.StringFlag{Name: "admin", Value: "127.0.0.1:8053", Usage: "admin API (HTTP) on `ADDR`"},
-	})
+	}, geoFlags()...))
 }
 
 func serveCommand() *cli.Command {
@@ -82,6 +83,9 @@ type serveConfig struct {
 	logJSON         bool
 	logOut          io.Writer
 	admin           string
+	geoCountry      string // --geoip-country file
+	geoASN          string // --geoip-asn file
+	homeCountry     string // upper case
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -152,6 +156,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if _, _, err := net.SplitHostPort(cfg.admin); err != nil {
 		return nil, usagef("--admin %q: want host:port", cfg.admin)
 	}
+	if err := geoConfigFrom(c, cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -189,6 +196,9 @@ type instance struct {
 	pool    *upstream.Pool
 	dns     *resolver.Server
 	watcher *dirwatch.Watcher
+	geo     *geo.DB
+	geoWarn geoWarner
+	answer  *policy.Answer // the answer stage, for explanations (policy.Answer.ExplainQuery)
 	started time.Time
 }
 
@@ -214,6 +224,7 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 		select {
 		case <-hup:
 			in.store.Reload(context.Background(), "SIGHUP")
+			in.geo.Reload()
 		case <-ctx.Done():
 			in.log.Info("shutting down: draining in-flight queries")
 			return in.shutdown()
@@ -232,7 +243,11 @@ func start(cfg *serveConfig) (*instance, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("--lists %s: not a directory", cfg.lists)
 	}
+	if err := in.openGeo(); err != nil {
+		return nil, err
+	}
 	in.store = blocklist.NewStore(blocklist.Options{Dirs: []string{cfg.lists}, Logger: log})
+	in.store.OnReload(func(s *blocklist.Snapshot, _ *blocklist.ReloadReport) { in.geoWarn.onReload(in, s) })
 	rep, err := in.store.Reload(context.Background(), "start")
 	if err != nil {
 		return nil, err
@@ -245,7 +260,8 @@ func start(cfg *serveConfig) (*instance, error) {
 		return nil, err
 	}
 	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second)}
-	chain := &policy.Question{Block: blocker, Next: &policy.Answer{Block: blocker, Next: in.pool}}
+	in.answer = &policy.Answer{Block: blocker, Next: in.pool, Geo: in.geo, Home: cfg.homeCountry}
+	chain := &policy.Question{Block: blocker, CountryKnown: in.answer.CountryKnown, Next: in.answer}
 	in.dns, err = resolver.NewServer(resolver.ServerConfig{
 		Listen:   cfg.listen,
 		Handler:  chain,
@@ -267,7 +283,13 @@ func start(cfg *serveConfig) (*instance, error) {
 		OnChange: func() { in.store.Reload(context.Background(), "fsnotify") },
 		Logger:   log,
 	})
+	if err == nil {
+		err = in.geo.Watch(cfg.debounce)
+	}
 	if err != nil {
+		if in.watcher != nil {
+			in.watcher.Close()
+		}
 		in.dns.Shutdown(context.Background())
 		return nil, err
 	}
@@ -282,6 +304,7 @@ func (in *instance) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	in.watcher.Close()
+	in.geo.Close()
 	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		in.log.Warn("shutdown", "err", err)
 	}

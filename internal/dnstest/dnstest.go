@@ -72,16 +72,11 @@ func Start(o Options) (*Server, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listenBoth(addr)
 	if err != nil {
 		return nil, err
 	}
 	s.Addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
 	udpReady, tcpReady := make(chan struct{}), make(chan struct{})
 	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(udpReady) }}
 	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(tcpReady) }}
@@ -90,6 +85,26 @@ func Start(o Options) (*Server, error) {
 	<-udpReady
 	<-tcpReady
 	return s, nil
+}
+
+// listenBoth binds UDP and TCP on one port. With port 0 the port the
+// kernel picks for UDP may be taken for TCP (by another test's
+// connection), so it tries a few ports.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if !strings.HasSuffix(addr, ":0") || attempt == 20 {
+			return nil, nil, err
+		}
+	}
 }
 
 // Close stops the server.
