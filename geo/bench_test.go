@@ -2,6 +2,8 @@ package geo_test
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -45,6 +47,7 @@ func benchDB(b *testing.B, n int) (*geo.DB, []netip.Addr) {
 	d, err := geo.Open(geo.Options{
 		CountryPath: geotest.CountryFile(b, dir, "c.mmdb", cs, geotest.Options{}),
 		ASNPath:     geotest.ASNFile(b, dir, "a.mmdb", as, geotest.Options{}),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		b.Fatal(err)

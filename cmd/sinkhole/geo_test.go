@@ -1,7 +1,10 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/geo/geotest"
 )
 
@@ -288,5 +292,44 @@ func TestGeoStartErrors(t *testing.T) {
 	code := run(t.Context(), []string{"sinkhole", "serve", "--lists", lists, "--upstream", "127.0.0.1:1"}, io_discard{}, &stderr)
 	if code != exitUsage || !strings.Contains(stderr.String(), `--home-country "xx1"`) {
 		t.Errorf("env: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestShippedIPList loads the shipped lists directory (as "make run" does)
+// and checks the example IP list parses, names a platform for every rule,
+// and blocks by address.
+func TestShippedIPList(t *testing.T) {
+	st := blocklist.NewStore(blocklist.Options{Dirs: []string{"../../lists"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	rep, err := st.Reload(t.Context(), "test")
+	if err != nil || rep.Failed() {
+		t.Fatalf("shipped lists: %v %v", err, rep.Errors())
+	}
+	snap := st.Current()
+	f := snap.File("foreign-exchange-ips.txt")
+	if f == nil || f.IPs == 0 || f.ASNs == 0 || f.Domains != 0 {
+		t.Fatalf("foreign-exchange-ips.txt: %+v", f)
+	}
+	if snap.HasOverseasRules() {
+		t.Error("shipped lists hold overseas-scoped rules: they would fail closed without a country database")
+	}
+	for _, ip := range []string{"192.0.2.1", "2001:db8:a::1", "198.51.100.9", "203.0.113.70"} {
+		m := snap.MatchIP(netip.MustParseAddr(ip))
+		if !m.Blocked() || snap.Rule(m.Rule).Platform == "" || snap.Rule(m.Rule).File != "foreign-exchange-ips.txt" {
+			t.Errorf("%s: %+v", ip, m)
+		}
+	}
+	// The README's example names this line.
+	if r := snap.Rule(snap.MatchIP(netip.MustParseAddr("198.51.100.9")).Rule); r.Where() != "foreign-exchange-ips.txt:44" || r.Platform != "Example Exchange B" {
+		t.Errorf("README example rule moved: %+v", r)
+	}
+	up := startUpstream(t, "moved-exchange.test. 300 IN A 192.0.2.1", "other.test. 300 IN A 192.0.2.130")
+	ts := startSinkhole(t, "../../lists", "--upstream", up.Addr)
+	r := ts.query(t, "udp", "moved-exchange.test", dns.TypeA)
+	if e := ede(r); r.Rcode != dns.RcodeNameError || e == nil || !strings.HasPrefix(e.ExtraText, "blocked by foreign-exchange-ips.txt:") ||
+		!strings.HasSuffix(e.ExtraText, "(Example Exchange A); 192.0.2.1") {
+		t.Fatalf("shipped IP rule: %v", r)
+	}
+	if r := ts.query(t, "udp", "other.test", dns.TypeA); r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("address outside the shipped ranges: %v", r)
 	}
 }
