@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -331,5 +332,31 @@ func TestShippedIPList(t *testing.T) {
 	}
 	if r := ts.query(t, "udp", "other.test", dns.TypeA); r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("address outside the shipped ranges: %v", r)
+	}
+}
+
+// TestGeoWithDig checks the answer-based EDE text as dig shows it.
+func TestGeoWithDig(t *testing.T) {
+	dig, err := exec.LookPath("dig")
+	if err != nil {
+		t.Skip("dig not installed")
+	}
+	_, country, asn := geoFiles(t)
+	ts := startSinkhole(t, writeLists(t, map[string]string{"ips.txt": ipList}),
+		"--upstream", geoUpstream(t), "--geoip-country", country, "--geoip-asn", asn, "--home-country", "CN")
+	host, port, _ := strings.Cut(ts.addr, ":")
+	for _, q := range []struct{ name, qtype, want string }{
+		{"asn.test", "A", "EDE: 16 (Censored): (blocked by ips.txt:8 (ASHost); 203.0.113.5 (US, AS64500 Bad Host))"},
+		{"v6.exch-mirror.test", "AAAA", "EDE: 16 (Censored): (blocked by ips.txt:11 (Mirror); 2001:db8::10 (SG, AS64503 V6 Transit))"},
+	} {
+		for _, tcp := range []string{"+notcp", "+tcp"} {
+			out, err := exec.Command(dig, "@"+host, "-p", port, tcp, "+time=5", "+tries=1", q.name, q.qtype).CombinedOutput()
+			if err != nil {
+				t.Fatalf("dig: %v\n%s", err, out)
+			}
+			if s := string(out); !strings.Contains(s, "status: NXDOMAIN") || !strings.Contains(s, q.want) {
+				t.Fatalf("dig %s %s %s:\n%s", tcp, q.name, q.qtype, s)
+			}
+		}
 	}
 }
