@@ -256,6 +256,10 @@ func (p *listParser) entry(n int, raw, tok []byte) {
 			p.fail(n, raw, "AS number out of range")
 			return
 		}
+		if asn == 0 {
+			p.fail(n, raw, "AS0 is reserved and never announces addresses")
+			return
+		}
 		p.openSection()
 		p.sink.addASN(uint32(asn), allow, n)
 		return

@@ -85,9 +85,74 @@ type interval struct {
 }
 
 // intervalSet answers longest-prefix-match queries with a binary search
-// over disjoint intervals. It does not allocate.
+// over disjoint intervals. IPv4 addresses, the common case, are searched in
+// their own 4-byte keys; the rest of the space in 16-byte keys. The keys
+// (interval starts) are kept apart from the ends and ids so the search
+// touches as little memory as possible. It does not allocate.
 type intervalSet struct {
-	iv []interval
+	v4lo, v4hi, v4id []uint32
+	v6lo, v6hi       []u128
+	v6id             []uint32
+}
+
+// The IPv4 addresses in u128 space: ::ffff:0.0.0.0 to ::ffff:255.255.255.255.
+var (
+	v4First = u128{0, 0xffff_0000_0000}
+	v4Last  = u128{0, 0xffff_ffff_ffff}
+)
+
+// newIntervalSet splits sorted, disjoint intervals into the IPv4 and the
+// other keys.
+func newIntervalSet(ivs []interval) intervalSet {
+	var s intervalSet
+	add6 := func(lo, hi u128, id uint32) {
+		if !hi.less(lo) {
+			s.v6lo, s.v6hi, s.v6id = append(s.v6lo, lo), append(s.v6hi, hi), append(s.v6id, id)
+		}
+	}
+	for _, iv := range ivs {
+		if iv.lo.less(v4First) {
+			add6(iv.lo, minU128(iv.hi, v4First.dec()), iv.id)
+		}
+		if lo, hi := maxU128(iv.lo, v4First), minU128(iv.hi, v4Last); !hi.less(lo) {
+			s.v4lo, s.v4hi, s.v4id = append(s.v4lo, uint32(lo.lo)), append(s.v4hi, uint32(hi.lo)), append(s.v4id, iv.id)
+		}
+		if v4Last.less(iv.hi) {
+			next, _ := v4Last.inc()
+			add6(maxU128(iv.lo, next), iv.hi, iv.id)
+		}
+	}
+	s.v4lo, s.v4hi, s.v4id = slices.Clip(s.v4lo), slices.Clip(s.v4hi), slices.Clip(s.v4id)
+	s.v6lo, s.v6hi, s.v6id = slices.Clip(s.v6lo), slices.Clip(s.v6hi), slices.Clip(s.v6id)
+	return s
+}
+
+func minU128(a, b u128) u128 {
+	if a.less(b) {
+		return a
+	}
+	return b
+}
+
+func maxU128(a, b u128) u128 {
+	if a.less(b) {
+		return b
+	}
+	return a
+}
+
+// len returns the number of intervals.
+func (s *intervalSet) len() int { return len(s.v4lo) + len(s.v6lo) }
+
+// heapBytes estimates the memory the set holds.
+func (s *intervalSet) heapBytes() int { return len(s.v4lo)*12 + len(s.v6lo)*36 }
+
+// lookup returns the rule id labelling a, if any.
+func (s *intervalSet) lookup(a netip.Addr) (uint32, bool) {
+	if a.Is4() || a.Is4In6() {
+		return s.lookup4(a.Unmap().As4())
+	}
+	return s.lookup6(addrU128(a))
 }
 
 // better reports whether rule a should label a range both a and b cover
@@ -104,9 +169,13 @@ func buildIntervals(spans []prefixSpan, better tieBreak) intervalSet {
 		if c := a.lo.cmp(b.lo); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.bits, b.bits) // broader first
+		if c := cmp.Compare(a.bits, b.bits); c != 0 {
+			return c // broader first
+		}
+		return cmp.Compare(a.id, b.id) // the same prefix twice: the earlier rule first
 	})
-	// Collapse identical prefixes, keeping the preferred rule.
+	// Collapse identical prefixes, keeping the preferred rule (the earliest
+	// one among equals, so reasons do not depend on the sort).
 	uniq := spans[:0]
 	for _, s := range spans {
 		if n := len(uniq); n > 0 && uniq[n-1].lo == s.lo && uniq[n-1].bits == s.bits {
@@ -156,26 +225,53 @@ func buildIntervals(spans []prefixSpan, better tieBreak) intervalSet {
 	for len(stack) > 0 {
 		closeTop()
 	}
-	return intervalSet{iv: slices.Clip(out)}
+	return newIntervalSet(out)
 }
 
-// lookup returns the rule id labelling a, if any.
-func (s *intervalSet) lookup(a u128) (uint32, bool) {
-	iv := s.iv
-	lo, hi := 0, len(iv)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if a.less(iv[m].lo) {
-			hi = m
-		} else {
-			lo = m + 1
-		}
-	}
-	if lo == 0 {
+// The searches halve a window [base, base+n) until one key is left: the
+// loop has a fixed trip count for a given set, and the one branch per step
+// lets the CPU fetch ahead speculatively.
+
+func (s *intervalSet) lookup4(b [4]byte) (uint32, bool) {
+	a := binary.BigEndian.Uint32(b[:])
+	keys := s.v4lo
+	n := len(keys)
+	if n == 0 {
 		return 0, false
 	}
-	if e := &iv[lo-1]; !e.hi.less(a) {
-		return e.id, true
+	base := 0
+	for n > 1 {
+		half := n >> 1
+		mid := base + half
+		if keys[mid] <= a {
+			base = mid
+		}
+		n -= half
 	}
-	return 0, false
+	// base is the last start <= a, if any start is.
+	if keys[base] > a || s.v4hi[base] < a {
+		return 0, false
+	}
+	return s.v4id[base], true
+}
+
+func (s *intervalSet) lookup6(a u128) (uint32, bool) {
+	keys := s.v6lo
+	n := len(keys)
+	if n == 0 {
+		return 0, false
+	}
+	base := 0
+	for n > 1 {
+		half := n >> 1
+		mid := base + half
+		if k := keys[mid]; k.hi < a.hi || (k.hi == a.hi && k.lo <= a.lo) {
+			base = mid
+		}
+		n -= half
+	}
+	if a.less(keys[base]) || s.v6hi[base].less(a) {
+		return 0, false
+	}
+	return s.v6id[base], true
 }

@@ -153,11 +153,10 @@ func (s *Snapshot) MatchIP(a netip.Addr) Match {
 	if len(s.ips) == 0 {
 		return m
 	}
-	x := addrU128(a) // IPv4 maps into ::ffff:0:0/96, as the rules do
-	if i, ok := s.ipBlock.lookup(x); ok {
+	if i, ok := s.ipBlock.lookup(a); ok {
 		m.Rule, m.HasRule = makeRuleID(RuleIP, int(i)), true
 	}
-	if i, ok := s.ipAllow.lookup(x); ok {
+	if i, ok := s.ipAllow.lookup(a); ok {
 		m.Allow, m.HasAllow = makeRuleID(RuleIP, int(i)), true
 	}
 	return m
@@ -244,7 +243,7 @@ func (s *Snapshot) Errors() []*LineError {
 
 // MemoryBytes estimates the heap held by the compiled rules.
 func (s *Snapshot) MemoryBytes() int {
-	return s.dom.heapBytes() + len(s.ips)*40 + len(s.asns)*16 + (len(s.ipBlock.iv)+len(s.ipAllow.iv))*36
+	return s.dom.heapBytes() + len(s.ips)*40 + len(s.asns)*16 + s.ipBlock.heapBytes() + s.ipAllow.heapBytes()
 }
 
 // builder accumulates the rules of several files into one snapshot. It is

@@ -1,6 +1,12 @@
 // Package geo answers "where is this address, and who announces it?" from
 // GeoIP2 / GeoLite2 / DB-IP .mmdb files: the country and the autonomous
 // system (number and organisation) of an IP.
+//
+// DB reads the files with geoip2-golang (country: GeoIP2/GeoLite2 Country
+// or City, DB-IP country or city lite; ASN: GeoLite2-ASN, DB-IP ASN lite),
+// verifies them, and swaps a new version in atomically when a file changes,
+// keeping the last good one when the new one is broken. Lookups take no
+// lock. The geotest subpackage builds small databases for tests.
 package geo
 
 import "net/netip"

@@ -89,6 +89,9 @@ type Decision struct {
 	Target string
 	// Addr holds, for answer-based decisions, the address and what geo knows of it.
 	Addr *AddrInfo
+	// Note is appended to the reason, e.g. why an overseas-scoped rule
+	// blocked without looking at the answer.
+	Note string
 }
 
 // AddrInfo is an answer address with its geolocation.
@@ -109,6 +112,9 @@ func (d *Decision) Reason() string {
 		s += "; " + d.Addr.String()
 	} else if d.Trigger == "cname" {
 		s += "; CNAME " + d.Target
+	}
+	if d.Note != "" {
+		s += "; " + d.Note
 	}
 	return s
 }

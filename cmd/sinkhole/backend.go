@@ -45,7 +45,11 @@ func (in *instance) Status() *admin.Status {
 	st := &admin.Status{
 		Version: version, Started: in.started, Uptime: admin.Duration(time.Since(in.started).Round(time.Second)),
 		Ready: in.Ready(), Listen: in.dns.Addrs(), Generation: snap.Generation, Reloaded: snap.Created,
-		Rules: snap.RuleCount(), Warnings: in.warnings(snap),
+		Rules: snap.RuleCount(), Warnings: in.geoWarnings(),
+	}
+	for _, g := range in.geo.Status() {
+		st.Geo = append(st.Geo, admin.GeoDB{Kind: g.Kind, Path: g.Path, Type: g.DatabaseType, BuiltAt: g.BuildTime,
+			LoadedAt: g.LoadedAt, LastError: g.Error})
 	}
 	for _, f := range snap.Files {
 		fs := admin.FileStatus{Name: f.Name, Rules: f.Rules(), Domains: f.Domains, IPs: f.IPs, ASNs: f.ASNs,
@@ -69,79 +73,65 @@ func (in *instance) Status() *admin.Status {
 	return st
 }
 
-// warnings lists configuration problems worth an operator's attention.
-func (in *instance) warnings(snap *blocklist.Snapshot) []string {
-	var w []string
-	if snap.HasOverseasRules() && !in.countryKnown() {
-		w = append(w, "overseas-scoped rules are loaded but no country database is (--geoip-country): they block like scope any (fail closed)")
-	}
-	return w
-}
-
-// countryKnown reports whether a country database is loaded.
-func (in *instance) countryKnown() bool { return false }
-
 // Explain decides a name for the admin API, resolving it upstream to check
-// answer-based rules.
+// answer-based rules (bypassing the cache and the query logs).
 func (in *instance) Explain(ctx context.Context, name, qtype string) (*admin.Explanation, error) {
-	return explain(ctx, in.explainer, in.store.Current(), name, qtype)
+	canon, t, err := explainParams(name, qtype)
+	if err != nil {
+		return nil, err
+	}
+	ex, err := in.answer.ExplainQuery(ctx, in.store.Current(), canon, t)
+	if err != nil {
+		return nil, err
+	}
+	return explanation(ex), nil
 }
 
-// explain validates the parameters and converts the policy's explanation.
-func explain(ctx context.Context, e *policy.Explainer, snap *blocklist.Snapshot, name, qtype string) (*admin.Explanation, error) {
+// explainParams validates the name and type of an explanation request.
+func explainParams(name, qtype string) (string, uint16, error) {
 	canon, err := blocklist.NormalizeName(name)
 	if err != nil {
 		var le *blocklist.LineError
 		if errors.As(err, &le) {
-			return nil, &admin.ParamError{Msg: fmt.Sprintf("name %q: %s", name, le.Msg)}
+			return "", 0, &admin.ParamError{Msg: fmt.Sprintf("name %q: %s", name, le.Msg)}
 		}
-		return nil, &admin.ParamError{Msg: err.Error()}
+		return "", 0, &admin.ParamError{Msg: err.Error()}
 	}
 	t, ok := dns.StringToType[strings.ToUpper(qtype)]
-	if !ok || t == dns.TypeAXFR || t == dns.TypeIXFR || t == dns.TypeANY {
-		return nil, &admin.ParamError{Msg: fmt.Sprintf("type %q: want a query type such as A, AAAA, MX, TXT", qtype)}
+	if !ok || t == dns.TypeAXFR || t == dns.TypeIXFR || t == dns.TypeANY || t == dns.TypeOPT {
+		return "", 0, &admin.ParamError{Msg: fmt.Sprintf("type %q: want a query type such as A, AAAA, MX, TXT", qtype)}
 	}
-	ex := e.Explain(ctx, snap, canon, t)
-	out := &admin.Explanation{Name: canon, Type: dns.TypeToString[t], Generation: snap.Generation, Verdict: "allowed", Resolved: ex.Resolved}
-	block := e.Question.Block
-	// rule describes a rule with the action it takes in force (a rule
-	// without "# action:" takes --block-action).
-	rule := func(id blocklist.RuleID) *admin.Rule {
-		r := admin.RuleFrom(snap.Rule(id))
-		if r.Action == blocklist.ActionDefault.String() {
-			r.Action = block.Resolve(blocklist.ActionDefault).String()
-		}
-		return r
-	}
-	if ex.Question.HasRule {
-		out.Rule = rule(ex.Question.Rule)
-	}
-	if ex.Question.HasAllow {
-		out.Exception = rule(ex.Question.Allow)
-	}
-	if ex.Pending != nil {
-		out.Pending = rule(*ex.Pending)
+	return canon, t, nil
+}
+
+// explanation converts the policy's explanation for the API.
+func explanation(ex *policy.Explanation) *admin.Explanation {
+	out := &admin.Explanation{
+		Name: ex.Name, Type: ex.Qtype, Generation: ex.Generation, Verdict: ex.Verdict, Reason: ex.Reason,
+		Question: rule(ex.Question), Exception: rule(ex.Exception), Overseas: rule(ex.Overseas),
+		Home: ex.Home, CountryKnown: ex.CountryKnown, Resolved: ex.Resolved, Upstream: ex.Upstream, Rcode: ex.Rcode,
 	}
 	if d := ex.Decision; d != nil {
-		out.Verdict = "blocked"
-		if !d.Enforced {
-			out.Verdict = "monitored"
-		}
-		out.Action, out.Trigger, out.Target, out.Reason = d.Action.String(), d.Trigger, d.Target, d.Reason()
-		out.Rule = rule(d.Rule)
+		out.Action, out.Trigger = d.Action.String(), d.Trigger
+		r := d.Describe()
+		out.Rule = &admin.Rule{Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform, Action: d.Action.String(),
+			Scope: r.Scope.String(), Trigger: d.Trigger, Fires: d.Enforced}
 	}
-	for _, r := range ex.Records {
-		ar := admin.AnswerRecord{Record: r.Text}
-		if r.Addr != nil {
-			ar.IP, ar.Country, ar.ASN, ar.ASOrg = r.Addr.IP.String(), r.Addr.Country, r.Addr.ASN, r.Addr.ASOrg
-		}
-		if r.Decision != nil {
-			ar.Rule = rule(r.Decision.Rule)
+	for _, rc := range ex.Records {
+		ar := admin.AnswerRecord{Owner: rc.Owner, Type: rc.Type, Data: rc.Data, Country: rc.Country, ASN: rc.ASN,
+			ASOrg: rc.ASOrg, Foreign: rc.Foreign, Blocked: rc.Blocked}
+		for i := range rc.Matches {
+			ar.Matches = append(ar.Matches, *rule(&rc.Matches[i]))
 		}
 		out.Answer = append(out.Answer, ar)
 	}
-	if ex.ResolveErr != nil {
-		out.ResolveErr = ex.ResolveErr.Error()
+	return out
+}
+
+func rule(r *policy.RuleInfo) *admin.Rule {
+	if r == nil {
+		return nil
 	}
-	return out, nil
+	return &admin.Rule{Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform, Action: r.Action,
+		Scope: r.Scope, Trigger: r.Trigger, Exception: r.Exception, Fires: r.Fires}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
+	"github.com/miekg/dns"
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
@@ -65,21 +67,21 @@ func explainOffline(ctx context.Context, dir, name, qtype, action string) (*admi
 	if err != nil || act == blocklist.ActionLog {
 		return nil, usagef("--block-action %q: want nxdomain, nodata, refused or sinkhole", action)
 	}
+	canon, t, err := explainParams(name, qtype)
+	if err != nil {
+		return nil, cli.Exit(err.Error(), exitFailure)
+	}
 	st := blocklist.NewStore(blocklist.Options{Dirs: []string{dir}, Logger: slog.New(slog.DiscardHandler)})
 	rep, err := st.Reload(ctx, "query")
 	if err != nil {
 		return nil, cli.Exit(err.Error(), exitFailure)
 	}
-	blocker := &policy.Blocker{Default: act}
-	e := &policy.Explainer{Question: &policy.Question{Block: blocker}, Answer: &policy.Answer{Block: blocker}}
-	ex, err := explain(ctx, e, st.Current(), name, qtype)
-	if err != nil {
-		return nil, usagef("%v", err)
-	}
 	for _, le := range rep.Errors() {
-		ex.ResolveErr += "list error (file not loaded): " + le.Error() + "\n"
+		fmt.Fprintf(os.Stderr, "warning: file not loaded: %s\n", le.Error())
 	}
-	return ex, nil
+	ex := (&policy.Answer{Block: &policy.Blocker{Default: act}}).Explain(st.Current(), canon, nil)
+	ex.Qtype = dns.TypeToString[t]
+	return explanation(ex), nil
 }
 
 func ruleLine(r *admin.Rule) string {
@@ -95,44 +97,56 @@ func printExplanation(w io.Writer, ex *admin.Explanation) {
 	switch ex.Verdict {
 	case "blocked":
 		fmt.Fprintf(w, "%s %s: BLOCKED (%s) by %s\n", ex.Name, ex.Type, ex.Action, ex.Trigger)
-	case "monitored":
+	case "logged":
 		fmt.Fprintf(w, "%s %s: ALLOWED, but monitored: a rule with action log matched (%s)\n", ex.Name, ex.Type, ex.Trigger)
 	default:
 		fmt.Fprintf(w, "%s %s: ALLOWED\n", ex.Name, ex.Type)
 	}
-	if ex.Rule != nil {
+	switch {
+	case ex.Rule != nil:
 		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Rule))
+	case ex.Question != nil && !ex.Question.Exception:
+		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Question))
 	}
 	if ex.Exception != nil {
 		fmt.Fprintf(w, "  exception: %s overrides the rule above\n", ruleLine(ex.Exception))
+	} else if ex.Question != nil && ex.Question.Exception {
+		fmt.Fprintf(w, "  exception: %s\n", ruleLine(ex.Question))
 	}
-	if ex.Pending != nil && ex.Verdict != "blocked" {
-		fmt.Fprintf(w, "  overseas:  %s applies only to answers outside the home country\n", ruleLine(ex.Pending))
-	}
-	if ex.Target != "" && ex.Trigger != "qname" {
-		fmt.Fprintf(w, "  matched:   %s\n", ex.Target)
+	if ex.Overseas != nil && ex.Verdict != "blocked" {
+		fmt.Fprintf(w, "  overseas:  %s applies only to answers outside %s\n", ruleLine(ex.Overseas), orDash(ex.Home))
 	}
 	if ex.Reason != "" {
 		fmt.Fprintf(w, "  EDE text:  %s\n", ex.Reason)
 	}
 	if ex.Resolved {
-		fmt.Fprintln(w, "  answer from upstream:")
+		fmt.Fprintf(w, "  answer from upstream %s: %s, %d records\n", orDash(ex.Upstream), ex.Rcode, len(ex.Answer))
 		for _, r := range ex.Answer {
-			line := "    " + r.Record
-			if r.IP != "" && (r.Country != "" || r.ASN != 0) {
-				line += fmt.Sprintf("   [country %s, AS%d %s]", orDash(r.Country), r.ASN, r.ASOrg)
-			}
-			if r.Rule != nil {
-				line += "   <- " + ruleLine(r.Rule)
+			line := fmt.Sprintf("    %s %s %s", r.Owner, r.Type, r.Data)
+			if r.Type == "A" || r.Type == "AAAA" {
+				line += "  country " + orDash(r.Country)
+				if r.ASN != 0 {
+					line += fmt.Sprintf(", AS%d %s", r.ASN, r.ASOrg)
+				}
+				if r.Foreign != nil && *r.Foreign {
+					line += " (foreign)"
+				}
 			}
 			fmt.Fprintln(w, line)
+			for i := range r.Matches {
+				m := &r.Matches[i]
+				state := "overridden"
+				switch {
+				case m.Exception:
+					state = "exception"
+				case m.Fires:
+					state = "fires"
+				}
+				fmt.Fprintf(w, "      %s rule (%s): %s\n", m.Trigger, state, ruleLine(m))
+			}
 		}
-		if len(ex.Answer) == 0 {
-			fmt.Fprintln(w, "    (no records)")
-		}
-	}
-	if ex.ResolveErr != "" {
-		fmt.Fprintf(w, "  note: %s\n", ex.ResolveErr)
+	} else if ex.Verdict == "blocked" && ex.Trigger == "qname" {
+		fmt.Fprintln(w, "  not resolved: blocked by name before the upstream is asked")
 	}
 	fmt.Fprintf(w, "  generation %d\n", ex.Generation)
 }

@@ -15,10 +15,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
@@ -28,7 +28,7 @@ import (
 )
 
 func serveFlags() []cli.Flag {
-	return withEnv([]cli.Flag{
+	return withEnv(append([]cli.Flag{
 		&cli.PathFlag{Name: "config", Usage: "YAML file of options (keys are the long flag names)"},
 		&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("127.0.0.1:5353"), Usage: "serve DNS over UDP and TCP on `ADDR` (repeatable)"},
 		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, host or host:port (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
@@ -49,7 +49,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin API (HTTP) on `ADDR`"},
 		&cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler on the admin API under /debug/pprof/"},
 		&cli.PathFlag{Name: "admin-token-file", Usage: "require \"Authorization: Bearer <token>\" with the token in `FILE` (needed when --admin is not loopback)"},
-	})
+	}, geoFlags()...))
 }
 
 func serveCommand() *cli.Command {
@@ -99,6 +99,9 @@ type serveConfig struct {
 	cacheMaxTTL     time.Duration
 	serveStale      time.Duration
 	prefetch        bool
+	geoCountry      string // --geoip-country file
+	geoASN          string // --geoip-asn file
+	homeCountry     string // upper case
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -192,6 +195,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if !admin.IsLoopback(cfg.admin) && cfg.adminToken == "" {
 		return nil, usagef("--admin %s is not a loopback address: set --admin-token-file so the API is not open to the network", cfg.admin)
 	}
+	if err := geoConfigFrom(c, cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -232,9 +238,10 @@ type instance struct {
 	watcher *dirwatch.Watcher
 	admin   *admin.Server
 	stats   resolver.Stats
-	// explainer decides names for the admin query route.
-	explainer *policy.Explainer
-	started   time.Time
+	geo     *geo.DB
+	geoWarn geoWarner
+	answer  *policy.Answer // the answer stage, for explanations (policy.Answer.ExplainQuery)
+	started time.Time
 }
 
 // readyHookKey is the context key of a func(*instance) that serve calls once
@@ -259,6 +266,7 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 		select {
 		case <-hup:
 			in.store.Reload(context.Background(), "SIGHUP")
+			in.geo.Reload()
 		case <-ctx.Done():
 			in.log.Info("shutting down: draining in-flight queries")
 			return in.shutdown()
@@ -277,7 +285,11 @@ func start(cfg *serveConfig) (*instance, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("--lists %s: not a directory", cfg.lists)
 	}
+	if err := in.openGeo(); err != nil {
+		return nil, err
+	}
 	in.store = blocklist.NewStore(blocklist.Options{Dirs: []string{cfg.lists}, Logger: log})
+	in.store.OnReload(func(s *blocklist.Snapshot, _ *blocklist.ReloadReport) { in.geoWarn.onReload(in, s) })
 	rep, err := in.store.Reload(context.Background(), "start")
 	if err != nil {
 		return nil, err
@@ -290,14 +302,13 @@ func start(cfg *serveConfig) (*instance, error) {
 		return nil, err
 	}
 	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second)}
-	answer := &policy.Answer{Block: blocker, Next: in.pool}
-	question := &policy.Question{Block: blocker, Next: answer, CountryKnown: in.countryKnown}
-	in.explainer = &policy.Explainer{Question: question, Answer: answer, Exchange: in.exchange}
+	in.answer = &policy.Answer{Block: blocker, Next: in.pool, Geo: in.geo, Home: cfg.homeCountry}
+	question := &policy.Question{Block: blocker, CountryKnown: in.answer.CountryKnown, Next: in.answer}
 	var head resolver.Handler = question
 	var wire resolver.WireCache
 	if cfg.cacheSize > 0 {
 		in.cache = cache.New(cache.Config{Size: cfg.cacheSize, MinTTL: cfg.cacheMinTTL, MaxTTL: cfg.cacheMaxTTL,
-			ServeStale: cfg.serveStale, Prefetch: cfg.prefetch, Next: question, Snapshot: in.store.Current, Logger: log})
+			ServeStale: cfg.serveStale, Prefetch: cfg.prefetch, Next: question, Snapshot: in.store.Current, Epoch: in.geo.Version, Logger: log})
 		head, wire = in.cache, in.cache
 	}
 	in.dns, err = resolver.NewServer(resolver.ServerConfig{
@@ -328,7 +339,13 @@ func start(cfg *serveConfig) (*instance, error) {
 		OnChange: func() { in.store.Reload(context.Background(), "fsnotify") },
 		Logger:   log,
 	})
+	if err == nil {
+		err = in.geo.Watch(cfg.debounce)
+	}
 	if err != nil {
+		if in.watcher != nil {
+			in.watcher.Close()
+		}
 		in.admin.Close(context.Background())
 		in.dns.Shutdown(context.Background())
 		return nil, err
@@ -339,18 +356,13 @@ func start(cfg *serveConfig) (*instance, error) {
 	return in, nil
 }
 
-// exchange asks the upstreams directly (for explanations).
-func (in *instance) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
-	r, _, err := in.pool.Exchange(ctx, q)
-	return r, err
-}
-
 // shutdown drains in-flight queries (bounded) and stops everything.
 func (in *instance) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	in.watcher.Close()
 	in.admin.Close(ctx)
+	in.geo.Close()
 	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		in.log.Warn("shutdown", "err", err)
 	}

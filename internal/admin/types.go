@@ -99,53 +99,62 @@ type Explanation struct {
 	Name       string `json:"name"`
 	Type       string `json:"type"`
 	Generation uint64 `json:"generation"`
-	// Verdict is "blocked", "allowed" or "monitored" (a log rule would block).
+	// Verdict is "blocked", "logged" (a monitor-only rule fired), "allowed"
+	// (an exception covers the name) or "passed" (no rule applies).
 	Verdict string `json:"verdict"`
-	// Action is the action in force for the rule that fired.
-	Action string `json:"action,omitempty"`
-	// Trigger says what matched: qname, cname, ip, asn or overseas.
-	Trigger string `json:"trigger,omitempty"`
-	Target  string `json:"target,omitempty"`
-	// Reason is the EDE text a client would see.
+	// Reason is the text a client sees in the EDE and the logs.
 	Reason string `json:"reason,omitempty"`
-	// Rule is the rule that fired (or would have, when an exception won).
+	// Action and Trigger describe the decision (when one was taken):
+	// Trigger is qname, cname, ip, asn or overseas.
+	Action  string `json:"action,omitempty"`
+	Trigger string `json:"trigger,omitempty"`
+	// Rule is the rule that decided, if any.
 	Rule *Rule `json:"rule,omitempty"`
-	// Exception is the "@@" rule that overrode a block.
+	// Question is the rule the query name matched; Exception the "@@" rule
+	// that overrode it.
+	Question  *Rule `json:"question,omitempty"`
 	Exception *Rule `json:"exception,omitempty"`
-	// Pending is set for an overseas-scoped rule: the decision depends on
-	// the answer's addresses.
-	Pending *Rule `json:"pending,omitempty"`
-	// Resolved is set when the name was resolved upstream to check the answer.
-	Resolved bool `json:"resolved"`
-	// Answer lists the upstream's records with what is known about each address.
-	Answer     []AnswerRecord `json:"answer,omitempty"`
-	ResolveErr string         `json:"resolve_error,omitempty"`
+	// Overseas is the overseas-scoped rule that makes the answer's
+	// countries decide; Home the home country; CountryKnown whether a
+	// country database is loaded (without one such rules fail closed).
+	Overseas     *Rule  `json:"overseas,omitempty"`
+	Home         string `json:"home_country,omitempty"`
+	CountryKnown bool   `json:"country_known"`
+	// Resolved is set when the upstream was asked (a name blocked by its
+	// own rule is not, as in service).
+	Resolved bool           `json:"resolved"`
+	Upstream string         `json:"upstream,omitempty"`
+	Rcode    string         `json:"rcode,omitempty"`
+	Answer   []AnswerRecord `json:"answer,omitempty"`
 }
 
-// Rule describes one list rule.
+// Rule describes one list rule that matched.
 type Rule struct {
 	Text     string `json:"text"`
 	File     string `json:"file"`
 	Line     int    `json:"line"`
 	Platform string `json:"platform,omitempty"`
-	Action   string `json:"action"`
-	Scope    string `json:"scope"`
+	// Action is the action in force (never "default").
+	Action    string `json:"action"`
+	Scope     string `json:"scope"`
+	Trigger   string `json:"trigger,omitempty"`
+	Exception bool   `json:"exception,omitempty"`
+	// Fires is set when the rule decides (a block no exception overrides).
+	Fires bool `json:"fires"`
 }
 
-// AnswerRecord is one record of an upstream answer.
+// AnswerRecord is one CNAME, DNAME, A or AAAA record of the upstream's
+// answer with what is known of it and every rule it matched.
 type AnswerRecord struct {
-	Record  string `json:"record"`
-	IP      string `json:"ip,omitempty"`
+	Owner   string `json:"owner"`
+	Type    string `json:"type"`
+	Data    string `json:"data"`
 	Country string `json:"country,omitempty"`
 	ASN     uint32 `json:"asn,omitempty"`
 	ASOrg   string `json:"as_org,omitempty"`
-	// Rule is set when this record triggered a rule.
-	Rule *Rule `json:"rule,omitempty"`
-}
-
-// RuleFrom converts a blocklist rule description.
-func RuleFrom(r blocklist.Rule) *Rule {
-	return &Rule{Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform, Action: r.Action.String(), Scope: r.Scope.String()}
+	Foreign *bool  `json:"foreign,omitempty"`
+	Matches []Rule `json:"matches,omitempty"`
+	Blocked bool   `json:"blocked"`
 }
 
 // ReloadResult is the answer of POST /v1/reload.

@@ -51,6 +51,11 @@ type Config struct {
 	Next resolver.Handler
 	// Snapshot gives the list snapshot in service (for prefetches).
 	Snapshot func() *blocklist.Snapshot
+	// Epoch, when set, changes whenever data other than the lists that
+	// decisions depend on changes (the GeoIP databases): entries decided
+	// under another epoch are decided again, like those of another list
+	// generation.
+	Epoch func() uint64
 	Logger   *slog.Logger
 	// Now is the clock (time.Now if nil); tests move it.
 	Now func() time.Time
@@ -115,6 +120,15 @@ func New(cfg Config) *Cache {
 		c.shards[i] = shard{m: make(map[string]*entry), max: per, calls: make(map[string]*call)}
 	}
 	return c
+}
+
+// version combines a list generation with the epoch into the value
+// entries are tagged with.
+func (c *Cache) version(gen uint64) uint64 {
+	if c.cfg.Epoch == nil {
+		return gen
+	}
+	return gen ^ c.cfg.Epoch()<<40
 }
 
 // Stats returns the counters.
@@ -212,7 +226,7 @@ func (c *Cache) remove(e *entry) {
 // name, and whether it answered.
 func (c *Cache) AnswerWire(q *resolver.WireQuery, gen uint64, out []byte, udp bool) (int, *resolver.Info, string, bool) {
 	e := c.get(q.Key)
-	if e == nil || e.gen != gen {
+	if e == nil || e.gen != c.version(gen) {
 		return 0, nil, "", false
 	}
 	now := c.now().UnixNano()

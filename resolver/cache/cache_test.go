@@ -399,3 +399,19 @@ func TestAnswerWire(t *testing.T) {
 		t.Fatal("entry served under another generation")
 	}
 }
+
+func TestEpochChangeRedecides(t *testing.T) {
+	var epoch atomic.Uint64
+	r := newRig(t, Config{Epoch: epoch.Load}, dnstest.Options{Records: []string{"e.test. 300 IN A 192.0.2.1"}})
+	r.ask(t, "e.test", dns.TypeA)
+	if _, req := r.ask(t, "e.test", dns.TypeA); !req.Info.Cached {
+		t.Fatal("not cached")
+	}
+	epoch.Add(1) // e.g. a GeoIP database was replaced
+	if _, req := r.ask(t, "e.test", dns.TypeA); req.Info.Cached || req.Info.Upstream != "cache" {
+		t.Fatalf("entry of an old epoch served as is (cached %v, upstream %q)", req.Info.Cached, req.Info.Upstream)
+	}
+	if r.up.Queries() != 1 {
+		t.Fatalf("re-deciding asked upstream: %d", r.up.Queries())
+	}
+}

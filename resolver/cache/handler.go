@@ -23,7 +23,7 @@ func (c *Cache) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, 
 	if err != nil {
 		return c.cfg.Next.ServeDNS(ctx, req)
 	}
-	gen := req.Snapshot.Generation
+	gen := c.version(req.Snapshot.Generation)
 	now := c.now().UnixNano()
 	e := c.get(key)
 	if e != nil && e.gen == gen && now < e.expires {
@@ -291,7 +291,7 @@ func (c *Cache) prefetch(e *entry) {
 	if err != nil || resp == nil || resp.Rcode == dns.RcodeServerFailure {
 		return
 	}
-	c.store(key, req, resp, req.Snapshot.Generation, c.now().UnixNano())
+	c.store(key, req, resp, c.version(req.Snapshot.Generation), c.now().UnixNano())
 }
 
 // setTTLs copies the clamped TTLs of the packed form back into the message

@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"net/netip"
-	"strings"
 
 	"github.com/miekg/dns"
 
@@ -13,8 +12,9 @@ import (
 )
 
 // Answer polices what the upstream returned: CNAME and DNAME targets
-// (cloaking), answer addresses against IP and prefix rules, their ASN
-// against AS rules, and their country for overseas-scoped names.
+// (cloaking), answer addresses against IP and prefix rules (the RPZ
+// response-IP trigger), their ASN against AS rules, and their country for
+// overseas-scoped names.
 type Answer struct {
 	Next  resolver.Handler
 	Block *Blocker
@@ -24,6 +24,10 @@ type Answer struct {
 	// elsewhere are overseas.
 	Home string
 }
+
+// CountryKnown reports whether a country database is loaded, so that
+// overseas-scoped rules can look at the answer (Question.CountryKnown).
+func (a *Answer) CountryKnown() bool { return a.Geo != nil && a.Geo.HasCountry() }
 
 // ServeDNS asks Next and blocks the answer when a rule fires.
 func (a *Answer) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
@@ -49,45 +53,106 @@ func (a *Answer) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg,
 // applies. overseas, when set, is the overseas-scoped rule the query name
 // matched. An enforced decision is preferred over a monitor-only one.
 func (a *Answer) Check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, resp *dns.Msg) *resolver.Decision {
-	var logOnly *resolver.Decision
-	consider := func(d *resolver.Decision) bool {
-		if d.Enforced {
-			return true
-		}
-		if logOnly == nil {
-			logOnly = d
+	return a.check(snap, overseas, resp, nil)
+}
+
+// checkState collects decisions while an answer is checked.
+type checkState struct {
+	first   *resolver.Decision // first enforced decision
+	logOnly *resolver.Decision // first monitor-only decision
+	explain bool               // keep going after the first enforced decision
+}
+
+// note records d and reports whether checking can stop.
+func (st *checkState) note(d *resolver.Decision) bool {
+	if !d.Enforced {
+		if st.logOnly == nil {
+			st.logOnly = d
 		}
 		return false
 	}
-	needASN := snap.HasASNRules() && a.Geo != nil && a.Geo.HasASN()
-	needCountry := overseas != nil && a.Geo != nil && a.Geo.HasCountry()
-	for _, rr := range resp.Answer {
+	if st.first == nil {
+		st.first = d
+	}
+	return !st.explain
+}
+
+func (st *checkState) result() *resolver.Decision {
+	if st.first != nil {
+		return st.first
+	}
+	return st.logOnly
+}
+
+// check is Check, also filling ex (when not nil) with every record's
+// matches. It looks at CNAME and DNAME targets first: a target under an
+// overseas-scoped rule makes the addresses decide, as for the query name.
+func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, resp *dns.Msg, ex *Explanation) *resolver.Decision {
+	st := checkState{explain: ex != nil}
+	countryKnown := a.CountryKnown()
+	var recs []*RecordCheck
+	if ex != nil {
+		recs = make([]*RecordCheck, len(resp.Answer))
+	}
+	for i, rr := range resp.Answer {
 		var target string
-		var ip netip.Addr
 		switch v := rr.(type) {
 		case *dns.CNAME:
 			target = v.Target
 		case *dns.DNAME:
 			target = v.Target
+		default:
+			continue
+		}
+		name := resolver.CanonicalName(target)
+		m := snap.MatchName(name)
+		// An overseas-scoped target leaves the decision to the addresses.
+		deferred := m.Blocked() && snap.Section(m.Rule).Scope == blocklist.ScopeOverseas && countryKnown
+		if ex != nil {
+			rc := newRecordCheck(rr, name)
+			if m.HasRule {
+				rc.addRule(a.Block, snap, "cname", m.Rule, m.Blocked() && !deferred)
+			}
+			if m.HasAllow {
+				rc.addRule(a.Block, snap, "cname", m.Allow, false)
+			}
+			recs[i] = rc
+		}
+		if !m.Blocked() {
+			continue
+		}
+		if deferred {
+			if overseas == nil {
+				rule := m.Rule
+				overseas = &rule
+			}
+			continue
+		}
+		d := a.Block.Decide(snap, m.Rule, "cname", name)
+		if snap.Section(m.Rule).Scope == blocklist.ScopeOverseas {
+			d.Note = noCountryNote
+		}
+		if st.note(d) {
+			return st.result()
+		}
+	}
+	if ex != nil && overseas != nil {
+		r := ruleInfo(a.Block, snap, *overseas)
+		ex.Overseas = &r
+	}
+	needASN := snap.HasASNRules() && a.Geo != nil && a.Geo.HasASN()
+	for i, rr := range resp.Answer {
+		var ip netip.Addr
+		switch v := rr.(type) {
 		case *dns.A:
 			ip, _ = netip.AddrFromSlice(v.A.To4())
 		case *dns.AAAA:
 			ip, _ = netip.AddrFromSlice(v.AAAA)
-		default:
-			continue
-		}
-		if target != "" {
-			name := strings.ToLower(strings.TrimSuffix(target, "."))
-			if m := snap.MatchName(name); m.Blocked() {
-				if consider(a.Block.Decide(snap, m.Rule, "cname", name)) {
-					return a.Block.Decide(snap, m.Rule, "cname", name)
-				}
-			}
-			continue
 		}
 		if !ip.IsValid() {
 			continue
 		}
+		ip = ip.Unmap()
 		var info *resolver.AddrInfo
 		lookup := func() *resolver.AddrInfo {
 			if info == nil {
@@ -98,35 +163,57 @@ func (a *Answer) Check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 			}
 			return info
 		}
-		if m := snap.MatchIP(ip); m.Blocked() {
+		var rc *RecordCheck
+		if ex != nil {
+			rc = newRecordCheck(rr, ip.String())
+			rc.setGeo(lookup().Info, a.Home, countryKnown)
+			recs[i] = rc
+		}
+		m := snap.MatchIP(ip)
+		rc.addMatches(a.Block, snap, "ip", m)
+		if m.Blocked() {
 			d := a.Block.Decide(snap, m.Rule, "ip", ip.String())
 			d.Addr = lookup()
-			if consider(d) {
-				return d
+			if st.note(d) {
+				return st.result()
 			}
 		}
 		if needASN {
 			if in := lookup(); in.ASN != 0 {
-				if m := snap.MatchASN(in.ASN); m.Blocked() {
+				m := snap.MatchASN(in.ASN)
+				rc.addMatches(a.Block, snap, "asn", m)
+				if m.Blocked() {
 					d := a.Block.Decide(snap, m.Rule, "asn", ip.String())
 					d.Addr = in
-					if consider(d) {
-						return d
+					if st.note(d) {
+						return st.result()
 					}
 				}
 			}
 		}
-		if needCountry {
-			// An address with no known country counts as overseas: the
-			// rule fails closed.
-			if in := lookup(); in.Country != a.Home {
+		// An address whose country is not known counts as overseas, and so
+		// does every address when no country database is loaded: the rule
+		// fails closed.
+		if overseas != nil {
+			if in := lookup(); !countryKnown || in.Country != a.Home {
 				d := a.Block.Decide(snap, *overseas, "overseas", ip.String())
 				d.Addr = in
-				if consider(d) {
-					return d
+				if !countryKnown {
+					d.Note = noCountryNote
+				}
+				rc.addRule(a.Block, snap, "overseas", *overseas, true)
+				if st.note(d) {
+					return st.result()
 				}
 			}
 		}
 	}
-	return logOnly
+	if ex != nil {
+		for _, rc := range recs {
+			if rc != nil {
+				ex.Records = append(ex.Records, *rc)
+			}
+		}
+	}
+	return st.result()
 }

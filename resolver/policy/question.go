@@ -14,7 +14,8 @@ type Question struct {
 	Next  resolver.Handler
 	Block *Blocker
 	// CountryKnown reports whether a country database is loaded; without one,
-	// overseas-scoped rules fail closed and block like scope any.
+	// overseas-scoped rules fail closed and block like scope any. Give it
+	// the Answer stage's CountryKnown.
 	CountryKnown func() bool
 }
 
@@ -22,22 +23,48 @@ type Question struct {
 // overseas-scoped rule is passed on with the rule noted, for Answer to
 // decide once the addresses are known.
 func (q *Question) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
-	m := req.Snapshot.MatchName(req.Name)
+	o := decideQuestion(q.Block, req.Snapshot, req.Name, q.CountryKnown != nil && q.CountryKnown())
+	req.Info.Exempt, req.Info.Overseas = o.exempt, o.overseas
+	if o.decision == nil {
+		return q.Next.ServeDNS(ctx, req)
+	}
+	req.Info.Decision = o.decision
+	if !o.decision.Enforced {
+		return q.Next.ServeDNS(ctx, req)
+	}
+	return q.Block.Response(req, o.decision), nil
+}
+
+// questionOutcome is what the question stage makes of a name.
+type questionOutcome struct {
+	match    blocklist.Match
+	decision *resolver.Decision // a rule on the name fired (enforced or log)
+	overseas *blocklist.RuleID  // an overseas-scoped rule, left to the answer
+	exempt   *blocklist.RuleID  // an exception covers the name and its answer
+}
+
+// decideQuestion matches name (canonical form) against snap.
+func decideQuestion(b *Blocker, snap *blocklist.Snapshot, name string, countryKnown bool) questionOutcome {
+	o := questionOutcome{match: snap.MatchName(name)}
+	m := o.match
 	if !m.Blocked() {
 		if m.HasAllow {
-			req.Info.Exempt = &m.Allow
+			o.exempt = &m.Allow
 		}
-		return q.Next.ServeDNS(ctx, req)
+		return o
 	}
-	sec := req.Snapshot.Section(m.Rule)
-	if sec.Scope == blocklist.ScopeOverseas && q.CountryKnown != nil && q.CountryKnown() {
-		req.Info.Overseas = &m.Rule
-		return q.Next.ServeDNS(ctx, req)
+	if snap.Section(m.Rule).Scope == blocklist.ScopeOverseas {
+		if countryKnown {
+			o.overseas = &m.Rule
+			return o
+		}
+		o.decision = b.Decide(snap, m.Rule, "qname", name)
+		o.decision.Note = noCountryNote
+		return o
 	}
-	d := q.Block.Decide(req.Snapshot, m.Rule, "qname", req.Name)
-	req.Info.Decision = d
-	if !d.Enforced {
-		return q.Next.ServeDNS(ctx, req)
-	}
-	return q.Block.Response(req, d), nil
+	o.decision = b.Decide(snap, m.Rule, "qname", name)
+	return o
 }
+
+// noCountryNote explains a fail-closed overseas block in its EDE text.
+const noCountryNote = "overseas scope, no country database"
