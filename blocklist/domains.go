@@ -54,29 +54,81 @@ func kindOf(b uint8) (MatchKind, bool) {
 }
 
 // domainRules is the compact, append-only store of domain rules: names are
-// packed into one arena and every per-rule attribute is a parallel array, so
-// a million rules cost a handful of large allocations and ~30 bytes each.
+// packed into one arena and every per-rule attribute is a parallel array or
+// a run-length form, so a million rules cost a handful of large allocations
+// and about 12 bytes each besides their names.
 type domainRules struct {
 	arena []byte   // names, lower-case, no trailing dot, back to back
 	off   []uint32 // rule i's name is arena[off[i]:off[i+1]]; len = rules+1
-	line  []uint32 // 1-based line number in its file
-	sect  []uint16 // index into Snapshot.sections
 	kind  []uint8  // one kind bit; heads of duplicated names get the union + kindMore
+	// Lines: rule i is on line lineBase[i/lineBlock] + lineDelta[i], or
+	// lineBig[i] when that delta does not fit a byte (lineDelta[i] == 255).
+	lineBase  []uint32
+	lineDelta []uint8
+	lineBig   map[uint32]uint32
+	// sectRuns are the runs of consecutive rules under one section, by start.
+	sectRuns []sectRun
 }
 
-func (d *domainRules) len() int { return len(d.line) }
+// lineBlock is how many rules share one line base.
+const lineBlock = 32
+
+// sectRun says that rules from start on (to the next run) are in section sect.
+type sectRun struct {
+	start uint32
+	sect  uint16
+}
+
+func (d *domainRules) len() int { return len(d.kind) }
 
 func (d *domainRules) name(i uint32) []byte { return d.arena[d.off[i]:d.off[i+1]] }
+
+// line returns rule i's line number.
+func (d *domainRules) line(i uint32) int {
+	if dl := d.lineDelta[i]; dl != 255 {
+		return int(d.lineBase[i/lineBlock]) + int(dl)
+	}
+	return int(d.lineBig[i])
+}
+
+// sect returns rule i's section index.
+func (d *domainRules) sect(i uint32) uint16 {
+	runs := d.sectRuns
+	lo, hi := 0, len(runs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if runs[m].start <= i {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return runs[lo-1].sect
+}
 
 func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 	if len(d.off) == 0 {
 		d.off = append(d.off, 0)
 	}
+	i := uint32(len(d.kind))
 	d.arena = append(d.arena, name...)
 	d.off = append(d.off, uint32(len(d.arena)))
-	d.line = append(d.line, uint32(line))
-	d.sect = append(d.sect, sect)
 	d.kind = append(d.kind, kind)
+	if i%lineBlock == 0 {
+		d.lineBase = append(d.lineBase, uint32(line))
+	}
+	if base := int(d.lineBase[i/lineBlock]); line >= base && line-base < 255 {
+		d.lineDelta = append(d.lineDelta, uint8(line-base))
+	} else {
+		if d.lineBig == nil {
+			d.lineBig = make(map[uint32]uint32)
+		}
+		d.lineBig[i] = uint32(line)
+		d.lineDelta = append(d.lineDelta, 255)
+	}
+	if n := len(d.sectRuns); n == 0 || d.sectRuns[n-1].sect != sect {
+		d.sectRuns = append(d.sectRuns, sectRun{i, sect})
+	}
 }
 
 // truncate drops rules from index n on (used to roll back a failed file).
@@ -86,9 +138,17 @@ func (d *domainRules) truncate(n int) {
 	}
 	d.arena = d.arena[:d.off[n]]
 	d.off = d.off[:n+1]
-	d.line = d.line[:n]
-	d.sect = d.sect[:n]
 	d.kind = d.kind[:n]
+	d.lineDelta = d.lineDelta[:n]
+	d.lineBase = d.lineBase[:(n+lineBlock-1)/lineBlock]
+	for i := range d.lineBig {
+		if int(i) >= n {
+			delete(d.lineBig, i)
+		}
+	}
+	for len(d.sectRuns) > 0 && int(d.sectRuns[len(d.sectRuns)-1].start) >= n {
+		d.sectRuns = d.sectRuns[:len(d.sectRuns)-1]
+	}
 }
 
 // grow reserves room for n more rules with about nameBytes of names.
@@ -98,11 +158,11 @@ func (d *domainRules) grow(n, nameBytes int) {
 		copy(a, d.arena)
 		d.arena = a
 	}
-	if cap(d.line)-len(d.line) < n {
+	if cap(d.kind)-len(d.kind) < n {
 		d.off = append(make([]uint32, 0, len(d.off)+n+1), d.off...)
-		d.line = append(make([]uint32, 0, len(d.line)+n), d.line...)
-		d.sect = append(make([]uint16, 0, len(d.sect)+n), d.sect...)
 		d.kind = append(make([]uint8, 0, len(d.kind)+n), d.kind...)
+		d.lineDelta = append(make([]uint8, 0, len(d.lineDelta)+n), d.lineDelta...)
+		d.lineBase = append(make([]uint32, 0, len(d.lineBase)+n/lineBlock+1), d.lineBase...)
 	}
 }
 
@@ -113,12 +173,13 @@ func (d *domainRules) shrink() {
 	if cap(d.arena)-len(d.arena) > len(d.arena)/8 {
 		d.arena = append([]byte(nil), d.arena...)
 	}
-	if cap(d.line)-len(d.line) > len(d.line)/8 {
+	if cap(d.kind)-len(d.kind) > len(d.kind)/8 {
 		d.off = append([]uint32(nil), d.off...)
-		d.line = append([]uint32(nil), d.line...)
-		d.sect = append([]uint16(nil), d.sect...)
 		d.kind = append([]uint8(nil), d.kind...)
+		d.lineDelta = append([]uint8(nil), d.lineDelta...)
+		d.lineBase = append([]uint32(nil), d.lineBase...)
 	}
+	d.sectRuns = append([]sectRun(nil), d.sectRuns...)
 }
 
 // domainTable is the compiled suffix matcher: an open-addressing hash table
@@ -260,7 +321,7 @@ type nameMatch struct {
 
 // maxLevels is how many suffixes of one name match checks in its fast path;
 // deeper names take the plain path.
-const maxLevels = 32
+const maxLevels = 16
 
 // match walks name's suffixes and records the most specific block and allow
 // heads. name must be in canonical form (lower-case, no trailing dot). It
@@ -374,7 +435,8 @@ func (t *domainTable) matchSlow(name string) nameMatch {
 
 // heapBytes estimates the memory the table holds (for status and benchmarks).
 func (t *domainTable) heapBytes() int {
-	n := cap(t.arena) + 4*cap(t.off) + 4*cap(t.line) + 2*cap(t.sect) + cap(t.kind) + 4*cap(t.slots)
+	n := cap(t.arena) + 4*cap(t.off) + cap(t.kind) + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
+		8*cap(t.sectRuns) + 4*cap(t.slots)
 	for _, l := range t.dups {
 		n += 48 + int(unsafe.Sizeof(dupRule{}))*cap(l)
 	}

@@ -132,7 +132,7 @@ func (s *Snapshot) pickRule(head uint32, bits uint8) uint32 {
 		if d.kind&bits == 0 {
 			continue
 		}
-		sec := s.sections[s.dom.sect[d.id]]
+		sec := s.sections[s.dom.sect(d.id)]
 		score := 0
 		if sec.Action.Enforced() {
 			score += 2
@@ -179,7 +179,7 @@ func (s *Snapshot) Section(id RuleID) *Section {
 	i := id.index()
 	switch id.Type() {
 	case RuleDomain:
-		return &s.sections[s.dom.sect[i]]
+		return &s.sections[s.dom.sect(uint32(i))]
 	case RuleIP:
 		return &s.sections[s.ips[i].sect]
 	case RuleASN:
@@ -203,7 +203,7 @@ func (s *Snapshot) Rule(id RuleID) Rule {
 		case MatchExact:
 			name = "=" + name
 		}
-		r.Text, r.Line, r.Allow = name, int(s.dom.line[i]), allow
+		r.Text, r.Line, r.Allow = name, s.dom.line(uint32(i)), allow
 	case RuleIP:
 		ip := s.ips[i]
 		if ip.prefix.IsSingleIP() {
@@ -321,7 +321,7 @@ func (b *builder) copyFile(old *Snapshot, f *FileStatus) {
 	d := &b.s.dom
 	for i := f.dom[0]; i < f.dom[1]; i++ {
 		id := uint32(i)
-		d.add(old.dom.name(id), old.dom.ownKind(id), int(old.dom.line[i]), uint16(int(old.dom.sect[i])+sectBase))
+		d.add(old.dom.name(id), old.dom.ownKind(id), old.dom.line(id), uint16(int(old.dom.sect(id))+sectBase))
 	}
 	for _, r := range old.ips[f.ip[0]:f.ip[1]] {
 		r.sect = uint16(int(r.sect) + sectBase)

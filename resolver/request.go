@@ -85,7 +85,8 @@ type Decision struct {
 	Enforced bool             // false for monitor-only (action log)
 	// Trigger says what matched: "qname", "cname", "ip", "asn" or "overseas".
 	Trigger string
-	// Target is the name or address that matched (the CNAME target, the IP).
+	// Target is what matched in the answer (the CNAME target, the IP);
+	// empty for decisions on the query name itself.
 	Target string
 	// Addr holds, for answer-based decisions, the address and what geo knows of it.
 	Addr *AddrInfo

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
@@ -34,6 +35,12 @@ type Observer func(req *Request, resp *dns.Msg)
 // canonical name of the cached entry, or declines.
 type WireCache interface {
 	AnswerWire(q *WireQuery, gen uint64, out []byte, udp bool) (n int, info *Info, name string, ok bool)
+}
+
+// WireBlocker answers, straight from the packet, queries whose name a list
+// blocks outright (see policy.Wire). n is 0 for the drop action.
+type WireBlocker interface {
+	BlockWire(q *WireQuery, name string, snap *blocklist.Snapshot, out []byte) (n int, d *Decision, ok bool)
 }
 
 // ServerConfig configures a Server.
@@ -65,6 +72,9 @@ type ServerConfig struct {
 	Panics *atomic.Uint64
 	// Cache, when set, is tried on the raw packet before any parsing.
 	Cache WireCache
+	// Blocker, when set, answers blocked names from the raw packet after a
+	// cache miss.
+	Blocker WireBlocker
 }
 
 // Server serves DNS over UDP and TCP on the configured addresses.
@@ -81,6 +91,10 @@ type Server struct {
 	bufPool    sync.Pool
 	tcpScratch sync.Pool
 }
+
+// slowPathBuf is the size of the pooled buffers that carry a UDP query to
+// the full path; larger packets get a buffer of their own.
+const slowPathBuf = 4096
 
 // NewServer validates cfg and returns a server that is not yet listening.
 func NewServer(cfg ServerConfig) (*Server, error) {
@@ -109,7 +123,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.TCPMaxInflight = 32
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns)}
-	s.bufPool.New = func() any { b := make([]byte, dns.MaxMsgSize); return &b }
+	s.bufPool.New = func() any { b := make([]byte, 0, slowPathBuf); return &b }
 	s.tcpScratch.New = func() any { return newWireScratch() }
 	return s, nil
 }
@@ -234,35 +248,83 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // wireScratch is one read loop's (or one TCP query's) reusable state for
-// answering from the cache without allocating.
+// answering without allocating.
 type wireScratch struct {
-	q   WireQuery
-	key [262]byte
-	out []byte
-	req Request
+	q    WireQuery
+	key  [262]byte
+	name [256]byte
+	out  []byte
+	req  Request
 }
 
 func newWireScratch() *wireScratch { return &wireScratch{out: make([]byte, dns.MaxMsgSize)} }
 
-// fromCache answers pkt from the wire cache into w.out, observing the
-// query; it reports the answer's length, or false to take the full path.
-func (s *Server) fromCache(w *wireScratch, pkt []byte, from netip.AddrPort, proto string) (int, bool) {
-	if s.cfg.Cache == nil || ParseWireQuery(pkt, w.key[:0], &w.q) != nil {
+// fromWire answers pkt from the cache or, for a blocked name, from the
+// wire blocker, into w.out, observing the query. It reports the answer's
+// length (0: send nothing) and false when the full path must take it.
+func (s *Server) fromWire(w *wireScratch, pkt []byte, from netip.AddrPort, proto string) (int, bool) {
+	if (s.cfg.Cache == nil && s.cfg.Blocker == nil) || ParseWireQuery(pkt, w.key[:0], &w.q) != nil {
 		return 0, false
 	}
 	snap := s.cfg.Snapshot()
-	n, info, name, ok := s.cfg.Cache.AnswerWire(&w.q, snap.Generation, w.out, proto == "udp")
+	if s.cfg.Cache != nil {
+		if n, info, name, ok := s.cfg.Cache.AnswerWire(&w.q, snap.Generation, w.out, proto == "udp"); ok {
+			s.observeWire(w, name, from, proto, snap, info, true)
+			return n, true
+		}
+	}
+	if s.cfg.Blocker == nil {
+		return 0, false
+	}
+	name, ok := dottedName(w.name[:0], w.q.Key)
 	if !ok {
 		return 0, false
 	}
-	if s.cfg.Observe != nil {
-		r := &w.req
-		*r = Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info}
-		r.Info.Cached = true
-		s.cfg.Observe(r, nil)
-		r.Snapshot, r.Info.Decision = nil, nil
+	n, d, ok := s.cfg.Blocker.BlockWire(&w.q, unsafe.String(unsafe.SliceData(name), len(name)), snap, w.out)
+	if !ok {
+		return 0, false
 	}
+	info := Info{Decision: d, Dropped: n == 0}
+	if n > 0 {
+		info.Rcode = int(w.out[3] & 0xF)
+	}
+	s.observeWire(w, string(name), from, proto, snap, &info, false)
 	return n, true
+}
+
+// observeWire tells the observer about a query answered on the wire path.
+func (s *Server) observeWire(w *wireScratch, name string, from netip.AddrPort, proto string, snap *blocklist.Snapshot, info *Info, cached bool) {
+	if s.cfg.Observe == nil {
+		return
+	}
+	r := &w.req
+	*r = Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info}
+	r.Info.Cached = cached
+	s.cfg.Observe(r, nil)
+	*r = Request{}
+}
+
+// dottedName turns a cache key's wire name into the canonical dotted form
+// the matchers use. It declines names with bytes a list entry cannot hold
+// (such names go the full path, which spells them as miekg/dns does).
+func dottedName(dst, key []byte) ([]byte, bool) {
+	for i := 0; i < len(key); {
+		l := int(key[i])
+		if l == 0 {
+			return dst, true
+		}
+		if len(dst) > 0 {
+			dst = append(dst, '.')
+		}
+		for _, c := range key[i+1 : i+1+l] {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return nil, false
+			}
+			dst = append(dst, c)
+		}
+		i += 1 + l
+	}
+	return nil, false
 }
 
 func (s *Server) udpLoop(c *net.UDPConn) {
@@ -281,7 +343,10 @@ func (s *Server) udpLoop(c *net.UDPConn) {
 		if n < 12 {
 			continue // not even a header: drop
 		}
-		if m, ok := s.fromCache(w, buf[:n], from, "udp"); ok {
+		if m, ok := s.fromWire(w, buf[:n], from, "udp"); ok {
+			if m == 0 {
+				continue // dropped
+			}
 			if _, err := c.WriteToUDPAddrPort(w.out[:m], from); err != nil {
 				s.log.Debug("udp write", "client", from.String(), "err", err)
 			}
@@ -293,8 +358,10 @@ func (s *Server) udpLoop(c *net.UDPConn) {
 		go func() {
 			defer s.wg.Done()
 			s.serveUDP(c, pkt, from)
-			*bp = pkt
-			s.bufPool.Put(bp)
+			if cap(pkt) <= slowPathBuf { // oversized packets do not stay pooled
+				*bp = pkt[:0]
+				s.bufPool.Put(bp)
+			}
 		}()
 	}
 }
@@ -385,7 +452,10 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 			var out []byte
 			w := s.tcpScratch.Get().(*wireScratch)
 			defer s.tcpScratch.Put(w)
-			if n, ok := s.fromCache(w, pkt, from, "tcp"); ok {
+			if n, ok := s.fromWire(w, pkt, from, "tcp"); ok {
+				if n == 0 {
+					return // dropped
+				}
 				out = w.out[:n]
 			} else {
 				_, resp := s.handle(pkt, from, "tcp")

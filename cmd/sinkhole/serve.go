@@ -315,6 +315,7 @@ func start(cfg *serveConfig) (*instance, error) {
 		Listen:   cfg.listen,
 		Handler:  head,
 		Cache:    wire,
+		Blocker:  &policy.Wire{Block: blocker, CountryKnown: in.answer.CountryKnown},
 		Snapshot: in.store.Current,
 		Observe:  in.stats.Observe,
 		Logger:   log,

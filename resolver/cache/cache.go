@@ -55,8 +55,8 @@ type Config struct {
 	// decisions depend on changes (the GeoIP databases): entries decided
 	// under another epoch are decided again, like those of another list
 	// generation.
-	Epoch func() uint64
-	Logger   *slog.Logger
+	Epoch  func() uint64
+	Logger *slog.Logger
 	// Now is the clock (time.Now if nil); tests move it.
 	Now func() time.Time
 }

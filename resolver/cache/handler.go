@@ -187,6 +187,12 @@ func (c *Cache) store(key []byte, req *resolver.Request, resp *dns.Msg, gen uint
 	if resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
 		return
 	}
+	if d := req.Info.Decision; d != nil && d.Enforced && d.Trigger == "qname" && req.Reuse == nil {
+		// Blocks on the query name are decided again for each query from the
+		// snapshot in service (in well under a microsecond, on the wire path):
+		// caching them would only spend memory.
+		return
+	}
 	if opt := resp.IsEdns0(); opt != nil && opt.ExtendedRcode() > 0xF {
 		return
 	}

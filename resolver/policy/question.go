@@ -58,11 +58,11 @@ func decideQuestion(b *Blocker, snap *blocklist.Snapshot, name string, countryKn
 			o.overseas = &m.Rule
 			return o
 		}
-		o.decision = b.Decide(snap, m.Rule, "qname", name)
+		o.decision = b.Decide(snap, m.Rule, "qname", "")
 		o.decision.Note = noCountryNote
 		return o
 	}
-	o.decision = b.Decide(snap, m.Rule, "qname", name)
+	o.decision = b.Decide(snap, m.Rule, "qname", "")
 	return o
 }
 

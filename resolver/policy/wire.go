@@ -1,0 +1,209 @@
+package policy
+
+import (
+	"encoding/binary"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/resolver"
+)
+
+// Wire answers, straight from the packet, the queries whose name a list
+// blocks outright: the wire-path twin of Question followed by
+// Blocker.Response, writing the same answer without building a dns.Msg.
+// Everything else (exceptions, overseas scope, monitor-only rules, RPZ
+// local data) is declined and takes the full chain.
+type Wire struct {
+	Block *Blocker
+	// CountryKnown is the Answer stage's CountryKnown.
+	CountryKnown func() bool
+
+	memo atomic.Pointer[decisionMemo]
+}
+
+// decisionMemo keeps, per list generation, the decision and the EDE text of
+// every rule that fired, so a blocked query allocates nothing.
+type decisionMemo struct {
+	snap *blocklist.Snapshot
+	m    sync.Map // blocklist.RuleID -> *memoEntry
+	n    atomic.Int32
+}
+
+type memoEntry struct {
+	d           *resolver.Decision
+	reason      []byte
+	ownerLabels int // labels of the SOA owner (the listed domain); 0: the query name
+}
+
+// memoLimit caps the rules remembered per generation.
+const memoLimit = 100_000
+
+// maxBlockWire bounds the bytes BlockWire writes (the caller's out must hold them).
+const maxBlockWire = 12 + 260 + 16 + 12 + 64 + 11 + 6 + 0xFFFF
+
+func (w *Wire) entry(snap *blocklist.Snapshot, rule blocklist.RuleID, failClosed bool) *memoEntry {
+	memo := w.memo.Load()
+	if memo == nil || memo.snap != snap {
+		memo = &decisionMemo{snap: snap}
+		w.memo.Store(memo)
+	}
+	if v, ok := memo.m.Load(rule); ok {
+		return v.(*memoEntry)
+	}
+	d := w.Block.Decide(snap, rule, "qname", "")
+	if failClosed {
+		d.Note = noCountryNote
+	}
+	e := &memoEntry{d: d, reason: []byte(d.Reason())}
+	if r := d.Describe(); !r.Allow && r.Text != "" && r.Text[0] != '=' && r.Text[0] != '*' && rule.Type() == blocklist.RuleDomain {
+		e.ownerLabels = strings.Count(r.Text, ".") + 1
+	}
+	if memo.n.Add(1) <= memoLimit {
+		memo.m.Store(rule, e)
+	}
+	return e
+}
+
+// BlockWire writes into out the block answer for q when its name (canonical
+// form) is blocked outright under snap. It returns the answer's length (0
+// for the drop action), the decision, and whether it answered.
+func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Snapshot, out []byte) (int, *resolver.Decision, bool) {
+	m := snap.MatchName(name)
+	if !m.Blocked() {
+		return 0, nil, false
+	}
+	failClosed := false
+	if snap.Section(m.Rule).Scope == blocklist.ScopeOverseas {
+		if w.CountryKnown != nil && w.CountryKnown() {
+			return 0, nil, false // the answer's addresses decide
+		}
+		failClosed = true
+	}
+	e := w.entry(snap, m.Rule, failClosed)
+	d := e.d
+	if !d.Enforced {
+		return 0, nil, false
+	}
+	b := w.Block
+	rcode, answer, soa := dns.RcodeNameError, false, true
+	switch d.Action {
+	case blocklist.ActionDrop:
+		return 0, d, true
+	case blocklist.ActionRefused:
+		rcode, soa = dns.RcodeRefused, false
+	case blocklist.ActionNoData:
+		rcode = dns.RcodeSuccess
+	case blocklist.ActionSinkhole:
+		rcode = dns.RcodeSuccess
+		if q.Qclass == dns.ClassINET && ((q.Qtype == dns.TypeA && b.SinkholeV4.Is4()) || (q.Qtype == dns.TypeAAAA && b.SinkholeV6.IsValid())) {
+			answer, soa = true, false
+		}
+	case blocklist.ActionNXDomain:
+	default:
+		return 0, nil, false // RPZ local data and anything new: the full path
+	}
+	if len(out) < maxBlockWire || len(q.Question) < 5 {
+		return 0, nil, false
+	}
+	// Header.
+	binary.BigEndian.PutUint16(out, q.ID)
+	out[2] = 0x80 // QR, opcode QUERY
+	if q.RD {
+		out[2] |= 0x01
+	}
+	out[3] = 0x80 | byte(rcode) // RA
+	if q.CD {
+		out[3] |= 0x10
+	}
+	binary.BigEndian.PutUint16(out[4:], 1)
+	var an, ns, ar uint16
+	n := 12 + copy(out[12:], q.Question)
+	if answer {
+		an = 1
+		binary.BigEndian.PutUint16(out[n:], 0xC00C) // the question's name
+		binary.BigEndian.PutUint16(out[n+2:], q.Qtype)
+		binary.BigEndian.PutUint16(out[n+4:], dns.ClassINET)
+		binary.BigEndian.PutUint32(out[n+6:], b.TTL)
+		n += 10
+		if q.Qtype == dns.TypeA {
+			a := b.SinkholeV4.As4()
+			binary.BigEndian.PutUint16(out[n:], 4)
+			n += 2 + copy(out[n+2:], a[:])
+		} else {
+			a := b.SinkholeV6.As16()
+			binary.BigEndian.PutUint16(out[n:], 16)
+			n += 2 + copy(out[n+2:], a[:])
+		}
+	}
+	if soa {
+		ns = 1
+		binary.BigEndian.PutUint16(out[n:], 0xC000|uint16(12+ownerOffset(q.Question, e.ownerLabels)))
+		binary.BigEndian.PutUint16(out[n+2:], dns.TypeSOA)
+		binary.BigEndian.PutUint16(out[n+4:], dns.ClassINET)
+		binary.BigEndian.PutUint32(out[n+6:], b.TTL)
+		rd := n + 10
+		n = rd + 2
+		n += copy(out[n:], soaNames)
+		for _, v := range [5]uint32{uint32(snap.Generation), 3600, 600, 86400, b.TTL} {
+			binary.BigEndian.PutUint32(out[n:], v)
+			n += 4
+		}
+		binary.BigEndian.PutUint16(out[rd:], uint16(n-rd-2))
+	}
+	if q.HasEDNS {
+		ar = 1
+		out[n] = 0
+		binary.BigEndian.PutUint16(out[n+1:], dns.TypeOPT)
+		binary.BigEndian.PutUint16(out[n+3:], resolver.ServerUDPSize)
+		out[n+5], out[n+6], out[n+7], out[n+8] = 0, 0, 0, 0
+		if q.DO {
+			out[n+7] = 0x80
+		}
+		binary.BigEndian.PutUint16(out[n+9:], uint16(6+len(e.reason)))
+		binary.BigEndian.PutUint16(out[n+11:], dns.EDNS0EDE)
+		binary.BigEndian.PutUint16(out[n+13:], uint16(2+len(e.reason)))
+		binary.BigEndian.PutUint16(out[n+15:], dns.ExtendedErrorCodeCensored)
+		n += 17 + copy(out[n+17:], e.reason)
+	}
+	binary.BigEndian.PutUint16(out[6:], an)
+	binary.BigEndian.PutUint16(out[8:], ns)
+	binary.BigEndian.PutUint16(out[10:], ar)
+	if n > q.UDPSize && q.UDPSize > 0 {
+		return 0, nil, false // does not fit: the full path truncates
+	}
+	return n, d, true
+}
+
+// soaNames is the wire form of the synthesized SOA's MNAME and RNAME.
+var soaNames = func() []byte {
+	b := make([]byte, 64)
+	n, _ := dns.PackDomainName("sinkhole.invalid.", b, 0, nil, false)
+	n, _ = dns.PackDomainName("hostmaster.sinkhole.invalid.", b, n, nil, false)
+	return b[:n]
+}()
+
+// ownerOffset returns the offset, inside the question section, of the
+// suffix of the question name with the given number of labels (0: the whole
+// name).
+func ownerOffset(question []byte, labels int) int {
+	if labels == 0 {
+		return 0
+	}
+	total := 0
+	for off := 0; off < len(question) && question[off] != 0; off += 1 + int(question[off]) {
+		total++
+	}
+	skip := total - labels
+	if skip <= 0 {
+		return 0
+	}
+	off := 0
+	for ; skip > 0; skip-- {
+		off += 1 + int(question[off])
+	}
+	return off
+}
