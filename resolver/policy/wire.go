@@ -3,7 +3,6 @@ package policy
 import (
 	"encoding/binary"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
@@ -26,24 +25,29 @@ type Wire struct {
 }
 
 // decisionMemo keeps, per list generation, the decision and the EDE text of
-// every rule that fired, so a blocked query allocates nothing.
+// the rules that fired, so a blocked query allocates nothing: a
+// direct-mapped, lock-free table (a collision just recomputes).
 type decisionMemo struct {
-	snap *blocklist.Snapshot
-	m    sync.Map // blocklist.RuleID -> *memoEntry
-	n    atomic.Int32
+	snap  *blocklist.Snapshot
+	slots [memoSlots]atomic.Pointer[memoEntry]
 }
 
+// memoSlots is the size of the memo table (a power of two).
+const memoSlots = 4096
+
 type memoEntry struct {
+	rule        blocklist.RuleID
 	d           *resolver.Decision
 	reason      []byte
 	ownerLabels int // labels of the SOA owner (the listed domain); 0: the query name
 }
 
-// memoLimit caps the rules remembered per generation.
-const memoLimit = 100_000
+// maxReason caps the EDE text of a wire block answer.
+const maxReason = 400
 
-// maxBlockWire bounds the bytes BlockWire writes (the caller's out must hold them).
-const maxBlockWire = 12 + 260 + 16 + 12 + 64 + 11 + 6 + 0xFFFF
+// maxBlockWire bounds the bytes BlockWire writes (the caller's out must
+// hold them): header, question, an answer or the SOA, and the OPT record.
+const maxBlockWire = 12 + 260 + 28 + 12 + 10 + len("sinkhole.invalid.hostmaster.sinkhole.invalid.") + 4 + 20 + 17 + maxReason
 
 func (w *Wire) entry(snap *blocklist.Snapshot, rule blocklist.RuleID, failClosed bool) *memoEntry {
 	memo := w.memo.Load()
@@ -51,20 +55,22 @@ func (w *Wire) entry(snap *blocklist.Snapshot, rule blocklist.RuleID, failClosed
 		memo = &decisionMemo{snap: snap}
 		w.memo.Store(memo)
 	}
-	if v, ok := memo.m.Load(rule); ok {
-		return v.(*memoEntry)
+	slot := &memo.slots[(uint32(rule)*2654435761)>>20&(memoSlots-1)]
+	if e := slot.Load(); e != nil && e.rule == rule && (e.d.Note != "") == failClosed {
+		return e
 	}
 	d := w.Block.Decide(snap, rule, "qname", "")
 	if failClosed {
 		d.Note = noCountryNote
 	}
-	e := &memoEntry{d: d, reason: []byte(d.Reason())}
+	e := &memoEntry{rule: rule, d: d, reason: []byte(d.Reason())}
+	if len(e.reason) > maxReason {
+		e.reason = e.reason[:maxReason]
+	}
 	if r := d.Describe(); !r.Allow && r.Text != "" && r.Text[0] != '=' && r.Text[0] != '*' && rule.Type() == blocklist.RuleDomain {
 		e.ownerLabels = strings.Count(r.Text, ".") + 1
 	}
-	if memo.n.Add(1) <= memoLimit {
-		memo.m.Store(rule, e)
-	}
+	slot.Store(e)
 	return e
 }
 

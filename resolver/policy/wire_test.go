@@ -144,3 +144,18 @@ func BenchmarkBlockWire(b *testing.B) {
 		}
 	}
 }
+
+// TestWireFitsServerBuffer guards against a bound that makes the wire path
+// decline everything: a 64 KiB buffer (the server's) must be enough.
+func TestWireFitsServerBuffer(t *testing.T) {
+	snap := wireSnapshot(t)
+	wire := &policy.Wire{Block: &policy.Blocker{Default: blocklist.ActionNXDomain, TTL: 300}}
+	q := new(dns.Msg)
+	q.SetQuestion("www.binance.com.", dns.TypeA)
+	pkt, _ := q.Pack()
+	var wq resolver.WireQuery
+	resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
+	if _, _, ok := wire.BlockWire(&wq, "www.binance.com", snap, make([]byte, dns.MaxMsgSize)); !ok {
+		t.Fatal("wire path declined with a 64 KiB buffer")
+	}
+}
