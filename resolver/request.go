@@ -80,6 +80,9 @@ type Decision struct {
 	Target string
 	// Addr holds, for answer-based decisions, the address and what geo knows of it.
 	Addr *AddrInfo
+	// Addrs holds, for answer-based decisions, every address of the
+	// upstream's answer with its geolocation (for the audit log).
+	Addrs []AddrInfo
 }
 
 // AddrInfo is an answer address with its geolocation.

@@ -72,6 +72,9 @@ func (in *instance) Status() *admin.Status {
 // warnings lists configuration problems worth an operator's attention.
 func (in *instance) warnings(snap *blocklist.Snapshot) []string {
 	var w []string
+	if in.cfg.dryRun {
+		w = append(w, "--dry-run: no rule is enforced; would-be blocks are answered normally, audited and counted as monitored")
+	}
 	if snap.HasOverseasRules() && !in.countryKnown() {
 		w = append(w, "overseas-scoped rules are loaded but no country database is (--geoip-country): they block like scope any (fail closed)")
 	}
@@ -102,14 +105,16 @@ func explain(ctx context.Context, e *policy.Explainer, snap *blocklist.Snapshot,
 		return nil, &admin.ParamError{Msg: fmt.Sprintf("type %q: want a query type such as A, AAAA, MX, TXT", qtype)}
 	}
 	ex := e.Explain(ctx, snap, canon, t)
-	out := &admin.Explanation{Name: canon, Type: dns.TypeToString[t], Generation: snap.Generation, Verdict: "allowed", Resolved: ex.Resolved}
 	block := e.Question.Block
+	out := &admin.Explanation{Name: canon, Type: dns.TypeToString[t], Generation: snap.Generation, Verdict: "allowed",
+		Resolved: ex.Resolved, DryRun: block.DryRun}
 	// rule describes a rule with the action it takes in force (a rule
-	// without "# action:" takes --block-action).
+	// without "# action:" takes --block-action; under --dry-run every
+	// rule is log).
 	rule := func(id blocklist.RuleID) *admin.Rule {
 		r := admin.RuleFrom(snap.Rule(id))
-		if r.Action == blocklist.ActionDefault.String() {
-			r.Action = block.Resolve(blocklist.ActionDefault).String()
+		if act := snap.Section(id).Action; act == blocklist.ActionDefault || block.DryRun {
+			r.Action = block.Resolve(act).String()
 		}
 		return r
 	}

@@ -82,12 +82,18 @@ func explainOffline(ctx context.Context, dir, name, qtype, action string) (*admi
 	return ex, nil
 }
 
-func ruleLine(r *admin.Rule) string {
+// ruleLine describes a rule on one line; under dryRun its action is
+// marked as the server's --dry-run.
+func ruleLine(r *admin.Rule, dryRun bool) string {
 	s := fmt.Sprintf("%s  (%s:%d", r.Text, r.File, r.Line)
 	if r.Platform != "" {
 		s += ", platform " + r.Platform
 	}
-	return s + ", action " + r.Action + ", scope " + r.Scope + ")"
+	act := r.Action
+	if dryRun {
+		act += " (dry-run)"
+	}
+	return s + ", action " + act + ", scope " + r.Scope + ")"
 }
 
 // printExplanation writes an explanation for people.
@@ -96,18 +102,22 @@ func printExplanation(w io.Writer, ex *admin.Explanation) {
 	case "blocked":
 		fmt.Fprintf(w, "%s %s: BLOCKED (%s) by %s\n", ex.Name, ex.Type, ex.Action, ex.Trigger)
 	case "monitored":
-		fmt.Fprintf(w, "%s %s: ALLOWED, but monitored: a rule with action log matched (%s)\n", ex.Name, ex.Type, ex.Trigger)
+		if ex.DryRun {
+			fmt.Fprintf(w, "%s %s: ALLOWED, but monitored: a rule matched (%s) and the server runs --dry-run (every rule acts as log)\n", ex.Name, ex.Type, ex.Trigger)
+		} else {
+			fmt.Fprintf(w, "%s %s: ALLOWED, but monitored: a rule with action log matched (%s)\n", ex.Name, ex.Type, ex.Trigger)
+		}
 	default:
 		fmt.Fprintf(w, "%s %s: ALLOWED\n", ex.Name, ex.Type)
 	}
 	if ex.Rule != nil {
-		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Rule))
+		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Rule, ex.DryRun))
 	}
 	if ex.Exception != nil {
-		fmt.Fprintf(w, "  exception: %s overrides the rule above\n", ruleLine(ex.Exception))
+		fmt.Fprintf(w, "  exception: %s overrides the rule above\n", ruleLine(ex.Exception, ex.DryRun))
 	}
 	if ex.Pending != nil && ex.Verdict != "blocked" {
-		fmt.Fprintf(w, "  overseas:  %s applies only to answers outside the home country\n", ruleLine(ex.Pending))
+		fmt.Fprintf(w, "  overseas:  %s applies only to answers outside the home country\n", ruleLine(ex.Pending, ex.DryRun))
 	}
 	if ex.Target != "" && ex.Trigger != "qname" {
 		fmt.Fprintf(w, "  matched:   %s\n", ex.Target)
@@ -123,7 +133,7 @@ func printExplanation(w io.Writer, ex *admin.Explanation) {
 				line += fmt.Sprintf("   [country %s, AS%d %s]", orDash(r.Country), r.ASN, r.ASOrg)
 			}
 			if r.Rule != nil {
-				line += "   <- " + ruleLine(r.Rule)
+				line += "   <- " + ruleLine(r.Rule, ex.DryRun)
 			}
 			fmt.Fprintln(w, line)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/querylog"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -42,6 +43,14 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 		&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin API (HTTP) on `ADDR`"},
 		&cli.PathFlag{Name: "admin-token-file", Usage: "require \"Authorization: Bearer <token>\" with the token in `FILE` (needed when --admin is not loopback)"},
+		&cli.StringFlag{Name: "audit-log", Value: defaultAuditLog, Usage: "write a JSON line per blocked or monitored query to `FILE` (\"-\": standard output)"},
+		&cli.IntFlag{Name: "audit-log-max-size", Value: querylog.DefaultMaxSizeMB, Usage: "rotate the audit log at `MB` megabytes"},
+		&cli.IntFlag{Name: "audit-log-max-backups", Value: querylog.DefaultMaxBackups, Usage: "keep `N` rotated audit logs (0: keep all)"},
+		&cli.StringFlag{Name: "query-log", Usage: "write a JSON line per query to `FILE` (\"-\": standard output; default off)"},
+		&cli.IntFlag{Name: "query-log-max-size", Value: querylog.DefaultMaxSizeMB, Usage: "rotate the query log at `MB` megabytes"},
+		&cli.IntFlag{Name: "query-log-max-backups", Value: querylog.DefaultMaxBackups, Usage: "keep `N` rotated query logs (0: keep all)"},
+		&cli.IntFlag{Name: "log-buffer", Value: querylog.DefaultBuffer, Usage: "lines each of the audit and query logs may queue; past it lines are dropped (and counted), never queries"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "enforce no rule: every rule acts as action log (answer normally, audit the would-be block)"},
 	})
 }
 
@@ -66,6 +75,7 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			cfg.logOut = c.App.ErrWriter
+			cfg.stdout = c.App.Writer
 			return serve(c.Context, cfg)
 		},
 	}
@@ -86,6 +96,11 @@ type serveConfig struct {
 	logOut          io.Writer
 	admin           string
 	adminToken      string
+	stdout          io.Writer // for logs written to "-"
+	auditLog        logConfig
+	queryLog        logConfig // path "" when off
+	logBuffer       int
+	dryRun          bool
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -164,6 +179,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if !admin.IsLoopback(cfg.admin) && cfg.adminToken == "" {
 		return nil, usagef("--admin %s is not a loopback address: set --admin-token-file so the API is not open to the network", cfg.admin)
 	}
+	if err := observeConfigFrom(c, cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -203,6 +221,7 @@ type instance struct {
 	watcher *dirwatch.Watcher
 	admin   *admin.Server
 	stats   resolver.Stats
+	obs     observability
 	// explainer decides names for the admin query route.
 	explainer *policy.Explainer
 	started   time.Time
@@ -238,7 +257,7 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 }
 
 // start builds and starts every part of the server.
-func start(cfg *serveConfig) (*instance, error) {
+func start(cfg *serveConfig) (_ *instance, err error) {
 	log := newLogger(cfg)
 	in := &instance{cfg: cfg, log: log, started: time.Now()}
 	st, err := os.Stat(cfg.lists)
@@ -249,6 +268,14 @@ func start(cfg *serveConfig) (*instance, error) {
 		return nil, fmt.Errorf("--lists %s: not a directory", cfg.lists)
 	}
 	in.store = blocklist.NewStore(blocklist.Options{Dirs: []string{cfg.lists}, Logger: log})
+	if err := in.startObservability(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			in.closeObservability(context.Background())
+		}
+	}()
 	rep, err := in.store.Reload(context.Background(), "start")
 	if err != nil {
 		return nil, err
@@ -256,11 +283,11 @@ func start(cfg *serveConfig) (*instance, error) {
 	if rep.Failed() {
 		log.Warn("started with broken list files: they are not enforced until fixed", "errors", len(rep.Errors()))
 	}
-	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log})
+	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log, Observe: in.obs.metrics.ObserveUpstream})
 	if err != nil {
 		return nil, err
 	}
-	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second)}
+	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second), DryRun: cfg.dryRun}
 	answer := &policy.Answer{Block: blocker, Next: in.pool}
 	chain := &policy.Question{Block: blocker, Next: answer, CountryKnown: in.countryKnown}
 	in.explainer = &policy.Explainer{Question: chain, Answer: answer, Exchange: in.exchange}
@@ -268,7 +295,7 @@ func start(cfg *serveConfig) (*instance, error) {
 		Listen:   cfg.listen,
 		Handler:  chain,
 		Snapshot: in.store.Current,
-		Observe:  in.stats.Observe,
+		Observe:  in.observe,
 		Logger:   log,
 		// Each try can take the full timeout on every upstream.
 		QueryTimeout: cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second,
@@ -279,7 +306,7 @@ func start(cfg *serveConfig) (*instance, error) {
 	if err := in.dns.Start(); err != nil {
 		return nil, err
 	}
-	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Logger: log})
+	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Logger: log, Metrics: in.obs.metrics.Handler()})
 	if err != nil {
 		in.dns.Shutdown(context.Background())
 		return nil, err
@@ -317,5 +344,6 @@ func (in *instance) shutdown() error {
 	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		in.log.Warn("shutdown", "err", err)
 	}
+	in.closeObservability(ctx)
 	return nil
 }

@@ -103,6 +103,9 @@ type Explanation struct {
 	Verdict string `json:"verdict"`
 	// Action is the action in force for the rule that fired.
 	Action string `json:"action,omitempty"`
+	// DryRun is set when the server runs with --dry-run: every rule acts
+	// as log.
+	DryRun bool `json:"dry_run,omitempty"`
 	// Trigger says what matched: qname, cname, ip, asn or overseas.
 	Trigger string `json:"trigger,omitempty"`
 	Target  string `json:"target,omitempty"`
