@@ -26,6 +26,8 @@ type testServer struct {
 	stderr *syncBuffer
 	cancel context.CancelFunc
 	done   chan int
+	// stopOnce makes stop idempotent (tests stop early, cleanup again).
+	stopOnce sync.Once
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.
@@ -107,12 +109,16 @@ func startSinkholeOut(t *testing.T, stdout io.Writer, lists string, args ...stri
 	return ts
 }
 
+// stop ends the server and waits for serve to return (once; later calls
+// return at once).
 func (ts *testServer) stop() {
-	ts.cancel()
-	select {
-	case <-ts.done:
-	case <-time.After(10 * time.Second):
-	}
+	ts.stopOnce.Do(func() {
+		ts.cancel()
+		select {
+		case <-ts.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
 }
 
 // query asks the server over proto ("udp" or "tcp") with EDNS on.
