@@ -36,6 +36,10 @@ const (
 // batchSize is how many bytes of whole lines are gathered before a write.
 const batchSize = 64 << 10
 
+// batchWait is how long the writer lets lines gather after a write: it
+// bounds how late a line reaches the file (and how often the writer wakes).
+const batchWait = 10 * time.Millisecond
+
 // maxPooledLine is the largest line buffer returned to the pool.
 const maxPooledLine = 4 << 10
 
@@ -197,25 +201,42 @@ func (l *Log) run() {
 			}
 		}
 	}
+	finish := func() {
+		drain()
+		if len(batch) > 0 {
+			l.write(batch, n)
+		}
+		if l.closer != nil {
+			if err := l.closer.Close(); err != nil {
+				l.log.Warn("closing log", "log", l.name, "path", l.path, "err", err)
+			}
+		}
+	}
+	pause := time.NewTimer(batchWait)
+	pause.Stop()
 	for {
+		// Idle: wait for a line.
 		select {
 		case bp := <-l.ch:
 			add(bp)
-			drain()
-			if len(batch) > 0 {
-				l.write(batch, n)
-				batch, n = batch[:0], 0
-			}
 		case <-l.stop:
-			drain()
-			if len(batch) > 0 {
-				l.write(batch, n)
-			}
-			if l.closer != nil {
-				if err := l.closer.Close(); err != nil {
-					l.log.Warn("closing log", "log", l.name, "path", l.path, "err", err)
-				}
-			}
+			finish()
+			return
+		}
+		drain()
+		if len(batch) > 0 {
+			l.write(batch, n)
+			batch, n = batch[:0], 0
+		}
+		// Busy: let lines gather for a moment rather than being woken for
+		// each one (a handoff to a parked receiver costs the sender far
+		// more than queueing).
+		pause.Reset(batchWait)
+		select {
+		case <-pause.C:
+		case <-l.stop:
+			pause.Stop()
+			finish()
 			return
 		}
 	}
