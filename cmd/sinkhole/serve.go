@@ -49,7 +49,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "query-log", Usage: "write a JSON line per query to `FILE` (\"-\": standard output; default off)"},
 		&cli.IntFlag{Name: "query-log-max-size", Value: querylog.DefaultMaxSizeMB, Usage: "rotate the query log at `MB` megabytes"},
 		&cli.IntFlag{Name: "query-log-max-backups", Value: querylog.DefaultMaxBackups, Usage: "keep `N` rotated query logs (0: keep all)"},
-		&cli.IntFlag{Name: "log-buffer", Value: querylog.DefaultBuffer, Usage: "lines each of the audit and query logs may queue; past it lines are dropped (and counted), never queries"},
+		&cli.IntFlag{Name: "log-buffer", Value: querylog.DefaultBuffer, Usage: "each of the audit and query logs queues up to `N` lines for its writer; past it lines are dropped (and counted), never queries"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "enforce no rule: every rule acts as action log (answer normally, audit the would-be block)"},
 	})
 }
