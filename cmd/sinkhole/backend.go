@@ -66,6 +66,7 @@ func (in *instance) Status() *admin.Status {
 	for _, p := range s.TopPlatforms(10) {
 		st.Platforms = append(st.Platforms, admin.PlatformHit{Platform: p.Platform, Blocks: p.Blocks})
 	}
+	st.Logs = in.logStatus()
 	return st
 }
 

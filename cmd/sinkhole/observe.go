@@ -7,6 +7,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/urfave/cli/v2"
 
+	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/metrics"
 	"github.com/sinkhole-dns/sinkhole/resolver/querylog"
@@ -116,6 +117,20 @@ func (in *instance) observe(req *resolver.Request, resp *dns.Msg) {
 	if in.obs.queries != nil {
 		in.obs.queries.Query(req, resp)
 	}
+}
+
+// logStatus describes the logs for the status route.
+func (in *instance) logStatus() []admin.Log {
+	var out []admin.Log
+	for _, l := range []struct {
+		name string
+		log  *querylog.Log
+	}{{"audit", in.obs.audit}, {"query", in.obs.queries}} {
+		if l.log != nil {
+			out = append(out, admin.Log{Name: l.name, Path: l.log.Path(), Lines: l.log.Lines(), Dropped: l.log.Dropped()})
+		}
+	}
+	return out
 }
 
 // closeObservability writes out the logs' buffered lines and closes them.

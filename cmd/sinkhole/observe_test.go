@@ -16,6 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
 	"github.com/sinkhole-dns/sinkhole/internal/scrape"
 )
@@ -429,6 +430,16 @@ func TestStalledLogWriterDropsLinesNotQueries(t *testing.T) {
 	if v := m.Value("sinkhole_queries_total", "type", "A", "proto", "udp", "result", "blocked"); v != n {
 		t.Errorf("blocked queries counted: %v", v)
 	}
+	// sinkhole status shows the drops too.
+	var out, errb bytes.Buffer
+	if code := run(t.Context(), []string{"sinkhole", "status", "--json", "--admin", ts.in.admin.Addr()}, &out, &errb); code != 0 {
+		t.Fatalf("status: exit %d %s", code, errb.String())
+	}
+	var st admin.Status
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil || len(st.Logs) != 1 || st.Logs[0].Name != "audit" ||
+		st.Logs[0].Path != "-" || st.Logs[0].Dropped < uint64(dropped) {
+		t.Errorf("status logs: %+v (%v)", st.Logs, err)
+	}
 	w.unblock()
 	ts.stop()
 	if a := ts.in.obs.audit; a.Lines()+a.Dropped() != n {
@@ -449,6 +460,7 @@ func TestStatusTopPlatforms(t *testing.T) {
 			ts.query(t, "udp", name, dns.TypeA)
 		}
 	}
+	ts.waitMetric(t, 6, "sinkhole_log_lines_total", "log", "audit")
 	var out, errb bytes.Buffer
 	if code := run(t.Context(), []string{"sinkhole", "status", "--admin", ts.in.admin.Addr()}, &out, &errb); code != 0 {
 		t.Fatalf("status: exit %d %s", code, errb.String())
@@ -467,6 +479,9 @@ func TestStatusTopPlatforms(t *testing.T) {
 	}
 	if !strings.Contains(s, "queries 6, blocked 6 (100.0%)") {
 		t.Errorf("counters:\n%s", s)
+	}
+	if _, logs, ok := strings.Cut(s, "LOG "); !ok || !strings.Contains(strings.Join(strings.Fields(logs), " "), "audit "+ts.audit+" 6 0") {
+		t.Errorf("no audit log row in status:\n%s", s)
 	}
 }
 

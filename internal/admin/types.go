@@ -28,6 +28,15 @@ type Status struct {
 	Platforms  []PlatformHit `json:"top_platforms,omitempty"`
 	Geo        []GeoDB       `json:"geo,omitempty"`
 	Feeds      []Feed        `json:"feeds,omitempty"`
+	Logs       []Log         `json:"logs,omitempty"`
+}
+
+// Log is the audit or query log in Status.
+type Log struct {
+	Name    string `json:"name"` // audit or query
+	Path    string `json:"path"` // "-" for standard output
+	Lines   uint64 `json:"lines"`
+	Dropped uint64 `json:"dropped"` // lost because the writer could not keep up
 }
 
 // FileStatus is one list file in Status.
