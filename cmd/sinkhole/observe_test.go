@@ -123,7 +123,7 @@ func (ts *testServer) waitMetric(t *testing.T, want float64, name string, labels
 
 func TestMetricsAfterKnownTraffic(t *testing.T) {
 	up := obsUpstream(t)
-	ts := startSinkhole(t, writeLists(t, obsLists), "--upstream", up.Addr, "--upstream-timeout", "1s")
+	ts := startSinkhole(t, writeLists(t, obsLists), "--upstream", up.Addr)
 	obsTraffic(t, ts)
 	m := ts.waitMetric(t, 5, "sinkhole_log_lines_total", "log", "audit")
 	q := func(typ, proto, result string) string {

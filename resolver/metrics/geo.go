@@ -1,9 +1,12 @@
 package metrics
 
 import (
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sinkhole-dns/sinkhole/geo"
 )
 
 // Geo databases and lookup results (the labels of sinkhole_geo_lookups_total).
@@ -63,4 +66,41 @@ func indexOf(names []string, v string) int {
 // "other". Safe for concurrent use, no allocation.
 func (m *Metrics) GeoLookup(db, result string) {
 	m.geo.n[indexOf(geoDBNames[:], db)][indexOf(geoResultNames[:], result)].Add(1)
+}
+
+// CountGeo wraps a geo lookuper so that every lookup is counted in
+// sinkhole_geo_lookups_total: for each loaded database, found when it
+// knew the address (a country, an ASN), else not_found. Lookups that fail
+// inside the databases are not visible through geo.Lookuper; a geo
+// package that can tell calls GeoLookup with GeoError itself.
+func (m *Metrics) CountGeo(l geo.Lookuper) geo.Lookuper {
+	if l == nil {
+		return nil
+	}
+	return &countingGeo{Lookuper: l, m: m}
+}
+
+type countingGeo struct {
+	geo.Lookuper
+	m *Metrics
+}
+
+// Lookup looks ip up and counts the lookup per loaded database.
+func (c *countingGeo) Lookup(ip netip.Addr) geo.Info {
+	info := c.Lookuper.Lookup(ip)
+	if c.HasCountry() {
+		r := 1 // not_found
+		if info.Country != "" {
+			r = 0
+		}
+		c.m.geo.n[0][r].Add(1)
+	}
+	if c.HasASN() {
+		r := 1
+		if info.ASN != 0 {
+			r = 0
+		}
+		c.m.geo.n[1][r].Add(1)
+	}
+	return info
 }

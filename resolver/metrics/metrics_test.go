@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/scrape"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
@@ -304,4 +305,37 @@ func BenchmarkObserve(b *testing.B) {
 			m.ObserveUpstream("192.0.2.53:53", time.Millisecond, nil)
 		}
 	})
+}
+
+// staticGeo knows one address, with a country database and no ASN one.
+type staticGeo struct{}
+
+func (staticGeo) Lookup(ip netip.Addr) geo.Info {
+	if ip == netip.MustParseAddr("203.0.113.7") {
+		return geo.Info{Country: "KY"}
+	}
+	return geo.Info{}
+}
+func (staticGeo) HasCountry() bool { return true }
+func (staticGeo) HasASN() bool     { return false }
+
+func TestCountGeo(t *testing.T) {
+	m := New(Options{})
+	if m.CountGeo(nil) != nil {
+		t.Fatal("CountGeo(nil) is not nil")
+	}
+	g := m.CountGeo(staticGeo{})
+	if !g.HasCountry() || g.HasASN() {
+		t.Fatal("wrapper changes the databases")
+	}
+	if g.Lookup(netip.MustParseAddr("203.0.113.7")).Country != "KY" || g.Lookup(netip.MustParseAddr("192.0.2.1")).Country != "" {
+		t.Fatal("wrapper changes the answers")
+	}
+	g.Lookup(netip.MustParseAddr("192.0.2.2"))
+	s := get(t, m)
+	if s.Value("sinkhole_geo_lookups_total", "db", "country", "result", "found") != 1 ||
+		s.Value("sinkhole_geo_lookups_total", "db", "country", "result", "not_found") != 2 ||
+		s.Value("sinkhole_geo_lookups_total", "db", "asn", "result", "not_found") != 0 {
+		t.Errorf("geo lookups: %v", s.Values)
+	}
 }
