@@ -90,8 +90,9 @@ func (s *Store) Reloads() uint64 { return s.reloads.Load() }
 // Dirs returns the directories the store loads.
 func (s *Store) Dirs() []string { return s.opts.Dirs }
 
-// OnReload registers fn to run after every reload, with the snapshot then in
-// service. Register before the first Reload.
+// OnReload registers fn to run after every reload, successful or not, with
+// the snapshot then in service (the previous one when the reload failed;
+// the report's Error says why). Register before the first Reload.
 func (s *Store) OnReload(fn func(*Snapshot, *ReloadReport)) {
 	s.listeners = append(s.listeners, fn)
 }
@@ -123,6 +124,8 @@ type ReloadReport struct {
 	Rules      int           `json:"rules"`
 	Duration   time.Duration `json:"duration_ns"`
 	Files      []FileChange  `json:"files"`
+	// Error is set when nothing could be reloaded (Reload returned an error).
+	Error string `json:"error,omitempty"`
 }
 
 // Failed reports whether any file failed to load.
@@ -246,6 +249,19 @@ func (s *Store) Reload(ctx context.Context, trigger string) (*ReloadReport, erro
 	defer s.mu.Unlock()
 	defer s.reloads.Add(1)
 	start := time.Now()
+	rep, err := s.reload(ctx, trigger, start)
+	if err != nil {
+		rep.Duration = time.Since(start)
+		rep.Error = err.Error()
+	}
+	for _, fn := range s.listeners {
+		fn(s.cur.Load(), rep)
+	}
+	return rep, err
+}
+
+// reload does the work of Reload, under its lock.
+func (s *Store) reload(ctx context.Context, trigger string, start time.Time) (*ReloadReport, error) {
 	old := s.cur.Load()
 	rep := &ReloadReport{Trigger: trigger, Generation: old.Generation}
 	listed, err := s.listFiles()
@@ -299,9 +315,6 @@ func (s *Store) Reload(ctx context.Context, trigger string) (*ReloadReport, erro
 	rep.Rules = next.RuleCount()
 	rep.Duration = time.Since(start)
 	s.logReport(rep)
-	for _, fn := range s.listeners {
-		fn(next, rep)
-	}
 	return rep, nil
 }
 

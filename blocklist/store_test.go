@@ -127,3 +127,37 @@ func TestStoreMissingDir(t *testing.T) {
 		t.Fatalf("missing dir error: %v", err)
 	}
 }
+
+// OnReload listeners hear about every reload, failed ones included, with
+// the snapshot in service.
+func TestStoreOnReloadIncludesFailures(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "a.txt", "a.test\n")
+	st := NewStore(Options{Dirs: []string{dir}, Logger: discardLogger()})
+	type call struct {
+		gen  uint64
+		err  string
+		fail bool
+	}
+	var calls []call
+	st.OnReload(func(s *Snapshot, rep *ReloadReport) {
+		calls = append(calls, call{s.Generation, rep.Error, rep.Failed()})
+	})
+	reload(t, st)
+	write(t, dir, "b.txt", "b.test\nnot a rule\n")
+	reload(t, st)
+	os.RemoveAll(dir)
+	rep, err := st.Reload(context.Background(), "test")
+	if err == nil || rep.Error != err.Error() || rep.Duration <= 0 {
+		t.Fatalf("reload of a removed directory: %v, report %+v", err, rep)
+	}
+	want := []call{{1, "", false}, {1, "", true}, {1, err.Error(), false}}
+	if len(calls) != len(want) {
+		t.Fatalf("calls %+v, want %+v", calls, want)
+	}
+	for i := range want {
+		if calls[i] != want[i] {
+			t.Errorf("call %d: %+v, want %+v", i, calls[i], want[i])
+		}
+	}
+}

@@ -93,6 +93,9 @@ type Decision struct {
 	// Note is appended to the reason, e.g. why an overseas-scoped rule
 	// blocked without looking at the answer.
 	Note string
+	// Addrs holds, for answer-based decisions, every address of the
+	// upstream's answer with its geolocation (for the audit log).
+	Addrs []AddrInfo
 }
 
 // AddrInfo is an answer address with its geolocation.

@@ -49,8 +49,8 @@ func (s *Stats) Observe(req *Request, resp *dns.Msg) {
 				v, _ = s.platforms.LoadOrStore(p, new(atomic.Uint64))
 			}
 			v.(*atomic.Uint64).Add(1)
+			return
 		}
-		return
 	}
 	switch req.Info.Rcode {
 	case dns.RcodeServerFailure:

@@ -47,6 +47,9 @@ func (in *instance) Status() *admin.Status {
 		Ready: in.Ready(), Listen: in.dns.Addrs(), Generation: snap.Generation, Reloaded: snap.Created,
 		Rules: snap.RuleCount(), Warnings: in.geoWarnings(),
 	}
+	if in.cfg.dryRun {
+		st.Warnings = append([]string{"--dry-run: no rule is enforced; would-be blocks are answered normally, audited and counted as monitored"}, st.Warnings...)
+	}
 	for _, g := range in.geo.Status() {
 		st.Geo = append(st.Geo, admin.GeoDB{Kind: g.Kind, Path: g.Path, Type: g.DatabaseType, BuiltAt: g.BuildTime,
 			LoadedAt: g.LoadedAt, LastError: g.Error})
@@ -70,6 +73,7 @@ func (in *instance) Status() *admin.Status {
 	for _, p := range s.TopPlatforms(10) {
 		st.Platforms = append(st.Platforms, admin.PlatformHit{Platform: p.Platform, Blocks: p.Blocks})
 	}
+	st.Logs = in.logStatus()
 	return st
 }
 
@@ -84,7 +88,9 @@ func (in *instance) Explain(ctx context.Context, name, qtype string) (*admin.Exp
 	if err != nil {
 		return nil, err
 	}
-	return explanation(ex), nil
+	out := explanation(ex)
+	out.DryRun = in.cfg.dryRun
+	return out, nil
 }
 
 // explainParams validates the name and type of an explanation request.

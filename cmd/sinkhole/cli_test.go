@@ -199,6 +199,9 @@ func TestSIGHUPAndSIGTERM(t *testing.T) {
 	lists := writeLists(t, map[string]string{"x.txt": "a.test\n"})
 	cmd := exec.Command(sinkholeBin(t), "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists,
 		"--upstream", up.Addr, "--reload-debounce", "1m", "--log-format", "json")
+	// The audit log defaults to sinkhole-audit.log in the working directory.
+	workdir := t.TempDir()
+	cmd.Dir = workdir
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -208,13 +211,16 @@ func TestSIGHUPAndSIGTERM(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	defer cmd.Process.Kill()
 	// Learn the admin address from the log.
-	var adminAddr string
+	var adminAddr, dnsAddr string
 	deadline := time.Now().Add(10 * time.Second)
-	for adminAddr == "" && time.Now().Before(deadline) {
+	for (adminAddr == "" || dnsAddr == "") && time.Now().Before(deadline) {
 		for _, line := range strings.Split(stderr.String(), "\n") {
 			var rec map[string]any
 			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "admin API listening" {
 				adminAddr, _ = rec["addr"].(string)
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "dns listening" {
+				dnsAddr, _ = rec["addr"].(string)
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -242,6 +248,12 @@ func TestSIGHUPAndSIGTERM(t *testing.T) {
 	if !strings.Contains(stderr.String(), `"trigger":"SIGHUP"`) {
 		t.Fatalf("reload not logged with its trigger:\n%s", stderr.String())
 	}
+	// A block just before SIGTERM is in the audit log once the server exits.
+	q := new(dns.Msg)
+	q.SetQuestion("www.b.test.", dns.TypeAAAA)
+	if r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(q, dnsAddr); err != nil || r.Rcode != dns.RcodeNameError {
+		t.Fatalf("b.test after reload: %v %v", r, err)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-done:
@@ -250,6 +262,15 @@ func TestSIGHUPAndSIGTERM(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no exit after SIGTERM")
+	}
+	audit, err := os.ReadFile(filepath.Join(workdir, "sinkhole-audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line map[string]any
+	if err := json.Unmarshal(audit, &line); err != nil || line["name"] != "www.b.test" || line["type"] != "AAAA" ||
+		line["file"] != "x.txt" || line["line"] != 2.0 || line["generation"] != 2.0 || line["enforced"] != true {
+		t.Fatalf("audit log after SIGTERM (%v):\n%s", err, audit)
 	}
 }
 

@@ -84,12 +84,18 @@ func explainOffline(ctx context.Context, dir, name, qtype, action string) (*admi
 	return explanation(ex), nil
 }
 
-func ruleLine(r *admin.Rule) string {
+// ruleLine describes a rule on one line; under dryRun its action is
+// marked as the server's --dry-run.
+func ruleLine(r *admin.Rule, dryRun bool) string {
 	s := fmt.Sprintf("%s  (%s:%d", r.Text, r.File, r.Line)
 	if r.Platform != "" {
 		s += ", platform " + r.Platform
 	}
-	return s + ", action " + r.Action + ", scope " + r.Scope + ")"
+	act := r.Action
+	if dryRun {
+		act += " (dry-run)"
+	}
+	return s + ", action " + act + ", scope " + r.Scope + ")"
 }
 
 // printExplanation writes an explanation for people.
@@ -98,23 +104,27 @@ func printExplanation(w io.Writer, ex *admin.Explanation) {
 	case "blocked":
 		fmt.Fprintf(w, "%s %s: BLOCKED (%s) by %s\n", ex.Name, ex.Type, ex.Action, ex.Trigger)
 	case "logged":
-		fmt.Fprintf(w, "%s %s: ALLOWED, but monitored: a rule with action log matched (%s)\n", ex.Name, ex.Type, ex.Trigger)
+		if ex.DryRun {
+			fmt.Fprintf(w, "%s %s: ALLOWED, but monitored: a rule matched (%s) and the server runs --dry-run (every rule acts as log)\n", ex.Name, ex.Type, ex.Trigger)
+		} else {
+			fmt.Fprintf(w, "%s %s: ALLOWED, but monitored: a rule with action log matched (%s)\n", ex.Name, ex.Type, ex.Trigger)
+		}
 	default:
 		fmt.Fprintf(w, "%s %s: ALLOWED\n", ex.Name, ex.Type)
 	}
 	switch {
 	case ex.Rule != nil:
-		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Rule))
+		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Rule, ex.DryRun))
 	case ex.Question != nil && !ex.Question.Exception:
-		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Question))
+		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Question, ex.DryRun))
 	}
 	if ex.Exception != nil {
-		fmt.Fprintf(w, "  exception: %s overrides the rule above\n", ruleLine(ex.Exception))
+		fmt.Fprintf(w, "  exception: %s overrides the rule above\n", ruleLine(ex.Exception, ex.DryRun))
 	} else if ex.Question != nil && ex.Question.Exception {
-		fmt.Fprintf(w, "  exception: %s\n", ruleLine(ex.Question))
+		fmt.Fprintf(w, "  exception: %s\n", ruleLine(ex.Question, ex.DryRun))
 	}
 	if ex.Overseas != nil && ex.Verdict != "blocked" {
-		fmt.Fprintf(w, "  overseas:  %s applies only to answers outside %s\n", ruleLine(ex.Overseas), orDash(ex.Home))
+		fmt.Fprintf(w, "  overseas:  %s applies only to answers outside %s\n", ruleLine(ex.Overseas, ex.DryRun), orDash(ex.Home))
 	}
 	if ex.Reason != "" {
 		fmt.Fprintf(w, "  EDE text:  %s\n", ex.Reason)
@@ -142,7 +152,7 @@ func printExplanation(w io.Writer, ex *admin.Explanation) {
 				case m.Fires:
 					state = "fires"
 				}
-				fmt.Fprintf(w, "      %s rule (%s): %s\n", m.Trigger, state, ruleLine(m))
+				fmt.Fprintf(w, "      %s rule (%s): %s\n", m.Trigger, state, ruleLine(m, ex.DryRun))
 			}
 		}
 	} else if ex.Verdict == "blocked" && ex.Trigger == "qname" {

@@ -24,7 +24,9 @@ import (
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/cache"
+	"github.com/sinkhole-dns/sinkhole/resolver/metrics"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/querylog"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -50,6 +52,14 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin API (HTTP) on `ADDR`"},
 		&cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler on the admin API under /debug/pprof/"},
 		&cli.PathFlag{Name: "admin-token-file", Usage: "require \"Authorization: Bearer <token>\" with the token in `FILE` (needed when --admin is not loopback)"},
+		&cli.StringFlag{Name: "audit-log", Value: defaultAuditLog, Usage: "write a JSON line per blocked or monitored query to `FILE` (\"-\": standard output)"},
+		&cli.IntFlag{Name: "audit-log-max-size", Value: querylog.DefaultMaxSizeMB, Usage: "rotate the audit log at `MB` megabytes"},
+		&cli.IntFlag{Name: "audit-log-max-backups", Value: querylog.DefaultMaxBackups, Usage: "keep `N` rotated audit logs (0: keep all)"},
+		&cli.StringFlag{Name: "query-log", Usage: "write a JSON line per query to `FILE` (\"-\": standard output; default off)"},
+		&cli.IntFlag{Name: "query-log-max-size", Value: querylog.DefaultMaxSizeMB, Usage: "rotate the query log at `MB` megabytes"},
+		&cli.IntFlag{Name: "query-log-max-backups", Value: querylog.DefaultMaxBackups, Usage: "keep `N` rotated query logs (0: keep all)"},
+		&cli.IntFlag{Name: "log-buffer", Value: querylog.DefaultBuffer, Usage: "each of the audit and query logs queues up to `N` lines for its writer; past it lines are dropped (and counted), never queries"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "enforce no rule: every rule acts as action log (answer normally, audit the would-be block)"},
 	}, geoFlags()...))
 }
 
@@ -74,6 +84,7 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			cfg.logOut = c.App.ErrWriter
+			cfg.stdout = c.App.Writer
 			return serve(c.Context, cfg)
 		},
 	}
@@ -100,9 +111,14 @@ type serveConfig struct {
 	cacheMaxTTL     time.Duration
 	serveStale      time.Duration
 	prefetch        bool
-	geoCountry      string // --geoip-country file
-	geoASN          string // --geoip-asn file
-	homeCountry     string // upper case
+	geoCountry      string    // --geoip-country file
+	geoASN          string    // --geoip-asn file
+	homeCountry     string    // upper case
+	stdout          io.Writer // for logs written to "-"
+	auditLog        logConfig
+	queryLog        logConfig // path "" when off
+	logBuffer       int
+	dryRun          bool
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -199,6 +215,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if err := geoConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
+	if err := observeConfigFrom(c, cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -242,6 +261,7 @@ type instance struct {
 	geo     *geo.DB
 	geoWarn geoWarner
 	answer  *policy.Answer // the answer stage, for explanations (policy.Answer.ExplainQuery)
+	obs     observability
 	started time.Time
 }
 
@@ -283,7 +303,7 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 const defaultGCPercent = 25
 
 // start builds and starts every part of the server.
-func start(cfg *serveConfig) (*instance, error) {
+func start(cfg *serveConfig) (_ *instance, err error) {
 	log := newLogger(cfg)
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
@@ -301,6 +321,14 @@ func start(cfg *serveConfig) (*instance, error) {
 	}
 	in.store = blocklist.NewStore(blocklist.Options{Dirs: []string{cfg.lists}, Logger: log})
 	in.store.OnReload(func(s *blocklist.Snapshot, _ *blocklist.ReloadReport) { in.geoWarn.onReload(in, s) })
+	if err := in.startObservability(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			in.closeObservability(context.Background())
+		}
+	}()
 	rep, err := in.store.Reload(context.Background(), "start")
 	if err != nil {
 		return nil, err
@@ -308,12 +336,12 @@ func start(cfg *serveConfig) (*instance, error) {
 	if rep.Failed() {
 		log.Warn("started with broken list files: they are not enforced until fixed", "errors", len(rep.Errors()))
 	}
-	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log})
+	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log, Observe: in.obs.metrics.ObserveUpstream})
 	if err != nil {
 		return nil, err
 	}
-	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second)}
-	in.answer = &policy.Answer{Block: blocker, Next: in.pool, Geo: in.geo, Home: cfg.homeCountry}
+	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second), DryRun: cfg.dryRun}
+	in.answer = &policy.Answer{Block: blocker, Next: in.pool, Geo: in.obs.metrics.CountGeo(in.geo), Home: cfg.homeCountry}
 	question := &policy.Question{Block: blocker, CountryKnown: in.answer.CountryKnown, Next: in.answer}
 	var head resolver.Handler = question
 	var wire resolver.WireCache
@@ -321,6 +349,7 @@ func start(cfg *serveConfig) (*instance, error) {
 		in.cache = cache.New(cache.Config{Size: cfg.cacheSize, MinTTL: cfg.cacheMinTTL, MaxTTL: cfg.cacheMaxTTL,
 			ServeStale: cfg.serveStale, Prefetch: cfg.prefetch, Next: question, Snapshot: in.store.Current, Epoch: in.geo.Version, Logger: log})
 		head, wire = in.cache, in.cache
+		in.obs.metrics.SetCache(in.cacheStats)
 	}
 	in.dns, err = resolver.NewServer(resolver.ServerConfig{
 		Listen:   cfg.listen,
@@ -328,7 +357,7 @@ func start(cfg *serveConfig) (*instance, error) {
 		Cache:    wire,
 		Blocker:  &policy.Wire{Block: blocker, CountryKnown: in.answer.CountryKnown},
 		Snapshot: in.store.Current,
-		Observe:  in.stats.Observe,
+		Observe:  in.observe,
 		Logger:   log,
 		// Each try can take the full timeout on every upstream.
 		QueryTimeout: cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second,
@@ -339,7 +368,7 @@ func start(cfg *serveConfig) (*instance, error) {
 	if err := in.dns.Start(); err != nil {
 		return nil, err
 	}
-	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log})
+	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log, Metrics: in.obs.metrics.Handler()})
 	if err != nil {
 		in.dns.Shutdown(context.Background())
 		return nil, err
@@ -368,6 +397,13 @@ func start(cfg *serveConfig) (*instance, error) {
 	return in, nil
 }
 
+// cacheStats reads the cache's counters for the metrics.
+func (in *instance) cacheStats() metrics.CacheStats {
+	st := in.cache.Stats()
+	return metrics.CacheStats{Hits: st.Hits.Load() + st.Stale.Load(), Misses: st.Misses.Load(), Evictions: st.Evictions.Load(),
+		Prefetches: st.Prefetches.Load(), Stale: st.Stale.Load(), Entries: in.cache.Len()}
+}
+
 // shutdown drains in-flight queries (bounded) and stops everything.
 func (in *instance) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -378,5 +414,6 @@ func (in *instance) shutdown() error {
 	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		in.log.Warn("shutdown", "err", err)
 	}
+	in.closeObservability(ctx)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,9 +22,12 @@ type testServer struct {
 	in     *instance
 	addr   string // DNS, UDP and TCP
 	lists  string
+	audit  string // the audit log's file, unless the test chose one
 	stderr *syncBuffer
 	cancel context.CancelFunc
 	done   chan int
+	// stopOnce makes stop idempotent (tests stop early, cleanup again).
+	stopOnce sync.Once
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.
@@ -68,10 +72,23 @@ func writeLists(t *testing.T, files map[string]string) string {
 }
 
 // startSinkhole runs "sinkhole serve" in-process with args added to a
-// loopback listener and admin address, and waits until it serves.
+// loopback listener and admin address, and waits until it serves. Unless
+// args set --audit-log, the audit log goes to a file in a temporary
+// directory (ts.audit).
 func startSinkhole(t *testing.T, lists string, args ...string) *testServer {
 	t.Helper()
+	return startSinkholeOut(t, io.Discard, lists, args...)
+}
+
+// startSinkholeOut is startSinkhole with stdout as the command's standard
+// output (where logs given as "-" go).
+func startSinkholeOut(t *testing.T, stdout io.Writer, lists string, args ...string) *testServer {
+	t.Helper()
 	ts := &testServer{lists: lists, stderr: &syncBuffer{}, done: make(chan int, 1)}
+	if !slices.Contains(args, "--audit-log") {
+		ts.audit = filepath.Join(t.TempDir(), "audit.log")
+		args = append([]string{"--audit-log", ts.audit}, args...)
+	}
 	ready := make(chan *instance, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
@@ -79,7 +96,7 @@ func startSinkhole(t *testing.T, lists string, args ...string) *testServer {
 	full := append([]string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists}, args...)
 	// The logger writes to os.Stderr; keep test output readable by
 	// discarding unless the test fails.
-	go func() { ts.done <- run(ctx, full, io.Discard, ts.stderr) }()
+	go func() { ts.done <- run(ctx, full, stdout, ts.stderr) }()
 	select {
 	case ts.in = <-ready:
 	case code := <-ts.done:
@@ -92,12 +109,16 @@ func startSinkhole(t *testing.T, lists string, args ...string) *testServer {
 	return ts
 }
 
+// stop ends the server and waits for serve to return (once; later calls
+// return at once).
 func (ts *testServer) stop() {
-	ts.cancel()
-	select {
-	case <-ts.done:
-	case <-time.After(10 * time.Second):
-	}
+	ts.stopOnce.Do(func() {
+		ts.cancel()
+		select {
+		case <-ts.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
 }
 
 // query asks the server over proto ("udp" or "tcp") with EDNS on.

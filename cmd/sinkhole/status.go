@@ -117,6 +117,14 @@ func printStatus(w io.Writer, st *admin.Status) {
 		}
 		tw.Flush()
 	}
+	if len(st.Logs) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(tw, "LOG\tPATH\tLINES\tDROPPED")
+		for _, l := range st.Logs {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", l.Name, l.Path, l.Lines, l.Dropped)
+		}
+		tw.Flush()
+	}
 	if len(st.Feeds) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "FEED\tSOURCE\tSERIAL\tLAST TRANSFER\tRESULT\tLAST ERROR")

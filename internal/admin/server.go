@@ -41,8 +41,8 @@ type Config struct {
 	// Metrics, when set, serves GET /metrics.
 	Metrics http.Handler
 	// Pprof mounts Go's profiler under /debug/pprof/ (behind the token).
-	Pprof bool
-	Logger  *slog.Logger
+	Pprof  bool
+	Logger *slog.Logger
 }
 
 // Server is the running admin API.

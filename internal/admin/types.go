@@ -28,6 +28,15 @@ type Status struct {
 	Platforms  []PlatformHit `json:"top_platforms,omitempty"`
 	Geo        []GeoDB       `json:"geo,omitempty"`
 	Feeds      []Feed        `json:"feeds,omitempty"`
+	Logs       []Log         `json:"logs,omitempty"`
+}
+
+// Log is the audit or query log in Status.
+type Log struct {
+	Name    string `json:"name"` // audit or query
+	Path    string `json:"path"` // "-" for standard output
+	Lines   uint64 `json:"lines"`
+	Dropped uint64 `json:"dropped"` // lost because the writer could not keep up
 }
 
 // FileStatus is one list file in Status.
@@ -102,6 +111,9 @@ type Explanation struct {
 	// Verdict is "blocked", "logged" (a monitor-only rule fired), "allowed"
 	// (an exception covers the name) or "passed" (no rule applies).
 	Verdict string `json:"verdict"`
+	// DryRun is set when the server runs with --dry-run: every rule acts
+	// as log.
+	DryRun bool `json:"dry_run,omitempty"`
 	// Reason is the text a client sees in the EDE and the logs.
 	Reason string `json:"reason,omitempty"`
 	// Action and Trigger describe the decision (when one was taken):

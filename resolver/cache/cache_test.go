@@ -45,7 +45,15 @@ type rig struct {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// rigTimeout is the per-try upstream timeout of test rigs: generous, so a
+// slow, busy machine does not fail a try that tests expect to succeed.
+const rigTimeout = 2 * time.Second
+
 func newRig(t *testing.T, cfg Config, opts dnstest.Options) *rig {
+	return newRigTimeout(t, cfg, opts, rigTimeout)
+}
+
+func newRigTimeout(t *testing.T, cfg Config, opts dnstest.Options, timeout time.Duration) *rig {
 	t.Helper()
 	up, err := dnstest.Start(opts)
 	if err != nil {
@@ -55,7 +63,7 @@ func newRig(t *testing.T, cfg Config, opts dnstest.Options) *rig {
 	r := &rig{up: up, lists: t.TempDir(), clock: newClock()}
 	r.store = blocklist.NewStore(blocklist.Options{Dirs: []string{r.lists}, Logger: quiet()})
 	r.reload(t)
-	pool, err := upstream.New(upstream.Config{Addrs: []string{up.Addr}, Timeout: 500 * time.Millisecond, Logger: quiet()})
+	pool, err := upstream.New(upstream.Config{Addrs: []string{up.Addr}, Timeout: timeout, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +234,7 @@ func TestCoalescing(t *testing.T) {
 			m := new(dns.Msg)
 			m.SetQuestion("slow.test.", dns.TypeA)
 			req := resolver.NewRequest(m, netip.AddrPort{}, "udp", r.store.Current())
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			resp, err := r.cache.ServeDNS(ctx, req)
 			if err == nil && resp.Rcode == dns.RcodeSuccess && len(resp.Answer) == 1 && resp.Id == m.Id {
@@ -247,7 +255,7 @@ func TestCoalescing(t *testing.T) {
 }
 
 func TestServeStale(t *testing.T) {
-	r := newRig(t, Config{ServeStale: time.Hour}, dnstest.Options{Records: []string{"a.test. 60 IN A 192.0.2.1"}})
+	r := newRigTimeout(t, Config{ServeStale: time.Hour}, dnstest.Options{Records: []string{"a.test. 60 IN A 192.0.2.1"}}, 300*time.Millisecond)
 	r.ask(t, "a.test", dns.TypeA)
 	r.clock.advance(2 * time.Minute)
 	r.up.SetFault("*", dnstest.FaultSilent) // every upstream gone
@@ -273,7 +281,7 @@ func TestServeStale(t *testing.T) {
 		t.Fatal("answer served beyond the stale window")
 	}
 	// Without --serve-stale an expired entry is never served.
-	r3 := newRig(t, Config{}, dnstest.Options{Records: []string{"a.test. 60 IN A 192.0.2.1"}})
+	r3 := newRigTimeout(t, Config{}, dnstest.Options{Records: []string{"a.test. 60 IN A 192.0.2.1"}}, 300*time.Millisecond)
 	r3.ask(t, "a.test", dns.TypeA)
 	r3.clock.advance(2 * time.Minute)
 	r3.up.SetFault("*", dnstest.FaultSilent)

@@ -39,6 +39,7 @@ func (a *Answer) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg,
 	if d == nil {
 		return resp, nil
 	}
+	d.Addrs = answerAddrs(resp, a.Geo, d.Addr)
 	if prev := req.Info.Decision; prev == nil || (!prev.Enforced && d.Enforced) {
 		req.Info.Decision = d
 	}

@@ -23,10 +23,17 @@ type Blocker struct {
 	SinkholeV4, SinkholeV6 netip.Addr
 	// TTL of synthesized records and of the SOA (negative caching).
 	TTL uint32
+	// DryRun turns every rule into action log (serve --dry-run): answers
+	// are never changed; would-be blocks are audited as not enforced.
+	DryRun bool
 }
 
-// Resolve returns the action a section asks for, falling back to the default.
+// Resolve returns the action in force for a section's action: log under
+// DryRun, else the section's, falling back to the default.
 func (b *Blocker) Resolve(a blocklist.Action) blocklist.Action {
+	if b.DryRun {
+		return blocklist.ActionLog
+	}
 	if a == blocklist.ActionDefault {
 		if b.Default == blocklist.ActionDefault {
 			return blocklist.ActionNXDomain

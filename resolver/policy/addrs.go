@@ -1,0 +1,44 @@
+package policy
+
+import (
+	"net/netip"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/geo"
+	"github.com/sinkhole-dns/sinkhole/resolver"
+)
+
+// maxAuditAddrs caps the addresses recorded for one decision.
+const maxAuditAddrs = 32
+
+// answerAddrs lists the A and AAAA addresses of an upstream answer with
+// what geo knows of each, for the audit log of an answer-based decision.
+// known, when set, is an address already looked up.
+func answerAddrs(resp *dns.Msg, g geo.Lookuper, known *resolver.AddrInfo) []resolver.AddrInfo {
+	var out []resolver.AddrInfo
+	for _, rr := range resp.Answer {
+		var ip netip.Addr
+		switch v := rr.(type) {
+		case *dns.A:
+			ip, _ = netip.AddrFromSlice(v.A.To4())
+		case *dns.AAAA:
+			ip, _ = netip.AddrFromSlice(v.AAAA)
+		}
+		if !ip.IsValid() {
+			continue
+		}
+		if len(out) == maxAuditAddrs {
+			break
+		}
+		ai := resolver.AddrInfo{IP: ip}
+		switch {
+		case known != nil && known.IP == ip:
+			ai.Info = known.Info
+		case g != nil:
+			ai.Info = g.Lookup(ip)
+		}
+		out = append(out, ai)
+	}
+	return out
+}

@@ -1,0 +1,219 @@
+package querylog
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/resolver"
+)
+
+// The line formats are built by hand into a caller's buffer: a line costs
+// no allocation beyond describing the rule that fired.
+//
+// Audit line (a rule fired):
+//
+//	{"time":"2026-01-02T15:04:05.123456789Z","client":"192.0.2.1:53124","proto":"udp",
+//	 "name":"www.binance.com","type":"A","action":"nxdomain","enforced":true,
+//	 "rule":"binance.com","file":"foreign-exchanges.txt","line":36,"platform":"Binance",
+//	 "generation":3,"trigger":"qname","target":"www.binance.com"}
+//
+// Answer-based decisions (trigger cname, ip, asn, overseas) add
+// "ips":[{"ip":"203.0.113.7","country":"KY","asn":64500,"as_org":"Example"}],
+// every address of the upstream's answer. The query log line has the same
+// fields after "type", preceded by "rcode" (absent when no answer was
+// sent), "upstream", "duration_us", "cached" ("stale" when served stale),
+// and "generation" for queries no rule fired on.
+
+// AppendAudit appends the audit line of req, which must carry a Decision,
+// ending in a newline.
+func AppendAudit(b []byte, req *resolver.Request) []byte {
+	b = appendHead(b, req)
+	if d := req.Info.Decision; d != nil {
+		b = appendDecision(b, d, req.Name)
+	}
+	return append(b, "}\n"...)
+}
+
+// AppendQuery appends the query log line of req (its response code is
+// req.Info.Rcode; resp may be nil on the wire path), which took dur,
+// ending in a newline.
+func AppendQuery(b []byte, req *resolver.Request, resp *dns.Msg, dur time.Duration) []byte {
+	b = appendHead(b, req)
+	if !req.Info.Dropped {
+		b = append(b, `,"rcode":`...)
+		if s, ok := dns.RcodeToString[req.Info.Rcode]; ok {
+			b = appendString(b, s)
+		} else {
+			b = strconv.AppendInt(append(b, `"RCODE`...), int64(req.Info.Rcode), 10)
+			b = append(b, '"')
+		}
+	}
+	b = append(b, `,"upstream":`...)
+	b = appendString(b, req.Info.Upstream)
+	b = append(b, `,"duration_us":`...)
+	b = strconv.AppendInt(b, dur.Microseconds(), 10)
+	b = append(b, `,"cached":`...)
+	b = strconv.AppendBool(b, req.Info.Cached)
+	if req.Info.Stale {
+		b = append(b, `,"stale":true`...)
+	}
+	if d := req.Info.Decision; d != nil {
+		b = appendDecision(b, d, req.Name)
+	} else if req.Snapshot != nil {
+		b = append(b, `,"generation":`...)
+		b = strconv.AppendUint(b, req.Snapshot.Generation, 10)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendHead opens the object with the fields every line has.
+func appendHead(b []byte, req *resolver.Request) []byte {
+	b = append(b, `{"time":"`...)
+	b = req.Start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","client":`...)
+	var tmp [64]byte
+	b = appendBytes(b, req.Client.AppendTo(tmp[:0]))
+	b = append(b, `,"proto":`...)
+	b = appendString(b, req.Proto)
+	b = append(b, `,"name":`...)
+	b = appendString(b, req.Name)
+	b = append(b, `,"type":`...)
+	if s, ok := dns.TypeToString[req.Qtype]; ok {
+		b = appendString(b, s)
+	} else {
+		b = strconv.AppendUint(append(b, `"TYPE`...), uint64(req.Qtype), 10)
+		b = append(b, '"')
+	}
+	return b
+}
+
+// appendDecision adds the fields of the rule that fired.
+func appendDecision(b []byte, d *resolver.Decision, qname string) []byte {
+	r := d.Describe()
+	b = append(b, `,"action":`...)
+	b = appendString(b, d.Action.String())
+	b = append(b, `,"enforced":`...)
+	b = strconv.AppendBool(b, d.Enforced)
+	b = append(b, `,"rule":`...)
+	b = appendString(b, r.Text)
+	b = append(b, `,"file":`...)
+	b = appendString(b, r.File)
+	b = append(b, `,"line":`...)
+	b = strconv.AppendInt(b, int64(r.Line), 10)
+	b = append(b, `,"platform":`...)
+	b = appendString(b, r.Platform)
+	b = append(b, `,"generation":`...)
+	b = strconv.AppendUint(b, d.Snapshot.Generation, 10)
+	b = append(b, `,"trigger":`...)
+	b = appendString(b, d.Trigger)
+	b = append(b, `,"target":`...)
+	if d.Target == "" {
+		b = appendString(b, qname) // a rule on the query name itself
+	} else {
+		b = appendString(b, d.Target)
+	}
+	switch {
+	case len(d.Addrs) > 0:
+		b = append(b, `,"ips":[`...)
+		for i := range d.Addrs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendAddr(b, &d.Addrs[i])
+		}
+		b = append(b, ']')
+	case d.Addr != nil:
+		b = append(b, `,"ips":[`...)
+		b = appendAddr(b, d.Addr)
+		b = append(b, ']')
+	}
+	return b
+}
+
+func appendAddr(b []byte, a *resolver.AddrInfo) []byte {
+	b = append(b, `{"ip":`...)
+	b = appendIP(b, a.IP)
+	b = append(b, `,"country":`...)
+	b = appendString(b, a.Country)
+	b = append(b, `,"asn":`...)
+	b = strconv.AppendUint(b, uint64(a.ASN), 10)
+	b = append(b, `,"as_org":`...)
+	b = appendString(b, a.ASOrg)
+	return append(b, '}')
+}
+
+func appendIP(b []byte, ip netip.Addr) []byte {
+	var tmp [64]byte
+	return appendBytes(b, ip.AppendTo(tmp[:0]))
+}
+
+// appendString appends s as a JSON string.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			b = appendEscape(b, c)
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, `\u202`...)
+			b = append(b, hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendBytes appends a JSON string of bytes that do not alias b.
+func appendBytes(b, s []byte) []byte {
+	for _, c := range s {
+		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return appendString(b, string(s))
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+const hex = "0123456789abcdef"
+
+func appendEscape(b []byte, c byte) []byte {
+	switch c {
+	case '"', '\\':
+		return append(b, '\\', c)
+	case '\n':
+		return append(b, '\\', 'n')
+	case '\r':
+		return append(b, '\\', 'r')
+	case '\t':
+		return append(b, '\\', 't')
+	}
+	return append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+}
