@@ -32,14 +32,19 @@ func statusCommand() *cli.Command {
 				return clientError(c, err)
 			}
 			if c.Bool("json") {
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return printJSON(c.App.Writer, st)
 			}
 			printStatus(c.App.Writer, st)
 			return nil
 		},
 	}
+}
+
+// printJSON writes v as indented JSON (the --json output of the commands).
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func ago(t time.Time) string {

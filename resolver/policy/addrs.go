@@ -18,14 +18,8 @@ const maxAuditAddrs = 32
 func answerAddrs(resp *dns.Msg, g geo.Lookuper, known *resolver.AddrInfo) []resolver.AddrInfo {
 	var out []resolver.AddrInfo
 	for _, rr := range resp.Answer {
-		var ip netip.Addr
-		switch v := rr.(type) {
-		case *dns.A:
-			ip, _ = netip.AddrFromSlice(v.A.To4())
-		case *dns.AAAA:
-			ip, _ = netip.AddrFromSlice(v.AAAA)
-		}
-		if !ip.IsValid() {
+		ip, ok := recordAddr(rr)
+		if !ok {
 			continue
 		}
 		if len(out) == maxAuditAddrs {
@@ -41,4 +35,17 @@ func answerAddrs(resp *dns.Msg, g geo.Lookuper, known *resolver.AddrInfo) []reso
 		out = append(out, ai)
 	}
 	return out
+}
+
+// recordAddr returns the address of an A or AAAA record (IPv4-mapped
+// IPv6 addresses as IPv4).
+func recordAddr(rr dns.RR) (netip.Addr, bool) {
+	var ip netip.Addr
+	switch v := rr.(type) {
+	case *dns.A:
+		ip, _ = netip.AddrFromSlice(v.A.To4())
+	case *dns.AAAA:
+		ip, _ = netip.AddrFromSlice(v.AAAA)
+	}
+	return ip.Unmap(), ip.IsValid()
 }

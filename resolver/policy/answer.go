@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"net/netip"
 
 	"github.com/miekg/dns"
 
@@ -143,17 +142,10 @@ func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 	}
 	needASN := snap.HasASNRules() && a.Geo != nil && a.Geo.HasASN()
 	for i, rr := range resp.Answer {
-		var ip netip.Addr
-		switch v := rr.(type) {
-		case *dns.A:
-			ip, _ = netip.AddrFromSlice(v.A.To4())
-		case *dns.AAAA:
-			ip, _ = netip.AddrFromSlice(v.AAAA)
-		}
-		if !ip.IsValid() {
+		ip, ok := recordAddr(rr)
+		if !ok {
 			continue
 		}
-		ip = ip.Unmap()
 		var info *resolver.AddrInfo
 		lookup := func() *resolver.AddrInfo {
 			if info == nil {
