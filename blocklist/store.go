@@ -29,6 +29,8 @@ type parseFunc func(file string, data []byte, sink entrySink) []*LineError
 var formats = map[string]parseFunc{
 	".txt":  parseList,
 	".list": parseList,
+	".rpz":  parseRPZ,
+	".zone": parseRPZ,
 }
 
 // IsListFile reports whether a file name is one the store loads.
@@ -100,6 +102,9 @@ type FileChange struct {
 	Rules         int          `json:"rules"`
 	PreviousRules int          `json:"previous_rules"`
 	Errors        []*LineError `json:"errors,omitempty"`
+	// Warnings are problems of a newly loaded version that did not stop it
+	// from loading (unsupported RPZ triggers, for instance).
+	Warnings []*LineError `json:"warnings,omitempty"`
 }
 
 // Changes a reload reports.
@@ -326,6 +331,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	m := b.mark()
 	b.s.dom.grow(bytes.Count(data, []byte{'\n'})+1, len(data))
 	errs := formats[strings.ToLower(filepath.Ext(lf.path))](lf.name, data, b)
+	warns := b.takeWarnings(lf.name)
 	if b.sectErr {
 		errs = append(errs, &LineError{File: lf.name, Msg: "too many sections (over 65536 directive changes across all files)"})
 	}
@@ -333,9 +339,9 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		b.rollback(m)
 		return keepPrev(errs, hash)
 	}
-	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: int64(len(data)), LoadedAt: time.Now()}
+	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: int64(len(data)), LoadedAt: time.Now(), Warnings: warns}
 	b.finishFile(fs, m)
-	fc.Rules = fs.Rules()
+	fc.Rules, fc.Warnings = fs.Rules(), warns
 	fc.Change = ChangeAdded
 	if prev != nil && !(prev.Stale && prev.SHA256 == "") {
 		fc.Change = ChangeUpdated
@@ -364,6 +370,9 @@ func (s *Store) logReport(rep *ReloadReport) {
 			}
 		case ChangeAdded, ChangeUpdated, ChangeRemoved:
 			s.log.Info("list file "+f.Change, "file", f.Name, "rules", f.Rules, "previous_rules", f.PreviousRules)
+			for _, w := range f.Warnings {
+				s.log.Warn("list file loaded with a warning", "file", f.Name, "warning", w.Error())
+			}
 		}
 	}
 	lvl := slog.LevelInfo
@@ -393,6 +402,7 @@ func CheckFile(path string, maxSize int64) (FileStatus, []*LineError) {
 	b := newBuilder(0, 0)
 	m := b.mark()
 	errs := parse(name, data, b)
+	fs.Warnings = b.takeWarnings(name)
 	b.finishFile(&fs, m)
 	sum := sha256.Sum256(data)
 	fs.SHA256, fs.Size = hex.EncodeToString(sum[:]), int64(len(data))

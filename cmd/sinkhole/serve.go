@@ -30,7 +30,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("127.0.0.1:5353"), Usage: "serve DNS over UDP and TCP on `ADDR` (repeatable)"},
 		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, host or host:port (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
 		&cli.DurationFlag{Name: "upstream-timeout", Value: upstream.DefaultTimeout, Usage: "per-try upstream timeout"},
-		&cli.StringFlag{Name: "lists", Value: "./lists", Usage: "load every *.txt and *.list file in `DIR`"},
+		&cli.StringFlag{Name: "lists", Value: "./lists", Usage: "load every *.txt, *.list, *.rpz and *.zone file in `DIR`"},
 		&cli.StringFlag{Name: "block-action", Value: "nxdomain", Usage: "answer to blocked names: nxdomain, nodata, refused or sinkhole"},
 		&cli.StringFlag{Name: "sinkhole-ipv4", Value: "0.0.0.0", Usage: "A answer under the sinkhole action"},
 		&cli.StringFlag{Name: "sinkhole-ipv6", Value: "::", Usage: "AAAA answer under the sinkhole action"},
