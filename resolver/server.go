@@ -54,6 +54,12 @@ type ServerConfig struct {
 	TCPMaxInflight int
 	// Panics, when set, is incremented for every recovered handler panic.
 	Panics *atomic.Uint64
+	// Notify, when set, answers NOTIFY messages (RFC 1996); without it they
+	// get NOTIMP like every opcode but QUERY.
+	Notify NotifyHandler
+	// Transfer, when set, serves AXFR and IXFR requests that arrive over
+	// TCP. Zone transfers over UDP, and over TCP without it, are REFUSED.
+	Transfer TransferHandler
 }
 
 // Server serves DNS over UDP and TCP on the configured addresses.
@@ -331,6 +337,10 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 		cw.Add(1)
 		go func() {
 			defer func() { <-inflight; cw.Done(); s.wg.Done() }()
+			if s.cfg.Transfer != nil && isTransferQuery(pkt) {
+				s.serveTransfer(conn, &wmu, pkt, from)
+				return
+			}
 			_, resp := s.handle(pkt, from, "tcp")
 			if resp == nil {
 				return
@@ -376,12 +386,18 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg
 		return nil, nil // never answer answers
 	}
 	if m.Opcode != dns.OpcodeQuery {
+		if m.Opcode == dns.OpcodeNotify && s.cfg.Notify != nil {
+			return m, s.cfg.Notify(pkt, m, from)
+		}
 		r := Reply(m, dns.RcodeNotImplemented)
 		r.Question = m.Question
 		return m, r
 	}
 	if len(m.Question) != 1 {
 		return m, Reply(m, dns.RcodeFormatError)
+	}
+	if qt := m.Question[0].Qtype; qt == dns.TypeAXFR || qt == dns.TypeIXFR {
+		return m, Reply(m, dns.RcodeRefused) // transfers run only over TCP, in serveTransfer
 	}
 	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
 		r := Reply(m, dns.RcodeBadVers)
