@@ -133,8 +133,8 @@ type ExportStatus struct {
 	Records int       `json:"records"`
 	Changed time.Time `json:"changed"` // when the serial in service was made
 	// IXFRFrom is the oldest serial IXFR can answer with differences.
-	IXFRFrom uint32  `json:"ixfr_from"`
-	Skipped  Skipped `json:"skipped"` // rules RPZ cannot express
+	IXFRFrom uint32   `json:"ixfr_from"`
+	Skipped  Skipped  `json:"skipped"` // rules RPZ cannot express
 	Notify   []string `json:"notify,omitempty"`
 }
 

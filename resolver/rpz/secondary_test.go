@@ -243,7 +243,7 @@ key "Feed-Key" {
 	}
 	for in, want := range map[string]string{
 		``: `want key "NAME"`,
-		`key "k" { algorithm hmac-md5; secret "c2VjcmV0"; };`:      `unsupported algorithm "hmac-md5"`,
+		`key "k" { algorithm hmac-md5; secret "c2VjcmV0"; };`:       `unsupported algorithm "hmac-md5"`,
 		`key "k" { algorithm hmac-sha256; secret "not base64!"; };`: `secret is not base64`,
 		`key "k" { algorithm hmac-sha256; };`:                       `needs an algorithm and a secret`,
 		`key "k" { algorithm hmac-sha256 secret "x"; };`:            `want "option value;"`,
