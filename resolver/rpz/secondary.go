@@ -454,34 +454,16 @@ func (s *Secondary) ixfr(ctx context.Context) (*zoneCopy, error) {
 // install checks a new zone version as the list store will load it and,
 // when it loads, puts it in place atomically.
 func (s *Secondary) install(z *zoneCopy) error {
-	data := zoneText(z, s.cfg.Name, s.cfg.Primary.String())
-	tmp, err := os.CreateTemp(s.cfg.Dir, "."+s.cfg.Name+"-*.rpz")
+	problems, err := blocklist.InstallFile(s.cfg.Dir, s.cfg.Name+".rpz", zoneText(z, s.cfg.Name, s.cfg.Primary.String()))
 	if err != nil {
 		return fmt.Errorf("write zone: %w", err)
 	}
-	name := tmp.Name()
-	_, werr := tmp.Write(data)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("write zone: %w", err)
-	}
-	if _, errs := blocklist.CheckFile(name, 0); len(errs) > 0 {
-		os.Remove(name)
-		msgs := make([]string, 0, min(len(errs), 3))
-		for _, e := range errs[:min(len(errs), 3)] {
-			msgs = append(msgs, strings.Replace(e.Error(), filepath.Base(name), s.cfg.Name+".rpz", 1))
+	if len(problems) > 0 {
+		msgs := make([]string, 0, 3)
+		for _, e := range problems[:min(len(problems), 3)] {
+			msgs = append(msgs, e.Error())
 		}
 		return fmt.Errorf("serial %d does not load; keeping serial %s: %s", z.soa.Serial, s.servingSerial(), strings.Join(msgs, "; "))
-	}
-	if err := os.Chmod(name, 0o644); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("write zone: %w", err)
-	}
-	if err := os.Rename(name, s.path); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("write zone: %w", err)
 	}
 	return nil
 }
