@@ -25,7 +25,7 @@ import (
 )
 
 func serveFlags() []cli.Flag {
-	return withEnv([]cli.Flag{
+	return withEnv(append([]cli.Flag{
 		&cli.PathFlag{Name: "config", Usage: "YAML file of options (keys are the long flag names)"},
 		&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("127.0.0.1:5353"), Usage: "serve DNS over UDP and TCP on `ADDR` (repeatable)"},
 		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, host or host:port (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
@@ -39,7 +39,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 		&cli.StringFlag{Name: "admin", Value: "127.0.0.1:8053", Usage: "admin API (HTTP) on `ADDR`"},
-	})
+	}, feedFlags()...))
 }
 
 func serveCommand() *cli.Command {
@@ -82,6 +82,7 @@ type serveConfig struct {
 	logJSON         bool
 	logOut          io.Writer
 	admin           string
+	feeds           feedsConfig // RPZ feeds, RPZ export, list URLs (feeds.go)
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -152,6 +153,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if _, _, err := net.SplitHostPort(cfg.admin); err != nil {
 		return nil, usagef("--admin %q: want host:port", cfg.admin)
 	}
+	if err := cfg.feeds.from(c, cfg.lists); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -189,6 +193,7 @@ type instance struct {
 	pool    *upstream.Pool
 	dns     *resolver.Server
 	watcher *dirwatch.Watcher
+	feeds   *feedSet // nil without feeds, export or list URLs
 	started time.Time
 }
 
@@ -232,7 +237,13 @@ func start(cfg *serveConfig) (*instance, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("--lists %s: not a directory", cfg.lists)
 	}
-	in.store = blocklist.NewStore(blocklist.Options{Dirs: []string{cfg.lists}, Logger: log})
+	if in.feeds, err = newFeedSet(cfg, log); err != nil {
+		return nil, err
+	}
+	in.store = blocklist.NewStore(blocklist.Options{Dirs: append([]string{cfg.lists}, in.feeds.dirs()...), Logger: log})
+	if err := in.feeds.attach(in.store); err != nil {
+		return nil, err
+	}
 	rep, err := in.store.Reload(context.Background(), "start")
 	if err != nil {
 		return nil, err
@@ -245,12 +256,14 @@ func start(cfg *serveConfig) (*instance, error) {
 		return nil, err
 	}
 	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second)}
-	chain := &policy.Question{Block: blocker, Next: &policy.Answer{Block: blocker, Next: in.pool}}
+	chain := in.feeds.wrap(&policy.Question{Block: blocker, Next: &policy.Answer{Block: blocker, Next: in.pool}})
 	in.dns, err = resolver.NewServer(resolver.ServerConfig{
 		Listen:   cfg.listen,
 		Handler:  chain,
 		Snapshot: in.store.Current,
 		Logger:   log,
+		Notify:   in.feeds.notifyHandler(),
+		Transfer: in.feeds.transferHandler(),
 		// Each try can take the full timeout on every upstream.
 		QueryTimeout: cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second,
 	})
@@ -271,6 +284,7 @@ func start(cfg *serveConfig) (*instance, error) {
 		in.dns.Shutdown(context.Background())
 		return nil, err
 	}
+	in.feeds.start()
 	abs, _ := filepath.Abs(cfg.lists)
 	log.Info("sinkhole serving", "listen", strings.Join(in.dns.Addrs(), ","), "upstreams", strings.Join(cfg.upstreams, ","),
 		"lists", abs, "rules", in.store.Current().RuleCount(), "generation", in.store.Current().Generation)
@@ -282,6 +296,7 @@ func (in *instance) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	in.watcher.Close()
+	in.feeds.stop()
 	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		in.log.Warn("shutdown", "err", err)
 	}

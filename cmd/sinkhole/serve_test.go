@@ -24,6 +24,7 @@ type testServer struct {
 	stderr *syncBuffer
 	cancel context.CancelFunc
 	done   chan int
+	exit   sync.Once // stop runs once (tests may stop before cleanup)
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.
@@ -93,11 +94,13 @@ func startSinkhole(t *testing.T, lists string, args ...string) *testServer {
 }
 
 func (ts *testServer) stop() {
-	ts.cancel()
-	select {
-	case <-ts.done:
-	case <-time.After(10 * time.Second):
-	}
+	ts.exit.Do(func() {
+		ts.cancel()
+		select {
+		case <-ts.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
 }
 
 // query asks the server over proto ("udp" or "tcp") with EDNS on.
