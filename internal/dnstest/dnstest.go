@@ -72,16 +72,11 @@ func Start(o Options) (*Server, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listenBoth(addr)
 	if err != nil {
 		return nil, err
 	}
 	s.Addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", s.Addr)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
 	udpReady, tcpReady := make(chan struct{}), make(chan struct{})
 	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(udpReady) }}
 	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(tcpReady) }}
@@ -90,6 +85,27 @@ func Start(o Options) (*Server, error) {
 	<-udpReady
 	<-tcpReady
 	return s, nil
+}
+
+// listenBoth opens UDP and TCP on one port. With port 0 the kernel picks a
+// UDP port that may be taken for TCP on a busy machine; try a few.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	var err error
+	for try := 0; try < 20; try++ {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			return nil, nil, err
+		}
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if !strings.HasSuffix(addr, ":0") {
+			break
+		}
+	}
+	return nil, nil, err
 }
 
 // Close stops the server.
