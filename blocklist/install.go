@@ -23,30 +23,49 @@ func CheckData(name string, data []byte) []*LineError {
 	return errs
 }
 
-// InstallFile puts data in place as dir/name when it loads without errors,
-// atomically: a hidden temporary file in dir (which the store skips) is
-// written, synced and renamed over the old version. When data does not
-// load, nothing changes and its problems are returned; err reports a
-// failure to write.
-func InstallFile(dir, name string, data []byte) (problems []*LineError, err error) {
+// InstallFile puts data in place as dir/name when it loads without errors:
+// a hidden temporary file in dir (which the store skips) is written and
+// renamed over the old version, so the store sees the old file or the new
+// one, never a mix. When data does not load, nothing changes and its
+// problems are returned; err reports a failure to write.
+//
+// The new version is not yet synced to disk, so that a caller can reload
+// at once: call sync afterwards (it flushes the file and the directory).
+// Until then a crash may lose the new version; the rename-over pattern
+// keeps the old one on journaling file systems.
+func InstallFile(dir, name string, data []byte) (problems []*LineError, sync func() error, err error) {
 	if problems := CheckData(name, data); len(problems) > 0 {
-		return problems, nil
+		return problems, nil, nil
 	}
 	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tmp := f.Name()
 	_, werr := f.Write(data)
-	serr := f.Sync()
 	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr, os.Chmod(tmp, 0o644)); err != nil {
+	if err := errors.Join(werr, cerr, os.Chmod(tmp, 0o644)); err != nil {
 		os.Remove(tmp)
-		return nil, fmt.Errorf("write %s: %w", name, err)
+		return nil, nil, fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	path := filepath.Join(dir, name)
+	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return nil, err
+		return nil, nil, err
 	}
-	return nil, nil
+	return nil, func() error { return syncPaths(path, dir) }, nil
+}
+
+// syncPaths flushes files and directories to disk.
+func syncPaths(paths ...string) error {
+	var errs []error
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, f.Sync(), f.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -262,12 +262,15 @@ func (f *Fetcher) fetch(ctx context.Context, i int, s Source) bool {
 // install checks data as a list file of s's format and, when it loads,
 // puts it in place atomically.
 func (f *Fetcher) install(s Source, data []byte) error {
-	problems, err := blocklist.InstallFile(f.cfg.Dir, s.File, data)
+	problems, sync, err := blocklist.InstallFile(f.cfg.Dir, s.File, data)
 	if err != nil {
 		return err
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("the new version does not load: %s", summarize(problems))
+	}
+	if err := sync(); err != nil {
+		f.log.Warn("list URL copy not synced to disk", "list", s.Name, "err", err)
 	}
 	return nil
 }

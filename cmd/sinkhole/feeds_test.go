@@ -263,6 +263,10 @@ func TestRPZScaleOut(t *testing.T) {
 	t.Logf("propagation: a list edit at the primary was blocked by all %d secondaries in %s (serial %d -> %d)", n, took.Round(time.Millisecond), before, serial())
 	if took > time.Second {
 		t.Errorf("propagation took %s, want under 1s", took)
+		for i, s := range secs {
+			t.Logf("secondary %d: %+v", i, s.in.feeds.status().Feeds[0])
+		}
+		t.Logf("primary log:\n%s", primary.stderr.String())
 	}
 	for _, s := range secs {
 		if st := s.in.feeds.status().Feeds[0]; st.LastTransferType != "IXFR" {

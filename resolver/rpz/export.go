@@ -175,10 +175,12 @@ func (e *Exporter) Update(snap *blocklist.Snapshot) bool {
 	}
 	e.cur = next
 	e.mu.Unlock()
+	e.notify.kick(serial)
+	// Saved after the NOTIFYs are on their way: a disk sync must not delay
+	// them.
 	e.saveSerial(serial)
 	e.log.Info("rpz export zone updated", "zone", e.name, "serial", serial, "records", len(recs),
 		"skipped_monitor", skipped.Monitor, "skipped_overseas", skipped.Overseas, "skipped_asn", skipped.ASN)
-	e.notify.kick(serial)
 	return true
 }
 

@@ -10,10 +10,10 @@ import (
 )
 
 // NOTIFY retries (RFC 1996 section 3.6): a target that does not answer is
-// tried again a few times, then left to its SOA refresh.
+// tried again with a doubling timeout, then left to its SOA refresh.
 const (
-	notifyTries   = 5
-	notifyTimeout = time.Second
+	notifyTries          = 5
+	notifyInitialTimeout = 250 * time.Millisecond
 )
 
 // notifier sends NOTIFY for the latest serial to every target, one
@@ -90,9 +90,10 @@ func (n *notifier) send(ctx context.Context, t *notifyTarget, serial uint32) {
 	m.Answer = []dns.RR{&dns.SOA{
 		Hdr: dns.RR_Header{Name: n.zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Ns: exportMName, Mbox: exportRName, Serial: serial,
 	}}
-	c := &dns.Client{Net: "udp", Timeout: notifyTimeout}
 	var err error
-	for try := 0; try < notifyTries; try++ {
+	timeout := notifyInitialTimeout
+	for try := 0; try < notifyTries; try, timeout = try+1, 2*timeout {
+		c := &dns.Client{Net: "udp", Timeout: timeout}
 		if ctx.Err() != nil {
 			return // shutting down, or a newer serial replaces this one
 		}

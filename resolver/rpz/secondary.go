@@ -45,7 +45,8 @@ type FeedConfig struct {
 	// Dir holds the zone file, the one the list store loads.
 	Dir string
 	// OnUpdate is called after a new version of the zone file is in place
-	// (the caller reloads the lists).
+	// (the caller reloads the lists); the status shows the new serial once
+	// it returns.
 	OnUpdate func()
 	// Logger; slog.Default() if nil.
 	Logger *slog.Logger
@@ -248,7 +249,8 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		s.checked("up-to-date", nil)
 		return nil
 	}
-	if err := s.install(next); err != nil {
+	sync, err := s.install(next)
+	if err != nil {
 		s.checked("failed", err)
 		return err
 	}
@@ -257,11 +259,16 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		prev = s.zone.soa.Serial
 	}
 	s.zone = next
-	s.setZone(next, kind, time.Now())
-	s.checked("transferred", nil)
 	s.log.Info("rpz feed: zone transferred", "type", kind, "serial", next.soa.Serial, "previous_serial", prev, "records", len(next.rrs))
+	// Reload before publishing the status, so that a serial in the status
+	// is a serial in service.
 	if s.cfg.OnUpdate != nil {
 		s.cfg.OnUpdate()
+	}
+	s.setZone(next, kind, time.Now())
+	s.checked("transferred", nil)
+	if err := sync(); err != nil {
+		s.log.Warn("rpz feed: zone file not synced to disk", "file", s.path, "err", err)
 	}
 	return nil
 }
@@ -296,31 +303,42 @@ func (s *Secondary) checked(result string, err error) {
 	}
 }
 
-// primarySerial asks the primary for the zone's SOA.
+// primarySerial asks the primary for the zone's SOA: over UDP with a
+// doubling timeout (a lost datagram costs little), over TCP when the
+// answer is truncated or UDP gets none.
 func (s *Secondary) primarySerial(ctx context.Context) (uint32, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(s.apex, dns.TypeSOA)
 	s.cfg.Key.sign(m)
-	for _, proto := range []string{"udp", "tcp"} {
-		c := &dns.Client{Net: proto, Timeout: xfrTimeout, TsigSecret: s.cfg.Key.secrets()}
+	exchange := func(proto string, timeout time.Duration) (*dns.Msg, error) {
+		c := &dns.Client{Net: proto, Timeout: timeout, TsigSecret: s.cfg.Key.secrets()}
 		r, _, err := c.ExchangeContext(ctx, m, s.cfg.Primary.String())
-		if err != nil {
-			return 0, fmt.Errorf("SOA query: %w", err)
-		}
-		if r.Truncated {
-			continue
-		}
-		if r.Rcode != dns.RcodeSuccess {
-			return 0, fmt.Errorf("SOA query: %s", dns.RcodeToString[r.Rcode])
-		}
-		for _, rr := range r.Answer {
-			if soa, ok := rr.(*dns.SOA); ok && strings.EqualFold(soa.Hdr.Name, s.apex) {
-				return soa.Serial, nil
-			}
-		}
-		return 0, errors.New("SOA query: no SOA in the answer")
+		return r, err
 	}
-	return 0, errors.New("SOA query: truncated over TCP")
+	var (
+		r   *dns.Msg
+		err error
+	)
+	for _, timeout := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second} {
+		if r, err = exchange("udp", timeout); err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if (err != nil && ctx.Err() == nil) || (err == nil && r.Truncated) {
+		r, err = exchange("tcp", xfrTimeout)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("SOA query: %w", err)
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return 0, fmt.Errorf("SOA query: %s", dns.RcodeToString[r.Rcode])
+	}
+	for _, rr := range r.Answer {
+		if soa, ok := rr.(*dns.SOA); ok && strings.EqualFold(soa.Hdr.Name, s.apex) {
+			return soa.Serial, nil
+		}
+	}
+	return 0, errors.New("SOA query: no SOA in the answer")
 }
 
 // transfer runs one AXFR or IXFR and returns every record received.
@@ -452,20 +470,22 @@ func (s *Secondary) ixfr(ctx context.Context) (*zoneCopy, error) {
 }
 
 // install checks a new zone version as the list store will load it and,
-// when it loads, puts it in place atomically.
-func (s *Secondary) install(z *zoneCopy) error {
-	problems, err := blocklist.InstallFile(s.cfg.Dir, s.cfg.Name+".rpz", zoneText(z, s.cfg.Name, s.cfg.Primary.String()))
+// when it loads, puts it in place atomically. It returns the function that
+// syncs it to disk, to call once the lists are reloaded (a sync can take
+// long on a busy disk; the reload should not wait for it).
+func (s *Secondary) install(z *zoneCopy) (func() error, error) {
+	problems, sync, err := blocklist.InstallFile(s.cfg.Dir, s.cfg.Name+".rpz", zoneText(z, s.cfg.Name, s.cfg.Primary.String()))
 	if err != nil {
-		return fmt.Errorf("write zone: %w", err)
+		return nil, fmt.Errorf("write zone: %w", err)
 	}
 	if len(problems) > 0 {
 		msgs := make([]string, 0, 3)
 		for _, e := range problems[:min(len(problems), 3)] {
 			msgs = append(msgs, e.Error())
 		}
-		return fmt.Errorf("serial %d does not load; keeping serial %s: %s", z.soa.Serial, s.servingSerial(), strings.Join(msgs, "; "))
+		return nil, fmt.Errorf("serial %d does not load; keeping serial %s: %s", z.soa.Serial, s.servingSerial(), strings.Join(msgs, "; "))
 	}
-	return nil
+	return sync, nil
 }
 
 func (s *Secondary) servingSerial() string {
