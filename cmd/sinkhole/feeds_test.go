@@ -309,3 +309,27 @@ func TestRPZScaleOut(t *testing.T) {
 		t.Fatalf("%d secondaries logged errors", fails.Load())
 	}
 }
+
+// Without --rpz-export, zone transfers are refused over TCP as over UDP:
+// they are never forwarded upstream.
+func TestTransferRefusedWithoutExport(t *testing.T) {
+	up := testUpstream(t)
+	ts := startSinkhole(t, writeLists(t, nil), "--upstream", up.Addr)
+	for _, proto := range []string{"udp", "tcp"} {
+		m := new(dns.Msg)
+		m.SetAxfr("allowed.test.")
+		if r := ts.exchange(t, proto, m); r.Rcode != dns.RcodeRefused {
+			t.Errorf("%s AXFR: %v", proto, r)
+		}
+		m = new(dns.Msg)
+		m.SetIxfr("allowed.test.", 1, "a.", "b.")
+		if r := ts.exchange(t, proto, m); r.Rcode != dns.RcodeRefused {
+			t.Errorf("%s IXFR: %v", proto, r)
+		}
+	}
+	m := new(dns.Msg)
+	m.SetNotify("allowed.test.")
+	if r := ts.exchange(t, "udp", m); r.Rcode != dns.RcodeNotImplemented {
+		t.Errorf("NOTIFY without feeds: %v", r)
+	}
+}
