@@ -218,7 +218,7 @@ func TestRPZScaleOut(t *testing.T) {
 	var secs []*testServer
 	var notify []string
 	for i := 0; i < n; i++ {
-		s := startSinkhole(t, writeLists(t, nil), "--upstream", up.Addr, "--rpz-feed", feed, "--state-dir", t.TempDir())
+		s := startSinkhole(t, writeLists(t, nil), "--upstream", up.Addr, "--rpz-feed", feed, "--state-dir", t.TempDir(), "--log-level", "debug")
 		secs = append(secs, s)
 		notify = append(notify, "--rpz-notify", s.addr)
 	}
@@ -264,7 +264,7 @@ func TestRPZScaleOut(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("propagation took %s, want under 1s", took)
 		for i, s := range secs {
-			t.Logf("secondary %d: %+v", i, s.in.feeds.status().Feeds[0])
+			t.Logf("secondary %d: %+v\n%s", i, s.in.feeds.status().Feeds[0], s.stderr.String())
 		}
 		t.Logf("primary log:\n%s", primary.stderr.String())
 	}

@@ -88,7 +88,8 @@ func Start(o Options) (*Server, error) {
 }
 
 // listenBoth opens UDP and TCP on one port. With port 0 the kernel picks a
-// UDP port that may be taken for TCP on a busy machine; try a few.
+// UDP port that may be taken for TCP (by the client end of a connection,
+// or one in TIME_WAIT) on a busy machine; try a few.
 func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	var err error
 	for try := 0; try < 20; try++ {
@@ -307,13 +308,8 @@ type Silent struct {
 
 // StartSilent starts a black hole on loopback.
 func StartSilent() (*Silent, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, ln, err := listenBoth("127.0.0.1:0")
 	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return nil, err
 	}
 	s := &Silent{Addr: pc.LocalAddr().String(), pc: pc, ln: ln}

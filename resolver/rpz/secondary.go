@@ -149,6 +149,7 @@ func (s *Secondary) Status() FeedStatus {
 
 // Notified asks for an SOA check now (a NOTIFY arrived).
 func (s *Secondary) Notified() {
+	s.log.Debug("rpz feed: NOTIFY queued a check")
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -323,6 +324,7 @@ func (s *Secondary) primarySerial(ctx context.Context) (uint32, error) {
 		if r, err = exchange("udp", timeout); err == nil || ctx.Err() != nil {
 			break
 		}
+		s.log.Debug("rpz feed: SOA query over UDP failed; retrying", "timeout", timeout, "err", err)
 	}
 	if (err != nil && ctx.Err() == nil) || (err == nil && r.Truncated) {
 		r, err = exchange("tcp", xfrTimeout)
