@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # make run: serve on 127.0.0.1:5353 with the shipped lists, upstreams from /etc/resolv.conf.
 RUN_ARGS ?= --listen 127.0.0.1:5353 --lists ./lists
 
-.PHONY: all build run test test-short vet fmt bench fuzz clean
+.PHONY: all build run test test-short interop vet fmt bench fuzz clean
 
 all: build
 
@@ -27,6 +27,13 @@ test: vet
 
 test-short:
 	$(GO) test -count=1 ./...
+
+# RPZ distribution: BIND and Knot primaries feeding sinkhole, Unbound
+# pulling sinkhole's export, one primary and ten secondaries (prints the
+# propagation time). Needs bind9, knot and unbound (see .ci/run); each test
+# skips when its daemon is missing.
+interop:
+	$(GO) test -count=1 -v -run 'TestInterop|TestRPZScaleOut' ./cmd/sinkhole/
 
 clean:
 	rm -rf bin

@@ -9,6 +9,9 @@
 //   - parse.go: the list line format (domains, wildcards, exact names,
 //     exceptions, hosts-file and adblock lines, IPs, CIDR prefixes, ASNs and
 //     the "# platform:", "# scope:" and "# action:" directives).
+//   - rpz.go: RPZ zone files (*.rpz, *.zone): QNAME and response-IP
+//     triggers with their NXDOMAIN, NODATA, PASSTHRU, DROP and local-data
+//     policies.
 //   - domains.go: the compact suffix matcher for millions of names.
 //   - prefixes.go: longest-prefix IP matching over disjoint intervals.
 //   - snapshot.go: a compiled generation of every list file.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
 )
 
@@ -23,6 +24,11 @@ type entrySink interface {
 	addDomain(name []byte, kind MatchKind, allow bool, line int)
 	addPrefix(p netip.Prefix, allow bool, line int)
 	addASN(asn uint32, allow bool, line int)
+	// setLocalData attaches RPZ local-data records to the rule added last.
+	setLocalData(rrs []dns.RR)
+	// warn reports a problem that does not stop the file from loading
+	// (an RPZ trigger sinkhole does not support, for instance).
+	warn(*LineError)
 }
 
 // hostsSinkAddrs are the addresses a hosts-file line may map names to.

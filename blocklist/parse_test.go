@@ -5,12 +5,15 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 )
 
 // recorder is an entrySink that writes entries as text, for table tests.
 type recorder struct {
-	out []string
-	sec Section
+	out   []string
+	sec   Section
+	warns []*LineError
 }
 
 func (r *recorder) beginSection(s Section) { r.sec = s }
@@ -20,6 +23,14 @@ func (r *recorder) addDomain(name []byte, kind MatchKind, allow bool, line int) 
 func (r *recorder) addPrefix(p netip.Prefix, allow bool, line int) {
 	r.out = append(r.out, fmt.Sprintf("%d ip allow=%v %s [%s/%s/%s]", line, allow, p, r.sec.Platform, r.sec.Action, r.sec.Scope))
 }
+func (r *recorder) setLocalData(rrs []dns.RR) {
+	var parts []string
+	for _, rr := range rrs {
+		parts = append(parts, strings.ReplaceAll(rr.String(), "\t", " "))
+	}
+	r.out[len(r.out)-1] += " {" + strings.Join(parts, "; ") + "}"
+}
+func (r *recorder) warn(e *LineError) { r.warns = append(r.warns, e) }
 func (r *recorder) addASN(asn uint32, allow bool, line int) {
 	r.out = append(r.out, fmt.Sprintf("%d asn allow=%v AS%d [%s/%s/%s]", line, allow, asn, r.sec.Platform, r.sec.Action, r.sec.Scope))
 }

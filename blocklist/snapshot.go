@@ -2,9 +2,12 @@ package blocklist
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // RuleID names one rule inside a Snapshot. The top two bits hold the rule
@@ -61,6 +64,9 @@ type FileStatus struct {
 	Stale    bool      `json:"stale,omitempty"` // the file on disk is broken; the last good version serves
 	// Errors holds the problems of the version on disk when it failed to load.
 	Errors []*LineError `json:"errors,omitempty"`
+	// Warnings holds problems of the version being served that did not stop
+	// it from loading, such as RPZ triggers sinkhole does not support.
+	Warnings []*LineError `json:"warnings,omitempty"`
 
 	badHash string // hash of the broken version, to skip re-parsing it
 	dom     [2]int // rule index ranges inside the snapshot
@@ -88,6 +94,8 @@ type Snapshot struct {
 	asnBlock map[uint32]uint32 // ASN -> index into asns
 	asnAllow map[uint32]uint32
 	overseas bool // some rule has scope overseas
+	// local holds the records of RPZ local-data rules, by rule.
+	local map[RuleID][]dns.RR
 }
 
 // Empty returns a snapshot with no rules (generation 0).
@@ -241,6 +249,20 @@ func (s *Snapshot) Errors() []*LineError {
 	return out
 }
 
+// Warnings returns every file's current warnings.
+func (s *Snapshot) Warnings() []*LineError {
+	var out []*LineError
+	for _, f := range s.Files {
+		out = append(out, f.Warnings...)
+	}
+	return out
+}
+
+// LocalData returns the records an RPZ local-data rule answers with, in
+// zone-file order with the owner names of the zone, or nil. The records are
+// shared: copy them before changing anything.
+func (s *Snapshot) LocalData(id RuleID) []dns.RR { return s.local[id] }
+
 // MemoryBytes estimates the heap held by the compiled rules.
 func (s *Snapshot) MemoryBytes() int {
 	return s.dom.heapBytes() + len(s.ips)*40 + len(s.asns)*16 + s.ipBlock.heapBytes() + s.ipAllow.heapBytes()
@@ -251,6 +273,9 @@ func (s *Snapshot) MemoryBytes() int {
 type builder struct {
 	s       *Snapshot
 	sectErr bool
+	last    RuleID       // the rule added last, for setLocalData
+	warns   []*LineError // warnings of the file being parsed
+	nwarns  int
 }
 
 func newBuilder(domainHint, nameBytesHint int) *builder {
@@ -274,10 +299,37 @@ func (b *builder) curSect() uint16 { return uint16(len(b.s.sections) - 1) }
 
 func (b *builder) addDomain(name []byte, kind MatchKind, allow bool, line int) {
 	b.s.dom.add(name, kindBit(kind, allow), line, b.curSect())
+	b.last = makeRuleID(RuleDomain, b.s.dom.len()-1)
 }
 
 func (b *builder) addPrefix(p netip.Prefix, allow bool, line int) {
 	b.s.ips = append(b.s.ips, ipRule{prefix: p, line: uint32(line), sect: b.curSect(), allow: allow})
+	b.last = makeRuleID(RuleIP, len(b.s.ips)-1)
+}
+
+func (b *builder) setLocalData(rrs []dns.RR) {
+	if b.s.local == nil {
+		b.s.local = make(map[RuleID][]dns.RR)
+	}
+	b.s.local[b.last] = rrs
+}
+
+func (b *builder) warn(e *LineError) {
+	b.nwarns++
+	if len(b.warns) < maxErrorsPerFile {
+		b.warns = append(b.warns, e)
+	}
+}
+
+// takeWarnings returns the warnings collected since the last call, capped
+// like errors, and starts a new collection.
+func (b *builder) takeWarnings(file string) []*LineError {
+	w := b.warns
+	if b.nwarns > len(w) {
+		w = append(w, &LineError{File: file, Msg: strconv.Itoa(b.nwarns-len(w)) + " more warnings not shown"})
+	}
+	b.warns, b.nwarns = nil, 0
+	return w
 }
 
 func (b *builder) addASN(asn uint32, allow bool, line int) {
@@ -292,6 +344,11 @@ func (b *builder) mark() mark {
 }
 
 func (b *builder) rollback(m mark) {
+	for id := range b.s.local {
+		if (id.Type() == RuleDomain && id.index() >= m.dom) || (id.Type() == RuleIP && id.index() >= m.ip) {
+			delete(b.s.local, id)
+		}
+	}
 	b.s.dom.truncate(m.dom)
 	b.s.ips = b.s.ips[:m.ip]
 	b.s.asns = b.s.asns[:m.asn]
@@ -319,6 +376,8 @@ func (b *builder) copyFile(old *Snapshot, f *FileStatus) {
 		}
 	}
 	d := &b.s.dom
+	domBase, ipBase := d.len()-f.dom[0], len(b.s.ips)-f.ip[0]
+	b.copyLocalData(old, f, domBase, ipBase)
 	for i := f.dom[0]; i < f.dom[1]; i++ {
 		id := uint32(i)
 		d.add(old.dom.name(id), old.dom.ownKind(id), old.dom.line(id), uint16(int(old.dom.sect(id))+sectBase))
@@ -330,6 +389,44 @@ func (b *builder) copyFile(old *Snapshot, f *FileStatus) {
 	for _, r := range old.asns[f.asn[0]:f.asn[1]] {
 		r.sect = uint16(int(r.sect) + sectBase)
 		b.s.asns = append(b.s.asns, r)
+	}
+}
+
+// copyLocalData carries f's local-data records over from old, with rule
+// indexes moved by the given bases.
+func (b *builder) copyLocalData(old *Snapshot, f *FileStatus, domBase, ipBase int) {
+	if len(old.local) == 0 {
+		return
+	}
+	put := func(t RuleType, i int, rrs []dns.RR) {
+		if t == RuleDomain {
+			b.last = makeRuleID(t, i+domBase)
+		} else {
+			b.last = makeRuleID(t, i+ipBase)
+		}
+		b.setLocalData(rrs)
+	}
+	if n := f.dom[1] - f.dom[0] + f.ip[1] - f.ip[0]; n < len(old.local) {
+		// Few rules in this file: look each one up.
+		for i := f.dom[0]; i < f.dom[1]; i++ {
+			if rrs, ok := old.local[makeRuleID(RuleDomain, i)]; ok {
+				put(RuleDomain, i, rrs)
+			}
+		}
+		for i := f.ip[0]; i < f.ip[1]; i++ {
+			if rrs, ok := old.local[makeRuleID(RuleIP, i)]; ok {
+				put(RuleIP, i, rrs)
+			}
+		}
+		return
+	}
+	for id, rrs := range old.local {
+		switch i := id.index(); {
+		case id.Type() == RuleDomain && i >= f.dom[0] && i < f.dom[1]:
+			put(RuleDomain, i, rrs)
+		case id.Type() == RuleIP && i >= f.ip[0] && i < f.ip[1]:
+			put(RuleIP, i, rrs)
+		}
 	}
 }
 
@@ -373,4 +470,45 @@ func (b *builder) compile(gen uint64, files []*FileStatus) (*Snapshot, error) {
 		m[r.asn] = uint32(i)
 	}
 	return s, nil
+}
+
+// Trigger is one rule's match condition in structured form, for exporters
+// (the RPZ primary) that must rewrite every rule in another syntax.
+type Trigger struct {
+	ID    RuleID
+	Type  RuleType
+	Allow bool // an exception
+	// Name and Kind hold a domain rule's canonical name and match kind.
+	Name string
+	Kind MatchKind
+	// Prefix holds an IP rule's prefix (a single address is a full-length
+	// prefix).
+	Prefix netip.Prefix
+	// ASN holds an ASN rule's number.
+	ASN uint32
+}
+
+// Triggers yields every rule of the snapshot: domain rules, then IP rules,
+// then ASN rules, each in file order. Section and LocalData give the rest
+// of a rule.
+func (s *Snapshot) Triggers() iter.Seq[Trigger] {
+	return func(yield func(Trigger) bool) {
+		for i := 0; i < s.dom.len(); i++ {
+			k, allow := kindOf(s.dom.ownKind(uint32(i)))
+			t := Trigger{ID: makeRuleID(RuleDomain, i), Type: RuleDomain, Allow: allow, Name: string(s.dom.name(uint32(i))), Kind: k}
+			if !yield(t) {
+				return
+			}
+		}
+		for i, r := range s.ips {
+			if !yield(Trigger{ID: makeRuleID(RuleIP, i), Type: RuleIP, Allow: r.allow, Prefix: r.prefix}) {
+				return
+			}
+		}
+		for i, r := range s.asns {
+			if !yield(Trigger{ID: makeRuleID(RuleASN, i), Type: RuleASN, Allow: r.allow, ASN: r.asn}) {
+				return
+			}
+		}
+	}
 }

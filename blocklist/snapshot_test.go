@@ -2,9 +2,11 @@ package blocklist
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -192,5 +194,34 @@ func TestMatchASN(t *testing.T) {
 	}
 	if m := s.MatchASN(1); m.HasRule {
 		t.Errorf("AS1 matched: %+v", m)
+	}
+}
+
+func TestSnapshotTriggers(t *testing.T) {
+	st, _ := load(t, map[string]string{"t.txt": "a.com\na.com\n*.b.com\n=c.com\n@@d.a.com\n198.51.100.0/24\n@@203.0.113.7\nAS64500\n"})
+	s := st.Current()
+	var got []string
+	for tr := range s.Triggers() {
+		r := s.Rule(tr.ID)
+		switch tr.Type {
+		case RuleDomain:
+			got = append(got, fmt.Sprintf("%s %s %v = %s", tr.Name, tr.Kind, tr.Allow, r.Text))
+		case RuleIP:
+			got = append(got, fmt.Sprintf("%s %v = %s", tr.Prefix, tr.Allow, r.Text))
+		case RuleASN:
+			got = append(got, fmt.Sprintf("AS%d %v = %s", tr.ASN, tr.Allow, r.Text))
+		}
+	}
+	want := "a.com domain false = a.com|a.com domain false = a.com|b.com wildcard false = *.b.com|c.com exact false = =c.com|d.a.com domain true = @@d.a.com|" +
+		"198.51.100.0/24 false = 198.51.100.0/24|203.0.113.7/32 true = @@203.0.113.7|AS64500 false = AS64500"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("triggers:\n%s\nwant\n%s", strings.Join(got, "|"), want)
+	}
+	n := 0
+	for range s.Triggers() {
+		n++
+		if n == 2 {
+			break // stopping early must not panic
+		}
 	}
 }

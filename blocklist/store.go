@@ -29,6 +29,8 @@ type parseFunc func(file string, r io.Reader, sink entrySink) []*LineError
 var formats = map[string]parseFunc{
 	".txt":  parseList,
 	".list": parseList,
+	".rpz":  parseRPZ,
+	".zone": parseRPZ,
 }
 
 // IsListFile reports whether a file name is one the store loads.
@@ -105,6 +107,9 @@ type FileChange struct {
 	Rules         int          `json:"rules"`
 	PreviousRules int          `json:"previous_rules"`
 	Errors        []*LineError `json:"errors,omitempty"`
+	// Warnings are problems of a newly loaded version that did not stop it
+	// from loading (unsupported RPZ triggers, for instance).
+	Warnings []*LineError `json:"warnings,omitempty"`
 }
 
 // Changes a reload reports.
@@ -369,6 +374,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	m := b.mark()
 	b.s.dom.grow(file.lines, int(file.size))
 	errs := file.parse(lf.name, formats[strings.ToLower(filepath.Ext(lf.path))], b)
+	warns := b.takeWarnings(lf.name)
 	if b.sectErr {
 		errs = append(errs, &LineError{File: lf.name, Msg: "too many sections (over 65536 directive changes across all files)"})
 	}
@@ -376,9 +382,9 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		b.rollback(m)
 		return keepPrev(errs, hash)
 	}
-	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now()}
+	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now(), Warnings: warns}
 	b.finishFile(fs, m)
-	fc.Rules = fs.Rules()
+	fc.Rules, fc.Warnings = fs.Rules(), warns
 	fc.Change = ChangeAdded
 	if prev != nil && !(prev.Stale && prev.SHA256 == "") {
 		fc.Change = ChangeUpdated
@@ -407,6 +413,9 @@ func (s *Store) logReport(rep *ReloadReport) {
 			}
 		case ChangeAdded, ChangeUpdated, ChangeRemoved:
 			s.log.Info("list file "+f.Change, "file", f.Name, "rules", f.Rules, "previous_rules", f.PreviousRules)
+			for _, w := range f.Warnings {
+				s.log.Warn("list file loaded with a warning", "file", f.Name, "warning", w.Error())
+			}
 		}
 	}
 	lvl := slog.LevelInfo
@@ -437,6 +446,7 @@ func CheckFile(path string, maxSize int64) (FileStatus, []*LineError) {
 	b := newBuilder(0, 0)
 	m := b.mark()
 	errs := file.parse(name, parse, b)
+	fs.Warnings = b.takeWarnings(name)
 	b.finishFile(&fs, m)
 	fs.SHA256, fs.Size = file.hash, file.size
 	return fs, errs

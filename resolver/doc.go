@@ -7,6 +7,9 @@
 //
 //	Server -> cache -> policy.Question -> policy.Answer -> upstream.Pool
 //
+// Zone transfers and NOTIFY are not queries: the Server hands them to the
+// Transfer and Notify hooks of its config (see resolver/rpz).
+//
 // Types from github.com/miekg/dns stay inside this package tree and
 // blocklist, so the move to its v2 stays local.
 package resolver

@@ -75,6 +75,12 @@ type ServerConfig struct {
 	// Blocker, when set, answers blocked names from the raw packet after a
 	// cache miss.
 	Blocker WireBlocker
+	// Notify, when set, answers NOTIFY messages (RFC 1996); without it they
+	// get NOTIMP like every opcode but QUERY.
+	Notify NotifyHandler
+	// Transfer, when set, serves AXFR and IXFR requests that arrive over
+	// TCP. Zone transfers over UDP, and over TCP without it, are REFUSED.
+	Transfer TransferHandler
 }
 
 // Server serves DNS over UDP and TCP on the configured addresses.
@@ -449,6 +455,10 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 		cw.Add(1)
 		go func() {
 			defer func() { <-inflight; cw.Done(); s.wg.Done() }()
+			if s.cfg.Transfer != nil && isTransferQuery(pkt) {
+				s.serveTransfer(conn, &wmu, pkt, from)
+				return
+			}
 			var out []byte
 			w := s.tcpScratch.Get().(*wireScratch)
 			defer s.tcpScratch.Put(w)
@@ -504,12 +514,18 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg
 		return nil, nil // never answer answers
 	}
 	if m.Opcode != dns.OpcodeQuery {
+		if m.Opcode == dns.OpcodeNotify && s.cfg.Notify != nil {
+			return m, s.cfg.Notify(pkt, m, from)
+		}
 		r := Reply(m, dns.RcodeNotImplemented)
 		r.Question = m.Question
 		return m, r
 	}
 	if len(m.Question) != 1 {
 		return m, Reply(m, dns.RcodeFormatError)
+	}
+	if qt := m.Question[0].Qtype; qt == dns.TypeAXFR || qt == dns.TypeIXFR {
+		return m, Reply(m, dns.RcodeRefused) // transfers run only over TCP, in serveTransfer
 	}
 	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
 		r := Reply(m, dns.RcodeBadVers)

@@ -74,15 +74,23 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 
-	// Enable every commented example (the token file must exist).
+	// Enable every commented example (the token and TSIG key files must
+	// exist).
 	token := writeToken(t, "example-token")
+	key := filepath.Join(t.TempDir(), "regulator.key")
+	if err := os.WriteFile(key, []byte("key \"regulator-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2lua2hvbGUtZXhhbXBsZS1rZXk=\";\n};\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	enabled := exampleOption.ReplaceAllStringFunc(text, func(line string) string {
 		m := exampleOption.FindStringSubmatch(line)
 		if !slices.Contains(serveFlagNames(), m[1]) {
 			return line
 		}
-		if m[1] == "admin-token-file" {
+		switch m[1] {
+		case "admin-token-file":
 			return "admin-token-file: " + token
+		case "rpz-tsig":
+			return `rpz-tsig: [ "regulator=` + key + `" ]`
 		}
 		return m[1] + ": " + m[2]
 	})

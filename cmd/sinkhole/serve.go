@@ -36,7 +36,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("127.0.0.1:5353"), Usage: "serve DNS over UDP and TCP on `ADDR` (repeatable)"},
 		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, host or host:port (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
 		&cli.DurationFlag{Name: "upstream-timeout", Value: upstream.DefaultTimeout, Usage: "per-try upstream timeout"},
-		&cli.StringFlag{Name: "lists", Value: "./lists", Usage: "load every *.txt and *.list file in `DIR`"},
+		&cli.StringFlag{Name: "lists", Value: "./lists", Usage: "load every *.txt, *.list, *.rpz and *.zone file in `DIR`"},
 		&cli.StringFlag{Name: "block-action", Value: "nxdomain", Usage: "answer to blocked names: nxdomain, nodata, refused or sinkhole"},
 		&cli.StringFlag{Name: "sinkhole-ipv4", Value: "0.0.0.0", Usage: "A answer under the sinkhole action"},
 		&cli.StringFlag{Name: "sinkhole-ipv6", Value: "::", Usage: "AAAA answer under the sinkhole action"},
@@ -60,7 +60,7 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "query-log-max-backups", Value: querylog.DefaultMaxBackups, Usage: "keep `N` rotated query logs (0: keep all)"},
 		&cli.IntFlag{Name: "log-buffer", Value: querylog.DefaultBuffer, Usage: "each of the audit and query logs queues up to `N` lines for its writer; past it lines are dropped (and counted), never queries"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "enforce no rule: every rule acts as action log (answer normally, audit the would-be block)"},
-	}, geoFlags()...))
+	}, append(geoFlags(), feedFlags()...)...))
 }
 
 func serveCommand() *cli.Command {
@@ -119,6 +119,7 @@ type serveConfig struct {
 	queryLog        logConfig // path "" when off
 	logBuffer       int
 	dryRun          bool
+	feeds           feedsConfig // RPZ feeds, RPZ export, list URLs (feeds.go)
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -215,6 +216,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if err := geoConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
+	if err := cfg.feeds.from(c, cfg.lists); err != nil {
+		return nil, err
+	}
 	if err := observeConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
@@ -262,6 +266,7 @@ type instance struct {
 	geoWarn geoWarner
 	answer  *policy.Answer // the answer stage, for explanations (policy.Answer.ExplainQuery)
 	obs     observability
+	feeds   *feedSet // nil without feeds, export or list URLs
 	started time.Time
 }
 
@@ -319,7 +324,13 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	if err := in.openGeo(); err != nil {
 		return nil, err
 	}
-	in.store = blocklist.NewStore(blocklist.Options{Dirs: []string{cfg.lists}, Logger: log})
+	if in.feeds, err = newFeedSet(cfg, log); err != nil {
+		return nil, err
+	}
+	in.store = blocklist.NewStore(blocklist.Options{Dirs: append([]string{cfg.lists}, in.feeds.dirs()...), Logger: log})
+	if err := in.feeds.attach(in.store); err != nil {
+		return nil, err
+	}
 	in.store.OnReload(func(s *blocklist.Snapshot, _ *blocklist.ReloadReport) { in.geoWarn.onReload(in, s) })
 	if err := in.startObservability(); err != nil {
 		return nil, err
@@ -351,6 +362,9 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		head, wire = in.cache, in.cache
 		in.obs.metrics.SetCache(in.cacheStats)
 	}
+	// The export's zone answers (SOA, transfers' serial checks) go in front
+	// of the cache: they depend on the asker and must never be cached.
+	head = in.feeds.wrap(head)
 	in.dns, err = resolver.NewServer(resolver.ServerConfig{
 		Listen:   cfg.listen,
 		Handler:  head,
@@ -359,6 +373,8 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		Snapshot: in.store.Current,
 		Observe:  in.observe,
 		Logger:   log,
+		Notify:   in.feeds.notifyHandler(),
+		Transfer: in.feeds.transferHandler(),
 		// Each try can take the full timeout on every upstream.
 		QueryTimeout: cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second,
 	})
@@ -391,6 +407,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		in.dns.Shutdown(context.Background())
 		return nil, err
 	}
+	in.feeds.start()
 	abs, _ := filepath.Abs(cfg.lists)
 	log.Info("sinkhole serving", "listen", strings.Join(in.dns.Addrs(), ","), "upstreams", strings.Join(cfg.upstreams, ","),
 		"lists", abs, "rules", in.store.Current().RuleCount(), "generation", in.store.Current().Generation)
@@ -411,6 +428,7 @@ func (in *instance) shutdown() error {
 	in.watcher.Close()
 	in.admin.Close(ctx)
 	in.geo.Close()
+	in.feeds.stop()
 	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		in.log.Warn("shutdown", "err", err)
 	}

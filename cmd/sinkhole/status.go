@@ -132,11 +132,16 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	if len(st.Feeds) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(tw, "FEED\tSOURCE\tSERIAL\tLAST TRANSFER\tRESULT\tLAST ERROR")
+		fmt.Fprintln(tw, "FEED\tKIND\tSOURCE\tSERIAL\tLAST CHANGE\tLAST CHECK\tRESULT\tLAST ERROR")
 		for _, f := range st.Feeds {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", f.Name, f.Source, f.Serial, ago(f.LastTransfer), f.LastResult, f.LastError)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Name, f.Kind, f.Source, f.Serial, ago(f.LastChange), ago(f.LastCheck), f.LastResult, f.LastError)
 		}
 		tw.Flush()
+	}
+	if e := st.Export; e != nil {
+		fmt.Fprintln(w)
+		fmt.Fprintf(w, "RPZ export %s: serial %d, %d records, changed %s, IXFR from serial %d; not expressible in RPZ: %d monitor, %d overseas, %d ASN rules\n",
+			e.Zone, e.Serial, e.Records, ago(e.Changed), e.IXFRFrom, e.Skipped["monitor"], e.Skipped["overseas"], e.Skipped["asn"])
 	}
 }
 

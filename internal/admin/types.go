@@ -28,6 +28,7 @@ type Status struct {
 	Platforms  []PlatformHit `json:"top_platforms,omitempty"`
 	Geo        []GeoDB       `json:"geo,omitempty"`
 	Feeds      []Feed        `json:"feeds,omitempty"`
+	Export     *Export       `json:"rpz_export,omitempty"`
 	Logs       []Log         `json:"logs,omitempty"`
 }
 
@@ -92,14 +93,32 @@ type GeoDB struct {
 	LastError string    `json:"last_error,omitempty"`
 }
 
-// Feed is an RPZ or URL list feed.
+// Feed is an RPZ feed (a zone this server is a secondary for) or a list
+// URL.
 type Feed struct {
-	Name         string    `json:"name"`
-	Source       string    `json:"source"`
-	Serial       uint32    `json:"serial,omitempty"`
-	LastTransfer time.Time `json:"last_transfer,omitempty"`
-	LastResult   string    `json:"last_result,omitempty"`
-	LastError    string    `json:"last_error,omitempty"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`   // "rpz" or "url"
+	Source string `json:"source"` // ZONE@PRIMARY or the URL
+	// Serial of the RPZ zone in service (0 for URLs or before a load).
+	Serial uint32 `json:"serial,omitempty"`
+	// LastChange is when the copy in service last changed (a transfer, a
+	// new download).
+	LastChange time.Time `json:"last_change,omitzero"`
+	LastCheck  time.Time `json:"last_check,omitzero"`
+	LastResult string    `json:"last_result,omitempty"`
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+// Export is the RPZ zone this server serves to secondaries (--rpz-export).
+type Export struct {
+	Zone     string    `json:"zone"`
+	Serial   uint32    `json:"serial"`
+	Records  int       `json:"records"`
+	Changed  time.Time `json:"changed"`
+	IXFRFrom uint32    `json:"ixfr_from"` // oldest serial IXFR answers with differences
+	// Skipped counts rules RPZ cannot express (monitor, overseas, ASN).
+	Skipped map[string]int `json:"skipped,omitempty"`
+	Notify  []string       `json:"notify,omitempty"`
 }
 
 // Explanation is the answer of GET /v1/query: what the server decides for

@@ -7,6 +7,7 @@ package policy
 import (
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/miekg/dns"
 
@@ -63,6 +64,12 @@ func (b *Blocker) Response(req *resolver.Request, d *resolver.Decision) *dns.Msg
 		return nil
 	case blocklist.ActionRefused:
 		m = resolver.Reply(q, dns.RcodeRefused)
+	case blocklist.ActionLocalData:
+		m = resolver.Reply(q, dns.RcodeSuccess)
+		m.Answer = localAnswer(q.Question[0], d.Snapshot.LocalData(d.Rule))
+		if len(m.Answer) == 0 {
+			m.Ns = []dns.RR{b.soa(req, d)}
+		}
 	case blocklist.ActionNoData:
 		m = resolver.Reply(q, dns.RcodeSuccess)
 		m.Ns = []dns.RR{b.soa(req, d)}
@@ -79,6 +86,38 @@ func (b *Blocker) Response(req *resolver.Request, d *resolver.Decision) *dns.Msg
 	}
 	resolver.AddEDE(m, dns.ExtendedErrorCodeCensored, d.Reason())
 	return m
+}
+
+// localAnswer answers q from an RPZ rule's local data: the records of the
+// asked type (every record for ANY), or else the CNAME, whose wildcard
+// target "*.garden.example." becomes "<qname>.garden.example.". Records take
+// the query name as owner. An empty answer means NODATA.
+func localAnswer(q dns.Question, data []dns.RR) []dns.RR {
+	var out []dns.RR
+	var cname *dns.CNAME
+	for _, rr := range data {
+		if c, ok := rr.(*dns.CNAME); ok {
+			cname = c
+			continue
+		}
+		if q.Qtype == rr.Header().Rrtype || q.Qtype == dns.TypeANY {
+			cp := dns.Copy(rr)
+			cp.Header().Name = q.Name
+			out = append(out, cp)
+		}
+	}
+	if cname == nil {
+		return out
+	}
+	c := dns.Copy(cname).(*dns.CNAME)
+	c.Hdr.Name = q.Name
+	if strings.HasPrefix(c.Target, "*.") {
+		c.Target = strings.TrimSuffix(q.Name, ".") + c.Target[1:]
+		if _, ok := dns.IsDomainName(c.Target); !ok || len(c.Target) > 254 {
+			return nil // the expanded name is too long: answer NODATA
+		}
+	}
+	return []dns.RR{c}
 }
 
 func (b *Blocker) sinkholeRR(q dns.Question) dns.RR {

@@ -1,0 +1,509 @@
+package rpz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/resolver"
+)
+
+// SOA timers of an exported zone. NOTIFY carries changes at once; the
+// refresh is the secondaries' fallback when a NOTIFY is lost. A secondary
+// that cannot reach the primary keeps the zone for a week.
+const (
+	exportRefresh = 60
+	exportRetry   = 10
+	exportExpire  = 7 * 24 * 3600
+	// exportMName is the primary named in the SOA and NS records.
+	exportMName = "sinkhole.invalid."
+	exportRName = "hostmaster.sinkhole.invalid."
+)
+
+// History bounds: IXFR can serve differences from this many versions
+// back, as long as their changes add up to no more than the zone itself
+// (beyond that a full transfer is as cheap).
+const (
+	maxDeltas      = 64
+	minDeltaBudget = 10000
+)
+
+// DefaultAllowTransfer is who may transfer an exported zone when
+// ExportConfig.AllowTransfer is empty: loopback only.
+var DefaultAllowTransfer = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// ExportConfig configures an Exporter.
+type ExportConfig struct {
+	// Zone is the name of the exported zone, e.g. "rpz.regulator.example".
+	Zone string
+	// AllowTransfer lists the networks whose secondaries may transfer (and
+	// query) the zone; DefaultAllowTransfer when empty.
+	AllowTransfer []netip.Prefix
+	// Notify lists host:port addresses sent a NOTIFY on every change.
+	Notify []string
+	// SerialFile keeps the last serial across restarts, so serials keep
+	// rising; may be empty (serials then start from the clock).
+	SerialFile string
+	// Build says how rules are written.
+	Build BuildOptions
+	// Logger; slog.Default() if nil.
+	Logger *slog.Logger
+}
+
+// version is one serial of the exported zone.
+type version struct {
+	serial  uint32
+	records []record // sorted, without SOA and NS
+	created time.Time
+}
+
+// delta is the change from one serial to the next (RFC 1995).
+type delta struct {
+	from, to uint32
+	del, add []record
+}
+
+// Exporter serves the lists as an RPZ zone: it answers AXFR and IXFR
+// (TransferHandler), SOA and other queries for the zone (Stage), and
+// sends NOTIFY when the zone changes. Update is called with every new
+// snapshot.
+type Exporter struct {
+	cfg  ExportConfig
+	apex string // FQDN, lower case
+	name string // canonical (no trailing dot)
+	log  *slog.Logger
+
+	mu      sync.RWMutex
+	cur     *version
+	deltas  []delta // oldest first, chained; the last ends at cur.serial
+	skipped Skipped
+
+	notify *notifier
+}
+
+// NewExporter validates cfg and returns an exporter with no zone yet.
+func NewExporter(cfg ExportConfig) (*Exporter, error) {
+	name, err := blocklist.NormalizeName(cfg.Zone)
+	if err != nil {
+		return nil, fmt.Errorf("export zone %q: %w", cfg.Zone, err)
+	}
+	if len(cfg.AllowTransfer) == 0 {
+		cfg.AllowTransfer = DefaultAllowTransfer
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Build.TTL == 0 {
+		cfg.Build.TTL = 300
+	}
+	e := &Exporter{cfg: cfg, apex: dns.Fqdn(name), name: name, log: cfg.Logger}
+	e.notify = newNotifier(e.apex, cfg.Notify, e.log)
+	return e, nil
+}
+
+// Zone returns the exported zone's name (canonical, no trailing dot).
+func (e *Exporter) Zone() string { return e.name }
+
+// Serial returns the serial in service (0 before the first Update).
+func (e *Exporter) Serial() uint32 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.cur == nil {
+		return 0
+	}
+	return e.cur.serial
+}
+
+// ExportStatus describes the exported zone.
+type ExportStatus struct {
+	Zone    string    `json:"zone"`
+	Serial  uint32    `json:"serial"`
+	Records int       `json:"records"`
+	Changed time.Time `json:"changed"` // when the serial in service was made
+	// IXFRFrom is the oldest serial IXFR can answer with differences.
+	IXFRFrom uint32   `json:"ixfr_from"`
+	Skipped  Skipped  `json:"skipped"` // rules RPZ cannot express
+	Notify   []string `json:"notify,omitempty"`
+}
+
+// Status reports the zone in service.
+func (e *Exporter) Status() ExportStatus {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	st := ExportStatus{Zone: e.name, Skipped: e.skipped, Notify: e.cfg.Notify}
+	if e.cur != nil {
+		st.Serial, st.Records, st.Changed, st.IXFRFrom = e.cur.serial, len(e.cur.records), e.cur.created, e.cur.serial
+		if len(e.deltas) > 0 {
+			st.IXFRFrom = e.deltas[0].from
+		}
+	}
+	return st
+}
+
+// Start begins sending NOTIFY messages; they stop when ctx ends.
+func (e *Exporter) Start(ctx context.Context) { e.notify.start(ctx) }
+
+// Update builds the zone from snap. When it differs from the zone in
+// service, the serial rises, the difference is kept for IXFR, and every
+// notify target is told. It reports whether the zone changed.
+func (e *Exporter) Update(snap *blocklist.Snapshot) bool {
+	recs, skipped := buildRecords(snap, e.cfg.Build)
+	e.mu.Lock()
+	e.skipped = skipped
+	if e.cur != nil && slices.Equal(e.cur.records, recs) {
+		e.mu.Unlock()
+		return false
+	}
+	serial := e.nextSerial()
+	next := &version{serial: serial, records: recs, created: time.Now()}
+	if e.cur != nil {
+		del, add := diffRecords(e.cur.records, recs)
+		e.deltas = append(e.deltas, delta{from: e.cur.serial, to: serial, del: del, add: add})
+		e.trimDeltas(len(recs))
+	}
+	e.cur = next
+	e.mu.Unlock()
+	e.notify.kick(serial)
+	// Saved after the NOTIFYs are on their way: a disk sync must not delay
+	// them.
+	e.saveSerial(serial)
+	e.log.Info("rpz export zone updated", "zone", e.name, "serial", serial, "records", len(recs),
+		"skipped_monitor", skipped.Monitor, "skipped_overseas", skipped.Overseas, "skipped_asn", skipped.ASN)
+	return true
+}
+
+// nextSerial returns a serial above the current (and the saved) one: the
+// Unix time when that is higher, else one more (RFC 1982 arithmetic).
+func (e *Exporter) nextSerial() uint32 {
+	var prev uint32
+	have := false
+	if e.cur != nil {
+		prev, have = e.cur.serial, true
+	} else if s, ok := e.loadSerial(); ok {
+		prev, have = s, true
+	}
+	now := uint32(time.Now().Unix())
+	if !have || serialLess(prev, now) {
+		return now
+	}
+	return prev + 1
+}
+
+// serialLess compares serials with RFC 1982 arithmetic.
+func serialLess(a, b uint32) bool { return a != b && int32(b-a) > 0 }
+
+func (e *Exporter) loadSerial() (uint32, bool) {
+	if e.cfg.SerialFile == "" {
+		return 0, false
+	}
+	b, err := os.ReadFile(e.cfg.SerialFile)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		e.log.Warn("ignoring unreadable rpz export serial file", "file", e.cfg.SerialFile, "err", err)
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+func (e *Exporter) saveSerial(serial uint32) {
+	if e.cfg.SerialFile == "" {
+		return
+	}
+	if err := writeFileAtomic(e.cfg.SerialFile, []byte(strconv.FormatUint(uint64(serial), 10)+"\n")); err != nil {
+		e.log.Error("cannot save rpz export serial; after a restart secondaries may ignore the zone until the clock passes it", "file", e.cfg.SerialFile, "err", err)
+	}
+}
+
+// trimDeltas drops the oldest differences beyond the history bounds.
+func (e *Exporter) trimDeltas(zoneSize int) {
+	budget := max(zoneSize, minDeltaBudget)
+	total := 0
+	for _, d := range e.deltas {
+		total += len(d.del) + len(d.add)
+	}
+	for len(e.deltas) > 0 && (len(e.deltas) > maxDeltas || total > budget) {
+		total -= len(e.deltas[0].del) + len(e.deltas[0].add)
+		e.deltas = e.deltas[1:]
+	}
+}
+
+func (e *Exporter) soa(serial uint32) *dns.SOA {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: e.apex, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: e.cfg.Build.TTL},
+		Ns:      exportMName,
+		Mbox:    exportRName,
+		Serial:  serial,
+		Refresh: exportRefresh,
+		Retry:   exportRetry,
+		Expire:  exportExpire,
+		Minttl:  e.cfg.Build.TTL,
+	}
+}
+
+func (e *Exporter) ns() *dns.NS {
+	return &dns.NS{Hdr: dns.RR_Header{Name: e.apex, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: e.cfg.Build.TTL}, Ns: exportMName}
+}
+
+// allowed reports whether a client may transfer and query the zone.
+func (e *Exporter) allowed(from netip.AddrPort) bool {
+	a := from.Addr().Unmap()
+	for _, p := range e.cfg.AllowTransfer {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// inZone reports whether a canonical name is the apex or below it.
+func (e *Exporter) inZone(name string) bool {
+	return name == e.name || strings.HasSuffix(name, "."+e.name)
+}
+
+// ServeTransfer answers an AXFR or IXFR request for the exported zone. It
+// is a resolver.TransferHandler.
+func (e *Exporter) ServeTransfer(ctx context.Context, _ []byte, m *dns.Msg, from netip.AddrPort, send func(*dns.Msg) error) error {
+	q := m.Question[0]
+	refuse := func(rcode int) error {
+		r := new(dns.Msg)
+		r.SetRcode(m, rcode)
+		return send(r)
+	}
+	if !strings.EqualFold(q.Name, e.apex) || q.Qclass != dns.ClassINET {
+		return refuse(dns.RcodeNotAuth)
+	}
+	if !e.allowed(from) {
+		e.log.Warn("rpz zone transfer refused: client not in --rpz-allow-transfer", "client", from.Addr().String(), "zone", e.name)
+		return refuse(dns.RcodeRefused)
+	}
+	e.mu.RLock()
+	cur := e.cur
+	var chain []delta
+	kind := "AXFR"
+	if q.Qtype == dns.TypeIXFR && cur != nil {
+		kind = "IXFR"
+		if len(m.Ns) == 1 {
+			if soa, ok := m.Ns[0].(*dns.SOA); ok {
+				chain = e.chainFrom(soa.Serial, cur.serial)
+			}
+		}
+	}
+	e.mu.RUnlock()
+	if cur == nil {
+		return refuse(dns.RcodeServerFailure) // no zone loaded yet
+	}
+	w := &xfrWriter{e: e, send: send, ctx: ctx, q: q}
+	soa := e.soa(cur.serial)
+	switch {
+	case kind == "IXFR" && chain != nil && len(chain) == 0:
+		// The client is up to date: the SOA alone (RFC 1995 section 2).
+		w.add(soa)
+	case kind == "IXFR" && chain != nil:
+		w.add(soa)
+		for _, d := range chain {
+			w.add(e.soa(d.from))
+			w.addRecords(d.del)
+			w.add(e.soa(d.to))
+			w.addRecords(d.add)
+		}
+		w.add(soa)
+	default:
+		// AXFR, or IXFR from a serial too old to have differences for: the
+		// whole zone in AXFR form (RFC 1995 section 4).
+		w.add(soa)
+		w.add(e.ns())
+		w.addRecords(cur.records)
+		w.add(soa)
+		if kind == "IXFR" {
+			kind = "IXFR (full)"
+		}
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	e.log.Info("rpz zone transferred", "zone", e.name, "type", kind, "serial", cur.serial, "client", from.Addr().String(), "records", w.n)
+	return nil
+}
+
+// chainFrom returns the deltas leading from serial to cur: nil when there
+// is no such chain, empty when serial is current.
+func (e *Exporter) chainFrom(serial, cur uint32) []delta {
+	if serial == cur {
+		return []delta{}
+	}
+	for i, d := range e.deltas {
+		if d.from == serial {
+			return e.deltas[i:]
+		}
+	}
+	return nil
+}
+
+// xfrWriter packs records into transfer messages of at most ~60 KB.
+type xfrWriter struct {
+	e    *Exporter
+	send func(*dns.Msg) error
+	ctx  context.Context
+	q    dns.Question
+	msg  *dns.Msg
+	size int
+	n    int
+	err  error
+}
+
+const xfrMessageBudget = 60000
+
+func (w *xfrWriter) add(rr dns.RR) {
+	if w.err != nil {
+		return
+	}
+	l := dns.Len(rr)
+	if w.msg != nil && w.size+l > xfrMessageBudget {
+		w.err = w.flush()
+	}
+	if w.msg == nil {
+		w.msg = &dns.Msg{}
+		w.msg.Authoritative = true
+		w.msg.Opcode = dns.OpcodeQuery
+		w.msg.Question = []dns.Question{w.q}
+		w.size = 12 + len(w.q.Name) + 6
+	}
+	w.msg.Answer = append(w.msg.Answer, rr)
+	w.size += l
+	w.n++
+}
+
+func (w *xfrWriter) addRecords(recs []record) {
+	for _, r := range recs {
+		rr, err := r.rr(w.e.apex)
+		if err != nil {
+			w.e.log.Error("rpz export: unwritable record skipped", "owner", r.owner, "rdata", r.rdata, "err", err)
+			continue
+		}
+		w.add(rr)
+	}
+}
+
+func (w *xfrWriter) flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.msg == nil {
+		return nil
+	}
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	m := w.msg
+	w.msg, w.size = nil, 0
+	return w.send(m)
+}
+
+// Stage returns a chain stage that answers queries for the exported zone
+// (its SOA for refresh checks, NS, and the policy records) to the clients
+// AllowTransfer admits, refuses them to others, and passes every other
+// query to next.
+func (e *Exporter) Stage(next resolver.Handler) resolver.Handler {
+	return resolver.HandlerFunc(func(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+		if !e.inZone(req.Name) {
+			return next.ServeDNS(ctx, req)
+		}
+		return e.answer(req), nil
+	})
+}
+
+// answer answers a query inside the zone authoritatively.
+func (e *Exporter) answer(req *resolver.Request) *dns.Msg {
+	if !e.allowed(req.Client) {
+		return resolver.Reply(req.Msg, dns.RcodeRefused)
+	}
+	e.mu.RLock()
+	cur := e.cur
+	e.mu.RUnlock()
+	if cur == nil {
+		return resolver.Reply(req.Msg, dns.RcodeServerFailure)
+	}
+	m := resolver.Reply(req.Msg, dns.RcodeSuccess)
+	m.Authoritative, m.RecursionAvailable = true, false
+	q := req.Msg.Question[0]
+	soa := e.soa(cur.serial)
+	if req.Name == e.name {
+		switch q.Qtype {
+		case dns.TypeSOA:
+			m.Answer = []dns.RR{soa}
+		case dns.TypeNS:
+			m.Answer = []dns.RR{e.ns()}
+		case dns.TypeANY:
+			m.Answer = []dns.RR{soa, e.ns()}
+		default:
+			m.Ns = []dns.RR{soa}
+		}
+		return m
+	}
+	owner := strings.TrimSuffix(req.Name, "."+e.name)
+	i, _ := slices.BinarySearchFunc(cur.records, owner, func(r record, o string) int { return strings.Compare(r.owner, o) })
+	found := false
+	for ; i < len(cur.records) && cur.records[i].owner == owner; i++ {
+		found = true
+		r := cur.records[i]
+		if r.rtype != q.Qtype && q.Qtype != dns.TypeANY && r.rtype != dns.TypeCNAME {
+			continue
+		}
+		if rr, err := r.rr(e.apex); err == nil {
+			rr.Header().Name = q.Name
+			m.Answer = append(m.Answer, rr)
+		}
+	}
+	if !found {
+		m.Rcode = dns.RcodeNameError
+	}
+	if len(m.Answer) == 0 {
+		m.Ns = []dns.RR{soa}
+	}
+	return m
+}
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, synced, then renamed over it.
+func writeFileAtomic(path string, data []byte) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,284 @@
+package rpz
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+)
+
+const exportList = `# platform: X
+binance.com
+*.wild.test
+=exact.test
+@@safe.binance.com
+# action: nodata
+quiet.test
+# action: sinkhole
+hole.test
+# action: refused
+refused.test
+# action: log
+monitor.test
+# action: default
+# scope: overseas
+far.test
+# scope: any
+198.51.100.0/24
+@@198.51.100.128/25
+198.51.100.200
+AS64500
+@@example.org
+bad.example.org
+kids.test
+@@*.kids.test
+`
+
+const exportZone = `$TTL 60
+@ SOA ns. admin. 1 60 60 600 60
+garden.test A 192.0.2.80
+*.redirect.test CNAME *.walled.garden.
+32.7.113.0.203.rpz-ip CNAME rpz-drop.
+`
+
+func exportBuild() BuildOptions {
+	return BuildOptions{SinkholeV4: netip.MustParseAddr("192.0.2.1"), SinkholeV6: netip.MustParseAddr("2001:db8::1"), TTL: 300}
+}
+
+func TestExportAXFR(t *testing.T) {
+	p := startPrimary(t, "", map[string]string{"a.txt": exportList, "b.rpz": exportZone}, ExportConfig{Build: exportBuild()})
+	got, err := xfr(t, p.addr, axfrMsg("rpz.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := p.export.Serial()
+	soa := "rpz.test. 300 IN SOA sinkhole.invalid. hostmaster.sinkhole.invalid. " + strconv.FormatUint(uint64(serial), 10) + " 60 10 604800 300"
+	if len(got) < 3 || got[0] != soa || got[len(got)-1] != soa || got[1] != "rpz.test. 300 IN NS sinkhole.invalid." {
+		t.Fatalf("AXFR framing wrong:\n%s", strings.Join(got, "\n"))
+	}
+	want := []string{
+		"*.binance.com.rpz.test. 300 IN CNAME .",
+		"*.hole.test.rpz.test. 300 IN A 192.0.2.1",
+		"*.hole.test.rpz.test. 300 IN AAAA 2001:db8::1",
+		"*.kids.test.rpz.test. 300 IN CNAME rpz-passthru.",
+		"*.quiet.test.rpz.test. 300 IN CNAME *.",
+		"*.redirect.test.rpz.test. 60 IN CNAME *.walled.garden.",
+		"*.refused.test.rpz.test. 300 IN CNAME .",
+		"*.safe.binance.com.rpz.test. 300 IN CNAME rpz-passthru.",
+		"*.example.org.rpz.test. 300 IN CNAME rpz-passthru.",
+		"*.wild.test.rpz.test. 300 IN CNAME .",
+		"24.0.100.51.198.rpz-ip.rpz.test. 300 IN CNAME .",
+		"25.128.100.51.198.rpz-ip.rpz.test. 300 IN CNAME rpz-passthru.",
+		"32.7.113.0.203.rpz-ip.rpz.test. 300 IN CNAME rpz-drop.",
+		"binance.com.rpz.test. 300 IN CNAME .",
+		"example.org.rpz.test. 300 IN CNAME rpz-passthru.",
+		"exact.test.rpz.test. 300 IN CNAME .",
+		"garden.test.rpz.test. 60 IN A 192.0.2.80",
+		"hole.test.rpz.test. 300 IN A 192.0.2.1",
+		"hole.test.rpz.test. 300 IN AAAA 2001:db8::1",
+		"kids.test.rpz.test. 300 IN CNAME .",
+		"quiet.test.rpz.test. 300 IN CNAME *.",
+		"refused.test.rpz.test. 300 IN CNAME .",
+		"safe.binance.com.rpz.test. 300 IN CNAME rpz-passthru.",
+	}
+	body := slices.Clone(got[2 : len(got)-1])
+	slices.Sort(body)
+	slices.Sort(want)
+	if strings.Join(body, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("AXFR records:\n%s\nwant\n%s", strings.Join(body, "\n"), strings.Join(want, "\n"))
+	}
+	if sk := p.export.Status().Skipped; sk != (Skipped{Monitor: 1, Overseas: 1, ASN: 1}) {
+		t.Fatalf("skipped %+v", sk)
+	}
+}
+
+// The exported zone, read back by sinkhole's own RPZ parser, blocks and
+// allows exactly what the lists do.
+func TestExportRoundTrip(t *testing.T) {
+	p := startPrimary(t, "", map[string]string{"a.txt": exportList, "b.rpz": exportZone}, ExportConfig{Build: exportBuild()})
+	got, err := xfr(t, p.addr, axfrMsg("rpz.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, dir, "rpz.test.rpz", strings.Join(got[:len(got)-1], "\n")+"\n")
+	st := blocklist.NewStore(blocklist.Options{Dirs: []string{dir}, Logger: quietLogger()})
+	if rep, err := st.Reload(t.Context(), "test"); err != nil || rep.Failed() {
+		t.Fatalf("reload: %v %v", err, rep.Errors())
+	}
+	orig, back := p.store.Current(), st.Current()
+	for _, name := range []string{
+		"binance.com", "www.binance.com", "safe.binance.com", "x.safe.binance.com", "wild.test", "a.wild.test",
+		"exact.test", "www.exact.test", "quiet.test", "a.quiet.test", "hole.test", "monitor.test", "far.test",
+		"example.org", "bad.example.org", "x.bad.example.org", "kids.test", "a.kids.test", "garden.test", "other.test",
+	} {
+		o, b := orig.MatchName(name), back.MatchName(name)
+		ob := o.Blocked() && orig.Section(o.Rule).Action.Enforced() && orig.Section(o.Rule).Scope == blocklist.ScopeAny
+		if ob != b.Blocked() {
+			t.Errorf("%s: lists block=%v, exported zone block=%v", name, ob, b.Blocked())
+		}
+	}
+	for _, ip := range []string{"198.51.100.1", "198.51.100.129", "198.51.100.200", "203.0.113.7", "192.0.2.1"} {
+		a := netip.MustParseAddr(ip)
+		if o, b := orig.MatchIP(a), back.MatchIP(a); o.Blocked() != b.Blocked() {
+			t.Errorf("%s: lists block=%v, exported zone block=%v", ip, o.Blocked(), b.Blocked())
+		}
+	}
+}
+
+func TestExportIXFR(t *testing.T) {
+	p := startPrimary(t, "", map[string]string{"a.txt": "one.test\n=exact.test\n"}, ExportConfig{})
+	s1 := p.export.Serial()
+	p.reload(t)
+	if p.export.Serial() != s1 {
+		t.Fatal("a reload with no change bumped the serial")
+	}
+	writeFile(t, p.dir, "a.txt", "one.test\n=new.test\n")
+	p.reload(t)
+	s2 := p.export.Serial()
+	if !serialLess(s1, s2) {
+		t.Fatalf("serial did not rise: %d -> %d", s1, s2)
+	}
+	soa := func(s uint32) string {
+		return "rpz.test. 300 IN SOA sinkhole.invalid. hostmaster.sinkhole.invalid. " + strconv.FormatUint(uint64(s), 10) + " 60 10 604800 300"
+	}
+	got, err := xfr(t, p.addr, ixfrMsg("rpz.test", s1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{soa(s2), soa(s1), "exact.test.rpz.test. 300 IN CNAME .", soa(s2), "new.test.rpz.test. 300 IN CNAME .", soa(s2)}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("IXFR:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Two more versions: differences chain from the first serial.
+	writeFile(t, p.dir, "a.txt", "one.test\n=new.test\n=third.test\n")
+	p.reload(t)
+	s3 := p.export.Serial()
+	got, err = xfr(t, p.addr, ixfrMsg("rpz.test", s1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{soa(s3), soa(s1), "exact.test.rpz.test. 300 IN CNAME .", soa(s2), "new.test.rpz.test. 300 IN CNAME .",
+		soa(s2), soa(s3), "third.test.rpz.test. 300 IN CNAME .", soa(s3)}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("IXFR over two versions:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Up to date: the SOA alone.
+	if got, err := xfr(t, p.addr, ixfrMsg("rpz.test", s3)); err != nil || len(got) != 1 || got[0] != soa(s3) {
+		t.Fatalf("IXFR up to date: %v %v", got, err)
+	}
+	// Too old (unknown) serial: the full zone in AXFR form.
+	got, err = xfr(t, p.addr, ixfrMsg("rpz.test", s1-1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 7 || got[0] != soa(s3) || got[1] != "rpz.test. 300 IN NS sinkhole.invalid." || got[6] != soa(s3) {
+		t.Fatalf("IXFR fallback to full:\n%s", strings.Join(got, "\n"))
+	}
+	if st := p.export.Status(); st.IXFRFrom != s1 || st.Serial != s3 || st.Records != 4 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestExportQueriesAndRefusals(t *testing.T) {
+	p := startPrimary(t, "", map[string]string{"a.txt": "binance.com\n"}, ExportConfig{})
+	c := &dns.Client{Net: "udp", Timeout: 3 * time.Second}
+	ask := func(name string, qtype uint16) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, _, err := c.Exchange(m, p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := ask("rpz.test.", dns.TypeSOA)
+	if !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].(*dns.SOA).Serial != p.export.Serial() {
+		t.Fatalf("SOA query: %v", r)
+	}
+	r = ask("binance.com.rpz.test.", dns.TypeA)
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.CNAME).Target != "." {
+		t.Fatalf("policy record query: %v", r)
+	}
+	if r := ask("nothing.rpz.test.", dns.TypeA); r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 {
+		t.Fatalf("missing name: %v", r)
+	}
+	// AXFR over UDP is refused.
+	if r := ask("rpz.test.", dns.TypeAXFR); r.Rcode != dns.RcodeRefused {
+		t.Fatalf("UDP AXFR: %v", r)
+	}
+	// Another zone is not ours.
+	if _, err := xfr(t, p.addr, axfrMsg("other.test")); err == nil || !strings.Contains(err.Error(), "9") {
+		t.Fatalf("AXFR of another zone: %v", err)
+	}
+	// NOTIFY to a server with no feeds: NOTIMP.
+	m := new(dns.Msg)
+	m.SetNotify("rpz.test.")
+	if r, _, err := c.Exchange(m, p.addr); err != nil || r.Rcode != dns.RcodeNotImplemented {
+		t.Fatalf("NOTIFY: %v %v", r, err)
+	}
+
+	// A client outside --rpz-allow-transfer gets REFUSED for transfers and
+	// for queries in the zone.
+	closed := startPrimary(t, "", map[string]string{"a.txt": "binance.com\n"}, ExportConfig{AllowTransfer: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	if _, err := xfr(t, closed.addr, axfrMsg("rpz.test")); err == nil || !strings.Contains(err.Error(), "5") {
+		t.Fatalf("AXFR outside the ACL: %v", err)
+	}
+	m = new(dns.Msg)
+	m.SetQuestion("rpz.test.", dns.TypeSOA)
+	if r, _, err := c.Exchange(m, closed.addr); err != nil || r.Rcode != dns.RcodeRefused {
+		t.Fatalf("SOA outside the ACL: %v %v", r, err)
+	}
+}
+
+func TestExportNotifyAndSerialFile(t *testing.T) {
+	var mu sync.Mutex
+	var serials []uint32
+	srv := &dns.Server{Addr: "127.0.0.1:0", Net: "udp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
+		if m.Opcode == dns.OpcodeNotify && len(m.Answer) == 1 {
+			mu.Lock()
+			serials = append(serials, m.Answer[0].(*dns.SOA).Serial)
+			mu.Unlock()
+		}
+		r := new(dns.Msg)
+		r.SetReply(m)
+		w.WriteMsg(r)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ListenAndServe()
+	<-started
+	defer srv.Shutdown()
+	target := srv.PacketConn.LocalAddr().String()
+
+	serialFile := filepath.Join(t.TempDir(), "export.serial")
+	// A serial far ahead of the clock (as after many reloads) must keep rising.
+	ahead := uint32(time.Now().Unix()) + 100000
+	if err := os.WriteFile(serialFile, []byte(strconv.FormatUint(uint64(ahead), 10)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPrimary(t, "", map[string]string{"a.txt": "one.test\n"}, ExportConfig{Notify: []string{target}, SerialFile: serialFile})
+	if s := p.export.Serial(); s != ahead+1 {
+		t.Fatalf("serial %d, want %d (saved serial + 1)", s, ahead+1)
+	}
+	writeFile(t, p.dir, "a.txt", "two.test\n")
+	p.reload(t)
+	waitFor(t, "NOTIFY with the new serial", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(serials, ahead+2)
+	})
+	b, _ := os.ReadFile(serialFile)
+	if strings.TrimSpace(string(b)) != strconv.FormatUint(uint64(ahead+2), 10) {
+		t.Fatalf("serial file holds %q", b)
+	}
+}
