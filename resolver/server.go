@@ -52,23 +52,66 @@ type ServerConfig struct {
 	// TCPMaxInflight caps the queries handled at once on one TCP connection
 	// (default 32); further pipelined queries wait.
 	TCPMaxInflight int
+	// TCPMaxConnsPerClient caps the TCP connections one client address
+	// holds at once (default 64), so that one slow or hostile client
+	// cannot take every slot of TCPMaxConns.
+	TCPMaxConnsPerClient int
 	// Panics, when set, is incremented for every recovered handler panic.
 	Panics *atomic.Uint64
+	// Admit, when set, is asked about every query before it is parsed
+	// (client ACL, per-client rate limit). It must be fast and must not
+	// block.
+	Admit func(client netip.AddrPort, proto string) Admission
+	// LimitResponse, when set, sees every UDP response before it is
+	// written (response rate limiting). TCP responses are never limited:
+	// a TCP client has proved its address.
+	LimitResponse func(client netip.AddrPort, resp *dns.Msg) Limit
 }
+
+// Admission is ServerConfig.Admit's verdict on a query.
+type Admission uint8
+
+// Admissions.
+const (
+	Admit  Admission = iota // serve the query
+	Refuse                  // answer REFUSED without running the chain
+	Drop                    // send nothing
+)
+
+// Limit is ServerConfig.LimitResponse's verdict on a UDP response.
+type Limit uint8
+
+// Limits.
+const (
+	Send     Limit = iota // send the response
+	Suppress              // send nothing
+	Slip                  // send an empty truncated (TC) response: a real client retries over TCP
+)
+
+// drainWindow is how long UDP sockets keep being read after Shutdown
+// starts, so that queries already queued in the kernel are answered.
+const drainWindow = 100 * time.Millisecond
 
 // Server serves DNS over UDP and TCP on the configured addresses.
 type Server struct {
-	cfg      ServerConfig
-	log      *slog.Logger
-	udp      []*net.UDPConn
-	tcp      []*net.TCPListener
-	wg       sync.WaitGroup // in-flight queries
-	loops    sync.WaitGroup // read and accept loops
-	tcpSem   chan struct{}
-	conns    sync.Map // net.Conn -> struct{}, for shutdown
-	closing  atomic.Bool
-	bufPool  sync.Pool
-	panicLog sync.Once
+	cfg     ServerConfig
+	log     *slog.Logger
+	udp     []*net.UDPConn
+	tcp     []*net.TCPListener
+	wg      sync.WaitGroup // in-flight queries
+	loops   sync.WaitGroup // read and accept loops
+	tcpSem  chan struct{}
+	conns   sync.Map // net.Conn -> struct{}, for shutdown
+	closing atomic.Bool
+	bufPool sync.Pool
+
+	perClient   sync.Mutex
+	clientConns map[netip.Addr]int // open TCP connections per client address
+	tcpRejected atomic.Uint64
+
+	panicLast  atomic.Int64 // unix nanoseconds of the last panic logged
+	panicQuiet atomic.Uint64
+	panicStack atomic.Bool
 }
 
 // NewServer validates cfg and returns a server that is not yet listening.
@@ -97,7 +140,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.TCPMaxInflight <= 0 {
 		cfg.TCPMaxInflight = 32
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns)}
+	if cfg.TCPMaxConnsPerClient <= 0 {
+		cfg.TCPMaxConnsPerClient = 64
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns), clientConns: map[netip.Addr]int{}}
 	s.bufPool.New = func() any { b := make([]byte, dns.MaxMsgSize); return &b }
 	return s, nil
 }
@@ -194,19 +240,33 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// Shutdown stops reading new queries, lets in-flight ones finish until ctx
-// ends, then closes every connection.
+// TCPRejected returns how many TCP connections were closed at accept for
+// being over TCPMaxConns or TCPMaxConnsPerClient.
+func (s *Server) TCPRejected() uint64 { return s.tcpRejected.Load() }
+
+// Shutdown stops reading new queries, answers the queries already received
+// (including those queued in UDP socket buffers) until ctx ends, then
+// closes every connection.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	for _, l := range s.tcp {
 		l.Close()
 	}
-	// Stop UDP reads but keep the sockets writable for in-flight answers.
+	// Stop UDP reads once the queue is drained, but keep the sockets
+	// writable for in-flight answers.
 	for _, c := range s.udp {
-		c.SetReadDeadline(time.Now())
+		c.SetReadDeadline(time.Now().Add(drainWindow))
 	}
+	// TCP connections stop reading; queries already read are answered.
+	s.conns.Range(func(k, _ any) bool { k.(net.Conn).SetReadDeadline(time.Now()); return true })
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		// Every wg.Add happens in a read loop or a connection, so wait for
+		// those before waiting for the queries.
+		s.loops.Wait()
+		s.wg.Wait()
+		close(done)
+	}()
 	var err error
 	select {
 	case <-done:
@@ -249,9 +309,31 @@ func (s *Server) udpLoop(c *net.UDPConn) {
 }
 
 func (s *Server) serveUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort) {
+	defer s.recoverPacket(from, "udp")
+	out := s.answerUDP(pkt, from)
+	if out == nil {
+		return
+	}
+	if _, err := c.WriteToUDPAddrPort(out, from); err != nil {
+		s.log.Debug("udp write", "client", from.String(), "err", err)
+	}
+}
+
+// answerUDP returns the wire-format answer to a UDP packet (nil for none):
+// admission, the chain, response rate limiting, truncation to the
+// client's buffer size.
+func (s *Server) answerUDP(pkt []byte, from netip.AddrPort) []byte {
 	req, resp := s.handle(pkt, from, "udp")
 	if resp == nil {
-		return
+		return nil
+	}
+	if s.cfg.LimitResponse != nil {
+		switch s.cfg.LimitResponse(from, resp) {
+		case Suppress:
+			return nil
+		case Slip:
+			resp = slipped(req, resp)
+		}
 	}
 	resp.Compress = true
 	size := dns.MinMsgSize
@@ -264,11 +346,27 @@ func (s *Server) serveUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort) {
 	out, err := resp.Pack()
 	if err != nil {
 		s.log.Warn("pack response", "err", err)
-		return
+		return nil
 	}
-	if _, err := c.WriteToUDPAddrPort(out, from); err != nil {
-		s.log.Debug("udp write", "client", from.String(), "err", err)
+	return out
+}
+
+// answerTCP returns the wire-format answer to a TCP query (nil for none).
+func (s *Server) answerTCP(pkt []byte, from netip.AddrPort) []byte {
+	_, resp := s.handle(pkt, from, "tcp")
+	if resp == nil {
+		return nil
 	}
+	resp.Compress = true
+	if resp.Len() > dns.MaxMsgSize {
+		resp.Truncate(dns.MaxMsgSize)
+	}
+	out, err := resp.Pack()
+	if err != nil || len(out) > dns.MaxMsgSize {
+		s.log.Warn("pack response", "err", err, "bytes", len(out))
+		return nil
+	}
+	return out
 }
 
 func (s *Server) acceptLoop(l *net.TCPListener) {
@@ -287,7 +385,15 @@ func (s *Server) acceptLoop(l *net.TCPListener) {
 		case s.tcpSem <- struct{}{}:
 		default:
 			// Over the connection cap: refuse at once rather than queue.
+			s.tcpRejected.Add(1)
 			conn.Close()
+			continue
+		}
+		client := addrPortOf(conn.RemoteAddr()).Addr().Unmap()
+		if !s.claimClientConn(client) {
+			s.tcpRejected.Add(1)
+			conn.Close()
+			<-s.tcpSem
 			continue
 		}
 		s.conns.Store(conn, struct{}{})
@@ -297,9 +403,32 @@ func (s *Server) acceptLoop(l *net.TCPListener) {
 			s.serveTCPConn(conn)
 			s.conns.Delete(conn)
 			conn.Close()
+			s.releaseClientConn(client)
 			<-s.tcpSem
 		}()
 	}
+}
+
+// claimClientConn counts a new connection from client, refusing it when the
+// client already holds TCPMaxConnsPerClient.
+func (s *Server) claimClientConn(client netip.Addr) bool {
+	s.perClient.Lock()
+	defer s.perClient.Unlock()
+	if s.clientConns[client] >= s.cfg.TCPMaxConnsPerClient {
+		return false
+	}
+	s.clientConns[client]++
+	return true
+}
+
+func (s *Server) releaseClientConn(client netip.Addr) {
+	s.perClient.Lock()
+	defer s.perClient.Unlock()
+	if s.clientConns[client] <= 1 {
+		delete(s.clientConns, client)
+		return
+	}
+	s.clientConns[client]--
 }
 
 // serveTCPConn reads length-prefixed queries until the client goes idle,
@@ -313,6 +442,9 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 	defer cw.Wait()
 	for !s.closing.Load() {
 		conn.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		if s.closing.Load() {
+			return // Shutdown may have set its deadline before ours
+		}
 		if _, err := io.ReadFull(conn, lenBuf[:]); err != nil {
 			return
 		}
@@ -331,13 +463,9 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 		cw.Add(1)
 		go func() {
 			defer func() { <-inflight; cw.Done(); s.wg.Done() }()
-			_, resp := s.handle(pkt, from, "tcp")
-			if resp == nil {
-				return
-			}
-			resp.Compress = true
-			out, err := resp.Pack()
-			if err != nil {
+			defer s.recoverPacket(from, "tcp")
+			out := s.answerTCP(pkt, from)
+			if out == nil {
 				return
 			}
 			frame := make([]byte, 2+len(out))
@@ -345,7 +473,7 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 			copy(frame[2:], out)
 			wmu.Lock()
 			conn.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
-			_, err = conn.Write(frame)
+			_, err := conn.Write(frame)
 			wmu.Unlock()
 			if err != nil {
 				conn.Close()
@@ -365,9 +493,18 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// handle parses one query and runs the chain. It returns the parsed request
-// (nil when the packet was not a query) and the response (nil to stay silent).
+// handle admits, parses and answers one query. It returns the parsed
+// request (nil when the packet was not a query) and the response (nil to
+// stay silent).
 func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg, *dns.Msg) {
+	if s.cfg.Admit != nil {
+		switch s.cfg.Admit(from, proto) {
+		case Refuse:
+			return refused(pkt)
+		case Drop:
+			return nil, nil
+		}
+	}
 	m := new(dns.Msg)
 	if err := m.Unpack(pkt); err != nil {
 		return nil, formErr(pkt)
@@ -398,6 +535,60 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg
 	return m, resp
 }
 
+// refused answers a query from a client the ACL does not admit: REFUSED
+// with the question, or nothing when the packet is not a query.
+func refused(pkt []byte) (*dns.Msg, *dns.Msg) {
+	m := new(dns.Msg)
+	if err := m.Unpack(pkt); err != nil || m.Response || len(m.Question) > 1 {
+		return nil, nil
+	}
+	return m, Reply(m, dns.RcodeRefused)
+}
+
+// slipped is what response rate limiting sends instead of resp now and
+// then: no records, TC set, so that a real client retries over TCP while a
+// spoofed victim receives little.
+func slipped(req, resp *dns.Msg) *dns.Msg {
+	if req == nil {
+		r := new(dns.Msg)
+		r.MsgHdr = resp.MsgHdr
+		r.Truncated = true
+		return r
+	}
+	r := Reply(req, dns.RcodeSuccess)
+	r.Truncated = true
+	return r
+}
+
+// recoverPacket is the last line of defence of a query's goroutine: a panic
+// outside the chain (parsing, hooks, packing) drops the packet, is counted
+// and logged.
+func (s *Server) recoverPacket(from netip.AddrPort, proto string) {
+	if p := recover(); p != nil {
+		if s.cfg.Panics != nil {
+			s.cfg.Panics.Add(1)
+		}
+		s.logPanic("query panic; dropped", "client", from.String(), "proto", proto, "panic", fmt.Sprint(p))
+	}
+}
+
+// logPanic logs a recovered panic at most once a second, so that a packet
+// that triggers one cannot flood the log; the count of panics not logged
+// goes with the next line, and the stack with the first.
+func (s *Server) logPanic(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.panicLast.Load()
+	if last != 0 && now-last < int64(time.Second) || !s.panicLast.CompareAndSwap(last, now) {
+		s.panicQuiet.Add(1)
+		return
+	}
+	args = append(args, "not_logged", s.panicQuiet.Swap(0))
+	if !s.panicStack.Swap(true) {
+		args = append(args, "stack", string(debug.Stack()))
+	}
+	s.log.Error(msg, args...)
+}
+
 // run calls the chain, turning errors and panics into SERVFAIL.
 func (s *Server) run(req *Request) (resp *dns.Msg) {
 	defer func() {
@@ -405,8 +596,8 @@ func (s *Server) run(req *Request) (resp *dns.Msg) {
 			if s.cfg.Panics != nil {
 				s.cfg.Panics.Add(1)
 			}
-			s.log.Error("query handler panic; answered SERVFAIL", "name", req.Name, "type", dns.TypeToString[req.Qtype],
-				"client", req.Client.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			s.logPanic("query handler panic; answered SERVFAIL", "name", req.Name, "type", dns.TypeToString[req.Qtype],
+				"client", req.Client.String(), "proto", req.Proto, "panic", fmt.Sprint(p))
 			resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "internal error")
 		}
 	}()

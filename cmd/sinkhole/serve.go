@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,7 +23,10 @@ import (
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/acl"
+	"github.com/sinkhole-dns/sinkhole/resolver/guard"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -42,6 +46,17 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 		&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin API (HTTP) on `ADDR`"},
 		&cli.PathFlag{Name: "admin-token-file", Usage: "require \"Authorization: Bearer <token>\" with the token in `FILE` (needed when --admin is not loopback)"},
+		&cli.StringSliceFlag{Name: "allow", Value: cli.NewStringSlice(acl.DefaultAllow...), Usage: "serve clients in `CIDR` (repeatable; replaces the default loopback and private ranges)"},
+		&cli.StringFlag{Name: "refuse-action", Value: "refused", Usage: "answer to clients outside --allow: refused or drop"},
+		&cli.IntFlag{Name: "client-qps", Value: 0, Usage: "queries per second one client (IPv4 address, IPv6 /56) may send; 0 = no limit"},
+		&cli.IntFlag{Name: "client-burst", Value: 0, Usage: "queries a client may send at once (0 = twice --client-qps)"},
+		&cli.IntFlag{Name: "rrl-rate", Value: 0, Usage: "identical UDP responses per second to one network (IPv4 /24, IPv6 /56); 0 = off"},
+		&cli.IntFlag{Name: "rrl-slip", Value: 2, Usage: "send every `N`th rate-limited response truncated (TC) instead of dropping it; 0 = never"},
+		&cli.IntFlag{Name: "tcp-max-conns", Value: 1024, Usage: "concurrent TCP connections"},
+		&cli.IntFlag{Name: "tcp-max-conns-per-client", Value: 64, Usage: "concurrent TCP connections from one client address"},
+		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
+		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "consecutive failures that mark an upstream unhealthy"},
+		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
 	})
 }
 
@@ -86,6 +101,17 @@ type serveConfig struct {
 	logOut          io.Writer
 	admin           string
 	adminToken      string
+	allow           *acl.Set
+	refuseDrop      bool
+	clientQPS       int
+	clientBurst     int
+	rrlRate         int
+	rrlSlip         int
+	tcpMaxConns     int
+	tcpPerClient    int
+	tcpIdle         time.Duration
+	failThreshold   int
+	probeInterval   time.Duration
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -164,7 +190,72 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if !admin.IsLoopback(cfg.admin) && cfg.adminToken == "" {
 		return nil, usagef("--admin %s is not a loopback address: set --admin-token-file so the API is not open to the network", cfg.admin)
 	}
+	if err := hardeningFrom(c, cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
+}
+
+// hardeningFrom validates the client ACL, rate limit, TCP and upstream
+// health flags, and applies the open-resolver rule.
+func hardeningFrom(c *cli.Context, cfg *serveConfig) error {
+	var err error
+	if cfg.allow, err = acl.Parse(c.StringSlice("allow")); err != nil {
+		return usagef("--allow %v", err)
+	}
+	if len(cfg.allow.Prefixes()) == 0 {
+		return usagef("--allow: at least one prefix is needed")
+	}
+	if err := acl.CheckOpen(cfg.listen, cfg.allow); err != nil {
+		var oe *acl.OpenError
+		if errors.As(err, &oe) {
+			return usagef("--allow: %v; list your clients' prefixes, or give --allow %s to run one deliberately", err, oe.Any)
+		}
+		return usagef("--allow: %v", err)
+	}
+	switch c.String("refuse-action") {
+	case "refused":
+	case "drop":
+		cfg.refuseDrop = true
+	default:
+		return usagef("--refuse-action %q: want refused or drop", c.String("refuse-action"))
+	}
+	ints := []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{
+		{"client-qps", &cfg.clientQPS, 0, 1_000_000},
+		{"client-burst", &cfg.clientBurst, 0, 10_000_000},
+		{"rrl-rate", &cfg.rrlRate, 0, 1_000_000},
+		{"rrl-slip", &cfg.rrlSlip, 0, 10},
+		{"tcp-max-conns", &cfg.tcpMaxConns, 1, 1_000_000},
+		{"tcp-max-conns-per-client", &cfg.tcpPerClient, 1, 1_000_000},
+		{"upstream-fail-threshold", &cfg.failThreshold, 1, 1000},
+	}
+	for _, f := range ints {
+		v := c.Int(f.name)
+		if v < f.min || v > f.max {
+			return usagef("--%s %d: want between %d and %d", f.name, v, f.min, f.max)
+		}
+		*f.dst = v
+	}
+	durs := []struct {
+		name     string
+		dst      *time.Duration
+		min, max time.Duration
+	}{
+		{"tcp-idle-timeout", &cfg.tcpIdle, 100 * time.Millisecond, 10 * time.Minute},
+		{"upstream-probe-interval", &cfg.probeInterval, 10 * time.Millisecond, time.Hour},
+	}
+	for _, f := range durs {
+		v := c.Duration(f.name)
+		if v < f.min || v > f.max {
+			return usagef("--%s %s: want between %s and %s", f.name, v, f.min, f.max)
+		}
+		*f.dst = v
+	}
+	return nil
 }
 
 func sameAddr(a, b string) bool {
@@ -203,6 +294,8 @@ type instance struct {
 	watcher *dirwatch.Watcher
 	admin   *admin.Server
 	stats   resolver.Stats
+	guard   *guard.Guard
+	panics  atomic.Uint64
 	// explainer decides names for the admin query route.
 	explainer *policy.Explainer
 	started   time.Time
@@ -256,7 +349,8 @@ func start(cfg *serveConfig) (*instance, error) {
 	if rep.Failed() {
 		log.Warn("started with broken list files: they are not enforced until fixed", "errors", len(rep.Errors()))
 	}
-	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log})
+	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log,
+		FailThreshold: cfg.failThreshold, ProbeInterval: cfg.probeInterval})
 	if err != nil {
 		return nil, err
 	}
@@ -264,24 +358,39 @@ func start(cfg *serveConfig) (*instance, error) {
 	answer := &policy.Answer{Block: blocker, Next: in.pool}
 	chain := &policy.Question{Block: blocker, Next: answer, CountryKnown: in.countryKnown}
 	in.explainer = &policy.Explainer{Question: chain, Answer: answer, Exchange: in.exchange}
-	in.dns, err = resolver.NewServer(resolver.ServerConfig{
+	in.guard = guard.New(guard.Config{
+		Allow:   cfg.allow,
+		Drop:    cfg.refuseDrop,
+		Clients: ratelimit.NewClients(ratelimit.ClientsConfig{QPS: float64(cfg.clientQPS), Burst: cfg.clientBurst}),
+		RRL:     ratelimit.NewRRL(ratelimit.RRLConfig{Rate: float64(cfg.rrlRate), Slip: cfg.rrlSlip}),
+	})
+	scfg := resolver.ServerConfig{
 		Listen:   cfg.listen,
 		Handler:  chain,
 		Snapshot: in.store.Current,
 		Observe:  in.stats.Observe,
 		Logger:   log,
 		// Each try can take the full timeout on every upstream.
-		QueryTimeout: cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second,
-	})
+		QueryTimeout:         cfg.queryTimeout(),
+		TCPMaxConns:          cfg.tcpMaxConns,
+		TCPMaxConnsPerClient: cfg.tcpPerClient,
+		TCPIdleTimeout:       cfg.tcpIdle,
+		Panics:               &in.panics,
+	}
+	in.guard.Hooks(&scfg)
+	in.dns, err = resolver.NewServer(scfg)
 	if err != nil {
+		in.pool.Close()
 		return nil, err
 	}
 	if err := in.dns.Start(); err != nil {
+		in.pool.Close()
 		return nil, err
 	}
 	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Logger: log})
 	if err != nil {
 		in.dns.Shutdown(context.Background())
+		in.pool.Close()
 		return nil, err
 	}
 	in.watcher, err = dirwatch.Start(dirwatch.Options{
@@ -294,12 +403,25 @@ func start(cfg *serveConfig) (*instance, error) {
 	if err != nil {
 		in.admin.Close(context.Background())
 		in.dns.Shutdown(context.Background())
+		in.pool.Close()
 		return nil, err
 	}
 	abs, _ := filepath.Abs(cfg.lists)
+	refuse := "refused"
+	if cfg.refuseDrop {
+		refuse = "drop"
+	}
 	log.Info("sinkhole serving", "listen", strings.Join(in.dns.Addrs(), ","), "upstreams", strings.Join(cfg.upstreams, ","),
-		"lists", abs, "rules", in.store.Current().RuleCount(), "generation", in.store.Current().Generation)
+		"lists", abs, "rules", in.store.Current().RuleCount(), "generation", in.store.Current().Generation,
+		"allow", cfg.allow.String(), "refuse_action", refuse,
+		"client_qps", cfg.clientQPS, "rrl_rate", cfg.rrlRate)
 	return in, nil
+}
+
+// queryTimeout bounds one query: each try can take the full timeout on
+// every upstream.
+func (cfg *serveConfig) queryTimeout() time.Duration {
+	return cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second
 }
 
 // exchange asks the upstreams directly (for explanations).
@@ -308,14 +430,17 @@ func (in *instance) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) 
 	return r, err
 }
 
-// shutdown drains in-flight queries (bounded) and stops everything.
+// shutdown answers the queries already received, bounded by the time one
+// query may take, and stops everything.
 func (in *instance) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), in.cfg.queryTimeout()+time.Second)
 	defer cancel()
 	in.watcher.Close()
 	in.admin.Close(ctx)
-	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		in.log.Warn("shutdown", "err", err)
+	if err := in.dns.Shutdown(ctx); err != nil {
+		in.log.Warn("shutdown: queries still unanswered when the drain time ran out", "err", err)
 	}
+	in.pool.Close()
+	in.log.Info("stopped")
 	return nil
 }

@@ -54,6 +54,9 @@ type Upstream struct {
 	Failures  uint64   `json:"failures"`
 	LastRTT   Duration `json:"last_rtt"`
 	LastError string   `json:"last_error,omitempty"`
+	// Mismatched counts answers dropped for not matching their query.
+	Mismatched uint64 `json:"mismatched"`
+	Probes     uint64 `json:"probes"` // health probes sent while unhealthy
 }
 
 // Counters are totals since start.
@@ -65,6 +68,15 @@ type Counters struct {
 	ServFail  uint64 `json:"servfail"`
 	Refused   uint64 `json:"refused"`
 	Dropped   uint64 `json:"dropped"`
+	// Turned away before the chain (client ACL and rate limits), and
+	// server faults.
+	ACLRefused  uint64 `json:"acl_refused"`  // outside --allow, answered REFUSED
+	ACLDropped  uint64 `json:"acl_dropped"`  // outside --allow, not answered (--refuse-action drop)
+	RateLimited uint64 `json:"rate_limited"` // over --client-qps, not answered
+	RRLDropped  uint64 `json:"rrl_dropped"`  // responses suppressed by --rrl-rate
+	RRLSlipped  uint64 `json:"rrl_slipped"`  // responses sent truncated by --rrl-slip
+	TCPRejected uint64 `json:"tcp_rejected"` // connections over --tcp-max-conns or the per-client cap
+	Panics      uint64 `json:"panics"`       // recovered query panics
 }
 
 // PlatformHit counts blocks for one platform.
