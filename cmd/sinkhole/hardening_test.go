@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
+	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
 )
 
 // exchangeFrom asks addr over proto from the loopback source address src
@@ -284,4 +289,353 @@ func validateServeArgs(t *testing.T, args []string) error {
 			return err
 		}}}}
 	return app.Run(append([]string{"sinkhole", "serve"}, args...))
+}
+
+// upstreamHealth returns the admin status entry of one upstream.
+func upstreamHealth(t *testing.T, ts *testServer, addr string) admin.Upstream {
+	t.Helper()
+	for _, u := range statusOf(t, ts).Upstreams {
+		if u.Addr == addr {
+			return u
+		}
+	}
+	t.Fatalf("no upstream %s in status", addr)
+	return admin.Upstream{}
+}
+
+func TestUpstreamFaultsFailoverAndProbe(t *testing.T) {
+	good := startUpstream(t, "x.test. 60 IN A 192.0.2.2")
+	lists := writeLists(t, map[string]string{"x.txt": exchangeList})
+	faults := []struct {
+		name  string
+		fault dnstest.Fault
+	}{
+		{"down", dnstest.FaultNone}, // port closed: ICMP unreachable
+		{"silent", dnstest.FaultSilent},
+		{"slow", dnstest.FaultSlow},
+		{"wrong ID", dnstest.FaultWrongID},
+		{"wrong question", dnstest.FaultWrongQ},
+		{"garbage", dnstest.FaultGarbage},
+		{"short", dnstest.FaultShort},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			bad := startUpstream(t, "x.test. 60 IN A 192.0.2.1")
+			bad.Delay = 2 * time.Second // FaultSlow: longer than the try timeout
+			bad.SetFault("*", f.fault)
+			badAddr := bad.Addr
+			if f.name == "down" {
+				bad.Close()
+			}
+			ts := startSinkhole(t, lists, "--upstream", badAddr, "--upstream", good.Addr, "--upstream-timeout", "400ms",
+				"--upstream-fail-threshold", "2", "--upstream-probe-interval", "100ms")
+			// Every answer is the good upstream's: the bad one's never
+			// reaches the client (the exchange checks the ID).
+			for i := 0; i < 4; i++ {
+				r := ts.query(t, "udp", "x.test", dns.TypeA)
+				if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || !strings.HasSuffix(answerStrings(r)[0], "A 192.0.2.2") || r.Question[0].Name != "x.test." {
+					t.Fatalf("query %d: %v", i, r)
+				}
+			}
+			h := upstreamHealth(t, ts, badAddr)
+			if h.Healthy || h.Failures < 2 {
+				t.Fatalf("bad upstream after 4 queries: %+v", h)
+			}
+			if mismatch := f.fault == dnstest.FaultWrongID || f.fault == dnstest.FaultWrongQ || f.fault == dnstest.FaultGarbage || f.fault == dnstest.FaultShort; mismatch && h.Mismatched == 0 {
+				t.Fatalf("mismatched answers not counted: %+v", h)
+			}
+			// Unhealthy, it is tried last: queries no longer wait for it.
+			before := upstreamHealth(t, ts, badAddr).Requests
+			for i := 0; i < 3; i++ {
+				ts.query(t, "tcp", "x.test", dns.TypeA)
+			}
+			if after := upstreamHealth(t, ts, badAddr).Requests; after != before {
+				t.Fatalf("unhealthy upstream got %d more queries", after-before)
+			}
+			// Repaired, it is probed back and answers first again.
+			if f.name == "down" {
+				up, err := dnstest.Start(dnstest.Options{Addr: badAddr, Records: []string{"x.test. 60 IN A 192.0.2.1"}})
+				if err != nil {
+					t.Skipf("cannot rebind %s: %v", badAddr, err)
+				}
+				defer up.Close()
+			} else {
+				bad.SetFault("*", dnstest.FaultNone)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !upstreamHealth(t, ts, badAddr).Healthy && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if h := upstreamHealth(t, ts, badAddr); !h.Healthy || h.Probes == 0 {
+				t.Fatalf("not probed back to health: %+v", h)
+			}
+			if r := ts.query(t, "udp", "x.test", dns.TypeA); !strings.HasSuffix(answerStrings(r)[0], "A 192.0.2.1") {
+				t.Fatalf("repaired upstream not used: %v", r)
+			}
+		})
+	}
+}
+
+func TestAllUpstreamsGoneServFail(t *testing.T) {
+	bad := startUpstream(t)
+	bad.SetFault("*", dnstest.FaultGarbage)
+	silent, err := dnstest.StartSilent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	ts := startSinkhole(t, writeLists(t, map[string]string{"x.txt": exchangeList}), "--upstream", bad.Addr, "--upstream", silent.Addr,
+		"--upstream-timeout", "200ms", "--upstream-fail-threshold", "1")
+	for i := 0; i < 3; i++ {
+		r := ts.query(t, "udp", "www.allowed.test", dns.TypeA)
+		if r.Rcode != dns.RcodeServerFailure || ede(r) == nil || ede(r).InfoCode != dns.ExtendedErrorCodeNoReachableAuthority {
+			t.Fatalf("query %d: %v", i, r)
+		}
+	}
+	// Blocked names are still answered: the policy needs no upstream.
+	if r := ts.query(t, "udp", "binance.com", dns.TypeA); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("blocked name with upstreams gone: %v", r)
+	}
+}
+
+// rawTCP opens a TCP connection from src.
+func rawTCP(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// tcpAsk sends a query on an open connection and reads one answer.
+func tcpAsk(c net.Conn, name string) (*dns.Msg, error) {
+	co := &dns.Conn{Conn: c}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := co.WriteMsg(newQuery(name, dns.TypeA)); err != nil {
+		return nil, err
+	}
+	return co.ReadMsg()
+}
+
+// closedByServer reports whether the server closes c within d.
+func closedByServer(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	var b [1]byte
+	_, err := c.Read(b[:])
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+func TestTCPConnectionCaps(t *testing.T) {
+	up := testUpstream(t)
+	ts := startSinkhole(t, writeLists(t, map[string]string{"x.txt": exchangeList}), "--upstream", up.Addr,
+		"--tcp-max-conns", "4", "--tcp-max-conns-per-client", "2", "--tcp-idle-timeout", "1m")
+	// Two connections from 127.0.0.2 are served; a third is closed.
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c := rawTCP(t, "127.0.0.2", ts.addr)
+		if r, err := tcpAsk(c, "www.allowed.test"); err != nil || len(r.Answer) != 1 {
+			t.Fatalf("connection %d: %v %v", i, r, err)
+		}
+		held = append(held, c)
+	}
+	if !closedByServer(rawTCP(t, "127.0.0.2", ts.addr), 5*time.Second) {
+		t.Fatal("third connection from one client not closed")
+	}
+	// Two more from 127.0.0.3 fill the server; a fifth, from anyone, is closed.
+	for i := 0; i < 2; i++ {
+		c := rawTCP(t, "127.0.0.3", ts.addr)
+		if r, err := tcpAsk(c, "www.allowed.test"); err != nil || len(r.Answer) != 1 {
+			t.Fatalf("connection %d from 127.0.0.3: %v %v", i, r, err)
+		}
+		held = append(held, c)
+	}
+	if !closedByServer(rawTCP(t, "127.0.0.4", ts.addr), 5*time.Second) {
+		t.Fatal("connection over --tcp-max-conns not closed")
+	}
+	// UDP is unaffected; a freed slot is usable again.
+	ts.query(t, "udp", "www.allowed.test", dns.TypeA)
+	held[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := rawTCP(t, "127.0.0.4", ts.addr)
+		if r, err := tcpAsk(c, "www.allowed.test"); err == nil && len(r.Answer) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection accepted after one closed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := statusOf(t, ts).Counters; c.TCPRejected < 2 {
+		t.Fatalf("tcp_rejected %d", c.TCPRejected)
+	}
+}
+
+func TestTCPIdleTimeoutAndPipelining(t *testing.T) {
+	up := testUpstream(t)
+	ts := startSinkhole(t, writeLists(t, map[string]string{"x.txt": exchangeList}), "--upstream", up.Addr, "--tcp-idle-timeout", "500ms")
+	// Pipelined: ten queries in one write, ten answers, matched by ID.
+	c := rawTCP(t, "127.0.0.1", ts.addr)
+	var batch []byte
+	want := map[uint16]string{}
+	names := []string{"www.allowed.test", "binance.com", "wild.test", "safe.binance.com", "www.exact.test"}
+	for i := 0; i < 10; i++ {
+		m := newQuery(names[i%len(names)], dns.TypeA)
+		m.Id = uint16(1000 + i)
+		want[m.Id] = m.Question[0].Name
+		out, _ := m.Pack()
+		batch = append(batch, byte(len(out)>>8), byte(len(out)))
+		batch = append(batch, out...)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	co := &dns.Conn{Conn: c}
+	for i := 0; i < 10; i++ {
+		r, err := co.ReadMsg()
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if want[r.Id] != r.Question[0].Name {
+			t.Fatalf("answer ID %d for %s", r.Id, r.Question[0].Name)
+		}
+		delete(want, r.Id)
+	}
+	// Idle: closed after the timeout (generous margin for a busy machine).
+	start := time.Now()
+	if !closedByServer(c, 10*time.Second) {
+		t.Fatal("idle connection not closed")
+	}
+	if el := time.Since(start); el < 400*time.Millisecond {
+		t.Fatalf("idle connection closed after %s, before the 500ms timeout", el)
+	}
+}
+
+func TestSlowLorisDoesNotStarveOthers(t *testing.T) {
+	up := testUpstream(t)
+	ts := startSinkhole(t, writeLists(t, map[string]string{"x.txt": exchangeList}), "--upstream", up.Addr,
+		"--tcp-max-conns", "8", "--tcp-max-conns-per-client", "4", "--tcp-idle-timeout", "1s")
+	// 127.0.0.2 opens more connections than its share and trickles a
+	// query into each, one byte per 300ms.
+	m := newQuery("www.allowed.test", dns.TypeA)
+	out, _ := m.Pack()
+	frame := append([]byte{byte(len(out) >> 8), byte(len(out))}, out...)
+	var wg sync.WaitGroup
+	var cut sync.Map
+	for i := 0; i < 8; i++ {
+		c := rawTCP(t, "127.0.0.2", ts.addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, b := range frame {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Write([]byte{b}); err != nil {
+					cut.Store(i, true)
+					return
+				}
+				time.Sleep(300 * time.Millisecond)
+				if closedByServer(c, time.Millisecond) {
+					cut.Store(i, true)
+					return
+				}
+			}
+		}()
+	}
+	// Meanwhile other clients are served promptly over TCP and UDP.
+	time.Sleep(500 * time.Millisecond)
+	for i := 0; i < 5; i++ {
+		for _, proto := range []string{"tcp", "udp"} {
+			start := time.Now()
+			r, err := exchangeFrom(proto, "127.0.0.1", ts.addr, newQuery("www.allowed.test", dns.TypeA), 5*time.Second)
+			if err != nil || len(r.Answer) != 1 {
+				t.Fatalf("%s query %d during slow-loris: %v %v", proto, i, r, err)
+			}
+			if el := time.Since(start); el > 2*time.Second {
+				t.Fatalf("%s query %d took %s", proto, i, el)
+			}
+		}
+	}
+	wg.Wait()
+	// Every trickling connection was cut: over the per-client cap at
+	// once, the rest when the query did not arrive within the timeout.
+	n := 0
+	cut.Range(func(_, _ any) bool { n++; return true })
+	if n != 8 {
+		t.Fatalf("%d of 8 slow-loris connections cut", n)
+	}
+}
+
+func TestSIGTERMAnswersInFlightQueries(t *testing.T) {
+	up := startUpstream(t, "slow.test. 60 IN A 192.0.2.9")
+	up.Delay = time.Second
+	up.SetFault("slow.test", dnstest.FaultSlow)
+	lists := writeLists(t, map[string]string{"x.txt": "a.test\n"})
+	cmd := exec.Command(sinkholeBin(t), "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists,
+		"--upstream", up.Addr, "--upstream-timeout", "5s", "--log-format", "json")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	var addr string
+	deadline := time.Now().Add(10 * time.Second)
+	for addr == "" && time.Now().Before(deadline) {
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "dns listening" {
+				addr, _ = rec["addr"].(string)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if addr == "" {
+		t.Fatalf("no DNS address in log:\n%s", stderr.String())
+	}
+	// 40 queries wait on the slow upstream when SIGTERM arrives.
+	const n = 40
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		proto := "udp"
+		if i%4 == 0 {
+			proto = "tcp"
+		}
+		go func() {
+			r, err := exchangeFrom(proto, "127.0.0.1", addr, newQuery("slow.test", dns.TypeA), 15*time.Second)
+			if err == nil && (r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1) {
+				err = fmt.Errorf("%s answer %v", proto, r)
+			}
+			errs <- err
+		}()
+	}
+	for up.QueriesFor("slow.test") < n && time.Now().Before(deadline.Add(10*time.Second)) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := up.QueriesFor("slow.test"); got != n {
+		t.Fatalf("%d of %d queries in flight", got, n)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("in-flight query: %v", err)
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	if log := stderr.String(); !strings.Contains(log, "draining in-flight queries") || !strings.Contains(log, `"msg":"stopped"`) {
+		t.Fatalf("shutdown not logged:\n%s", log)
+	}
 }
