@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -169,9 +170,11 @@ func (s *Store) listFiles() ([]listedFile, error) {
 	return out, nil
 }
 
-// readLimited reads a whole file, refusing one larger than max.
+// readLimited reads a whole file, refusing one larger than max and anything
+// but a regular file (opened without blocking, so that a FIFO dropped in
+// the lists directory cannot hang the reload).
 func readLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +182,9 @@ func readLimited(path string, max int64) ([]byte, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
 	}
 	if st.Size() > max {
 		return nil, fmt.Errorf("file is %d bytes, over the %d-byte limit", st.Size(), max)

@@ -52,6 +52,9 @@ type ServerConfig struct {
 	// TCPMaxInflight caps the queries handled at once on one TCP connection
 	// (default 32); further pipelined queries wait.
 	TCPMaxInflight int
+	// MaxInflight caps the queries in the chain at once, over UDP and TCP
+	// (default 10000); a query over the cap is dropped and counted.
+	MaxInflight int
 	// TCPMaxConnsPerClient caps the TCP connections one client address
 	// holds at once (default 64), so that one slow or hostile client
 	// cannot take every slot of TCPMaxConns.
@@ -108,6 +111,8 @@ type Server struct {
 	perClient   sync.Mutex
 	clientConns map[netip.Addr]int // open TCP connections per client address
 	tcpRejected atomic.Uint64
+	inflight    atomic.Int64 // queries in the chain
+	overloaded  atomic.Uint64
 
 	panicLast  atomic.Int64 // unix nanoseconds of the last panic logged
 	panicQuiet atomic.Uint64
@@ -142,6 +147,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.TCPMaxConnsPerClient <= 0 {
 		cfg.TCPMaxConnsPerClient = 64
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 10000
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns), clientConns: map[netip.Addr]int{}}
 	s.bufPool.New = func() any { b := make([]byte, dns.MaxMsgSize); return &b }
@@ -239,6 +247,10 @@ func (s *Server) closeListeners() {
 		l.Close()
 	}
 }
+
+// Overloaded returns how many queries were dropped for being over
+// MaxInflight.
+func (s *Server) Overloaded() uint64 { return s.overloaded.Load() }
 
 // TCPRejected returns how many TCP connections were closed at accept for
 // being over TCPMaxConns or TCPMaxConnsPerClient.
@@ -524,6 +536,14 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg
 		r := Reply(m, dns.RcodeBadVers)
 		return m, r
 	}
+	if s.inflight.Add(1) > int64(s.cfg.MaxInflight) {
+		// Overloaded (say, every upstream hangs under a flood): shed the
+		// query rather than pile up goroutines waiting on the chain.
+		s.inflight.Add(-1)
+		s.overloaded.Add(1)
+		return m, nil
+	}
+	defer s.inflight.Add(-1)
 	req := NewRequest(m, from, proto, s.cfg.Snapshot())
 	resp := s.run(req)
 	if s.cfg.Observe != nil {

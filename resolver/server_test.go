@@ -56,6 +56,9 @@ func startServer(t *testing.T, cfg resolver.ServerConfig) *resolver.Server {
 	if cfg.Handler == nil {
 		cfg.Handler = resolver.HandlerFunc(answerA)
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	s, err := resolver.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -245,5 +248,49 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func TestMaxInflightSheds(t *testing.T) {
+	var arrived atomic.Int64
+	release := make(chan struct{})
+	h := resolver.HandlerFunc(func(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+		arrived.Add(1)
+		<-release
+		return answerA(ctx, req)
+	})
+	s := startServer(t, resolver.ServerConfig{Handler: h, MaxInflight: 3})
+	addr := s.Addrs()[0]
+	results := make(chan error, 6)
+	ask := func(timeout time.Duration) {
+		_, _, err := client("udp", "", timeout).Exchange(question("slow.test"), addr)
+		results <- err
+	}
+	for i := 0; i < 3; i++ {
+		go ask(10 * time.Second)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for arrived.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Three more while the chain is full: shed at once.
+	for i := 0; i < 3; i++ {
+		go ask(time.Second)
+	}
+	for s.Overloaded() < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.Overloaded() != 3 || arrived.Load() != 3 {
+		t.Fatalf("overloaded %d, arrived %d", s.Overloaded(), arrived.Load())
+	}
+	close(release)
+	answered := 0
+	for i := 0; i < 6; i++ {
+		if <-results == nil {
+			answered++
+		}
+	}
+	if answered != 3 {
+		t.Fatalf("%d answered, want the 3 admitted", answered)
 	}
 }

@@ -66,7 +66,7 @@ func (in *instance) Status() *admin.Status {
 		Cached: s.Cached.Load(), ServFail: s.ServFail.Load(), Refused: s.Refused.Load(), Dropped: s.Dropped.Load(),
 		ACLRefused: in.guard.ACLRefused.Load(), ACLDropped: in.guard.ACLDropped.Load(), RateLimited: in.guard.RateLimited.Load(),
 		RRLDropped: in.guard.RRLDropped.Load(), RRLSlipped: in.guard.RRLSlipped.Load(),
-		TCPRejected: in.dns.TCPRejected(), Panics: in.panics.Load()}
+		Overloaded: in.dns.Overloaded(), TCPRejected: in.dns.TCPRejected(), Panics: in.panics.Load()}
 	for _, p := range s.TopPlatforms(10) {
 		st.Platforms = append(st.Platforms, admin.PlatformHit{Platform: p.Platform, Blocks: p.Blocks})
 	}

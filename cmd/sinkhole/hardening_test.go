@@ -278,6 +278,15 @@ func TestOpenResolverGuard(t *testing.T) {
 			t.Errorf("%v: %v", args, err)
 		}
 	}
+	// The environment goes through the same rule.
+	t.Setenv("SINKHOLE_ALLOW", "0.0.0.0/1,128.0.0.0/1")
+	if err := validateServeArgs(t, []string{"--lists", lists, "--upstream", "192.0.2.1", "--listen", "[::]:53"}); err == nil || !strings.Contains(err.Error(), "open resolver") {
+		t.Errorf("SINKHOLE_ALLOW: %v", err)
+	}
+	t.Setenv("SINKHOLE_ALLOW", "0.0.0.0/0,10.0.0.0/8")
+	if err := validateServeArgs(t, []string{"--lists", lists, "--upstream", "192.0.2.1", "--listen", "[::]:53"}); err != nil {
+		t.Errorf("SINKHOLE_ALLOW with 0.0.0.0/0: %v", err)
+	}
 }
 
 // validateServeArgs parses and validates serve's flags without serving.

@@ -47,15 +47,16 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin API (HTTP) on `ADDR`"},
 		&cli.PathFlag{Name: "admin-token-file", Usage: "require \"Authorization: Bearer <token>\" with the token in `FILE` (needed when --admin is not loopback)"},
 		&cli.StringSliceFlag{Name: "allow", Value: cli.NewStringSlice(acl.DefaultAllow...), Usage: "serve clients in `CIDR` (repeatable; replaces the default loopback and private ranges)"},
-		&cli.StringFlag{Name: "refuse-action", Value: "refused", Usage: "answer to clients outside --allow: refused or drop"},
-		&cli.IntFlag{Name: "client-qps", Value: 0, Usage: "queries per second one client (IPv4 address, IPv6 /56) may send; 0 = no limit"},
-		&cli.IntFlag{Name: "client-burst", Value: 0, Usage: "queries a client may send at once (0 = twice --client-qps)"},
-		&cli.IntFlag{Name: "rrl-rate", Value: 0, Usage: "identical UDP responses per second to one network (IPv4 /24, IPv6 /56); 0 = off"},
+		&cli.StringFlag{Name: "refuse-action", Value: "refused", Usage: "answer `A` to clients outside --allow: refused or drop"},
+		&cli.IntFlag{Name: "client-qps", Value: 0, Usage: "`N` queries per second one client (IPv4 address, IPv6 /56) may send; 0 = no limit"},
+		&cli.IntFlag{Name: "client-burst", Value: 0, Usage: "`N` queries a client may send at once (0 = twice --client-qps)"},
+		&cli.IntFlag{Name: "rrl-rate", Value: 0, Usage: "`N` identical UDP responses per second to one network (IPv4 /24, IPv6 /56); 0 = off"},
 		&cli.IntFlag{Name: "rrl-slip", Value: 2, Usage: "send every `N`th rate-limited response truncated (TC) instead of dropping it; 0 = never"},
-		&cli.IntFlag{Name: "tcp-max-conns", Value: 1024, Usage: "concurrent TCP connections"},
-		&cli.IntFlag{Name: "tcp-max-conns-per-client", Value: 64, Usage: "concurrent TCP connections from one client address"},
+		&cli.IntFlag{Name: "max-inflight", Value: 10000, Usage: "`N` queries being resolved at once; more are dropped (overload)"},
+		&cli.IntFlag{Name: "tcp-max-conns", Value: 1024, Usage: "`N` concurrent TCP connections"},
+		&cli.IntFlag{Name: "tcp-max-conns-per-client", Value: 64, Usage: "`N` concurrent TCP connections from one client address"},
 		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
-		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "consecutive failures that mark an upstream unhealthy"},
+		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "`N` consecutive failures mark an upstream unhealthy"},
 		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
 	})
 }
@@ -107,6 +108,7 @@ type serveConfig struct {
 	clientBurst     int
 	rrlRate         int
 	rrlSlip         int
+	maxInflight     int
 	tcpMaxConns     int
 	tcpPerClient    int
 	tcpIdle         time.Duration
@@ -229,6 +231,7 @@ func hardeningFrom(c *cli.Context, cfg *serveConfig) error {
 		{"client-burst", &cfg.clientBurst, 0, 10_000_000},
 		{"rrl-rate", &cfg.rrlRate, 0, 1_000_000},
 		{"rrl-slip", &cfg.rrlSlip, 0, 10},
+		{"max-inflight", &cfg.maxInflight, 1, 10_000_000},
 		{"tcp-max-conns", &cfg.tcpMaxConns, 1, 1_000_000},
 		{"tcp-max-conns-per-client", &cfg.tcpPerClient, 1, 1_000_000},
 		{"upstream-fail-threshold", &cfg.failThreshold, 1, 1000},
@@ -372,6 +375,7 @@ func start(cfg *serveConfig) (*instance, error) {
 		Logger:   log,
 		// Each try can take the full timeout on every upstream.
 		QueryTimeout:         cfg.queryTimeout(),
+		MaxInflight:          cfg.maxInflight,
 		TCPMaxConns:          cfg.tcpMaxConns,
 		TCPMaxConnsPerClient: cfg.tcpPerClient,
 		TCPIdleTimeout:       cfg.tcpIdle,

