@@ -122,10 +122,16 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
+	return unmapPrefix(p), nil
+}
+
+// unmapPrefix turns an IPv4-mapped IPv6 prefix (::ffff:0:0/96 and longer)
+// into the IPv4 prefix it maps: IPv4 clients are matched as IPv4.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
 	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 	}
-	return p, nil
+	return p
 }
 
 // Parse parses an allow list (see ParsePrefix). The error names the entry.
@@ -150,11 +156,12 @@ func MustParse(entries ...string) *Set {
 	return s
 }
 
-// New returns the set of the given prefixes (each taken masked).
+// New returns the set of the given prefixes (each taken masked, IPv4-mapped
+// ones as IPv4). An IPv6 prefix never admits IPv4 clients, even ::/0.
 func New(prefixes ...netip.Prefix) *Set {
 	s := &Set{}
 	for _, p := range prefixes {
-		p = p.Masked()
+		p = unmapPrefix(p.Masked())
 		if !p.IsValid() {
 			continue
 		}

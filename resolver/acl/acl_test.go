@@ -74,6 +74,9 @@ func TestContains(t *testing.T) {
 		{MustParse("0.0.0.0/0"), "2001:db8::1", false},
 		{MustParse("::/0"), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true},
 		{MustParse("::/0"), "192.0.2.1", false},
+		{MustParse("::/0"), "::ffff:192.0.2.1", false}, // an IPv4 client, even on a dual-stack socket
+		{MustParse("0.0.0.0/0"), "::ffff:192.0.2.1", true},
+		{New(netip.MustParsePrefix("::ffff:192.0.2.0/120")), "192.0.2.9", true},
 		{MustParse("2001:db8::/64"), "2001:db8::ffff:ffff:ffff:ffff", true},
 		{MustParse("2001:db8::/64"), "2001:db8:0:1::", false},
 		{MustParse("2001:db8::/63"), "2001:db8:0:1::5", true},
