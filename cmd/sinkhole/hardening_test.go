@@ -648,3 +648,48 @@ func TestSIGTERMAnswersInFlightQueries(t *testing.T) {
 		t.Fatalf("shutdown not logged:\n%s", log)
 	}
 }
+
+func TestAdminUnauthenticatedLearnsNothing(t *testing.T) {
+	up := startUpstream(t)
+	lists := writeLists(t, map[string]string{"x.txt": "a.test\n"})
+	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--admin-token-file", writeToken(t, "s3cret-token"))
+	base := "http://" + ts.in.admin.Addr()
+	var first string
+	for _, rq := range []struct{ method, path, auth string }{
+		{"GET", "/v1/status", ""},
+		{"POST", "/v1/reload", "Bearer wrong"},
+		{"GET", "/v1/query?name=" + lists, "Bearer "},
+		{"GET", "/healthz", "Basic czNjcmV0LXRva2Vu"},
+		{"GET", "/nope/" + lists, "bearer s3cret-token"},
+		{"DELETE", "/metrics", "Bearer s3cret-token2"},
+	} {
+		req, _ := http.NewRequest(rq.method, base+rq.path, nil)
+		if rq.auth != "" {
+			req.Header.Set("Authorization", rq.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body := string(b)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `"error": "missing or wrong bearer token"`) {
+			t.Fatalf("%s %s: %d %s", rq.method, rq.path, resp.StatusCode, body)
+		}
+		if first == "" {
+			first = body
+		}
+		for _, secret := range []string{lists, "s3cret", up.Addr, version, "x.txt"} {
+			if strings.Contains(body, secret) || strings.Contains(strings.Join(resp.Header.Values("WWW-Authenticate"), " "), secret) {
+				t.Fatalf("%s %s: 401 reveals %q: %s", rq.method, rq.path, secret, body)
+			}
+		}
+		if body != first {
+			t.Fatalf("401 bodies differ: %q and %q", first, body)
+		}
+	}
+	if ts.in.store.Reloads() != 1 {
+		t.Fatalf("an unauthenticated reload went through (%d reloads)", ts.in.store.Reloads())
+	}
+}
