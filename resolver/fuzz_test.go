@@ -22,6 +22,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
 )
 
 // fuzzList is the list the fuzzed chain enforces.
@@ -90,6 +91,7 @@ func fuzzServer(tb testing.TB, dir string, panics *atomic.Uint64) *resolver.Serv
 	blocker := &policy.Blocker{Default: blocklist.ActionNXDomain, SinkholeV4: netip.MustParseAddr("0.0.0.0"), SinkholeV6: netip.MustParseAddr("::"), TTL: 300}
 	answer := &policy.Answer{Block: blocker, Next: resolver.HandlerFunc(fakeUpstream)}
 	chain := &policy.Question{Block: blocker, Next: answer}
+	rrl := ratelimit.NewRRL(ratelimit.RRLConfig{Rate: 1e9})
 	s, err := resolver.NewServer(resolver.ServerConfig{
 		Listen:   []string{"127.0.0.1:0"},
 		Handler:  chain,
@@ -105,7 +107,8 @@ func fuzzServer(tb testing.TB, dir string, panics *atomic.Uint64) *resolver.Serv
 			}
 			return resolver.Admit
 		},
-		LimitResponse: func(c netip.AddrPort, _ *dns.Msg) resolver.Limit {
+		LimitResponse: func(c netip.AddrPort, resp []byte) resolver.Limit {
+			rrl.Check(c.Addr(), resp) // parses the packed answer
 			switch c.Port() % 5 {
 			case 1:
 				return resolver.Slip

@@ -65,10 +65,12 @@ type ServerConfig struct {
 	// (client ACL, per-client rate limit). It must be fast and must not
 	// block.
 	Admit func(client netip.AddrPort, proto string) Admission
-	// LimitResponse, when set, sees every UDP response before it is
-	// written (response rate limiting). TCP responses are never limited:
-	// a TCP client has proved its address.
-	LimitResponse func(client netip.AddrPort, resp *dns.Msg) Limit
+	// LimitResponse, when set, sees every UDP response, packed, before it
+	// is written (response rate limiting); it must neither modify nor
+	// retain resp. Answers written from the wire (a cache hit) go through
+	// it too. TCP responses are never limited: a TCP client has proved
+	// its address.
+	LimitResponse func(client netip.AddrPort, resp []byte) Limit
 }
 
 // Admission is ServerConfig.Admit's verdict on a query.
@@ -339,14 +341,6 @@ func (s *Server) answerUDP(pkt []byte, from netip.AddrPort) []byte {
 	if resp == nil {
 		return nil
 	}
-	if s.cfg.LimitResponse != nil {
-		switch s.cfg.LimitResponse(from, resp) {
-		case Suppress:
-			return nil
-		case Slip:
-			resp = slipped(req, resp)
-		}
-	}
 	resp.Compress = true
 	size := dns.MinMsgSize
 	if req != nil {
@@ -359,6 +353,21 @@ func (s *Server) answerUDP(pkt []byte, from netip.AddrPort) []byte {
 	if err != nil {
 		s.log.Warn("pack response", "err", err)
 		return nil
+	}
+	return s.limitUDP(out, from)
+}
+
+// limitUDP applies response rate limiting to a packed UDP answer: it
+// returns out, nil to send nothing, or a slipped (truncated) answer.
+func (s *Server) limitUDP(out []byte, from netip.AddrPort) []byte {
+	if s.cfg.LimitResponse == nil {
+		return out
+	}
+	switch s.cfg.LimitResponse(from, out) {
+	case Suppress:
+		return nil
+	case Slip:
+		return slipped(out)
 	}
 	return out
 }
@@ -565,19 +574,51 @@ func refused(pkt []byte) (*dns.Msg, *dns.Msg) {
 	return m, Reply(m, dns.RcodeRefused)
 }
 
-// slipped is what response rate limiting sends instead of resp now and
-// then: no records, TC set, so that a real client retries over TCP while a
-// spoofed victim receives little.
-func slipped(req, resp *dns.Msg) *dns.Msg {
-	if req == nil {
-		r := new(dns.Msg)
-		r.MsgHdr = resp.MsgHdr
-		r.Truncated = true
-		return r
+// slipped is what response rate limiting sends instead of a packed answer
+// now and then: its header with TC set and its question, no records, so
+// that a real client retries over TCP while a spoofed victim receives
+// little. It works on the wire, for answers that were never unpacked.
+func slipped(out []byte) []byte {
+	if len(out) < 12 {
+		return nil
 	}
-	r := Reply(req, dns.RcodeSuccess)
-	r.Truncated = true
+	end := 12
+	if out[4] != 0 || out[5] != 0 {
+		end = questionEnd(out)
+	}
+	r := make([]byte, end)
+	copy(r, out[:end])
+	r[2] |= 0x02 // TC
+	if end == 12 {
+		r[4], r[5] = 0, 0
+	} else {
+		r[4], r[5] = 0, 1
+	}
+	for i := 6; i < 12; i++ {
+		r[i] = 0 // no answer, authority or additional records
+	}
 	return r
+}
+
+// questionEnd returns the offset just past the first question of a packed
+// message, or 12 (the header only) when it cannot be read: the question
+// name of a message sinkhole packed is never compressed.
+func questionEnd(m []byte) int {
+	off := 12
+	for off < len(m) {
+		c := int(m[off])
+		switch {
+		case c == 0:
+			if off+5 <= len(m) {
+				return off + 5
+			}
+			return 12
+		case c&0xc0 != 0:
+			return 12
+		}
+		off += 1 + c
+	}
+	return 12
 }
 
 // recoverPacket is the last line of defence of a query's goroutine: a panic

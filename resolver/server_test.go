@@ -173,8 +173,13 @@ func TestAdmitHook(t *testing.T) {
 
 func TestLimitResponseHook(t *testing.T) {
 	var calls atomic.Int64
-	limit := func(c netip.AddrPort, resp *dns.Msg) resolver.Limit {
+	limit := func(c netip.AddrPort, out []byte) resolver.Limit {
 		calls.Add(1)
+		var resp dns.Msg
+		if err := resp.Unpack(out); err != nil {
+			t.Errorf("hook sees an unparsable answer: %v", err)
+			return resolver.Send
+		}
 		switch resp.Question[0].Name {
 		case "slip.test.":
 			return resolver.Slip
@@ -185,8 +190,10 @@ func TestLimitResponseHook(t *testing.T) {
 	}
 	s := startServer(t, resolver.ServerConfig{LimitResponse: limit})
 	addr := s.Addrs()[0]
-	r, _, err := client("udp", "", 5*time.Second).Exchange(question("slip.test"), addr)
-	if err != nil || !r.Truncated || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || r.Question[0].Name != "slip.test." {
+	q := question("slip.test")
+	r, _, err := client("udp", "", 5*time.Second).Exchange(q, addr)
+	if err != nil || !r.Truncated || r.Rcode != dns.RcodeSuccess || r.Id != q.Id || !r.Response || len(r.Answer)+len(r.Ns)+len(r.Extra) != 0 ||
+		len(r.Question) != 1 || r.Question[0].Name != "slip.test." {
 		t.Fatalf("slipped: %v %v", r, err)
 	}
 	if _, _, err := client("udp", "", 300*time.Millisecond).Exchange(question("drop.test"), addr); err == nil {

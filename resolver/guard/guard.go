@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"sync/atomic"
 
-	"github.com/miekg/dns"
-
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/acl"
 	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
@@ -69,8 +67,9 @@ func (g *Guard) Admit(client netip.AddrPort, proto string) resolver.Admission {
 	return resolver.Admit
 }
 
-// LimitResponse is the server's response hook: response rate limiting.
-func (g *Guard) LimitResponse(client netip.AddrPort, resp *dns.Msg) resolver.Limit {
+// LimitResponse is the server's response hook: response rate limiting of
+// a packed UDP response.
+func (g *Guard) LimitResponse(client netip.AddrPort, resp []byte) resolver.Limit {
 	switch g.cfg.RRL.Check(client.Addr(), resp) {
 	case ratelimit.Drop:
 		g.RRLDropped.Add(1)

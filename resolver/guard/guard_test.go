@@ -56,10 +56,12 @@ func TestLimitResponse(t *testing.T) {
 	g := New(Config{RRL: ratelimit.NewRRL(ratelimit.RRLConfig{Rate: 1, Slip: 2})})
 	m := new(dns.Msg)
 	m.SetQuestion("x.test.", dns.TypeA)
+	m.Response = true
 	m.Rcode = dns.RcodeNameError
+	out, _ := m.Pack()
 	var got []resolver.Limit
 	for i := 0; i < 5; i++ {
-		got = append(got, g.LimitResponse(ap("2001:db8::1"), m))
+		got = append(got, g.LimitResponse(ap("2001:db8::1"), out))
 	}
 	if got[0] != resolver.Send || g.RRLSlipped.Load()+g.RRLDropped.Load() != 4 || g.RRLSlipped.Load() != 2 {
 		t.Fatalf("verdicts %v, slipped %d, dropped %d", got, g.RRLSlipped.Load(), g.RRLDropped.Load())

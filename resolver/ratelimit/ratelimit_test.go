@@ -175,8 +175,10 @@ func TestAllowDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func msg(name string, qtype uint16, rcode int, answer, soa string) *dns.Msg {
+// msg packs a response, compressed as the server sends it.
+func msg(name string, qtype uint16, rcode int, answer, soa string) []byte {
 	m := new(dns.Msg)
+	m.Compress = true
 	m.SetQuestion(name, qtype)
 	m.Response = true
 	m.Rcode = rcode
@@ -188,10 +190,14 @@ func msg(name string, qtype uint16, rcode int, answer, soa string) *dns.Msg {
 		rr, _ := dns.NewRR(soa + " 60 IN SOA ns. h. 1 1 1 1 1")
 		m.Ns = append(m.Ns, rr)
 	}
-	return m
+	out, err := m.Pack()
+	if err != nil {
+		panic(err)
+	}
+	return out
 }
 
-func verdicts(r *RRL, client string, m *dns.Msg, n int) string {
+func verdicts(r *RRL, client string, m []byte, n int) string {
 	a := netip.MustParseAddr(client)
 	out := make([]byte, n)
 	for i := range out {
@@ -281,4 +287,62 @@ func BenchmarkClientsAllowSerial(b *testing.B) {
 	for b.Loop() {
 		c.Allow(a)
 	}
+}
+
+func TestResponseKey(t *testing.T) {
+	a := responseKey(msg("WWW.Example.com.", dns.TypeA, 0, "www.example.com. 60 IN A 192.0.2.1", ""))
+	b := responseKey(msg("www.example.COM.", dns.TypeA, 0, "www.example.com. 60 IN A 192.0.2.2", ""))
+	if a != b || a.class != classAnswer || a.qtype != dns.TypeA {
+		t.Fatalf("answers: %+v %+v", a, b)
+	}
+	// NXDOMAIN and NODATA: the SOA owner (compressed against the question).
+	nx := responseKey(msg("a.b.example.net.", dns.TypeA, dns.RcodeNameError, "", "example.net."))
+	zone := responseKey(msg("example.net.", dns.TypeMX, dns.RcodeNameError, "", "example.net."))
+	if nx != zone || nx.class != classNXDomain {
+		t.Fatalf("nxdomain: %+v %+v", nx, zone)
+	}
+	// The SOA comes after answer records (a CNAME into a NODATA).
+	m := new(dns.Msg)
+	m.SetQuestion("alias.example.org.", dns.TypeAAAA)
+	m.Response = true
+	cn, _ := dns.NewRR("alias.example.org. 60 IN CNAME target.example.com.")
+	soa, _ := dns.NewRR("example.com. 60 IN SOA ns. h. 1 1 1 1 1")
+	m.Ns = []dns.RR{soa}
+	m.Answer = []dns.RR{cn}
+	m.Rcode = dns.RcodeSuccess
+	out, _ := m.Pack()
+	if k := responseKey(out); k.class != classAnswer {
+		t.Fatalf("CNAME answer: %+v", k)
+	}
+	m.Answer = nil
+	out, _ = m.Pack()
+	if k := responseKey(out); k.class != classNoData || k.name != responseKey(msg("x.example.com.", dns.TypeA, 0, "", "example.com.")).name {
+		t.Fatalf("nodata keyed by %+v", k)
+	}
+	// Errors: by network only; short or broken packets never panic.
+	if k := responseKey(msg("e.test.", dns.TypeA, dns.RcodeServerFailure, "", "")); k != (rrlKey{class: classError}) {
+		t.Fatalf("servfail: %+v", k)
+	}
+	full := msg("a.b.example.net.", dns.TypeA, dns.RcodeNameError, "", "example.net.")
+	for i := 0; i < len(full); i++ {
+		responseKey(full[:i])
+	}
+	loop := []byte("\x12\x34\x81\x83\x00\x01\x00\x00\x00\x01\x00\x00\xc0\x0c\x00\x01\x00\x01\xc0\x0c\x00\x06\x00\x01")
+	responseKey(loop)
+}
+
+func FuzzResponseKey(f *testing.F) {
+	f.Add(msg("a.b.example.net.", dns.TypeA, dns.RcodeNameError, "", "example.net."))
+	f.Add(msg("www.example.com.", dns.TypeA, 0, "www.example.com. 60 IN A 192.0.2.1", ""))
+	f.Fuzz(func(t *testing.T, m []byte) {
+		k := responseKey(m)
+		// Whatever miekg/dns can read must be keyed by its question.
+		var msg dns.Msg
+		if msg.Unpack(m) != nil || len(msg.Question) == 0 || msg.Rcode != dns.RcodeSuccess || len(msg.Answer) == 0 {
+			return
+		}
+		if k.class != classAnswer || k.qtype != msg.Question[0].Qtype {
+			t.Fatalf("key %+v for %v", k, &msg)
+		}
+	})
 }

@@ -83,37 +83,16 @@ func NewRRL(cfg RRLConfig) *RRL {
 		bits4: cfg.IPv4Prefix, bits6: cfg.IPv6Prefix}
 }
 
-// Check accounts for resp being sent to client and says what to do with it.
-func (r *RRL) Check(client netip.Addr, resp *dns.Msg) Verdict {
+// Check accounts for resp, a packed response about to be sent to client,
+// and says what to do with it. It reads the wire format directly (no
+// unpacking), so that answers packed ahead of time, such as cached ones,
+// are limited the same way; resp is neither modified nor retained.
+func (r *RRL) Check(client netip.Addr, resp []byte) Verdict {
 	if r == nil {
 		return Send
 	}
-	k := rrlKey{net: networkOf(client, r.bits4, r.bits6)}
-	var name string
-	switch {
-	case resp.Rcode == dns.RcodeSuccess && len(resp.Answer) > 0:
-		k.class = classAnswer
-		if len(resp.Question) > 0 {
-			name, k.qtype = resp.Question[0].Name, resp.Question[0].Qtype
-		}
-	case resp.Rcode == dns.RcodeSuccess || resp.Rcode == dns.RcodeNameError:
-		k.class = classNoData
-		if resp.Rcode == dns.RcodeNameError {
-			k.class = classNXDomain
-		}
-		if len(resp.Question) > 0 {
-			name = resp.Question[0].Name
-		}
-		for _, rr := range resp.Ns {
-			if rr.Header().Rrtype == dns.TypeSOA {
-				name = rr.Header().Name
-				break
-			}
-		}
-	default:
-		k.class = classError
-	}
-	k.name = hashName(name)
+	k := responseKey(resp)
+	k.net = networkOf(client, r.bits4, r.bits6)
 	ok, limited := r.t.take(k, k.net.hash()^k.name)
 	switch {
 	case ok:
@@ -124,27 +103,116 @@ func (r *RRL) Check(client netip.Addr, resp *dns.Msg) Verdict {
 	return Drop
 }
 
+// responseKey classifies a packed response (see the class constants).
+// What it cannot parse it keys by as much as it could read.
+func responseKey(m []byte) rrlKey {
+	var k rrlKey
+	if len(m) < 12 {
+		k.class = classError
+		return k
+	}
+	rcode := int(m[3] & 0x0f)
+	qd, an, ns := be16(m[4:]), be16(m[6:]), be16(m[8:])
+	off := 12
+	var qname uint64
+	if qd > 0 {
+		h, end, ok := wireName(m, off)
+		if ok && end+4 <= len(m) {
+			qname, k.qtype = h, uint16(be16(m[end:]))
+			off = end + 4
+		} else {
+			off = -1
+		}
+	}
+	switch {
+	case rcode == dns.RcodeSuccess && an > 0:
+		k.class, k.name = classAnswer, qname
+	case rcode == dns.RcodeSuccess || rcode == dns.RcodeNameError:
+		k.class, k.qtype = classNoData, 0
+		if rcode == dns.RcodeNameError {
+			k.class = classNXDomain
+		}
+		k.name = qname
+		if zone, ok := soaOwner(m, off, an, ns); ok {
+			k.name = zone
+		}
+	default:
+		k.class, k.qtype = classError, 0
+	}
+	return k
+}
+
+// soaOwner returns the hash of the owner of the first SOA record in the
+// authority section, which starts after an answer records at off.
+func soaOwner(m []byte, off, an, ns int) (uint64, bool) {
+	if off < 0 {
+		return 0, false
+	}
+	for i := 0; i < an+ns; i++ {
+		owner := off
+		_, end, ok := wireName(m, off)
+		if !ok || end+10 > len(m) {
+			return 0, false
+		}
+		rrtype, rdlen := be16(m[end:]), be16(m[end+8:])
+		if i >= an && rrtype == int(dns.TypeSOA) {
+			h, _, _ := wireName(m, owner)
+			return h, true
+		}
+		off = end + 10 + rdlen
+	}
+	return 0, false
+}
+
+// wireName hashes the (possibly compressed) name at m[off:], lower-cased,
+// and returns the offset just past it where it starts.
+func wireName(m []byte, off int) (h uint64, end int, ok bool) {
+	h = 14695981039346656037
+	end = -1
+	for hops := 0; hops < 128; hops++ {
+		if off >= len(m) {
+			return 0, 0, false
+		}
+		c := int(m[off])
+		switch {
+		case c == 0:
+			if end < 0 {
+				end = off + 1
+			}
+			return h, end, true
+		case c&0xc0 == 0xc0:
+			if off+1 >= len(m) {
+				return 0, 0, false
+			}
+			if end < 0 {
+				end = off + 2
+			}
+			off = (c&0x3f)<<8 | int(m[off+1])
+		case c&0xc0 != 0:
+			return 0, 0, false // reserved label types
+		default:
+			if off+1+c > len(m) {
+				return 0, 0, false
+			}
+			h = (h ^ uint64(c)) * 1099511628211
+			for _, b := range m[off+1 : off+1+c] {
+				if b >= 'A' && b <= 'Z' {
+					b += 'a' - 'A'
+				}
+				h = (h ^ uint64(b)) * 1099511628211
+			}
+			off += 1 + c
+		}
+	}
+	return 0, 0, false // a pointer loop
+}
+
+func be16(b []byte) int { return int(b[0])<<8 | int(b[1]) }
+
 // Tracked returns the number of entries with state.
 func (r *RRL) Tracked() int {
 	if r == nil {
 		return 0
 	}
 	return r.t.len()
-}
-
-// hashName is FNV-1a over the lower-cased name without a trailing dot.
-func hashName(s string) uint64 {
-	if len(s) > 1 && s[len(s)-1] == '.' {
-		s = s[:len(s)-1]
-	}
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
 }
