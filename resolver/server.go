@@ -334,9 +334,17 @@ func (s *Server) serveUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort) {
 }
 
 // answerUDP returns the wire-format answer to a UDP packet (nil for none):
-// admission, the chain, response rate limiting, truncation to the
-// client's buffer size.
+// admission, the chain, truncation to the client's buffer size, response
+// rate limiting.
 func (s *Server) answerUDP(pkt []byte, from netip.AddrPort) []byte {
+	if out, pass := s.gate(pkt, from, "udp"); !pass {
+		return out
+	}
+	return s.resolveUDP(pkt, from)
+}
+
+// resolveUDP answers an admitted UDP query through the chain.
+func (s *Server) resolveUDP(pkt []byte, from netip.AddrPort) []byte {
 	req, resp := s.handle(pkt, from, "udp")
 	if resp == nil {
 		return nil
@@ -374,6 +382,9 @@ func (s *Server) limitUDP(out []byte, from netip.AddrPort) []byte {
 
 // answerTCP returns the wire-format answer to a TCP query (nil for none).
 func (s *Server) answerTCP(pkt []byte, from netip.AddrPort) []byte {
+	if out, pass := s.gate(pkt, from, "tcp"); !pass {
+		return out
+	}
 	_, resp := s.handle(pkt, from, "tcp")
 	if resp == nil {
 		return nil
@@ -514,18 +525,42 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// handle admits, parses and answers one query. It returns the parsed
+// gate asks ServerConfig.Admit about a query. It is called once per query,
+// at its entry point, before any answer path. pass reports whether the
+// query is to be answered; when it is not, out is what to send instead:
+// nothing, or REFUSED (rate limited like any UDP answer).
+func (s *Server) gate(pkt []byte, from netip.AddrPort, proto string) (out []byte, pass bool) {
+	if s.cfg.Admit == nil {
+		return nil, true
+	}
+	switch s.cfg.Admit(from, proto) {
+	case Admit:
+		return nil, true
+	case Drop:
+		return nil, false
+	}
+	req, resp := refused(pkt)
+	if resp == nil {
+		return nil, false
+	}
+	resp.Compress = true
+	if proto == "udp" && resp.Len() > ClientUDPSize(req) {
+		resp.Truncate(ClientUDPSize(req))
+	}
+	out, err := resp.Pack()
+	if err != nil || len(out) > dns.MaxMsgSize {
+		return nil, false
+	}
+	if proto == "udp" {
+		out = s.limitUDP(out, from)
+	}
+	return out, false
+}
+
+// handle parses and answers one admitted query. It returns the parsed
 // request (nil when the packet was not a query) and the response (nil to
 // stay silent).
 func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg, *dns.Msg) {
-	if s.cfg.Admit != nil {
-		switch s.cfg.Admit(from, proto) {
-		case Refuse:
-			return refused(pkt)
-		case Drop:
-			return nil, nil
-		}
-	}
 	m := new(dns.Msg)
 	if err := m.Unpack(pkt); err != nil {
 		return nil, formErr(pkt)
