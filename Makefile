@@ -35,5 +35,26 @@ test-short:
 interop:
 	$(GO) test -count=1 -v -run 'TestInterop|TestRPZScaleOut' ./cmd/sinkhole/
 
+# Go native fuzzing: each target runs for FUZZTIME (go test -fuzz runs one
+# target at a time). New interesting inputs are minimized for at most
+# FUZZMINIMIZE so that short runs keep fuzzing. A crasher is written to the
+# package's testdata/fuzz/<Target>/ and fails the run.
+FUZZTIME     ?= 30s
+FUZZMINIMIZE ?= 2s
+FUZZ_TARGETS := ./blocklist:FuzzParseList ./blocklist:FuzzNormalizeName \
+                ./resolver:FuzzServerAnswer ./resolver/acl:FuzzSet \
+                ./resolver/ratelimit:FuzzResponseKey \
+                ./cmd/sinkhole:FuzzConfig ./cmd/sinkhole:FuzzAdminQuery
+
+fuzz:
+	@found=$$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | wc -l); \
+	 test "$$found" -eq $(words $(FUZZ_TARGETS)) || \
+	 { echo "make fuzz: $$found fuzz targets in the tree, $(words $(FUZZ_TARGETS)) in FUZZ_TARGETS"; exit 1; }
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== $$name ($$pkg), $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; \
+	done
+
 clean:
 	rm -rf bin

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -185,10 +186,12 @@ type listFile struct {
 	hash  string
 }
 
-// openList opens a list file, refusing one larger than max, and hashes it
-// and counts its lines in one streaming pass (no copy of the file is kept).
+// openList opens a list file, refusing one larger than max and anything but
+// a regular file (opened without blocking, so that a FIFO dropped in the
+// lists directory cannot hang the reload), and hashes it and counts its
+// lines in one streaming pass (no copy of the file is kept).
 func openList(path string, max int64) (*listFile, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +199,10 @@ func openList(path string, max int64) (*listFile, error) {
 	if err != nil {
 		f.Close()
 		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
 	}
 	if st.Size() > max {
 		f.Close()

@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -159,5 +161,33 @@ func TestStoreOnReloadIncludesFailures(t *testing.T) {
 		if calls[i] != want[i] {
 			t.Errorf("call %d: %+v, want %+v", i, calls[i], want[i])
 		}
+	}
+}
+
+func TestStoreRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "good.txt", "a.com\n")
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.txt"), 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero.txt")); err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(Options{Dirs: []string{dir}, Logger: discardLogger()})
+	done := make(chan *ReloadReport, 1)
+	go func() { done <- reload(t, st) }()
+	var rep *ReloadReport
+	select {
+	case rep = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("reload hangs on a FIFO")
+	}
+	for _, name := range []string{"fifo.txt", "zero.txt"} {
+		if fc := change(rep, name); fc.Change != ChangeFailed || len(fc.Errors) != 1 || !strings.Contains(fc.Errors[0].Msg, "not a regular file") {
+			t.Errorf("%s: %+v", name, fc)
+		}
+	}
+	if !st.Current().MatchName("a.com").Blocked() {
+		t.Error("the good file is not loaded")
 	}
 }

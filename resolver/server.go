@@ -68,6 +68,13 @@ type ServerConfig struct {
 	// TCPMaxInflight caps the queries handled at once on one TCP connection
 	// (default 32); further pipelined queries wait.
 	TCPMaxInflight int
+	// MaxInflight caps the queries in the chain at once, over UDP and TCP
+	// (default 10000); a query over the cap is dropped and counted.
+	MaxInflight int
+	// TCPMaxConnsPerClient caps the TCP connections one client address
+	// holds at once (default 64), so that one slow or hostile client
+	// cannot take every slot of TCPMaxConns.
+	TCPMaxConnsPerClient int
 	// Panics, when set, is incremented for every recovered handler panic.
 	Panics *atomic.Uint64
 	// Cache, when set, is tried on the raw packet before any parsing.
@@ -81,7 +88,41 @@ type ServerConfig struct {
 	// Transfer, when set, serves AXFR and IXFR requests that arrive over
 	// TCP. Zone transfers over UDP, and over TCP without it, are REFUSED.
 	Transfer TransferHandler
+	// Admit, when set, is asked about every query before it is parsed
+	// (client ACL, per-client rate limit). It must be fast and must not
+	// block.
+	Admit func(client netip.AddrPort, proto string) Admission
+	// LimitResponse, when set, sees every UDP response, packed, before it
+	// is written (response rate limiting); it must neither modify nor
+	// retain resp. Answers written from the wire (a cache hit) go through
+	// it too. TCP responses are never limited: a TCP client has proved
+	// its address.
+	LimitResponse func(client netip.AddrPort, resp []byte) Limit
 }
+
+// Admission is ServerConfig.Admit's verdict on a query.
+type Admission uint8
+
+// Admissions.
+const (
+	Admit  Admission = iota // serve the query
+	Refuse                  // answer REFUSED without running the chain
+	Drop                    // send nothing
+)
+
+// Limit is ServerConfig.LimitResponse's verdict on a UDP response.
+type Limit uint8
+
+// Limits.
+const (
+	Send     Limit = iota // send the response
+	Suppress              // send nothing
+	Slip                  // send an empty truncated (TC) response: a real client retries over TCP
+)
+
+// drainWindow is how long UDP sockets keep being read after Shutdown
+// starts, so that queries already queued in the kernel are answered.
+const drainWindow = 100 * time.Millisecond
 
 // Server serves DNS over UDP and TCP on the configured addresses.
 type Server struct {
@@ -96,6 +137,16 @@ type Server struct {
 	closing    atomic.Bool
 	bufPool    sync.Pool
 	tcpScratch sync.Pool
+
+	perClient   sync.Mutex
+	clientConns map[netip.Addr]int // open TCP connections per client address
+	tcpRejected atomic.Uint64
+	inflight    atomic.Int64 // queries in the chain
+	overloaded  atomic.Uint64
+
+	panicLast  atomic.Int64 // unix nanoseconds of the last panic logged
+	panicQuiet atomic.Uint64
+	panicStack atomic.Bool
 }
 
 // slowPathBuf is the size of the pooled buffers that carry a UDP query to
@@ -128,7 +179,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.TCPMaxInflight <= 0 {
 		cfg.TCPMaxInflight = 32
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns)}
+	if cfg.TCPMaxConnsPerClient <= 0 {
+		cfg.TCPMaxConnsPerClient = 64
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 10000
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns), clientConns: map[netip.Addr]int{}}
 	s.bufPool.New = func() any { b := make([]byte, 0, slowPathBuf); return &b }
 	s.tcpScratch.New = func() any { return newWireScratch() }
 	return s, nil
@@ -226,19 +283,37 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// Shutdown stops reading new queries, lets in-flight ones finish until ctx
-// ends, then closes every connection.
+// Overloaded returns how many queries were dropped for being over
+// MaxInflight.
+func (s *Server) Overloaded() uint64 { return s.overloaded.Load() }
+
+// TCPRejected returns how many TCP connections were closed at accept for
+// being over TCPMaxConns or TCPMaxConnsPerClient.
+func (s *Server) TCPRejected() uint64 { return s.tcpRejected.Load() }
+
+// Shutdown stops reading new queries, answers the queries already received
+// (including those queued in UDP socket buffers) until ctx ends, then
+// closes every connection.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	for _, l := range s.tcp {
 		l.Close()
 	}
-	// Stop UDP reads but keep the sockets writable for in-flight answers.
+	// Stop UDP reads once the queue is drained, but keep the sockets
+	// writable for in-flight answers.
 	for _, c := range s.udp {
-		c.SetReadDeadline(time.Now())
+		c.SetReadDeadline(time.Now().Add(drainWindow))
 	}
+	// TCP connections stop reading; queries already read are answered.
+	s.conns.Range(func(k, _ any) bool { k.(net.Conn).SetReadDeadline(time.Now()); return true })
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		// Every wg.Add happens in a read loop or a connection, so wait for
+		// those before waiting for the queries.
+		s.loops.Wait()
+		s.wg.Wait()
+		close(done)
+	}()
 	var err error
 	select {
 	case <-done:
@@ -349,13 +424,8 @@ func (s *Server) udpLoop(c *net.UDPConn) {
 		if n < 12 {
 			continue // not even a header: drop
 		}
-		if m, ok := s.fromWire(w, buf[:n], from, "udp"); ok {
-			if m == 0 {
-				continue // dropped
-			}
-			if _, err := c.WriteToUDPAddrPort(w.out[:m], from); err != nil {
-				s.log.Debug("udp write", "client", from.String(), "err", err)
-			}
+		if out, done := s.quickUDP(w, buf[:n], from); done {
+			s.writeUDP(c, out, from)
 			continue
 		}
 		bp := s.bufPool.Get().(*[]byte)
@@ -372,10 +442,69 @@ func (s *Server) udpLoop(c *net.UDPConn) {
 	}
 }
 
+// quickUDP settles, in the read loop, what needs no chain: admission
+// (ACL, rate limit), then the wire path (a cache hit, a blocked name), with
+// response rate limiting. done is false when the query must take the chain;
+// out (nil: send nothing) may alias w.out.
+func (s *Server) quickUDP(w *wireScratch, pkt []byte, from netip.AddrPort) (out []byte, done bool) {
+	if out, pass := s.gate(pkt, from, "udp"); !pass {
+		return out, true
+	}
+	m, ok := s.tryWire(w, pkt, from, "udp")
+	switch {
+	case !ok:
+		return nil, false
+	case m == 0:
+		return nil, true // dropped
+	}
+	return s.limitUDP(w.out[:m], from), true
+}
+
+// answerUDP is the whole UDP path of one packet (quickUDP, then the chain).
+func (s *Server) answerUDP(w *wireScratch, pkt []byte, from netip.AddrPort) []byte {
+	if out, done := s.quickUDP(w, pkt, from); done {
+		return out
+	}
+	return s.resolveUDP(pkt, from)
+}
+
+// serveUDP answers an admitted UDP query through the chain (the read loop
+// ran quickUDP).
 func (s *Server) serveUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort) {
+	defer s.recoverPacket(from, "udp")
+	s.writeUDP(c, s.resolveUDP(pkt, from), from)
+}
+
+// writeUDP sends out to the client (nothing when out is nil).
+func (s *Server) writeUDP(c *net.UDPConn, out []byte, from netip.AddrPort) {
+	if out == nil {
+		return
+	}
+	if _, err := c.WriteToUDPAddrPort(out, from); err != nil {
+		s.log.Debug("udp write", "client", from.String(), "err", err)
+	}
+}
+
+// tryWire is fromWire with the read loop protected: a panic on the wire
+// path is counted and logged, and the query takes the full path.
+func (s *Server) tryWire(w *wireScratch, pkt []byte, from netip.AddrPort, proto string) (n int, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if s.cfg.Panics != nil {
+				s.cfg.Panics.Add(1)
+			}
+			s.logPanic("wire path panic; the query takes the full path", "client", from.String(), "proto", proto, "panic", fmt.Sprint(p))
+			n, ok = 0, false
+		}
+	}()
+	return s.fromWire(w, pkt, from, proto)
+}
+
+// resolveUDP answers an admitted UDP query through the chain.
+func (s *Server) resolveUDP(pkt []byte, from netip.AddrPort) []byte {
 	req, resp := s.handle(pkt, from, "udp")
 	if resp == nil {
-		return
+		return nil
 	}
 	resp.Compress = true
 	size := dns.MinMsgSize
@@ -388,11 +517,52 @@ func (s *Server) serveUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort) {
 	out, err := resp.Pack()
 	if err != nil {
 		s.log.Warn("pack response", "err", err)
-		return
+		return nil
 	}
-	if _, err := c.WriteToUDPAddrPort(out, from); err != nil {
-		s.log.Debug("udp write", "client", from.String(), "err", err)
+	return s.limitUDP(out, from)
+}
+
+// limitUDP applies response rate limiting to a packed UDP answer: it
+// returns out, nil to send nothing, or a slipped (truncated) answer.
+func (s *Server) limitUDP(out []byte, from netip.AddrPort) []byte {
+	if s.cfg.LimitResponse == nil {
+		return out
 	}
+	switch s.cfg.LimitResponse(from, out) {
+	case Suppress:
+		return nil
+	case Slip:
+		return slipped(out)
+	}
+	return out
+}
+
+// answerTCP returns the wire-format answer to a TCP query (nil for none):
+// admission, the wire path, then the chain.
+func (s *Server) answerTCP(w *wireScratch, pkt []byte, from netip.AddrPort) []byte {
+	if out, pass := s.gate(pkt, from, "tcp"); !pass {
+		return out
+	}
+	if n, ok := s.tryWire(w, pkt, from, "tcp"); ok {
+		if n == 0 {
+			return nil // dropped
+		}
+		return w.out[:n]
+	}
+	_, resp := s.handle(pkt, from, "tcp")
+	if resp == nil {
+		return nil
+	}
+	resp.Compress = true
+	if resp.Len() > dns.MaxMsgSize {
+		resp.Truncate(dns.MaxMsgSize)
+	}
+	out, err := resp.Pack()
+	if err != nil || len(out) > dns.MaxMsgSize {
+		s.log.Warn("pack response", "err", err, "bytes", len(out))
+		return nil
+	}
+	return out
 }
 
 func (s *Server) acceptLoop(l *net.TCPListener) {
@@ -411,7 +581,15 @@ func (s *Server) acceptLoop(l *net.TCPListener) {
 		case s.tcpSem <- struct{}{}:
 		default:
 			// Over the connection cap: refuse at once rather than queue.
+			s.tcpRejected.Add(1)
 			conn.Close()
+			continue
+		}
+		client := addrPortOf(conn.RemoteAddr()).Addr().Unmap()
+		if !s.claimClientConn(client) {
+			s.tcpRejected.Add(1)
+			conn.Close()
+			<-s.tcpSem
 			continue
 		}
 		s.conns.Store(conn, struct{}{})
@@ -421,9 +599,32 @@ func (s *Server) acceptLoop(l *net.TCPListener) {
 			s.serveTCPConn(conn)
 			s.conns.Delete(conn)
 			conn.Close()
+			s.releaseClientConn(client)
 			<-s.tcpSem
 		}()
 	}
+}
+
+// claimClientConn counts a new connection from client, refusing it when the
+// client already holds TCPMaxConnsPerClient.
+func (s *Server) claimClientConn(client netip.Addr) bool {
+	s.perClient.Lock()
+	defer s.perClient.Unlock()
+	if s.clientConns[client] >= s.cfg.TCPMaxConnsPerClient {
+		return false
+	}
+	s.clientConns[client]++
+	return true
+}
+
+func (s *Server) releaseClientConn(client netip.Addr) {
+	s.perClient.Lock()
+	defer s.perClient.Unlock()
+	if s.clientConns[client] <= 1 {
+		delete(s.clientConns, client)
+		return
+	}
+	s.clientConns[client]--
 }
 
 // serveTCPConn reads length-prefixed queries until the client goes idle,
@@ -437,6 +638,9 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 	defer cw.Wait()
 	for !s.closing.Load() {
 		conn.SetReadDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
+		if s.closing.Load() {
+			return // Shutdown may have set its deadline before ours
+		}
 		if _, err := io.ReadFull(conn, lenBuf[:]); err != nil {
 			return
 		}
@@ -459,24 +663,12 @@ func (s *Server) serveTCPConn(conn net.Conn) {
 				s.serveTransfer(conn, &wmu, pkt, from)
 				return
 			}
-			var out []byte
+			defer s.recoverPacket(from, "tcp")
 			w := s.tcpScratch.Get().(*wireScratch)
 			defer s.tcpScratch.Put(w)
-			if n, ok := s.fromWire(w, pkt, from, "tcp"); ok {
-				if n == 0 {
-					return // dropped
-				}
-				out = w.out[:n]
-			} else {
-				_, resp := s.handle(pkt, from, "tcp")
-				if resp == nil {
-					return
-				}
-				resp.Compress = true
-				var err error
-				if out, err = resp.Pack(); err != nil {
-					return
-				}
+			out := s.answerTCP(w, pkt, from)
+			if out == nil {
+				return
 			}
 			frame := make([]byte, 2+len(out))
 			binary.BigEndian.PutUint16(frame, uint16(len(out)))
@@ -503,8 +695,41 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// handle parses one query and runs the chain. It returns the parsed request
-// (nil when the packet was not a query) and the response (nil to stay silent).
+// gate asks ServerConfig.Admit about a query. It is called once per query,
+// at its entry point, before any answer path. pass reports whether the
+// query is to be answered; when it is not, out is what to send instead:
+// nothing, or REFUSED (rate limited like any UDP answer).
+func (s *Server) gate(pkt []byte, from netip.AddrPort, proto string) (out []byte, pass bool) {
+	if s.cfg.Admit == nil {
+		return nil, true
+	}
+	switch s.cfg.Admit(from, proto) {
+	case Admit:
+		return nil, true
+	case Drop:
+		return nil, false
+	}
+	req, resp := refused(pkt)
+	if resp == nil {
+		return nil, false
+	}
+	resp.Compress = true
+	if proto == "udp" && resp.Len() > ClientUDPSize(req) {
+		resp.Truncate(ClientUDPSize(req))
+	}
+	out, err := resp.Pack()
+	if err != nil || len(out) > dns.MaxMsgSize {
+		return nil, false
+	}
+	if proto == "udp" {
+		out = s.limitUDP(out, from)
+	}
+	return out, false
+}
+
+// handle parses and answers one admitted query. It returns the parsed
+// request (nil when the packet was not a query) and the response (nil to
+// stay silent).
 func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg, *dns.Msg) {
 	m := new(dns.Msg)
 	if err := m.Unpack(pkt); err != nil {
@@ -531,6 +756,14 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg
 		r := Reply(m, dns.RcodeBadVers)
 		return m, r
 	}
+	if s.inflight.Add(1) > int64(s.cfg.MaxInflight) {
+		// Overloaded (say, every upstream hangs under a flood): shed the
+		// query rather than pile up goroutines waiting on the chain.
+		s.inflight.Add(-1)
+		s.overloaded.Add(1)
+		return m, nil
+	}
+	defer s.inflight.Add(-1)
 	req := NewRequest(m, from, proto, s.cfg.Snapshot())
 	resp := s.run(req)
 	if resp != nil {
@@ -545,6 +778,92 @@ func (s *Server) handle(pkt []byte, from netip.AddrPort, proto string) (*dns.Msg
 	return m, resp
 }
 
+// refused answers a query from a client the ACL does not admit: REFUSED
+// with the question, or nothing when the packet is not a query.
+func refused(pkt []byte) (*dns.Msg, *dns.Msg) {
+	m := new(dns.Msg)
+	if err := m.Unpack(pkt); err != nil || m.Response || len(m.Question) > 1 {
+		return nil, nil
+	}
+	return m, Reply(m, dns.RcodeRefused)
+}
+
+// slipped is what response rate limiting sends instead of a packed answer
+// now and then: its header with TC set and its question, no records, so
+// that a real client retries over TCP while a spoofed victim receives
+// little. It works on the wire, for answers that were never unpacked.
+func slipped(out []byte) []byte {
+	if len(out) < 12 {
+		return nil
+	}
+	end := 12
+	if out[4] != 0 || out[5] != 0 {
+		end = questionEnd(out)
+	}
+	r := make([]byte, end)
+	copy(r, out[:end])
+	r[2] |= 0x02 // TC
+	if end == 12 {
+		r[4], r[5] = 0, 0
+	} else {
+		r[4], r[5] = 0, 1
+	}
+	for i := 6; i < 12; i++ {
+		r[i] = 0 // no answer, authority or additional records
+	}
+	return r
+}
+
+// questionEnd returns the offset just past the first question of a packed
+// message, or 12 (the header only) when it cannot be read: the question
+// name of a message sinkhole packed is never compressed.
+func questionEnd(m []byte) int {
+	off := 12
+	for off < len(m) {
+		c := int(m[off])
+		switch {
+		case c == 0:
+			if off+5 <= len(m) {
+				return off + 5
+			}
+			return 12
+		case c&0xc0 != 0:
+			return 12
+		}
+		off += 1 + c
+	}
+	return 12
+}
+
+// recoverPacket is the last line of defence of a query's goroutine: a panic
+// outside the chain (parsing, hooks, packing) drops the packet, is counted
+// and logged.
+func (s *Server) recoverPacket(from netip.AddrPort, proto string) {
+	if p := recover(); p != nil {
+		if s.cfg.Panics != nil {
+			s.cfg.Panics.Add(1)
+		}
+		s.logPanic("query panic; dropped", "client", from.String(), "proto", proto, "panic", fmt.Sprint(p))
+	}
+}
+
+// logPanic logs a recovered panic at most once a second, so that a packet
+// that triggers one cannot flood the log; the count of panics not logged
+// goes with the next line, and the stack with the first.
+func (s *Server) logPanic(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.panicLast.Load()
+	if last != 0 && now-last < int64(time.Second) || !s.panicLast.CompareAndSwap(last, now) {
+		s.panicQuiet.Add(1)
+		return
+	}
+	args = append(args, "not_logged", s.panicQuiet.Swap(0))
+	if !s.panicStack.Swap(true) {
+		args = append(args, "stack", string(debug.Stack()))
+	}
+	s.log.Error(msg, args...)
+}
+
 // run calls the chain, turning errors and panics into SERVFAIL.
 func (s *Server) run(req *Request) (resp *dns.Msg) {
 	defer func() {
@@ -552,8 +871,8 @@ func (s *Server) run(req *Request) (resp *dns.Msg) {
 			if s.cfg.Panics != nil {
 				s.cfg.Panics.Add(1)
 			}
-			s.log.Error("query handler panic; answered SERVFAIL", "name", req.Name, "type", dns.TypeToString[req.Qtype],
-				"client", req.Client.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			s.logPanic("query handler panic; answered SERVFAIL", "name", req.Name, "type", dns.TypeToString[req.Qtype],
+				"client", req.Client.String(), "proto", req.Proto, "panic", fmt.Sprint(p))
 			resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "internal error")
 		}
 	}()

@@ -66,11 +66,15 @@ func (in *instance) Status() *admin.Status {
 	}
 	for _, h := range in.pool.Health() {
 		st.Upstreams = append(st.Upstreams, admin.Upstream{Addr: h.Addr, Healthy: h.Healthy, Requests: h.Requests,
-			Failures: h.Failures, LastRTT: admin.Duration(h.LastRTT), LastError: h.LastError})
+			Failures: h.Failures, LastRTT: admin.Duration(h.LastRTT), LastError: h.LastError,
+			Mismatched: h.Mismatched, Probes: h.Probes})
 	}
 	s := &in.stats
 	st.Counters = admin.Counters{Queries: s.Queries.Load(), Blocked: s.Blocked.Load(), Monitored: s.Monitored.Load(),
-		Cached: s.Cached.Load(), ServFail: s.ServFail.Load(), Refused: s.Refused.Load(), Dropped: s.Dropped.Load()}
+		Cached: s.Cached.Load(), ServFail: s.ServFail.Load(), Refused: s.Refused.Load(), Dropped: s.Dropped.Load(),
+		ACLRefused: in.guard.ACLRefused.Load(), ACLDropped: in.guard.ACLDropped.Load(), RateLimited: in.guard.RateLimited.Load(),
+		RRLDropped: in.guard.RRLDropped.Load(), RRLSlipped: in.guard.RRLSlipped.Load(),
+		Overloaded: in.dns.Overloaded(), TCPRejected: in.dns.TCPRejected(), Panics: in.panics.Load()}
 	for _, p := range s.TopPlatforms(10) {
 		st.Platforms = append(st.Platforms, admin.PlatformHit{Platform: p.Platform, Blocks: p.Blocks})
 	}
@@ -117,6 +121,7 @@ func explanation(ex *policy.Explanation) *admin.Explanation {
 		Name: ex.Name, Type: ex.Qtype, Generation: ex.Generation, Verdict: ex.Verdict, Reason: ex.Reason,
 		Question: rule(ex.Question), Exception: rule(ex.Exception), Overseas: rule(ex.Overseas),
 		Home: ex.Home, CountryKnown: ex.CountryKnown, Resolved: ex.Resolved, Upstream: ex.Upstream, Rcode: ex.Rcode,
+		ResolveError: ex.ResolveError,
 	}
 	if d := ex.Decision; d != nil {
 		out.Action, out.Trigger = d.Action.String(), d.Trigger

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -29,16 +30,19 @@ func clientFlags() []cli.Flag {
 
 // readToken reads a token file: one line, surrounding space trimmed.
 func readToken(path string) (string, error) {
-	st, err := os.Stat(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
-	if st.Size() > maxTokenSize {
+	defer f.Close()
+	// Read through a limit, not by the size Stat reports: a FIFO or a
+	// device (/dev/zero) reports none.
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenSize+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > maxTokenSize {
 		return "", fmt.Errorf("%s: larger than %d bytes", path, maxTokenSize)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {

@@ -152,6 +152,8 @@ func printExplanation(w io.Writer, ex *admin.Explanation) {
 				fmt.Fprintf(w, "      %s rule (%s): %s\n", m.Trigger, state, ruleLine(m, ex.DryRun))
 			}
 		}
+	} else if ex.ResolveError != "" {
+		fmt.Fprintf(w, "  not resolved: %s (answer-based rules unchecked)\n", ex.ResolveError)
 	} else if ex.Verdict == "blocked" && ex.Trigger == "qname" {
 		fmt.Fprintln(w, "  not resolved: blocked by name before the upstream is asked")
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,10 +24,13 @@ import (
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/acl"
 	"github.com/sinkhole-dns/sinkhole/resolver/cache"
+	"github.com/sinkhole-dns/sinkhole/resolver/guard"
 	"github.com/sinkhole-dns/sinkhole/resolver/metrics"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
 	"github.com/sinkhole-dns/sinkhole/resolver/querylog"
+	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -60,6 +64,18 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "query-log-max-backups", Value: querylog.DefaultMaxBackups, Usage: "keep `N` rotated query logs (0: keep all)"},
 		&cli.IntFlag{Name: "log-buffer", Value: querylog.DefaultBuffer, Usage: "each of the audit and query logs queues up to `N` lines for its writer; past it lines are dropped (and counted), never queries"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "enforce no rule: every rule acts as action log (answer normally, audit the would-be block)"},
+		&cli.StringSliceFlag{Name: "allow", Value: cli.NewStringSlice(acl.DefaultAllow...), Usage: "serve clients in `CIDR` (repeatable; replaces the default loopback and private ranges)"},
+		&cli.StringFlag{Name: "refuse-action", Value: "refused", Usage: "answer `A` to clients outside --allow: refused or drop"},
+		&cli.IntFlag{Name: "client-qps", Value: 0, Usage: "`N` queries per second one client (IPv4 address, IPv6 /56) may send; 0 = no limit"},
+		&cli.IntFlag{Name: "client-burst", Value: 0, Usage: "`N` queries a client may send at once (0 = twice --client-qps)"},
+		&cli.IntFlag{Name: "rrl-rate", Value: 0, Usage: "`N` identical UDP responses per second to one network (IPv4 /24, IPv6 /56); 0 = off"},
+		&cli.IntFlag{Name: "rrl-slip", Value: 2, Usage: "send every `N`th rate-limited response truncated (TC) instead of dropping it; 0 = never"},
+		&cli.IntFlag{Name: "max-inflight", Value: 10000, Usage: "`N` queries being resolved at once; more are dropped (overload)"},
+		&cli.IntFlag{Name: "tcp-max-conns", Value: 1024, Usage: "`N` concurrent TCP connections"},
+		&cli.IntFlag{Name: "tcp-max-conns-per-client", Value: 64, Usage: "`N` concurrent TCP connections from one client address"},
+		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
+		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "`N` consecutive failures mark an upstream unhealthy"},
+		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
 	}, append(geoFlags(), feedFlags()...)...))
 }
 
@@ -120,6 +136,18 @@ type serveConfig struct {
 	logBuffer       int
 	dryRun          bool
 	feeds           feedsConfig // RPZ feeds, RPZ export, list URLs (feeds.go)
+	allow           *acl.Set
+	refuseDrop      bool
+	clientQPS       int
+	clientBurst     int
+	rrlRate         int
+	rrlSlip         int
+	maxInflight     int
+	tcpMaxConns     int
+	tcpPerClient    int
+	tcpIdle         time.Duration
+	failThreshold   int
+	probeInterval   time.Duration
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -219,10 +247,76 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if err := cfg.feeds.from(c, cfg.lists); err != nil {
 		return nil, err
 	}
+	if err := hardeningFrom(c, cfg); err != nil {
+		return nil, err
+	}
 	if err := observeConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// hardeningFrom validates the client ACL, rate limit, TCP and upstream
+// health flags, and applies the open-resolver rule.
+func hardeningFrom(c *cli.Context, cfg *serveConfig) error {
+	var err error
+	if cfg.allow, err = acl.Parse(c.StringSlice("allow")); err != nil {
+		return usagef("--allow %v", err)
+	}
+	if len(cfg.allow.Prefixes()) == 0 {
+		return usagef("--allow: at least one prefix is needed")
+	}
+	if err := acl.CheckOpen(cfg.listen, cfg.allow); err != nil {
+		var oe *acl.OpenError
+		if errors.As(err, &oe) {
+			return usagef("--allow: %v; list your clients' prefixes, or give --allow %s to run one deliberately", err, oe.Any)
+		}
+		return usagef("--allow: %v", err)
+	}
+	switch c.String("refuse-action") {
+	case "refused":
+	case "drop":
+		cfg.refuseDrop = true
+	default:
+		return usagef("--refuse-action %q: want refused or drop", c.String("refuse-action"))
+	}
+	ints := []struct {
+		name     string
+		dst      *int
+		min, max int
+	}{
+		{"client-qps", &cfg.clientQPS, 0, 1_000_000},
+		{"client-burst", &cfg.clientBurst, 0, 10_000_000},
+		{"rrl-rate", &cfg.rrlRate, 0, 1_000_000},
+		{"rrl-slip", &cfg.rrlSlip, 0, 10},
+		{"max-inflight", &cfg.maxInflight, 1, 10_000_000},
+		{"tcp-max-conns", &cfg.tcpMaxConns, 1, 1_000_000},
+		{"tcp-max-conns-per-client", &cfg.tcpPerClient, 1, 1_000_000},
+		{"upstream-fail-threshold", &cfg.failThreshold, 1, 1000},
+	}
+	for _, f := range ints {
+		v := c.Int(f.name)
+		if v < f.min || v > f.max {
+			return usagef("--%s %d: want between %d and %d", f.name, v, f.min, f.max)
+		}
+		*f.dst = v
+	}
+	durs := []struct {
+		name     string
+		dst      *time.Duration
+		min, max time.Duration
+	}{
+		{"tcp-idle-timeout", &cfg.tcpIdle, 100 * time.Millisecond, 10 * time.Minute},
+		{"upstream-probe-interval", &cfg.probeInterval, 10 * time.Millisecond, time.Hour},
+	}
+	for _, f := range durs {
+		v := c.Duration(f.name)
+		if v < f.min || v > f.max {
+			return usagef("--%s %s: want between %s and %s", f.name, v, f.min, f.max)
+		}
+		*f.dst = v
+	}
+	return nil
 }
 
 func sameAddr(a, b string) bool {
@@ -267,6 +361,8 @@ type instance struct {
 	answer  *policy.Answer // the answer stage, for explanations (policy.Answer.ExplainQuery)
 	obs     observability
 	feeds   *feedSet // nil without feeds, export or list URLs
+	guard   *guard.Guard
+	panics  atomic.Uint64
 	started time.Time
 }
 
@@ -347,7 +443,8 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	if rep.Failed() {
 		log.Warn("started with broken list files: they are not enforced until fixed", "errors", len(rep.Errors()))
 	}
-	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log, Observe: in.obs.metrics.ObserveUpstream})
+	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log,
+		Observe: in.obs.metrics.ObserveUpstream, FailThreshold: cfg.failThreshold, ProbeInterval: cfg.probeInterval})
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +462,13 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	// The export's zone answers (SOA, transfers' serial checks) go in front
 	// of the cache: they depend on the asker and must never be cached.
 	head = in.feeds.wrap(head)
-	in.dns, err = resolver.NewServer(resolver.ServerConfig{
+	in.guard = guard.New(guard.Config{
+		Allow:   cfg.allow,
+		Drop:    cfg.refuseDrop,
+		Clients: ratelimit.NewClients(ratelimit.ClientsConfig{QPS: float64(cfg.clientQPS), Burst: cfg.clientBurst}),
+		RRL:     ratelimit.NewRRL(ratelimit.RRLConfig{Rate: float64(cfg.rrlRate), Slip: cfg.rrlSlip}),
+	})
+	scfg := resolver.ServerConfig{
 		Listen:   cfg.listen,
 		Handler:  head,
 		Cache:    wire,
@@ -376,17 +479,28 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		Notify:   in.feeds.notifyHandler(),
 		Transfer: in.feeds.transferHandler(),
 		// Each try can take the full timeout on every upstream.
-		QueryTimeout: cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second,
-	})
+		QueryTimeout:         cfg.queryTimeout(),
+		MaxInflight:          cfg.maxInflight,
+		TCPMaxConns:          cfg.tcpMaxConns,
+		TCPMaxConnsPerClient: cfg.tcpPerClient,
+		TCPIdleTimeout:       cfg.tcpIdle,
+		Panics:               &in.panics,
+	}
+	in.guard.Hooks(&scfg)
+	in.dns, err = resolver.NewServer(scfg)
 	if err != nil {
+		in.pool.Close()
 		return nil, err
 	}
+	in.obs.metrics.SetProtection(in.protection())
 	if err := in.dns.Start(); err != nil {
+		in.pool.Close()
 		return nil, err
 	}
 	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log, Metrics: in.obs.metrics.Handler()})
 	if err != nil {
 		in.dns.Shutdown(context.Background())
+		in.pool.Close()
 		return nil, err
 	}
 	in.watcher, err = dirwatch.Start(dirwatch.Options{
@@ -405,13 +519,37 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		}
 		in.admin.Close(context.Background())
 		in.dns.Shutdown(context.Background())
+		in.pool.Close()
 		return nil, err
 	}
 	in.feeds.start()
 	abs, _ := filepath.Abs(cfg.lists)
+	refuse := "refused"
+	if cfg.refuseDrop {
+		refuse = "drop"
+	}
 	log.Info("sinkhole serving", "listen", strings.Join(in.dns.Addrs(), ","), "upstreams", strings.Join(cfg.upstreams, ","),
-		"lists", abs, "rules", in.store.Current().RuleCount(), "generation", in.store.Current().Generation)
+		"lists", abs, "rules", in.store.Current().RuleCount(), "generation", in.store.Current().Generation,
+		"allow", cfg.allow.String(), "refuse_action", refuse,
+		"client_qps", cfg.clientQPS, "rrl_rate", cfg.rrlRate)
 	return in, nil
+}
+
+// protection gives the metrics the counters of what was turned away.
+func (in *instance) protection() metrics.Protection {
+	g := in.guard
+	return metrics.Protection{
+		ACLRefused: g.ACLRefused.Load, ACLDropped: g.ACLDropped.Load, RateLimited: g.RateLimited.Load,
+		RRLDropped: g.RRLDropped.Load, RRLSlipped: g.RRLSlipped.Load,
+		Overloaded: in.dns.Overloaded, TCPRejected: in.dns.TCPRejected, Panics: in.panics.Load,
+		Mismatched: func() map[string]uint64 {
+			out := map[string]uint64{}
+			for _, h := range in.pool.Health() {
+				out[h.Addr] = h.Mismatched
+			}
+			return out
+		},
+	}
 }
 
 // cacheStats reads the cache's counters for the metrics.
@@ -421,17 +559,26 @@ func (in *instance) cacheStats() metrics.CacheStats {
 		Prefetches: st.Prefetches.Load(), Stale: st.Stale.Load(), Entries: in.cache.Len()}
 }
 
-// shutdown drains in-flight queries (bounded) and stops everything.
+// queryTimeout bounds one query: each try can take the full timeout on
+// every upstream.
+func (cfg *serveConfig) queryTimeout() time.Duration {
+	return cfg.upstreamTimeout*time.Duration(len(cfg.upstreams)) + time.Second
+}
+
+// shutdown answers the queries already received, bounded by the time one
+// query may take, and stops everything.
 func (in *instance) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), in.cfg.queryTimeout()+time.Second)
 	defer cancel()
 	in.watcher.Close()
 	in.admin.Close(ctx)
 	in.geo.Close()
 	in.feeds.stop()
-	if err := in.dns.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		in.log.Warn("shutdown", "err", err)
+	if err := in.dns.Shutdown(ctx); err != nil {
+		in.log.Warn("shutdown: queries still unanswered when the drain time ran out", "err", err)
 	}
+	in.pool.Close()
 	in.closeObservability(ctx)
+	in.log.Info("stopped")
 	return nil
 }

@@ -64,6 +64,9 @@ type Upstream struct {
 	Failures  uint64   `json:"failures"`
 	LastRTT   Duration `json:"last_rtt"`
 	LastError string   `json:"last_error,omitempty"`
+	// Mismatched counts answers dropped for not matching their query.
+	Mismatched uint64 `json:"mismatched"`
+	Probes     uint64 `json:"probes"` // health probes sent while unhealthy
 }
 
 // Counters are totals since start.
@@ -75,6 +78,16 @@ type Counters struct {
 	ServFail  uint64 `json:"servfail"`
 	Refused   uint64 `json:"refused"`
 	Dropped   uint64 `json:"dropped"`
+	// Turned away before the chain (client ACL and rate limits), and
+	// server faults.
+	ACLRefused  uint64 `json:"acl_refused"`  // outside --allow, answered REFUSED
+	ACLDropped  uint64 `json:"acl_dropped"`  // outside --allow, not answered (--refuse-action drop)
+	RateLimited uint64 `json:"rate_limited"` // over --client-qps, not answered
+	RRLDropped  uint64 `json:"rrl_dropped"`  // responses suppressed by --rrl-rate
+	RRLSlipped  uint64 `json:"rrl_slipped"`  // responses sent truncated by --rrl-slip
+	Overloaded  uint64 `json:"overloaded"`   // queries dropped over --max-inflight
+	TCPRejected uint64 `json:"tcp_rejected"` // connections over --tcp-max-conns or the per-client cap
+	Panics      uint64 `json:"panics"`       // recovered query panics
 }
 
 // PlatformHit counts blocks for one platform.
@@ -157,6 +170,9 @@ type Explanation struct {
 	Upstream string         `json:"upstream,omitempty"`
 	Rcode    string         `json:"rcode,omitempty"`
 	Answer   []AnswerRecord `json:"answer,omitempty"`
+	// ResolveError says why the upstream could not answer (the answer's
+	// rules are then unchecked).
+	ResolveError string `json:"resolve_error,omitempty"`
 }
 
 // Rule describes one list rule that matched.

@@ -41,7 +41,10 @@ type Explanation struct {
 	// not resolved, as in service.
 	Resolved bool   `json:"resolved"`
 	Upstream string `json:"upstream,omitempty"`
-	Rcode    string `json:"rcode,omitempty"` // the upstream's
+	// ResolveError says why the upstream could not be asked (the answer's
+	// rules are then unchecked).
+	ResolveError string `json:"resolve_error,omitempty"`
+	Rcode        string `json:"rcode,omitempty"` // the upstream's
 	// Records are the answer's CNAME, DNAME, A and AAAA records, in order.
 	Records []RecordCheck `json:"records,omitempty"`
 	// Verdict is "blocked", "logged" (a monitor-only rule fired),
@@ -218,7 +221,10 @@ func (a *Answer) ExplainQuery(ctx context.Context, snap *blocklist.Snapshot, nam
 		m.SetEdns0(resolver.ServerUDPSize, false)
 		req := resolver.NewRequest(m, netip.AddrPort{}, "api", snap)
 		if resp, err = a.Next.ServeDNS(ctx, req); err != nil {
-			return nil, fmt.Errorf("resolve %s %s: %w", canon, dns.TypeToString[qtype], err)
+			// The name rule still explains; the answer could not be checked.
+			ex := a.Explain(snap, canon, nil)
+			ex.Qtype, ex.ResolveError = dns.TypeToString[qtype], fmt.Sprintf("resolve %s %s: %v", canon, dns.TypeToString[qtype], err)
+			return ex, nil
 		}
 		upstream = req.Info.Upstream
 	}

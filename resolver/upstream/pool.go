@@ -1,7 +1,9 @@
 // Package upstream forwards queries to the configured upstream resolvers:
 // in order, with a per-try timeout, failing over on timeouts and network
 // errors, retrying over TCP when a UDP answer is truncated, and never
-// trusting an answer that does not match the question.
+// trusting an answer that does not match the question. An upstream that
+// fails FailThreshold times in a row is marked unhealthy, tried only after
+// the healthy ones, and probed until it answers again.
 package upstream
 
 import (
@@ -12,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +26,13 @@ import (
 // DefaultTimeout is the per-try timeout.
 const DefaultTimeout = 2 * time.Second
 
+// DefaultFailThreshold is how many consecutive failures mark an upstream
+// unhealthy.
+const DefaultFailThreshold = 3
+
+// DefaultProbeInterval is how often an unhealthy upstream is probed.
+const DefaultProbeInterval = 5 * time.Second
+
 // Upstream is one upstream resolver and its health.
 type Upstream struct {
 	Addr string // host:port
@@ -33,6 +43,11 @@ type Upstream struct {
 	healthy   atomic.Bool
 	lastError atomic.Pointer[string]
 	lastRTT   atomic.Int64 // nanoseconds
+	// mismatched counts UDP answers dropped for not matching the query
+	// (wrong ID or question, unparseable).
+	mismatched atomic.Uint64
+	probes     atomic.Uint64
+	probing    atomic.Bool // a probe goroutine owns this upstream
 }
 
 // Health is a point-in-time view of an upstream, for status output.
@@ -43,6 +58,10 @@ type Health struct {
 	Failures  uint64        `json:"failures"`
 	LastError string        `json:"last_error,omitempty"`
 	LastRTT   time.Duration `json:"last_rtt_ns"`
+	// Mismatched counts answers dropped for not matching their query.
+	Mismatched uint64 `json:"mismatched"`
+	// Probes counts health probes sent while unhealthy.
+	Probes uint64 `json:"probes"`
 }
 
 // Config configures a Pool.
@@ -52,8 +71,11 @@ type Config struct {
 	// Timeout is the per-try timeout (DefaultTimeout if 0).
 	Timeout time.Duration
 	// FailThreshold consecutive failures mark an upstream unhealthy; it is
-	// then tried only after the healthy ones (default 3).
+	// then tried only after the healthy ones, and probed every
+	// ProbeInterval until it answers (defaults DefaultFailThreshold and
+	// DefaultProbeInterval).
 	FailThreshold int
+	ProbeInterval time.Duration
 	// Observe, when set, is told about every exchange (for metrics).
 	Observe func(addr string, rtt time.Duration, err error)
 	Logger  *slog.Logger
@@ -61,13 +83,21 @@ type Config struct {
 
 // Pool is the last stage of the chain: it answers from the upstreams.
 type Pool struct {
-	ups     []*Upstream
-	timeout time.Duration
-	thresh  int32
-	udp     *dns.Client
-	tcp     *dns.Client
-	observe func(string, time.Duration, error)
-	log     *slog.Logger
+	ups        []*Upstream
+	timeout    time.Duration
+	thresh     int32
+	probeEvery time.Duration
+	tcp        *dns.Client
+	observe    func(string, time.Duration, error)
+	log        *slog.Logger
+	bufs       sync.Pool // UDP receive buffers
+
+	// Probes run until the pool is closed.
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and probes.Add
+	closed bool
+	probes sync.WaitGroup
 }
 
 // NormalizeAddr turns "IP" or "IP:port" (IPv6 as "[IP]:port") into
@@ -113,19 +143,24 @@ func New(cfg Config) (*Pool, error) {
 		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.FailThreshold <= 0 {
-		cfg.FailThreshold = 3
+		cfg.FailThreshold = DefaultFailThreshold
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	p := &Pool{
-		timeout: cfg.Timeout,
-		thresh:  int32(cfg.FailThreshold),
-		udp:     &dns.Client{Net: "udp", UDPSize: 4096},
-		tcp:     &dns.Client{Net: "tcp"},
-		observe: cfg.Observe,
-		log:     cfg.Logger,
+		timeout:    cfg.Timeout,
+		thresh:     int32(cfg.FailThreshold),
+		probeEvery: cfg.ProbeInterval,
+		tcp:        &dns.Client{Net: "tcp"},
+		observe:    cfg.Observe,
+		log:        cfg.Logger,
 	}
+	p.bufs.New = func() any { b := make([]byte, dns.MaxMsgSize); return &b }
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, a := range cfg.Addrs {
 		n, err := NormalizeAddr(a)
 		if err != nil {
@@ -143,7 +178,8 @@ func (p *Pool) Health() []Health {
 	out := make([]Health, len(p.ups))
 	for i, u := range p.ups {
 		h := Health{Addr: u.Addr, Healthy: u.healthy.Load(), Requests: u.requests.Load(),
-			Failures: u.failures.Load(), LastRTT: time.Duration(u.lastRTT.Load())}
+			Failures: u.failures.Load(), LastRTT: time.Duration(u.lastRTT.Load()),
+			Mismatched: u.mismatched.Load(), Probes: u.probes.Load()}
 		if e := u.lastError.Load(); e != nil {
 			h.LastError = *e
 		}
@@ -252,13 +288,7 @@ func (p *Pool) try(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, erro
 	defer cancel()
 	u.requests.Add(1)
 	start := time.Now()
-	resp, _, err := p.udp.ExchangeContext(ctx, q, u.Addr)
-	if err == nil && resp.Truncated {
-		resp, _, err = p.tcp.ExchangeContext(ctx, q, u.Addr)
-	}
-	if err == nil {
-		err = validate(q, resp)
-	}
+	resp, err := p.exchange(ctx, u, q)
 	rtt := time.Since(start)
 	if p.observe != nil {
 		p.observe(u.Addr, rtt, err)
@@ -269,6 +299,7 @@ func (p *Pool) try(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, erro
 		u.lastError.Store(&msg)
 		if u.consec.Add(1) >= p.thresh && u.healthy.CompareAndSwap(true, false) {
 			p.log.Warn("upstream marked unhealthy", "upstream", u.Addr, "err", err)
+			p.startProbe(u)
 		}
 		return nil, err
 	}
@@ -278,6 +309,147 @@ func (p *Pool) try(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, erro
 		p.log.Info("upstream healthy again", "upstream", u.Addr)
 	}
 	return resp, nil
+}
+
+// exchange asks u over UDP, and over TCP when the UDP answer is truncated.
+func (p *Pool) exchange(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, error) {
+	resp, err := p.exchangeUDP(ctx, u, q)
+	if err != nil || !resp.Truncated {
+		return resp, err
+	}
+	resp, _, err = p.tcp.ExchangeContext(ctx, q, u.Addr)
+	if err == nil {
+		err = validate(q, resp)
+	}
+	return resp, err
+}
+
+// exchangeUDP sends q to u and waits for the answer that matches it. An
+// answer that does not parse or does not match (ID, question) is dropped
+// and counted, and the wait goes on until ctx ends (RFC 5452 9.1): a
+// spoofed or stray packet can neither poison nor cut short the exchange.
+func (p *Pool) exchangeUDP(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, error) {
+	out, err := q.Pack()
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", u.Addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := conn.Write(out); err != nil {
+		return nil, err
+	}
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	buf := *bp
+	dropped, why := 0, ""
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			if dropped > 0 {
+				return nil, fmt.Errorf("%w (dropped %d answers: %s)", err, dropped, why)
+			}
+			return nil, err
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(buf[:n]); err != nil {
+			why = "malformed: " + err.Error()
+		} else if err := validate(q, r); err != nil {
+			why = err.Error()
+		} else {
+			return r, nil
+		}
+		dropped++
+		u.mismatched.Add(1)
+	}
+}
+
+// startProbe starts probing u unless it is already being probed or the
+// pool is closed.
+func (p *Pool) startProbe(u *Upstream) {
+	if !u.probing.CompareAndSwap(false, true) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		u.probing.Store(false)
+		return
+	}
+	p.probes.Add(1)
+	go p.probeLoop(u)
+}
+
+// probeLoop probes u until it is healthy again or the pool closes.
+func (p *Pool) probeLoop(u *Upstream) {
+	defer p.probes.Done()
+	for {
+		p.probeUntilHealthy(u)
+		u.probing.Store(false)
+		// A query may have marked it unhealthy again while its
+		// startProbe saw this loop still running: then carry on.
+		if p.ctx.Err() != nil || u.healthy.Load() || !u.probing.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+func (p *Pool) probeUntilHealthy(u *Upstream) {
+	t := time.NewTicker(p.probeEvery)
+	defer t.Stop()
+	for !u.healthy.Load() {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := p.probe(u); err != nil {
+			msg := "probe: " + err.Error()
+			u.lastError.Store(&msg)
+			p.log.Debug("upstream probe failed", "upstream", u.Addr, "err", err)
+			continue
+		}
+		u.consec.Store(0)
+		if u.healthy.CompareAndSwap(false, true) {
+			p.log.Info("upstream healthy again", "upstream", u.Addr, "by", "probe")
+		}
+	}
+}
+
+// probe asks u for the root's NS records: any matching NOERROR or NXDOMAIN
+// answer shows it is back.
+func (p *Pool) probe(u *Upstream) error {
+	ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
+	defer cancel()
+	u.probes.Add(1)
+	q := new(dns.Msg)
+	q.SetQuestion(".", dns.TypeNS)
+	q.SetEdns0(1232, false)
+	r, err := p.exchange(ctx, u, q)
+	if err != nil {
+		return err
+	}
+	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+		return fmt.Errorf("answered %s", dns.RcodeToString[r.Rcode])
+	}
+	return nil
+}
+
+// Close stops the health probes. The pool still answers queries.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	p.probes.Wait()
 }
 
 // ErrMismatch is returned for an answer that does not belong to the query.
