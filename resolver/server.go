@@ -25,8 +25,9 @@ import (
 )
 
 // Observer is told about every answered (or dropped) query. It must not
-// block (logs and metrics buffer) and must not keep req or resp after it
-// returns. resp is nil for answers written straight from the cache's wire
+// block (logs and metrics buffer) and must not keep req, resp or anything
+// they hold (strings included: on the wire path req.Name aliases a buffer
+// reused for the next query) after it returns. resp is nil for answers written straight from the cache's wire
 // form; req.Info.Rcode always holds the response code and req.Msg may be nil.
 type Observer func(req *Request, resp *dns.Msg)
 
@@ -369,7 +370,8 @@ func (s *Server) fromWire(w *wireScratch, pkt []byte, from netip.AddrPort, proto
 	if n > 0 {
 		info.Rcode = int(w.out[3] & 0xF)
 	}
-	s.observeWire(w, string(name), from, proto, snap, &info, false)
+	// The name aliases w.name: observers format or count, never keep it.
+	s.observeWire(w, unsafe.String(unsafe.SliceData(name), len(name)), from, proto, snap, &info, false)
 	return n, true
 }
 
