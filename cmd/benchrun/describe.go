@@ -54,11 +54,11 @@ func (b *bench) describe(ctx context.Context, tools map[string]string, args []st
 			"near that ceiling, CPU µs/query is the figure that separates the servers.", b.cfg.QuietWait),
 	}
 	r.Commands = append(r.Commands, "# make bench runs (the list and query files are generated into $WORK, a temporary directory)",
-		"bin/benchrun "+strings.Join(args, " "),
+		shellJoin(append([]string{"bin/benchrun"}, args...)),
 		"# upstream",
 		fmt.Sprintf("taskset -c %d %s -listen %s -stats %s", b.cfg.PerfCPU, b.cfg.Upstream, b.upstreamAddr, b.statsAddr))
 	for _, s := range r.Servers {
-		r.Commands = append(r.Commands, "# "+s.Name, strings.ReplaceAll(strings.Join(s.Argv, " "), b.dir, "$WORK"))
+		r.Commands = append(r.Commands, "# "+s.Name, strings.ReplaceAll(shellJoin(s.Argv), b.dir, "$WORK"))
 	}
 	r.Commands = append(r.Commands, b.perfCommands...)
 	if conf := readFile(b.dir + "/unbound.conf"); conf != "" {
@@ -143,3 +143,18 @@ func loadAvg() (string, float64) {
 	l1, _ := strconv.ParseFloat(f[0], 64)
 	return strings.Join(f[:3], ", "), l1
 }
+
+// shellJoin joins argv for a shell, quoting empty arguments and those with
+// characters a shell would interpret.
+func shellJoin(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		out[i] = a
+		if a == "" || strings.ContainsFunc(a, func(r rune) bool { return !strings.ContainsRune(shellSafe, r) }) {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+const shellSafe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=,@%+-#"

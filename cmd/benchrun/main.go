@@ -82,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	b := &bench{cfg: c, stdout: stdout, stderr: stderr}
 	if err := b.run(ctx, args); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "benchrun: interrupted; every process it started is stopped")
+			return 130
+		}
 		fmt.Fprintf(stderr, "benchrun: %v\n", err)
 		return 1
 	}
@@ -154,7 +158,7 @@ func (b *bench) run(ctx context.Context, args []string) (err error) {
 	}
 	defer func() {
 		b.procs.StopAll()
-		if b.cfg.Keep || err != nil {
+		if b.cfg.Keep || (err != nil && ctx.Err() == nil) {
 			fmt.Fprintf(b.stderr, "benchrun: work directory kept: %s\n", b.dir)
 			return
 		}

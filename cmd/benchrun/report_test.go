@@ -104,3 +104,11 @@ func TestTable(t *testing.T) {
 		t.Errorf("rcode line %q does not flag a mismatch", got)
 	}
 }
+
+func TestShellJoin(t *testing.T) {
+	got := shellJoin([]string{"bin/benchrun", "-out", "", "--server=127.0.0.1#53", "a b", "it's"})
+	want := `bin/benchrun -out '' --server=127.0.0.1#53 'a b' 'it'\''s'`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
