@@ -42,6 +42,8 @@ type Config struct {
 	DnsmasqCache int
 	Keep         bool
 	QuietWait    time.Duration
+	Attempts     int
+	MaxNoise     float64
 }
 
 func main() {
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.Upstream, "upstream", "bin/benchupstream", "benchupstream binary")
 	fs.IntVar(&c.DnsmasqCache, "dnsmasq-cache", 10000, "dnsmasq --cache-size")
 	fs.DurationVar(&c.QuietWait, "quiet-wait", time.Minute, "before each server, wait up to this long for other processes to leave the CPUs idle (0: do not wait)")
+	fs.IntVar(&c.Attempts, "attempts", 3, "runs of a workload at most, while other processes take more than -max-noise")
+	fs.Float64Var(&c.MaxNoise, "max-noise", 20, "CPU other processes may take during a workload, in % of one core, before it is run again")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the work directory (lists, configs, logs, dnsperf output)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -104,6 +108,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("-load-timeout %s: want between 1s and 30m", c.LoadTimeout)
 	case c.QuietWait < 0 || c.QuietWait > 30*time.Minute:
 		return fmt.Errorf("-quiet-wait %s: want between 0 and 30m", c.QuietWait)
+	case c.Attempts < 1 || c.Attempts > 10:
+		return fmt.Errorf("-attempts %d: want between 1 and 10", c.Attempts)
+	case c.MaxNoise < 0:
+		return fmt.Errorf("-max-noise %v: want 0 or more", c.MaxNoise)
 	case c.ServerCPU == c.PerfCPU:
 		return errors.New("-server-cpu and -perf-cpu must differ")
 	case max(c.ServerCPU, c.PerfCPU) >= runtime.NumCPU() || min(c.ServerCPU, c.PerfCPU) < 0:

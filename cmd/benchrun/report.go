@@ -45,7 +45,7 @@ type Measurement struct {
 	Upstream int64
 	PeakRSS  int64 // VmHWM after the workload, bytes
 	// OthersPct is the CPU other processes on the machine used during the
-	// max run, in percent of one core: the noise in the figures.
+	// workload's runs, in percent of one core: the noise in the figures.
 	OthersPct float64
 	Err       string
 }
@@ -232,7 +232,7 @@ func (r *Report) noiseLine(w Workload) string {
 			parts = append(parts, fmt.Sprintf("%s %.0f %%", s.Name, m.OthersPct))
 		}
 	}
-	return "CPU used by other processes during the max run, in % of one core (noise): " + strings.Join(parts, ", ") + "."
+	return "CPU other processes took during the runs, in % of one core (noise): " + strings.Join(parts, ", ") + "."
 }
 
 // rcodesMatch reports whether the NXDOMAIN share is within one point of

@@ -97,7 +97,7 @@ func TestTable(t *testing.T) {
 	if got := r.rcodeLine(w); !strings.Contains(got, "sinkhole: NOERROR 0.0 %, NXDOMAIN 100.0 %") || strings.Contains(got, "unexpected") {
 		t.Errorf("rcode line %q", got)
 	}
-	if got := r.noiseLine(w); got != "CPU used by other processes during the max run, in % of one core (noise): sinkhole 0 %, dnsmasq 0 %." {
+	if got := r.noiseLine(w); got != "CPU other processes took during the runs, in % of one core (noise): sinkhole 0 %, dnsmasq 0 %." {
 		t.Errorf("noise line %q", got)
 	}
 	if got := r.rcodeLine(Workload{Name: "blocked", NXPct: 20}); !strings.Contains(got, "**unexpected**") {

@@ -115,7 +115,7 @@ func (b *bench) runServer(ctx context.Context, name string, env *ServerEnv) (*Se
 	b.logf("%s: list loaded in %.2f s", name, res.Load.Seconds())
 
 	for _, w := range workloads {
-		m, err := b.runWorkload(ctx, srv, p, w)
+		m, err := b.measure(ctx, srv, p, w)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -125,10 +125,6 @@ func (b *bench) runServer(ctx context.Context, name string, env *ServerEnv) (*Se
 			if aerr := alive(); aerr != nil {
 				m.Err = "server " + aerr.Error()
 			}
-		} else {
-			b.logf("%s/%s: %s qps, %.0f%% CPU, %.2f µs/query, p99 %s, p99 at %d qps %s, lost %d/%d",
-				name, w.Name, thousands(m.Max.QPS), m.CPUPct(), m.CPUPerQuery(), us(m.Tail.Percentile(99)),
-				b.cfg.Rate, us(m.Fixed.Percentile(99)), m.Max.Lost, m.Fixed.Lost)
 		}
 		res.Work[w.Name] = m
 		if alive() != nil {
@@ -138,11 +134,46 @@ func (b *bench) runServer(ctx context.Context, name string, env *ServerEnv) (*Se
 	return res, nil
 }
 
-// runWorkload warms the server with one workload, then runs dnsperf flat
-// out (measuring the server's CPU and the upstream's queries meanwhile),
-// flat out again with per-query output for the latency percentiles, and at
-// the fixed rate.
-func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workload) (*Measurement, error) {
+// measure runs one workload against the server: again, up to
+// cfg.Attempts times, while other processes took more than cfg.MaxNoise of
+// a core, keeping the quietest attempt.
+func (b *bench) measure(ctx context.Context, srv *Server, p *Proc, w Workload) (*Measurement, error) {
+	var best *Measurement
+	for attempt := 1; ; attempt++ {
+		m, err := b.runWorkload(ctx, srv, p, w, attempt == 1)
+		if err != nil {
+			if best != nil && ctx.Err() == nil {
+				b.logf("%s/%s: attempt %d: %v; keeping attempt with %.0f %% noise", srv.Name, w.Name, attempt, err, best.OthersPct)
+				return best, nil
+			}
+			return m, err
+		}
+		b.logf("%s/%s: %s qps, %.0f%% CPU, %.2f µs/query, p99 %s, p99 at %d qps %s, lost %d/%d, noise %.0f%%",
+			srv.Name, w.Name, thousands(m.Max.QPS), m.CPUPct(), m.CPUPerQuery(), us(m.Tail.Percentile(99)),
+			b.cfg.Rate, us(m.Fixed.Percentile(99)), m.Max.Lost, m.Fixed.Lost, m.OthersPct)
+		if best == nil || m.OthersPct < best.OthersPct {
+			best = m
+		}
+		if best.OthersPct <= b.cfg.MaxNoise || attempt >= b.cfg.Attempts {
+			return best, nil
+		}
+		b.logf("%s/%s: other processes took %.0f %% of a core (over -max-noise %.0f); again (attempt %d of %d)",
+			srv.Name, w.Name, m.OthersPct, b.cfg.MaxNoise, attempt+1, b.cfg.Attempts)
+		if b.cfg.QuietWait > 0 {
+			b.waitQuiet(ctx)
+		}
+		if err := ctx.Err(); err != nil {
+			return best, err
+		}
+	}
+}
+
+// runWorkload warms the server with one workload (when warm is set), then
+// runs dnsperf flat out (measuring the server's CPU and the upstream's
+// queries meanwhile), flat out again with per-query output for the latency
+// percentiles, and at the fixed rate. The CPU other processes used over
+// the three runs is the measurement's noise.
+func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workload, warm bool) (*Measurement, error) {
 	m := &Measurement{}
 	file := b.files.Queries[w.Name]
 	base := []string{"taskset", "-c", strconv.Itoa(b.cfg.PerfCPU), b.dnsperf, "-s", "127.0.0.1", "-p", strconv.Itoa(srv.Port), "-d", file}
@@ -159,10 +190,12 @@ func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workloa
 	if w.NXPct == 0 {
 		passes = "2"
 	}
-	warm := append(base[:len(base):len(base)], "-n", passes, "-c", "1", "-q", "20")
-	b.notePerf("warm-up: every name once (the cached workload: twice)", warm)
-	if _, err := RunBounded(ctx, 5*time.Minute, out("warm"), warm...); err != nil {
-		return m, fmt.Errorf("warm-up: %w", err)
+	warmRun := append(base[:len(base):len(base)], "-n", passes, "-c", "1", "-q", "20")
+	b.notePerf("warm-up: every name once (the cached workload: twice)", warmRun)
+	if warm {
+		if _, err := RunBounded(ctx, 5*time.Minute, out("warm"), warmRun...); err != nil {
+			return m, fmt.Errorf("warm-up: %w", err)
+		}
 	}
 
 	// The max run has no -v: writing a line per query costs dnsperf CPU,
@@ -183,14 +216,12 @@ func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workloa
 	if err != nil {
 		return m, err
 	}
-	after, err := b.cpuSample(p)
+	afterMax, err := b.cpuSample(p)
 	if err != nil {
 		return m, err
 	}
-	m.Wall = after.at.Sub(before.at)
-	m.CPU = after.server - before.server
-	others := (after.machine - before.machine) - m.CPU - (after.upstream - before.upstream) - perfCPU
-	m.OthersPct = max(0, 100*others.Seconds()/m.Wall.Seconds())
+	m.Wall = afterMax.at.Sub(before.at)
+	m.CPU = afterMax.server - before.server
 	up1, err := b.upstreamQueries(ctx)
 	if err != nil {
 		return m, fmt.Errorf("upstream stats: %w", err)
@@ -202,7 +233,8 @@ func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workloa
 
 	tail := append(maxRun[:len(maxRun):len(maxRun)], "-v")
 	b.notePerf("max throughput, verbose: p99 latency", tail)
-	if _, err := RunBounded(ctx, runTimeout, out("tail"), tail...); err != nil {
+	tailCPU, err := RunBounded(ctx, runTimeout, out("tail"), tail...)
+	if err != nil {
 		return m, err
 	}
 	if m.Tail, err = ParsePerfFile(out("tail")); err != nil {
@@ -211,9 +243,18 @@ func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workloa
 
 	fixed := append(base[:len(base):len(base)], "-l", secs(b.cfg.Duration), "-Q", strconv.Itoa(b.cfg.Rate), "-v")
 	b.notePerf("fixed rate, verbose: p50 and p99 latency", fixed)
-	if _, err := RunBounded(ctx, runTimeout, out("fixed"), fixed...); err != nil {
+	fixedCPU, err := RunBounded(ctx, runTimeout, out("fixed"), fixed...)
+	if err != nil {
 		return m, err
 	}
+	after, err := b.cpuSample(p)
+	if err != nil {
+		return m, err
+	}
+	span := after.at.Sub(before.at)
+	others := (after.machine - before.machine) - (after.server - before.server) - (after.upstream - before.upstream) -
+		perfCPU - tailCPU - fixedCPU
+	m.OthersPct = max(0, 100*others.Seconds()/span.Seconds())
 	if m.Fixed, err = ParsePerfFile(out("fixed")); err != nil {
 		return m, err
 	}
