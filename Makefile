@@ -30,7 +30,9 @@ test-short:
 
 # make bench: sinkhole, Unbound (the list as RPZ) and dnsmasq side by side
 # with dnsperf; writes its section of docs/benchmarks.md. About 6 minutes
-# with the defaults. Quick run: make bench BENCH_DOMAINS=10000 BENCH_DURATION=2
+# with the defaults on a quiet machine (at most 5 more waiting for quiet and
+# rerunning noisy workloads). Quick run:
+#   make bench BENCH_DOMAINS=10000 BENCH_DURATION=2 BENCH_OUT=
 BENCH_DOMAINS  ?= 1000000
 BENCH_DURATION ?= 10
 BENCH_RATE     ?= 5000

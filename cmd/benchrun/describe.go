@@ -51,9 +51,9 @@ func (b *bench) describe(ctx context.Context, tools map[string]string, args []st
 		"Ratio rows divide sinkhole's figure by the other server's: above 1 means more QPS, latency, CPU or memory than that server.",
 		fmt.Sprintf("Before each server the run waits (up to %s) for the machine to be idle. The noise line under each table is the CPU that other processes "+
 			"(neither the server, dnsperf nor the upstream) took during the workload's three runs, plus time stolen by the hypervisor; "+
-			"a workload with more than %.0f %% is run again, up to %d times, and the quietest attempt is reported. "+
+			"a workload with more than %.0f %% is run again, up to %d times in all (waits and reruns within %s), and the quietest attempt is reported. "+
 			"dnsperf on one core is the ceiling of the QPS column; near that ceiling, CPU µs/query is the figure that separates the servers.",
-			b.cfg.QuietWait, b.cfg.MaxNoise, b.cfg.Attempts),
+			b.cfg.QuietWait, b.cfg.MaxNoise, b.cfg.Attempts, b.cfg.Patience),
 	}
 	r.Commands = append(r.Commands, "# make bench runs (the list and query files are generated into $WORK, a temporary directory)",
 		shellJoin(append([]string{"bin/benchrun"}, args...)),

@@ -42,6 +42,7 @@ type Config struct {
 	DnsmasqCache int
 	Keep         bool
 	QuietWait    time.Duration
+	Patience     time.Duration
 	Attempts     int
 	MaxNoise     float64
 }
@@ -72,7 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.Sinkhole, "sinkhole", "bin/sinkhole", "sinkhole binary")
 	fs.StringVar(&c.Upstream, "upstream", "bin/benchupstream", "benchupstream binary")
 	fs.IntVar(&c.DnsmasqCache, "dnsmasq-cache", 10000, "dnsmasq --cache-size")
-	fs.DurationVar(&c.QuietWait, "quiet-wait", time.Minute, "before each server, wait up to this long for other processes to leave the CPUs idle (0: do not wait)")
+	fs.DurationVar(&c.QuietWait, "quiet-wait", time.Minute, "before each server and rerun, wait up to this long for other processes to leave the CPUs idle (0: do not wait)")
+	fs.DurationVar(&c.Patience, "patience", 5*time.Minute, "most time spent in all on waiting for a quiet machine and rerunning noisy workloads")
 	fs.IntVar(&c.Attempts, "attempts", 3, "runs of a workload at most, while other processes take more than -max-noise")
 	fs.Float64Var(&c.MaxNoise, "max-noise", 20, "CPU other processes may take during a workload, in % of one core, before it is run again")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the work directory (lists, configs, logs, dnsperf output)")
@@ -108,6 +110,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("-load-timeout %s: want between 1s and 30m", c.LoadTimeout)
 	case c.QuietWait < 0 || c.QuietWait > 30*time.Minute:
 		return fmt.Errorf("-quiet-wait %s: want between 0 and 30m", c.QuietWait)
+	case c.Patience < 0 || c.Patience > 2*time.Hour:
+		return fmt.Errorf("-patience %s: want between 0 and 2h", c.Patience)
 	case c.Attempts < 1 || c.Attempts > 10:
 		return fmt.Errorf("-attempts %d: want between 1 and 10", c.Attempts)
 	case c.MaxNoise < 0:
@@ -143,6 +147,7 @@ type bench struct {
 	perfCommands   []string
 	perfSeen       map[string]bool
 	loadBefore     string
+	extra          time.Duration // spent waiting for quiet and rerunning
 }
 
 func (b *bench) logf(format string, args ...any) {

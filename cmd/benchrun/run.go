@@ -83,9 +83,7 @@ func (b *bench) runServer(ctx context.Context, name string, env *ServerEnv) (*Se
 	if err != nil {
 		return nil, err
 	}
-	if b.cfg.QuietWait > 0 {
-		b.waitQuiet(ctx)
-	}
+	b.waitQuiet(ctx)
 	res := &ServerResult{Name: name, Argv: append([]string{"taskset", "-c", strconv.Itoa(b.cfg.ServerCPU)}, srv.Argv...), Work: map[string]*Measurement{}}
 	b.logf("%s: starting on %s (CPU %d): %s", name, srv.Addr(), b.cfg.ServerCPU, strings.Join(srv.Argv, " "))
 	p, err := b.procs.Start(name, b.cfg.ServerCPU, filepath.Join(b.dir, name+".log"), srv.Argv...)
@@ -140,7 +138,11 @@ func (b *bench) runServer(ctx context.Context, name string, env *ServerEnv) (*Se
 func (b *bench) measure(ctx context.Context, srv *Server, p *Proc, w Workload) (*Measurement, error) {
 	var best *Measurement
 	for attempt := 1; ; attempt++ {
+		t0 := time.Now()
 		m, err := b.runWorkload(ctx, srv, p, w, attempt == 1)
+		if attempt > 1 {
+			b.extra += time.Since(t0) // reruns count against -patience
+		}
 		if err != nil {
 			if best != nil && ctx.Err() == nil {
 				b.logf("%s/%s: attempt %d: %v; keeping attempt with %.0f %% noise", srv.Name, w.Name, attempt, err, best.OthersPct)
@@ -157,11 +159,13 @@ func (b *bench) measure(ctx context.Context, srv *Server, p *Proc, w Workload) (
 		if best.OthersPct <= b.cfg.MaxNoise || attempt >= b.cfg.Attempts {
 			return best, nil
 		}
+		if b.extra >= b.cfg.Patience {
+			b.logf("%s/%s: other processes took %.0f %% of a core, but -patience %s is used up", srv.Name, w.Name, m.OthersPct, b.cfg.Patience)
+			return best, nil
+		}
 		b.logf("%s/%s: other processes took %.0f %% of a core (over -max-noise %.0f); again (attempt %d of %d)",
 			srv.Name, w.Name, m.OthersPct, b.cfg.MaxNoise, attempt+1, b.cfg.Attempts)
-		if b.cfg.QuietWait > 0 {
-			b.waitQuiet(ctx)
-		}
+		b.waitQuiet(ctx)
 		if err := ctx.Err(); err != nil {
 			return best, err
 		}
@@ -284,11 +288,14 @@ func (b *bench) cpuSample(p *Proc) (cpuSample, error) {
 // considers the machine idle.
 const quietThreshold = 0.1
 
-// waitQuiet waits, at most cfg.QuietWait, until the machine's CPU use over
-// two seconds is under quietThreshold, so that other work skews the
-// figures less. It returns the last use seen, in percent of one core.
+// waitQuiet waits, at most cfg.QuietWait and what is left of
+// cfg.Patience, until the machine's CPU use over two seconds is under
+// quietThreshold, so that other work skews the figures less. It returns
+// the last use seen, in percent of one core.
 func (b *bench) waitQuiet(ctx context.Context) float64 {
-	deadline := time.Now().Add(b.cfg.QuietWait)
+	start := time.Now()
+	defer func() { b.extra += time.Since(start) }()
+	deadline := start.Add(min(b.cfg.QuietWait, max(0, b.cfg.Patience-b.extra)))
 	warned := false
 	for {
 		c0, err0 := MachineCPU()
@@ -307,11 +314,11 @@ func (b *bench) waitQuiet(ctx context.Context) float64 {
 			return 100 * busy
 		}
 		if time.Now().After(deadline) {
-			b.logf("warning: other processes use %.0f %% of a core; going ahead (-quiet-wait %s)", 100*busy, b.cfg.QuietWait)
+			b.logf("warning: other processes use %.0f %% of a core; going ahead (-quiet-wait %s, -patience %s)", 100*busy, b.cfg.QuietWait, b.cfg.Patience)
 			return 100 * busy
 		}
 		if !warned {
-			b.logf("waiting up to %s for the machine to go quiet (now %.0f %% of a core busy)", b.cfg.QuietWait, 100*busy)
+			b.logf("waiting up to %s for the machine to go quiet (now %.0f %% of a core busy)", deadline.Sub(start).Round(time.Second), 100*busy)
 			warned = true
 		}
 	}
