@@ -62,6 +62,7 @@ func (b *bench) describe(ctx context.Context, tools map[string]string, args []st
 	for _, s := range r.Servers {
 		r.Commands = append(r.Commands, "# "+s.Name, strings.ReplaceAll(shellJoin(s.Argv), b.dir, "$WORK"))
 	}
+	r.Commands = append(r.Commands, "# dnsperf, for each server ($PORT) and each workload ($WORKLOAD: cached, blocked, mix)")
 	r.Commands = append(r.Commands, b.perfCommands...)
 	if conf := readFile(b.dir + "/unbound.conf"); conf != "" {
 		r.Commands = append(r.Commands, "# $WORK/unbound.conf")

@@ -179,6 +179,7 @@ func (b *bench) run(ctx context.Context, args []string) (err error) {
 	}()
 	start := time.Now()
 	b.report.Date = start
+	b.report.Rate = b.cfg.Rate
 	var load1 float64
 	b.loadBefore, load1 = loadAvg()
 	if load1 > 0.5 {

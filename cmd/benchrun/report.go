@@ -78,6 +78,7 @@ type ServerResult struct {
 // Report is one whole run.
 type Report struct {
 	Date     time.Time
+	Rate     int      // qps of the fixed-rate runs
 	Machine  []string // "key: value" lines
 	Versions []string
 	Setup    []string
@@ -94,8 +95,8 @@ func (r *Report) server(name string) *ServerResult {
 	return nil
 }
 
-// column is one table column: a header and how to show and compare a
-// measurement.
+// column is one table column: a header (RATE stands for the fixed rate)
+// and how to show and compare a measurement.
 type column struct {
 	head  string
 	show  func(*ServerResult, *Measurement) string
@@ -117,9 +118,9 @@ var columns = []column{
 		func(_ *ServerResult, m *Measurement) float64 { return float64(m.Max.MeanLatency) }},
 	{"p99 latency", func(_ *ServerResult, m *Measurement) string { return us(m.Tail.Percentile(99)) },
 		func(_ *ServerResult, m *Measurement) float64 { return float64(m.Tail.Percentile(99)) }},
-	{"p50 @ fixed rate", func(_ *ServerResult, m *Measurement) string { return us(m.Fixed.Percentile(50)) },
+	{"p50 @ RATE qps", func(_ *ServerResult, m *Measurement) string { return us(m.Fixed.Percentile(50)) },
 		func(_ *ServerResult, m *Measurement) float64 { return float64(m.Fixed.Percentile(50)) }},
-	{"p99 @ fixed rate", func(_ *ServerResult, m *Measurement) string { return us(m.Fixed.Percentile(99)) },
+	{"p99 @ RATE qps", func(_ *ServerResult, m *Measurement) string { return us(m.Fixed.Percentile(99)) },
 		func(_ *ServerResult, m *Measurement) float64 { return float64(m.Fixed.Percentile(99)) }},
 	{"Lost (max / fixed)", func(_ *ServerResult, m *Measurement) string {
 		return fmt.Sprintf("%d / %d", m.Max.Lost, m.Fixed.Lost)
@@ -153,7 +154,7 @@ func (r *Report) Table(w Workload) string {
 	var b strings.Builder
 	b.WriteString("| Server |")
 	for _, c := range columns {
-		b.WriteString(" " + c.head + " |")
+		b.WriteString(" " + strings.ReplaceAll(c.head, "RATE", thousands(float64(r.Rate))) + " |")
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---:|", len(columns)) + "\n")
 	for _, s := range r.Servers {

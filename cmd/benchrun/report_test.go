@@ -69,7 +69,7 @@ func TestTable(t *testing.T) {
 		return &Measurement{Max: perf(qps, n, n), Tail: perf(qps, n, n), Fixed: perf(5000, 5000, 5000),
 			CPU: cpu, Wall: time.Second, PeakRSS: 10e6}
 	}
-	r := &Report{Servers: []*ServerResult{
+	r := &Report{Rate: 5000, Servers: []*ServerResult{
 		{Name: "sinkhole", Load: time.Second, Work: map[string]*Measurement{"blocked": m(80000, 400*time.Millisecond)}},
 		{Name: "unbound", LoadErr: "no blocked answer within 2m0s", Work: map[string]*Measurement{}},
 		{Name: "dnsmasq", Load: 2 * time.Second, Work: map[string]*Measurement{"blocked": m(40000, 800*time.Millisecond)}},
@@ -81,6 +81,7 @@ func TestTable(t *testing.T) {
 		t.Fatalf("%d lines:\n%s", len(lines), tab)
 	}
 	for _, want := range []string{
+		"| p50 @ 5,000 qps | p99 @ 5,000 qps |",
 		"| sinkhole | 80,000 | 1000 µs |",
 		"| 40 % | 5.00 |",
 		"| unbound | not run: no blocked answer within 2m0s | – |",
@@ -110,5 +111,15 @@ func TestShellJoin(t *testing.T) {
 	want := `bin/benchrun -out '' --server=127.0.0.1#53 'a b' 'it'\''s'`
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestNotePerf(t *testing.T) {
+	b := &bench{dir: "/tmp/sinkhole-bench-1"}
+	b.notePerf("warm", []string{"taskset", "-c", "0", "dnsperf", "-p", "4242", "-d", "/tmp/sinkhole-bench-1/queries-cached.txt", "-n", "2"})
+	b.notePerf("warm", []string{"taskset", "-c", "0", "dnsperf", "-p", "4343", "-d", "/tmp/sinkhole-bench-1/queries-mix.txt", "-n", "1"})
+	want := []string{"# warm", "taskset -c 0 dnsperf -p $PORT -d $WORK/queries-$WORKLOAD.txt -n $PASSES"}
+	if strings.Join(b.perfCommands, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got %q", b.perfCommands)
 	}
 }

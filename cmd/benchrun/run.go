@@ -195,7 +195,7 @@ func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workloa
 		passes = "2"
 	}
 	warmRun := append(base[:len(base):len(base)], "-n", passes, "-c", "1", "-q", "20")
-	b.notePerf("warm-up: every name once (the cached workload: twice)", warmRun)
+	b.notePerf("warm-up: $PASSES is 2 for the cached workload (every name asked twice), 1 for the others", warmRun)
 	if warm {
 		if _, err := RunBounded(ctx, 5*time.Minute, out("warm"), warmRun...); err != nil {
 			return m, fmt.Errorf("warm-up: %w", err)
@@ -327,8 +327,8 @@ func (b *bench) waitQuiet(ctx context.Context) float64 {
 func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 
 // notePerf remembers the first dnsperf command of each kind for the
-// report, with this run's work directory and port replaced by $WORK and
-// $PORT.
+// report, with this run's work directory, port, workload and warm-up
+// passes replaced by $WORK, $PORT, $WORKLOAD and $PASSES.
 func (b *bench) notePerf(kind string, argv []string) {
 	if b.perfSeen == nil {
 		b.perfSeen = map[string]bool{}
@@ -340,8 +340,14 @@ func (b *bench) notePerf(kind string, argv []string) {
 	shown := make([]string, len(argv))
 	for i, a := range argv {
 		shown[i] = strings.ReplaceAll(a, b.dir, "$WORK")
-		if i > 0 && argv[i-1] == "-p" {
+		switch {
+		case i == 0:
+		case argv[i-1] == "-p":
 			shown[i] = "$PORT"
+		case argv[i-1] == "-d":
+			shown[i] = filepath.Join("$WORK", "queries-$WORKLOAD.txt")
+		case argv[i-1] == "-n":
+			shown[i] = "$PASSES"
 		}
 	}
 	b.perfCommands = append(b.perfCommands, "# "+kind, strings.Join(shown, " "))
