@@ -28,7 +28,7 @@ type Workload struct {
 // workloads are run in this order: the mix reuses the names the cached
 // workload warmed.
 var workloads = []Workload{
-	{"cached", "Cached names (allowed names, answered from the cache)", 0},
+	{"cached", "Cached names (allowed names the server was asked before the runs)", 0},
 	{"blocked", "Blocked names (listed names and their subdomains)", 100},
 	{"mix", fmt.Sprintf("Mix (%d%% cached allowed names, %d%% blocked)", 100-mixBlockedPct, mixBlockedPct), mixBlockedPct},
 }
