@@ -149,6 +149,17 @@ func thousands(v float64) string {
 	return b.String()
 }
 
+// cell makes text safe for one markdown table cell: one line, no column
+// separators, at most 160 characters.
+func cell(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	s = strings.ReplaceAll(s, "|", "/")
+	if r := []rune(s); len(r) > 160 {
+		s = string(r[:159]) + "…"
+	}
+	return s
+}
+
 // Table renders one workload: a row per server and the sinkhole ratios.
 func (r *Report) Table(w Workload) string {
 	var b strings.Builder
@@ -165,9 +176,9 @@ func (r *Report) Table(w Workload) string {
 			case m != nil && m.Err == "":
 				b.WriteString(" " + c.show(s, m) + " |")
 			case i == 0 && s.LoadErr != "":
-				b.WriteString(" not run: " + s.LoadErr + " |")
+				b.WriteString(" not run: " + cell(s.LoadErr) + " |")
 			case i == 0 && m != nil:
-				b.WriteString(" failed: " + m.Err + " |")
+				b.WriteString(" failed: " + cell(m.Err) + " |")
 			default:
 				b.WriteString(" – |")
 			}

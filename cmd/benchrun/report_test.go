@@ -72,12 +72,13 @@ func TestTable(t *testing.T) {
 	r := &Report{Rate: 5000, Servers: []*ServerResult{
 		{Name: "sinkhole", Load: time.Second, Work: map[string]*Measurement{"blocked": m(80000, 400*time.Millisecond)}},
 		{Name: "unbound", LoadErr: "no blocked answer within 2m0s", Work: map[string]*Measurement{}},
+		{Name: "knot", Load: time.Second, Work: map[string]*Measurement{"blocked": {Err: "server exited (signal: killed):\nerror | at line 1"}}},
 		{Name: "dnsmasq", Load: 2 * time.Second, Work: map[string]*Measurement{"blocked": m(40000, 800*time.Millisecond)}},
 	}}
 	w := Workload{Name: "blocked", NXPct: 100}
 	tab := r.Table(w)
 	lines := strings.Split(strings.TrimSpace(tab), "\n")
-	if len(lines) != 7 {
+	if len(lines) != 9 {
 		t.Fatalf("%d lines:\n%s", len(lines), tab)
 	}
 	for _, want := range []string{
@@ -85,6 +86,7 @@ func TestTable(t *testing.T) {
 		"| sinkhole | 80,000 | 1000 µs |",
 		"| 40 % | 5.00 |",
 		"| unbound | not run: no blocked answer within 2m0s | – |",
+		"| knot | failed: server exited (signal: killed): error / at line 1 | – |",
 		"| *sinkhole / dnsmasq* | 2.00× | 1.00× |",
 		"| 0.50× | 0.25× | – | 1.00× | 0.50× |",
 	} {
@@ -92,8 +94,8 @@ func TestTable(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, tab)
 		}
 	}
-	if !strings.Contains(lines[5], "| *sinkhole / unbound* | – |") {
-		t.Errorf("ratio to a server that did not run: %q", lines[5])
+	if !strings.Contains(lines[6], "| *sinkhole / unbound* | – |") {
+		t.Errorf("ratio to a server that did not run: %q", lines[6])
 	}
 	if got := r.rcodeLine(w); !strings.Contains(got, "sinkhole: NOERROR 0.0 %, NXDOMAIN 100.0 %") || strings.Contains(got, "unexpected") {
 		t.Errorf("rcode line %q", got)

@@ -79,11 +79,11 @@ func (b *bench) upstreamQueries(ctx context.Context) (int64, error) {
 // benchmark itself; a server that does not load or dies is recorded in its
 // result.
 func (b *bench) runServer(ctx context.Context, name string, env *ServerEnv) (*ServerResult, error) {
+	b.waitQuiet(ctx)
 	srv, err := NewServer(name, env)
 	if err != nil {
 		return nil, err
 	}
-	b.waitQuiet(ctx)
 	res := &ServerResult{Name: name, Argv: append([]string{"taskset", "-c", strconv.Itoa(b.cfg.ServerCPU)}, srv.Argv...), Work: map[string]*Measurement{}}
 	b.logf("%s: starting on %s (CPU %d): %s", name, srv.Addr(), b.cfg.ServerCPU, strings.Join(srv.Argv, " "))
 	p, err := b.procs.Start(name, b.cfg.ServerCPU, filepath.Join(b.dir, name+".log"), srv.Argv...)
