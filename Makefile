@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # make run: serve on 127.0.0.1:5353 with the shipped lists, upstreams from /etc/resolv.conf.
 RUN_ARGS ?= --listen 127.0.0.1:5353 --lists ./lists
 
-.PHONY: all build run test test-short interop vet fmt bench fuzz clean
+.PHONY: all build run test test-short interop vet fmt bench bench-deps fuzz clean
 
 all: build
 
@@ -54,6 +54,44 @@ fuzz:
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "== $$name ($$pkg), $(FUZZTIME)"; \
 	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; \
+	done
+
+# make bench: sinkhole, Unbound (the list as RPZ) and dnsmasq side by side
+# with dnsperf; writes its section of docs/benchmarks.md. About 6 minutes
+# with the defaults on a quiet machine (at most 5 more waiting for quiet and
+# rerunning noisy workloads). Quick run:
+#   make bench BENCH_DOMAINS=10000 BENCH_DURATION=2 BENCH_OUT=
+BENCH_DOMAINS  ?= 1000000
+BENCH_DURATION ?= 10
+BENCH_RATE     ?= 5000
+BENCH_SERVERS  ?= sinkhole,unbound,dnsmasq
+BENCH_OUT      ?= docs/benchmarks.md
+BENCH_FLAGS    ?=
+
+bench: build bench-deps
+	$(GO) build -o bin/benchupstream ./cmd/benchupstream
+	$(GO) build -o bin/benchrun ./cmd/benchrun
+	./bin/benchrun -domains $(BENCH_DOMAINS) -duration $(BENCH_DURATION)s -rate $(BENCH_RATE) \
+		-servers $(BENCH_SERVERS) -out '$(BENCH_OUT)' $(BENCH_FLAGS)
+
+# Installs dnsperf, unbound and dnsmasq from Debian when missing (dnsmasq-base:
+# the binary without the system service), and stops system unbound/dnsmasq
+# services if they run.
+bench-deps:
+	@missing=""; \
+	command -v taskset >/dev/null 2>&1 || missing="$$missing util-linux"; \
+	command -v dnsperf >/dev/null 2>&1 || missing="$$missing dnsperf"; \
+	test -x /usr/sbin/unbound || command -v unbound >/dev/null 2>&1 || missing="$$missing unbound"; \
+	test -x /usr/sbin/dnsmasq || command -v dnsmasq >/dev/null 2>&1 || missing="$$missing dnsmasq-base"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "make bench needs:$$missing (apt-get install as root)"; exit 1; fi; \
+		echo "installing$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing || exit 1; \
+	fi; \
+	for s in unbound dnsmasq; do \
+		if [ -x /etc/init.d/$$s ] && /etc/init.d/$$s status >/dev/null 2>&1; then \
+			echo "stopping the system $$s service"; /etc/init.d/$$s stop; \
+		fi; \
 	done
 
 clean:
