@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"bytes"
 	"fmt"
 	"iter"
 	"net/netip"
@@ -228,6 +229,97 @@ func (s *Snapshot) Rule(id RuleID) Rule {
 		r.Text = "@@" + r.Text
 	}
 	return r
+}
+
+// RulePlace returns where a rule is written and its platform, without
+// building a Rule (for the per-query paths).
+func (s *Snapshot) RulePlace(id RuleID) (file string, line int, platform string) {
+	sec := s.Section(id)
+	i := id.index()
+	switch id.Type() {
+	case RuleDomain:
+		line = s.dom.line(uint32(i))
+	case RuleIP:
+		line = int(s.ips[i].line)
+	case RuleASN:
+		line = int(s.asns[i].line)
+	}
+	return sec.File, line, sec.Platform
+}
+
+// AppendRuleText appends the rule's canonical text (Rule(id).Text) to dst
+// without allocating.
+func (s *Snapshot) AppendRuleText(dst []byte, id RuleID) []byte {
+	i := id.index()
+	switch id.Type() {
+	case RuleDomain:
+		k, allow := kindOf(s.dom.ownKind(uint32(i)))
+		if allow {
+			dst = append(dst, "@@"...)
+		}
+		switch k {
+		case MatchWildcard:
+			dst = append(dst, "*."...)
+		case MatchExact:
+			dst = append(dst, '=')
+		}
+		return append(dst, s.dom.name(uint32(i))...)
+	case RuleIP:
+		ip := s.ips[i]
+		if ip.allow {
+			dst = append(dst, "@@"...)
+		}
+		if ip.prefix.IsSingleIP() {
+			return ip.prefix.Addr().AppendTo(dst)
+		}
+		return ip.prefix.AppendTo(dst)
+	case RuleASN:
+		a := s.asns[i]
+		if a.allow {
+			dst = append(dst, "@@"...)
+		}
+		return strconv.AppendUint(append(dst, "AS"...), uint64(a.asn), 10)
+	}
+	return dst
+}
+
+// AppendReason appends the reason text of a rule, as Rule(id).Reason()
+// gives it ("blocked by file:line (platform)"), without allocating.
+func (s *Snapshot) AppendReason(dst []byte, id RuleID) []byte {
+	file, line, platform := s.RulePlace(id)
+	allow := false
+	switch id.Type() {
+	case RuleDomain:
+		_, allow = kindOf(s.dom.ownKind(uint32(id.index())))
+	case RuleIP:
+		allow = s.ips[id.index()].allow
+	case RuleASN:
+		allow = s.asns[id.index()].allow
+	}
+	if allow {
+		dst = append(dst, "allowed by "...)
+	} else {
+		dst = append(dst, "blocked by "...)
+	}
+	dst = strconv.AppendInt(append(append(dst, file...), ':'), int64(line), 10)
+	if platform != "" {
+		dst = append(append(append(dst, " ("...), platform...), ')')
+	}
+	return dst
+}
+
+// SubtreeLabels returns, for a domain rule that covers its name and every
+// subdomain, the number of labels of its name (the zone a negative answer
+// is for); 0 for any other rule.
+func (s *Snapshot) SubtreeLabels(id RuleID) int {
+	if id.Type() != RuleDomain {
+		return 0
+	}
+	i := uint32(id.index())
+	if s.dom.ownKind(i) != kindSubtree {
+		return 0
+	}
+	return bytes.Count(s.dom.name(i), dot) + 1
 }
 
 // File returns the status of the named list file, or nil.

@@ -110,17 +110,21 @@ func (d *Decision) Describe() blocklist.Rule { return d.Snapshot.Rule(d.Rule) }
 // Reason is the human text for EDE and logs, e.g.
 // "blocked by foreign-exchanges.txt:12 (Binance)", extended with the address
 // for answer-based blocks.
-func (d *Decision) Reason() string {
-	s := d.Describe().Reason()
+func (d *Decision) Reason() string { return string(d.AppendReason(nil)) }
+
+// AppendReason appends Reason's text to dst; for a decision on the query
+// name it does not allocate.
+func (d *Decision) AppendReason(dst []byte) []byte {
+	dst = d.Snapshot.AppendReason(dst, d.Rule)
 	if d.Addr != nil {
-		s += "; " + d.Addr.String()
+		dst = append(append(dst, "; "...), d.Addr.String()...)
 	} else if d.Trigger == "cname" {
-		s += "; CNAME " + d.Target
+		dst = append(append(dst, "; CNAME "...), d.Target...)
 	}
 	if d.Note != "" {
-		s += "; " + d.Note
+		dst = append(append(dst, "; "...), d.Note...)
 	}
-	return s
+	return dst
 }
 
 // String formats "203.0.113.7 (KY, AS64500 Example Org)".

@@ -41,7 +41,9 @@ type WireCache interface {
 // WireBlocker answers, straight from the packet, queries whose name a list
 // blocks outright (see policy.Wire). n is 0 for the drop action.
 type WireBlocker interface {
-	BlockWire(q *WireQuery, name string, snap *blocklist.Snapshot, out []byte) (n int, d *Decision, ok bool)
+	// BlockWire fills d with the decision (observers see it; nobody keeps
+	// it) and writes the answer into out.
+	BlockWire(q *WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *Decision) (n int, ok bool)
 }
 
 // ServerConfig configures a Server.
@@ -332,11 +334,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // wireScratch is one read loop's (or one TCP query's) reusable state for
 // answering without allocating.
 type wireScratch struct {
-	q    WireQuery
-	key  [262]byte
-	name [256]byte
-	out  []byte
-	req  Request
+	q        WireQuery
+	decision Decision
+	key      [262]byte
+	name     [256]byte
+	out      []byte
+	req      Request
 }
 
 func newWireScratch() *wireScratch { return &wireScratch{out: make([]byte, dns.MaxMsgSize)} }
@@ -362,11 +365,11 @@ func (s *Server) fromWire(w *wireScratch, pkt []byte, from netip.AddrPort, proto
 	if !ok {
 		return 0, false
 	}
-	n, d, ok := s.cfg.Blocker.BlockWire(&w.q, unsafe.String(unsafe.SliceData(name), len(name)), snap, w.out)
+	n, ok := s.cfg.Blocker.BlockWire(&w.q, unsafe.String(unsafe.SliceData(name), len(name)), snap, w.out, &w.decision)
 	if !ok {
 		return 0, false
 	}
-	info := Info{Decision: d, Dropped: n == 0}
+	info := Info{Decision: &w.decision, Dropped: n == 0}
 	if n > 0 {
 		info.Rcode = int(w.out[3] & 0xF)
 	}

@@ -2,8 +2,6 @@ package policy
 
 import (
 	"encoding/binary"
-	"strings"
-	"sync/atomic"
 
 	"github.com/miekg/dns"
 
@@ -13,33 +11,13 @@ import (
 
 // Wire answers, straight from the packet, the queries whose name a list
 // blocks outright: the wire-path twin of Question followed by
-// Blocker.Response, writing the same answer without building a dns.Msg.
-// Everything else (exceptions, overseas scope, monitor-only rules, RPZ
-// local data) is declined and takes the full chain.
+// Blocker.Response, writing the same answer without building a dns.Msg
+// and without allocating. Everything else (exceptions, overseas scope,
+// monitor-only rules, RPZ local data) is declined and takes the full chain.
 type Wire struct {
 	Block *Blocker
 	// CountryKnown is the Answer stage's CountryKnown.
 	CountryKnown func() bool
-
-	memo atomic.Pointer[decisionMemo]
-}
-
-// decisionMemo keeps, per list generation, the decision and the EDE text of
-// the rules that fired, so a blocked query allocates nothing: a
-// direct-mapped, lock-free table (a collision just recomputes).
-type decisionMemo struct {
-	snap  *blocklist.Snapshot
-	slots [memoSlots]atomic.Pointer[memoEntry]
-}
-
-// memoSlots is the size of the memo table (a power of two).
-const memoSlots = 4096
-
-type memoEntry struct {
-	rule        blocklist.RuleID
-	d           *resolver.Decision
-	reason      []byte
-	ownerLabels int // labels of the SOA owner (the listed domain); 0: the query name
 }
 
 // maxReason caps the EDE text of a wire block answer.
@@ -47,58 +25,35 @@ const maxReason = 400
 
 // maxBlockWire bounds the bytes BlockWire writes (the caller's out must
 // hold them): header, question, an answer or the SOA, and the OPT record.
-const maxBlockWire = 12 + 260 + 28 + 12 + 10 + len("sinkhole.invalid.hostmaster.sinkhole.invalid.") + 4 + 20 + 17 + maxReason
-
-func (w *Wire) entry(snap *blocklist.Snapshot, rule blocklist.RuleID, failClosed bool) *memoEntry {
-	memo := w.memo.Load()
-	if memo == nil || memo.snap != snap {
-		memo = &decisionMemo{snap: snap}
-		w.memo.Store(memo)
-	}
-	slot := &memo.slots[(uint32(rule)*2654435761)>>20&(memoSlots-1)]
-	if e := slot.Load(); e != nil && e.rule == rule && (e.d.Note != "") == failClosed {
-		return e
-	}
-	d := w.Block.Decide(snap, rule, "qname", "")
-	if failClosed {
-		d.Note = noCountryNote
-	}
-	e := &memoEntry{rule: rule, d: d, reason: []byte(d.Reason())}
-	if len(e.reason) > maxReason {
-		e.reason = e.reason[:maxReason]
-	}
-	if r := d.Describe(); !r.Allow && r.Text != "" && r.Text[0] != '=' && r.Text[0] != '*' && rule.Type() == blocklist.RuleDomain {
-		e.ownerLabels = strings.Count(r.Text, ".") + 1
-	}
-	slot.Store(e)
-	return e
-}
+const maxBlockWire = 12 + 260 + 28 + 12 + 10 + len("sinkhole.invalid.hostmaster.sinkhole.invalid.") + 4 + 20 + 17 + maxReason + 64
 
 // BlockWire writes into out the block answer for q when its name (canonical
-// form) is blocked outright under snap. It returns the answer's length (0
-// for the drop action), the decision, and whether it answered.
-func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Snapshot, out []byte) (int, *resolver.Decision, bool) {
+// form) is blocked outright under snap, filling d with the decision. It
+// returns the answer's length (0 for the drop action) and whether it
+// answered.
+func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *resolver.Decision) (int, bool) {
 	m := snap.MatchName(name)
 	if !m.Blocked() {
-		return 0, nil, false
+		return 0, false
 	}
-	failClosed := false
-	if snap.Section(m.Rule).Scope == blocklist.ScopeOverseas {
+	sec := snap.Section(m.Rule)
+	note := ""
+	if sec.Scope == blocklist.ScopeOverseas {
 		if w.CountryKnown != nil && w.CountryKnown() {
-			return 0, nil, false // the answer's addresses decide
+			return 0, false // the answer's addresses decide
 		}
-		failClosed = true
+		note = noCountryNote
 	}
-	e := w.entry(snap, m.Rule, failClosed)
-	d := e.d
+	act := w.Block.Resolve(sec.Action)
+	*d = resolver.Decision{Snapshot: snap, Rule: m.Rule, Action: act, Enforced: act.Enforced(), Trigger: "qname", Note: note}
 	if !d.Enforced {
-		return 0, nil, false
+		return 0, false
 	}
 	b := w.Block
 	rcode, answer, soa := dns.RcodeNameError, false, true
 	switch d.Action {
 	case blocklist.ActionDrop:
-		return 0, d, true
+		return 0, true
 	case blocklist.ActionRefused:
 		rcode, soa = dns.RcodeRefused, false
 	case blocklist.ActionNoData:
@@ -110,10 +65,10 @@ func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Sna
 		}
 	case blocklist.ActionNXDomain:
 	default:
-		return 0, nil, false // RPZ local data and anything new: the full path
+		return 0, false // RPZ local data and anything new: the full path
 	}
 	if len(out) < maxBlockWire || len(q.Question) < 5 {
-		return 0, nil, false
+		return 0, false
 	}
 	// Header.
 	binary.BigEndian.PutUint16(out, q.ID)
@@ -147,7 +102,7 @@ func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Sna
 	}
 	if soa {
 		ns = 1
-		binary.BigEndian.PutUint16(out[n:], 0xC000|uint16(12+ownerOffset(q.Question, e.ownerLabels)))
+		binary.BigEndian.PutUint16(out[n:], 0xC000|uint16(12+ownerOffset(q.Question, snap.SubtreeLabels(m.Rule))))
 		binary.BigEndian.PutUint16(out[n+2:], dns.TypeSOA)
 		binary.BigEndian.PutUint16(out[n+4:], dns.ClassINET)
 		binary.BigEndian.PutUint32(out[n+6:], b.TTL)
@@ -169,19 +124,24 @@ func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Sna
 		if q.DO {
 			out[n+7] = 0x80
 		}
-		binary.BigEndian.PutUint16(out[n+9:], uint16(6+len(e.reason)))
+		// Appended in place: out has room (maxBlockWire) for maxReason bytes.
+		reason := d.AppendReason(out[n+17 : n+17])
+		if len(reason) > maxReason {
+			reason = reason[:maxReason]
+		}
+		binary.BigEndian.PutUint16(out[n+9:], uint16(6+len(reason)))
 		binary.BigEndian.PutUint16(out[n+11:], dns.EDNS0EDE)
-		binary.BigEndian.PutUint16(out[n+13:], uint16(2+len(e.reason)))
+		binary.BigEndian.PutUint16(out[n+13:], uint16(2+len(reason)))
 		binary.BigEndian.PutUint16(out[n+15:], dns.ExtendedErrorCodeCensored)
-		n += 17 + copy(out[n+17:], e.reason)
+		n += 17 + len(reason)
 	}
 	binary.BigEndian.PutUint16(out[6:], an)
 	binary.BigEndian.PutUint16(out[8:], ns)
 	binary.BigEndian.PutUint16(out[10:], ar)
 	if n > q.UDPSize && q.UDPSize > 0 {
-		return 0, nil, false // does not fit: the full path truncates
+		return 0, false // does not fit: the full path truncates
 	}
-	return n, d, true
+	return n, true
 }
 
 // soaNames is the wire form of the synthesized SOA's MNAME and RNAME.

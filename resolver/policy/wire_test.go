@@ -86,8 +86,9 @@ func TestWireMatchesChain(t *testing.T) {
 						t.Fatal(err)
 					}
 					out := make([]byte, 70000)
-					n, d, ok := wire.BlockWire(&wq, resolver.CanonicalName(name), snap, out)
-					if !ok || d == nil || !d.Enforced {
+					var d resolver.Decision
+					n, ok := wire.BlockWire(&wq, resolver.CanonicalName(name), snap, out, &d)
+					if !ok || !d.Enforced {
 						t.Fatalf("%s: wire declined", name)
 					}
 					got := new(dns.Msg)
@@ -109,7 +110,7 @@ func TestWireMatchesChain(t *testing.T) {
 			pkt, _ := q.Pack()
 			var wq resolver.WireQuery
 			resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
-			if _, _, ok := wire.BlockWire(&wq, name, snap, make([]byte, 70000)); ok {
+			if _, ok := wire.BlockWire(&wq, name, snap, make([]byte, 70000), new(resolver.Decision)); ok {
 				t.Fatalf("%s: wire answered what the chain must decide", name)
 			}
 		}
@@ -137,9 +138,10 @@ func BenchmarkBlockWire(b *testing.B) {
 	var wq resolver.WireQuery
 	resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
 	out := make([]byte, 70000)
+	var d resolver.Decision
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, ok := wire.BlockWire(&wq, "www.binance.com", snap, out); !ok {
+		if _, ok := wire.BlockWire(&wq, "www.binance.com", snap, out, &d); !ok {
 			b.Fatal("declined")
 		}
 	}
@@ -155,7 +157,7 @@ func TestWireFitsServerBuffer(t *testing.T) {
 	pkt, _ := q.Pack()
 	var wq resolver.WireQuery
 	resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
-	if _, _, ok := wire.BlockWire(&wq, "www.binance.com", snap, make([]byte, dns.MaxMsgSize)); !ok {
+	if _, ok := wire.BlockWire(&wq, "www.binance.com", snap, make([]byte, dns.MaxMsgSize), new(resolver.Decision)); !ok {
 		t.Fatal("wire path declined with a 64 KiB buffer")
 	}
 }

@@ -93,19 +93,28 @@ func appendHead(b []byte, req *resolver.Request) []byte {
 
 // appendDecision adds the fields of the rule that fired.
 func appendDecision(b []byte, d *resolver.Decision, qname string) []byte {
-	r := d.Describe()
+	file, line, platform := d.Snapshot.RulePlace(d.Rule)
 	b = append(b, `,"action":`...)
 	b = appendString(b, d.Action.String())
 	b = append(b, `,"enforced":`...)
 	b = strconv.AppendBool(b, d.Enforced)
 	b = append(b, `,"rule":`...)
-	b = appendString(b, r.Text)
+	// The rule text is appended in place; in the rare case it holds a byte
+	// JSON must escape, it is written again through appendString.
+	start := len(b)
+	b = d.Snapshot.AppendRuleText(append(b, '"'), d.Rule)
+	if !plainJSON(b[start+1:]) {
+		text := string(b[start+1:])
+		b = appendString(b[:start], text)
+	} else {
+		b = append(b, '"')
+	}
 	b = append(b, `,"file":`...)
-	b = appendString(b, r.File)
+	b = appendString(b, file)
 	b = append(b, `,"line":`...)
-	b = strconv.AppendInt(b, int64(r.Line), 10)
+	b = strconv.AppendInt(b, int64(line), 10)
 	b = append(b, `,"platform":`...)
-	b = appendString(b, r.Platform)
+	b = appendString(b, platform)
 	b = append(b, `,"generation":`...)
 	b = strconv.AppendUint(b, d.Snapshot.Generation, 10)
 	b = append(b, `,"trigger":`...)
@@ -152,6 +161,16 @@ func appendIP(b []byte, ip netip.Addr) []byte {
 }
 
 // appendString appends s as a JSON string.
+// plainJSON reports whether b can stand in a JSON string as it is.
+func plainJSON(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
