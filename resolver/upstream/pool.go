@@ -134,6 +134,10 @@ func SystemResolvers(path string) ([]string, error) {
 	return out, nil
 }
 
+// pooledUDPBuf is the size of the pooled UDP receive buffers: enough for
+// any answer to a query advertising up to 4096 bytes of EDNS buffer.
+const pooledUDPBuf = 4096
+
 // New returns a pool over cfg.Addrs.
 func New(cfg Config) (*Pool, error) {
 	if len(cfg.Addrs) == 0 {
@@ -159,7 +163,7 @@ func New(cfg Config) (*Pool, error) {
 		observe:    cfg.Observe,
 		log:        cfg.Logger,
 	}
-	p.bufs.New = func() any { b := make([]byte, dns.MaxMsgSize); return &b }
+	p.bufs.New = func() any { b := make([]byte, pooledUDPBuf); return &b }
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, a := range cfg.Addrs {
 		n, err := NormalizeAddr(a)
@@ -347,9 +351,19 @@ func (p *Pool) exchangeUDP(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.M
 	if _, err := conn.Write(out); err != nil {
 		return nil, err
 	}
-	bp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bp)
-	buf := *bp
+	// The answer cannot be larger than the size the query advertised.
+	size := dns.MinMsgSize
+	if opt := q.IsEdns0(); opt != nil {
+		size = max(int(opt.UDPSize()), dns.MinMsgSize)
+	}
+	var buf []byte
+	if size <= pooledUDPBuf {
+		bp := p.bufs.Get().(*[]byte)
+		defer p.bufs.Put(bp)
+		buf = *bp
+	} else {
+		buf = make([]byte, size)
+	}
 	dropped, why := 0, ""
 	for {
 		n, err := conn.Read(buf)
