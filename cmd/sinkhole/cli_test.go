@@ -194,40 +194,61 @@ func TestCLICheckAndOfflineQuery(t *testing.T) {
 	}
 }
 
-func TestSIGHUPAndSIGTERM(t *testing.T) {
-	up := startUpstream(t)
-	lists := writeLists(t, map[string]string{"x.txt": "a.test\n"})
-	cmd := exec.Command(sinkholeBin(t), "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists,
-		"--upstream", up.Addr, "--reload-debounce", "1m", "--log-format", "json")
-	// The audit log defaults to sinkhole-audit.log in the working directory.
-	workdir := t.TempDir()
-	cmd.Dir = workdir
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
+// binaryServer is "sinkhole serve" run as a process of its own.
+type binaryServer struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   <-chan error // the process's exit
+	dns    string       // DNS address (UDP and TCP)
+	admin  string       // admin API address
+}
+
+// startBinary runs the built binary's serve on loopback ports with JSON
+// logs, in dir, and learns its addresses from its log. The process is
+// killed when the test ends.
+func startBinary(t *testing.T, dir string, args ...string) *binaryServer {
+	t.Helper()
+	cmd := exec.Command(sinkholeBin(t), append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	cmd.Dir = dir
+	p := &binaryServer{cmd: cmd, stderr: &syncBuffer{}}
+	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	defer cmd.Process.Kill()
-	// Learn the admin address from the log.
-	var adminAddr, dnsAddr string
+	p.done = done
+	t.Cleanup(func() { cmd.Process.Kill() })
 	deadline := time.Now().Add(10 * time.Second)
-	for (adminAddr == "" || dnsAddr == "") && time.Now().Before(deadline) {
-		for _, line := range strings.Split(stderr.String(), "\n") {
+	for (p.admin == "" || p.dns == "") && time.Now().Before(deadline) {
+		for _, line := range strings.Split(p.stderr.String(), "\n") {
 			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "admin API listening" {
-				adminAddr, _ = rec["addr"].(string)
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
 			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "dns listening" {
-				dnsAddr, _ = rec["addr"].(string)
+			switch rec["msg"] {
+			case "admin API listening":
+				p.admin, _ = rec["addr"].(string)
+			case "dns listening":
+				p.dns, _ = rec["addr"].(string)
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if adminAddr == "" {
-		t.Fatalf("no admin address in log:\n%s", stderr.String())
+	if p.admin == "" || p.dns == "" {
+		t.Fatalf("no DNS or admin address in the log:\n%s", p.stderr.String())
 	}
+	return p
+}
+
+func TestSIGHUPAndSIGTERM(t *testing.T) {
+	up := startUpstream(t)
+	lists := writeLists(t, map[string]string{"x.txt": "a.test\n"})
+	// The audit log defaults to sinkhole-audit.log in the working directory.
+	workdir := t.TempDir()
+	p := startBinary(t, workdir, "--lists", lists, "--upstream", up.Addr, "--reload-debounce", "1m")
+	cmd, stderr, done, adminAddr, dnsAddr := p.cmd, p.stderr, p.done, p.admin, p.dns
+	deadline := time.Now().Add(10 * time.Second)
 	os.WriteFile(filepath.Join(lists, "x.txt"), []byte("a.test\nb.test\n"), 0o644)
 	cmd.Process.Signal(syscall.SIGHUP)
 	var st admin.Status

@@ -20,23 +20,7 @@ import (
 // startSinkholeOn is startSinkhole with a chosen listen address.
 func startSinkholeOn(t *testing.T, listen, lists string, args ...string) *testServer {
 	t.Helper()
-	ts := &testServer{lists: lists, stderr: &syncBuffer{}, done: make(chan int, 1)}
-	ready := make(chan *instance, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	ts.cancel = cancel
-	ctx = context.WithValue(ctx, readyHookKey{}, func(in *instance) { ready <- in })
-	full := append([]string{"sinkhole", "serve", "--listen", listen, "--admin", "127.0.0.1:0", "--lists", lists}, args...)
-	go func() { ts.done <- run(ctx, full, io.Discard, ts.stderr) }()
-	select {
-	case ts.in = <-ready:
-	case code := <-ts.done:
-		t.Fatalf("serve exited with %d: %s", code, ts.stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start within 10s")
-	}
-	ts.addr = ts.in.dns.Addrs()[0]
-	t.Cleanup(ts.stop)
-	return ts
+	return startSinkholeWith(t, listen, io.Discard, lists, args...)
 }
 
 // freeAddr returns a loopback address whose port is free for UDP and TCP.
@@ -268,6 +252,17 @@ func TestRPZScaleOut(t *testing.T) {
 		}
 		t.Logf("primary log:\n%s", primary.stderr.String())
 	}
+	// A secondary's status records the transfer once its reload returns,
+	// which can be just after its new answers are in service.
+	now := serial()
+	waitUntil(t, "every secondary's status to show the new serial", 5*time.Second, func() bool {
+		for _, s := range secs {
+			if s.in.feeds.status().Feeds[0].Serial != now {
+				return false
+			}
+		}
+		return true
+	})
 	for _, s := range secs {
 		if st := s.in.feeds.status().Feeds[0]; st.LastTransferType != "IXFR" {
 			t.Errorf("secondary transferred by %s, want IXFR: %+v", st.LastTransferType, st)

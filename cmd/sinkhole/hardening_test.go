@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -592,30 +591,9 @@ func TestSIGTERMAnswersInFlightQueries(t *testing.T) {
 	up.Delay = time.Second
 	up.SetFault("*", dnstest.FaultSlow)
 	lists := writeLists(t, map[string]string{"x.txt": "a.test\n"})
-	cmd := exec.Command(sinkholeBin(t), "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists,
-		"--upstream", up.Addr, "--upstream-timeout", "5s", "--log-format", "json")
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer cmd.Process.Kill()
-	var addr string
+	p := startBinary(t, t.TempDir(), "--lists", lists, "--upstream", up.Addr, "--upstream-timeout", "5s")
+	cmd, stderr, done, addr := p.cmd, p.stderr, p.done, p.dns
 	deadline := time.Now().Add(10 * time.Second)
-	for addr == "" && time.Now().Before(deadline) {
-		for _, line := range strings.Split(stderr.String(), "\n") {
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "dns listening" {
-				addr, _ = rec["addr"].(string)
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if addr == "" {
-		t.Fatalf("no DNS address in log:\n%s", stderr.String())
-	}
 	// 40 queries wait on the slow upstream when SIGTERM arrives.
 	const n = 40
 	errs := make(chan error, n)

@@ -84,6 +84,13 @@ func startSinkhole(t *testing.T, lists string, args ...string) *testServer {
 // output (where logs given as "-" go).
 func startSinkholeOut(t *testing.T, stdout io.Writer, lists string, args ...string) *testServer {
 	t.Helper()
+	return startSinkholeWith(t, "127.0.0.1:0", stdout, lists, args...)
+}
+
+// startSinkholeWith starts the server on listen, with stdout as the
+// command's standard output.
+func startSinkholeWith(t *testing.T, listen string, stdout io.Writer, lists string, args ...string) *testServer {
+	t.Helper()
 	ts := &testServer{lists: lists, stderr: &syncBuffer{}, done: make(chan int, 1)}
 	if !slices.Contains(args, "--audit-log") {
 		ts.audit = filepath.Join(t.TempDir(), "audit.log")
@@ -93,7 +100,7 @@ func startSinkholeOut(t *testing.T, stdout io.Writer, lists string, args ...stri
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
 	ctx = context.WithValue(ctx, readyHookKey{}, func(in *instance) { ready <- in })
-	full := append([]string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists}, args...)
+	full := append([]string{"sinkhole", "serve", "--listen", listen, "--admin", "127.0.0.1:0", "--lists", lists}, args...)
 	// The logger writes to os.Stderr; keep test output readable by
 	// discarding unless the test fails.
 	go func() { ts.done <- run(ctx, full, stdout, ts.stderr) }()
