@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,5 +88,24 @@ func TestConfigErrors(t *testing.T) {
 	// An empty file is no options at all.
 	if _, err := loadServeConfig(t, "--config", writeConfig(t, ""), "--upstream", "192.0.2.1"); err != nil {
 		t.Errorf("empty file: %v", err)
+	}
+}
+
+// Every serve flag, and the admin flags of the client commands, can be set
+// from the environment (per-invocation flags such as query --type cannot).
+func TestEveryFlagHasEnv(t *testing.T) {
+	shared := map[string]bool{"admin": true, "admin-token-file": true, "timeout": true}
+	for _, cmd := range newApp(io.Discard, io.Discard).Commands {
+		for _, f := range cmd.Flags {
+			name := f.Names()[0]
+			if cmd.Name != "serve" && !shared[name] {
+				continue
+			}
+			want := "SINKHOLE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+			ev, ok := f.(interface{ GetEnvVars() []string })
+			if !ok || !slices.Equal(ev.GetEnvVars(), []string{want}) {
+				t.Errorf("%s --%s: env %v, want %s", cmd.Name, name, ev, want)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"reflect"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -12,27 +13,16 @@ func envVar(flag string) []string {
 	return []string{"SINKHOLE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
 }
 
-// withEnv gives every flag its SINKHOLE_ environment variable.
+// withEnv gives every flag its SINKHOLE_ environment variable. Every
+// urfave/cli flag type holds its variables in an EnvVars field; setting it
+// by reflection covers every type, so a flag of a new type cannot be left
+// without one (TestEveryFlagHasEnv checks).
 func withEnv(flags []cli.Flag) []cli.Flag {
 	for _, f := range flags {
-		name := f.Names()[0]
-		switch v := f.(type) {
-		case *cli.StringFlag:
-			v.EnvVars = envVar(name)
-		case *cli.StringSliceFlag:
-			v.EnvVars = envVar(name)
-		case *cli.DurationFlag:
-			v.EnvVars = envVar(name)
-		case *cli.IntFlag:
-			v.EnvVars = envVar(name)
-		case *cli.BoolFlag:
-			v.EnvVars = envVar(name)
-		case *cli.PathFlag:
-			v.EnvVars = envVar(name)
-		case *cli.Float64Flag:
-			v.EnvVars = envVar(name)
-		case *cli.Uint64Flag:
-			v.EnvVars = envVar(name)
+		if v := reflect.ValueOf(f); v.Kind() == reflect.Pointer {
+			if field := v.Elem().FieldByName("EnvVars"); field.IsValid() && field.CanSet() {
+				field.Set(reflect.ValueOf(envVar(f.Names()[0])))
+			}
 		}
 	}
 	return flags
