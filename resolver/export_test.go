@@ -1,6 +1,9 @@
 package resolver
 
-import "net/netip"
+import (
+	"context"
+	"net/netip"
+)
 
 // AnswerPacket runs one packet through the server's whole query path
 // (admission, parsing, the chain, response rate limiting, truncation,
@@ -10,9 +13,22 @@ func (s *Server) AnswerPacket(pkt []byte, from netip.AddrPort, proto string) []b
 	w := newWireScratch()
 	var out []byte
 	if proto == "tcp" {
-		out = s.answerTCP(w, pkt, from)
+		out, _ = s.answerMessage(context.Background(), w, pkt, from, "tcp", 65535)
 	} else {
 		out = s.answerUDP(w, pkt, from)
 	}
 	return append([]byte(nil), out...) // out may alias the scratch buffer
+}
+
+// Scratch is a read loop's reusable state, for benchmarks of the whole
+// packet path.
+type Scratch = wireScratch
+
+// NewScratch returns a read loop's scratch state.
+func NewScratch() *Scratch { return newWireScratch() }
+
+// AnswerUDPInto is the UDP read loop's whole path for one packet; the
+// answer may alias w.
+func (s *Server) AnswerUDPInto(w *Scratch, pkt []byte, from netip.AddrPort) []byte {
+	return s.answerUDP(w, pkt, from)
 }

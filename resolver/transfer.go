@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -68,21 +67,11 @@ func (s *Server) serveTransfer(conn net.Conn, wmu *sync.Mutex, pkt []byte, from 
 		if err != nil {
 			return fmt.Errorf("pack transfer message: %w", err)
 		}
-		frame := make([]byte, 2+len(out))
-		binary.BigEndian.PutUint16(frame, uint16(len(out)))
-		copy(frame[2:], out)
-		wmu.Lock()
-		defer wmu.Unlock()
-		conn.SetWriteDeadline(time.Now().Add(s.cfg.TCPIdleTimeout))
-		_, err = conn.Write(frame)
-		return err
+		return s.writeFrame(conn, wmu, out)
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			if s.cfg.Panics != nil {
-				s.cfg.Panics.Add(1)
-			}
-			s.log.Error("zone transfer panic", "client", from.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			s.panicked(p, "zone transfer panic", "client", from.String())
 			conn.Close()
 		}
 	}()

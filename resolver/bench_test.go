@@ -1,0 +1,105 @@
+package resolver_test
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
+	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/cache"
+	"github.com/sinkhole-dns/sinkhole/resolver/guard"
+	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
+	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
+)
+
+// benchServer builds the server the way serve does (guard hooks, cache,
+// question and answer policy, upstream pool to a loopback upstream, the
+// status counters as observer), not started: the benchmarks feed it
+// packets without sockets.
+func benchServer(b *testing.B) *resolver.Server {
+	b.Helper()
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "list.txt"), []byte("blocked.test\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	store := blocklist.NewStore(blocklist.Options{Dirs: []string{dir}, Logger: quiet})
+	if rep, err := store.Reload(context.Background(), "bench"); err != nil || rep.Failed() {
+		b.Fatalf("list: %v", err)
+	}
+	up, err := dnstest.Start(dnstest.Options{CatchAll: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(up.Close)
+	pool, err := upstream.New(upstream.Config{Addrs: []string{up.Addr}, Timeout: 2 * time.Second, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	blocker := &policy.Blocker{Default: blocklist.ActionNXDomain, TTL: 300}
+	answer := &policy.Answer{Block: blocker, Next: pool}
+	question := &policy.Question{Block: blocker, Next: answer, CountryKnown: answer.CountryKnown}
+	c := cache.New(cache.Config{Next: question, Snapshot: store.Current, Logger: quiet})
+	g := guard.New(guard.Config{Clients: ratelimit.NewClients(ratelimit.ClientsConfig{}), RRL: ratelimit.NewRRL(ratelimit.RRLConfig{})})
+	var stats resolver.Stats
+	cfg := resolver.ServerConfig{
+		Listen: []string{"127.0.0.1:0"}, Handler: c, Cache: c, Snapshot: store.Current,
+		Blocker: &policy.Wire{Block: blocker, CountryKnown: answer.CountryKnown},
+		Observe: stats.Observe, Logger: quiet,
+	}
+	g.Hooks(&cfg)
+	s, err := resolver.NewServer(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func benchQuery(b *testing.B, name string) []byte {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	m.SetEdns0(1232, false)
+	pkt, err := m.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pkt
+}
+
+// benchPath runs pkt through the server's whole UDP packet path b.N times
+// and checks the answer's rcode.
+func benchPath(b *testing.B, name string, rcode int) {
+	s := benchServer(b)
+	pkt := benchQuery(b, name)
+	from := netip.MustParseAddrPort("127.0.0.1:40000")
+	w := resolver.NewScratch()
+	out := s.AnswerUDPInto(w, pkt, from) // a miss fills the cache
+	var r dns.Msg
+	if err := r.Unpack(s.AnswerUDPInto(w, pkt, from)); err != nil || r.Rcode != rcode {
+		b.Fatalf("answer %v (rcode %d, want %d): %v", out, r.Rcode, rcode, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if out := s.AnswerUDPInto(w, pkt, from); len(out) == 0 {
+			b.Fatal("no answer")
+		}
+	}
+}
+
+// BenchmarkServerCacheHit is a cached answer: packet in, packet out,
+// through admission, the fast path and the observers.
+func BenchmarkServerCacheHit(b *testing.B) { benchPath(b, "www.example.test.", dns.RcodeSuccess) }
+
+// BenchmarkServerBlocked is a name a list blocks outright.
+func BenchmarkServerBlocked(b *testing.B) { benchPath(b, "www.blocked.test.", dns.RcodeNameError) }

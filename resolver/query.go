@@ -1,0 +1,258 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+)
+
+// wireScratch is one read loop's (or one stream query's) reusable state
+// for answering without allocating.
+type wireScratch struct {
+	q        WireQuery
+	decision Decision
+	key      [262]byte
+	name     [256]byte
+	out      []byte
+	req      Request
+}
+
+func newWireScratch() *wireScratch { return &wireScratch{out: make([]byte, dns.MaxMsgSize)} }
+
+// HandlePacket answers one query message that arrived over a message
+// transport (DoH, DoQ): admission (ACL, rate limit, max-inflight), the
+// fast-path offers, the full chain, observers, all exactly as UDP/TCP. The
+// answer is packed to at most maxSize bytes (truncation with TC when
+// over). send is false when nothing is to be sent (drop). resp may be
+// retained by the caller.
+func (s *Server) HandlePacket(ctx context.Context, pkt []byte, client netip.AddrPort, proto string, maxSize int) (resp []byte, send bool) {
+	if len(pkt) < 12 || !s.enter() {
+		return nil, false
+	}
+	defer s.streams.Done()
+	defer func() {
+		if p := recover(); p != nil {
+			s.panicked(p, "query panic; dropped", "client", client.String(), "proto", proto)
+			resp, send = nil, false
+		}
+	}()
+	maxSize = min(max(maxSize, dns.MinMsgSize), dns.MaxMsgSize)
+	w := s.tcpScratch.Get().(*wireScratch)
+	defer s.tcpScratch.Put(w)
+	out, scratch := s.answerMessage(ctx, w, pkt, client, proto, maxSize)
+	if out == nil {
+		return nil, false
+	}
+	if scratch {
+		out = append([]byte(nil), out...) // w.out is reused for the next query
+	}
+	return out, true
+}
+
+// answerMessage returns the wire-format answer to a query that arrived
+// over a stream or message transport (nil for none): admission, the fast
+// path, then the chain, packed to at most maxSize bytes. scratch reports
+// that out aliases w.out.
+func (s *Server) answerMessage(ctx context.Context, w *wireScratch, pkt []byte, from netip.AddrPort, proto string, maxSize int) (out []byte, scratch bool) {
+	if out, pass := s.admit(pkt, from, proto, maxSize); !pass {
+		return out, false
+	}
+	if n, ok := s.offer(w, pkt, from, proto); ok && n <= maxSize {
+		if n == 0 {
+			return nil, false // dropped
+		}
+		return w.out[:n], true
+	}
+	_, resp := s.handle(ctx, pkt, from, proto)
+	if resp == nil {
+		return nil, false
+	}
+	return s.pack(resp, maxSize), false
+}
+
+// offer answers pkt from the fast path: the cache or, for a blocked name,
+// the wire blocker, into w.out, observing the query. It reports the
+// answer's length (0: send nothing) and false when the full path must take
+// it. A panic on the fast path is counted and logged, and the query takes
+// the full path.
+func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto string) (n int, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.panicked(p, "wire path panic; the query takes the full path", "client", from.String(), "proto", proto)
+			n, ok = 0, false
+		}
+	}()
+	if (s.cfg.Cache == nil && s.cfg.Blocker == nil) || ParseWireQuery(pkt, w.key[:0], &w.q) != nil {
+		return 0, false
+	}
+	snap := s.cfg.Snapshot()
+	if s.cfg.Cache != nil {
+		if n, info, name, ok := s.cfg.Cache.AnswerWire(&w.q, snap.Generation, w.out, proto == "udp"); ok {
+			s.observeWire(w, name, from, proto, snap, info, true)
+			return n, true
+		}
+	}
+	if s.cfg.Blocker == nil {
+		return 0, false
+	}
+	name, ok := dottedName(w.name[:0], w.q.Key)
+	if !ok {
+		return 0, false
+	}
+	n, ok = s.cfg.Blocker.BlockWire(&w.q, unsafe.String(unsafe.SliceData(name), len(name)), snap, w.out, &w.decision)
+	if !ok {
+		return 0, false
+	}
+	info := Info{Decision: &w.decision, Dropped: n == 0}
+	if n > 0 {
+		info.Rcode = int(w.out[3] & 0xF)
+	}
+	// The name aliases w.name: observers format or count, never keep it.
+	s.observeWire(w, unsafe.String(unsafe.SliceData(name), len(name)), from, proto, snap, &info, false)
+	return n, true
+}
+
+// observeWire tells the observer about a query answered on the wire path.
+func (s *Server) observeWire(w *wireScratch, name string, from netip.AddrPort, proto string, snap *blocklist.Snapshot, info *Info, cached bool) {
+	if s.cfg.Observe == nil {
+		return
+	}
+	r := &w.req
+	*r = Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info}
+	r.Info.Cached = cached
+	s.cfg.Observe(r, nil)
+	*r = Request{}
+}
+
+// dottedName turns a cache key's wire name into the canonical dotted form
+// the matchers use. It declines names with bytes a list entry cannot hold
+// (such names go the full path, which spells them as miekg/dns does).
+func dottedName(dst, key []byte) ([]byte, bool) {
+	for i := 0; i < len(key); {
+		l := int(key[i])
+		if l == 0 {
+			return dst, true
+		}
+		if len(dst) > 0 {
+			dst = append(dst, '.')
+		}
+		for _, c := range key[i+1 : i+1+l] {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return nil, false
+			}
+			dst = append(dst, c)
+		}
+		i += 1 + l
+	}
+	return nil, false
+}
+
+// admit asks ServerConfig.Admit about a query. It is called once per
+// query, at its entry point, before any answer path. pass reports whether
+// the query is to be answered; when it is not, out is what to send
+// instead: nothing, or REFUSED (packed to maxSize, or over UDP to the
+// client's size and rate limited like any UDP answer).
+func (s *Server) admit(pkt []byte, from netip.AddrPort, proto string, maxSize int) (out []byte, pass bool) {
+	if s.cfg.Admit == nil {
+		return nil, true
+	}
+	switch s.cfg.Admit(from, proto) {
+	case Admit:
+		return nil, true
+	case Drop:
+		return nil, false
+	}
+	req, resp := refused(pkt)
+	if resp == nil {
+		return nil, false
+	}
+	if proto == "udp" {
+		return s.limitUDP(s.pack(resp, ClientUDPSize(req)), from), false
+	}
+	return s.pack(resp, maxSize), false
+}
+
+// handle parses and answers one admitted query. It returns the parsed
+// request (nil when the packet was not a query) and the response (nil to
+// stay silent).
+func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, proto string) (*dns.Msg, *dns.Msg) {
+	m := new(dns.Msg)
+	if err := m.Unpack(pkt); err != nil {
+		return nil, formErr(pkt)
+	}
+	if m.Response {
+		return nil, nil // never answer answers
+	}
+	if m.Opcode != dns.OpcodeQuery {
+		if m.Opcode == dns.OpcodeNotify && s.cfg.Notify != nil {
+			return m, s.cfg.Notify(pkt, m, from)
+		}
+		r := Reply(m, dns.RcodeNotImplemented)
+		r.Question = m.Question
+		return m, r
+	}
+	if len(m.Question) != 1 {
+		return m, Reply(m, dns.RcodeFormatError)
+	}
+	if qt := m.Question[0].Qtype; qt == dns.TypeAXFR || qt == dns.TypeIXFR {
+		return m, Reply(m, dns.RcodeRefused) // transfers run only over streams, in serveTransfer
+	}
+	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
+		r := Reply(m, dns.RcodeBadVers)
+		return m, r
+	}
+	if s.inflight.Add(1) > int64(s.cfg.MaxInflight) {
+		// Overloaded (say, every upstream hangs under a flood): shed the
+		// query rather than pile up goroutines waiting on the chain.
+		s.inflight.Add(-1)
+		s.overloaded.Add(1)
+		return m, nil
+	}
+	defer s.inflight.Add(-1)
+	req := NewRequest(m, from, proto, s.cfg.Snapshot())
+	resp := s.run(ctx, req)
+	if resp != nil {
+		req.Info.Rcode = resp.Rcode
+	}
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(req, resp)
+	}
+	if req.Info.Dropped {
+		return m, nil
+	}
+	return m, resp
+}
+
+// run calls the chain, turning errors and panics into SERVFAIL.
+func (s *Server) run(ctx context.Context, req *Request) (resp *dns.Msg) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.panicked(p, "query handler panic; answered SERVFAIL", "name", req.Name, "type", dns.TypeToString[req.Qtype],
+				"client", req.Client.String(), "proto", req.Proto)
+			resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "internal error")
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	resp, err := s.cfg.Handler.ServeDNS(ctx, req)
+	if err != nil {
+		var ede *EDEError
+		if errors.As(err, &ede) {
+			resp = ServFail(req.Msg, ede.Code, ede.Text)
+		} else {
+			resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "")
+		}
+		s.log.Debug("query failed", "name", req.Name, "type", dns.TypeToString[req.Qtype], "err", err)
+	}
+	if resp == nil {
+		resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "no response")
+	}
+	resp.Id = req.Msg.Id
+	return resp
+}
