@@ -415,8 +415,12 @@ func (s *Store) logReport(rep *ReloadReport) {
 	for _, f := range rep.Files {
 		switch f.Change {
 		case ChangeFailed:
+			msg := "list file rejected; its last good version stays in service"
+			if f.Rules == 0 {
+				msg = "list file rejected; not loaded (there is no earlier good version)"
+			}
 			for _, e := range f.Errors {
-				s.log.Error("list file rejected; its last good version stays in service", "file", f.Name, "error", e.Error(), "serving_rules", f.Rules)
+				s.log.Error(msg, "file", f.Name, "error", e.Error(), "serving_rules", f.Rules)
 			}
 		case ChangeAdded, ChangeUpdated, ChangeRemoved:
 			s.log.Info("list file "+f.Change, "file", f.Name, "rules", f.Rules, "previous_rules", f.PreviousRules)

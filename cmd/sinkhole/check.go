@@ -62,13 +62,21 @@ func checkCommand() *cli.Command {
 					continue
 				}
 				total += fs.Rules()
-				fmt.Fprintf(w, "%s: ok, %d rules (%d domains, %d IPs, %d ASNs)\n", f, fs.Rules(), fs.Domains, fs.IPs, fs.ASNs)
+				fmt.Fprintf(w, "%s: ok, %s (%s, %s, %s)\n", f, plural(fs.Rules(), "rule"), plural(fs.Domains, "domain"), plural(fs.IPs, "IP"), plural(fs.ASNs, "ASN"))
 			}
 			if bad > 0 {
-				return cli.Exit(fmt.Sprintf("%d of %d files have errors", bad, len(files)), exitFailure)
+				return cli.Exit(fmt.Sprintf("%d of %s %s errors", bad, plural(len(files), "file"), map[bool]string{true: "has", false: "have"}[bad == 1]), exitFailure)
 			}
-			fmt.Fprintf(w, "%d files ok, %d rules\n", len(files), total)
+			fmt.Fprintf(w, "%s ok, %s\n", plural(len(files), "file"), plural(total, "rule"))
 			return nil
 		},
 	}
+}
+
+// plural writes a count and its noun, "1 rule", "2 rules".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

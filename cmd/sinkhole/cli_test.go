@@ -166,13 +166,13 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 func TestCLICheckAndOfflineQuery(t *testing.T) {
 	good := writeLists(t, map[string]string{"a.txt": "# platform: A\na.com\n*.b.com\n203.0.113.0/24\nAS64500\n", "b.list": "@@x.a.com\n"})
 	out, _, code := runBin(t, "check", good)
-	if code != 0 || !strings.Contains(out, "a.txt: ok, 4 rules (2 domains, 1 IPs, 1 ASNs)") || !strings.Contains(out, "2 files ok, 5 rules") {
+	if code != 0 || !strings.Contains(out, "a.txt: ok, 4 rules (2 domains, 1 IP, 1 ASN)") || !strings.Contains(out, "2 files ok, 5 rules") {
 		t.Fatalf("check good: exit %d\n%s", code, out)
 	}
 	bad := writeLists(t, map[string]string{"bad.txt": "a.com\nhttps://b.com/\n\nc..com\n"})
 	out, errOut, code := runBin(t, "check", good, filepath.Join(bad, "bad.txt"))
 	if code != 1 || !strings.Contains(out, filepath.Join(bad, "bad.txt")+`:2: looks like a URL`) ||
-		!strings.Contains(out, filepath.Join(bad, "bad.txt")+`:4: empty label`) || !strings.Contains(errOut, "1 of 3 files have errors") {
+		!strings.Contains(out, filepath.Join(bad, "bad.txt")+`:4: empty label`) || !strings.Contains(errOut, "1 of 3 files has errors") {
 		t.Fatalf("check bad: exit %d\n%s\n%s", code, out, errOut)
 	}
 	_, errOut, code = runBin(t, "check", "/nonexistent")

@@ -296,14 +296,14 @@ func TestGeoStartErrors(t *testing.T) {
 	}
 }
 
-// TestShippedIPList loads the shipped lists directory (as "make run" does)
-// and checks the example IP list parses, names a platform for every rule,
-// and blocks by address.
-func TestShippedIPList(t *testing.T) {
-	st := blocklist.NewStore(blocklist.Options{Dirs: []string{"../../lists"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+// TestExampleIPList loads the example IP list (examples/, not shipped in
+// lists/ so that a default start has no placeholder rules) and checks it
+// parses, names a platform for every rule, and blocks by address.
+func TestExampleIPList(t *testing.T) {
+	st := blocklist.NewStore(blocklist.Options{Dirs: []string{"../../examples"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	rep, err := st.Reload(t.Context(), "test")
 	if err != nil || rep.Failed() {
-		t.Fatalf("shipped lists: %v %v", err, rep.Errors())
+		t.Fatalf("examples: %v %v", err, rep.Errors())
 	}
 	snap := st.Current()
 	f := snap.File("foreign-exchange-ips.txt")
@@ -311,7 +311,7 @@ func TestShippedIPList(t *testing.T) {
 		t.Fatalf("foreign-exchange-ips.txt: %+v", f)
 	}
 	if snap.HasOverseasRules() {
-		t.Error("shipped lists hold overseas-scoped rules: they would fail closed without a country database")
+		t.Error("the example list holds overseas-scoped rules: they would fail closed without a country database")
 	}
 	for _, ip := range []string{"192.0.2.1", "2001:db8:a::1", "198.51.100.9", "203.0.113.70"} {
 		m := snap.MatchIP(netip.MustParseAddr(ip))
@@ -320,15 +320,15 @@ func TestShippedIPList(t *testing.T) {
 		}
 	}
 	// The README's example names this line.
-	if r := snap.Rule(snap.MatchIP(netip.MustParseAddr("198.51.100.9")).Rule); r.Where() != "foreign-exchange-ips.txt:44" || r.Platform != "Example Exchange B" {
+	if r := snap.Rule(snap.MatchIP(netip.MustParseAddr("198.51.100.9")).Rule); r.Where() != "foreign-exchange-ips.txt:46" || r.Platform != "Example Exchange B" {
 		t.Errorf("README example rule moved: %+v", r)
 	}
 	up := startUpstream(t, "moved-exchange.test. 300 IN A 192.0.2.1", "other.test. 300 IN A 192.0.2.130")
-	ts := startSinkhole(t, "../../lists", "--upstream", up.Addr)
+	ts := startSinkhole(t, "../../examples", "--upstream", up.Addr)
 	r := ts.query(t, "udp", "moved-exchange.test", dns.TypeA)
 	if e := ede(r); r.Rcode != dns.RcodeNameError || e == nil || !strings.HasPrefix(e.ExtraText, "blocked by foreign-exchange-ips.txt:") ||
 		!strings.HasSuffix(e.ExtraText, "(Example Exchange A); 192.0.2.1") {
-		t.Fatalf("shipped IP rule: %v", r)
+		t.Fatalf("example IP rule: %v", r)
 	}
 	if r := ts.query(t, "udp", "other.test", dns.TypeA); r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("address outside the shipped ranges: %v", r)
@@ -358,5 +358,19 @@ func TestGeoWithDig(t *testing.T) {
 				t.Fatalf("dig %s %s %s:\n%s", tcp, q.name, q.qtype, s)
 			}
 		}
+	}
+}
+
+// A default start ("make run": the shipped lists, no databases) logs no
+// warning: lists/ holds no placeholder or AS rules.
+func TestShippedListsStartWithoutWarnings(t *testing.T) {
+	up := startUpstream(t)
+	ts := startSinkhole(t, "../../lists", "--upstream", up.Addr)
+	ts.stop()
+	if log := ts.stderr.String(); strings.Contains(log, "level=WARN") || strings.Contains(log, "level=ERROR") {
+		t.Fatalf("default start logged a warning:\n%s", log)
+	}
+	if !strings.Contains(ts.stderr.String(), "sinkhole serving") {
+		t.Fatalf("no start line in the log:\n%s", ts.stderr.String())
 	}
 }

@@ -127,7 +127,7 @@ func printExplanation(w io.Writer, ex *admin.Explanation) {
 		fmt.Fprintf(w, "  EDE text:  %s\n", ex.Reason)
 	}
 	if ex.Resolved {
-		fmt.Fprintf(w, "  answer from upstream %s: %s, %d records\n", orDash(ex.Upstream), ex.Rcode, len(ex.Answer))
+		fmt.Fprintf(w, "  answer from upstream %s: %s, %s\n", orDash(ex.Upstream), ex.Rcode, plural(len(ex.Answer), "record"))
 		for _, r := range ex.Answer {
 			line := fmt.Sprintf("    %s %s %s", r.Owner, r.Type, r.Data)
 			if r.Type == "A" || r.Type == "AAAA" {

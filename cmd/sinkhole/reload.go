@@ -50,10 +50,10 @@ func printReload(w io.Writer, r *admin.ReloadResult) {
 	if r.Changed {
 		state = "new"
 	}
-	fmt.Fprintf(w, "generation %d (%s), %d rules, %s\n", r.Generation, state, r.Rules, time.Duration(r.Duration).Round(time.Microsecond))
+	fmt.Fprintf(w, "generation %d (%s), %s, %s\n", r.Generation, state, plural(r.Rules, "rule"), time.Duration(r.Duration).Round(time.Microsecond))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, f := range r.Files {
-		rules := fmt.Sprintf("%d rules", f.Rules)
+		rules := plural(f.Rules, "rule")
 		switch f.Change {
 		case blocklist.ChangeUpdated, blocklist.ChangeRemoved:
 			rules += fmt.Sprintf(" (was %d)", f.PreviousRules)
