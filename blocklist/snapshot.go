@@ -69,11 +69,19 @@ type FileStatus struct {
 	// it from loading, such as RPZ triggers sinkhole does not support.
 	Warnings []*LineError `json:"warnings,omitempty"`
 
-	badHash string // hash of the broken version, to skip re-parsing it
-	dom     [2]int // rule index ranges inside the snapshot
-	ip      [2]int
-	asn     [2]int
-	sect    [2]int
+	// Signature is who signed the version being served (with Options.Verify).
+	Signature *Signature `json:"signature,omitempty"`
+	// Refused is set while the version on disk is refused by Options.Verify
+	// (Stale is set too; Errors says why).
+	Refused *Refusal `json:"refused,omitempty"`
+
+	badHash  string // hash of the broken version, to skip re-parsing it
+	badSig   string // the Verifier's fingerprint of the broken version's signature
+	sigPrint string // the Verifier's fingerprint of the served version's signature
+	dom      [2]int // rule index ranges inside the snapshot
+	ip       [2]int
+	asn      [2]int
+	sect     [2]int
 }
 
 // Rules returns the file's total rule count.

@@ -52,6 +52,9 @@ type Options struct {
 	MaxFileSize int64
 	// Logger receives reload results; slog.Default() if nil.
 	Logger *slog.Logger
+	// Verify, when set, checks every file's signature before it is parsed
+	// (see Verifier); refused versions never serve.
+	Verify Verifier
 }
 
 // Store holds the current Snapshot behind an atomic pointer and rebuilds it
@@ -108,6 +111,8 @@ type FileChange struct {
 	Rules         int          `json:"rules"`
 	PreviousRules int          `json:"previous_rules"`
 	Errors        []*LineError `json:"errors,omitempty"`
+	// Refused is set when the Verifier refused the new version.
+	Refused *Refusal `json:"refused,omitempty"`
 	// Warnings are problems of a newly loaded version that did not stop it
 	// from loading (unsupported RPZ triggers, for instance).
 	Warnings []*LineError `json:"warnings,omitempty"`
@@ -337,16 +342,18 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	if prev != nil {
 		fc.PreviousRules = prev.Rules()
 	}
+	var refusal *Refusal // the Verifier refused the version on disk
+	sigPrint := ""       // the Verifier's fingerprint of the file's signature
 	keepPrev := func(errs []*LineError, badHash string) (FileChange, *FileStatus, bool) {
-		fc.Change, fc.Errors = ChangeFailed, errs
+		fc.Change, fc.Errors, fc.Refused = ChangeFailed, errs, refusal
 		if prev == nil {
 			// Never loaded: nothing to serve, but keep reporting the error.
-			return fc, &FileStatus{Name: lf.name, Path: lf.path, Stale: true, Errors: errs, badHash: badHash}, false
+			return fc, &FileStatus{Name: lf.name, Path: lf.path, Stale: true, Errors: errs, Refused: refusal, badHash: badHash, badSig: sigPrint}, false
 		}
 		m := b.mark()
 		b.copyFile(old, prev)
 		fs := *prev
-		fs.Stale, fs.Errors, fs.badHash = true, errs, badHash
+		fs.Stale, fs.Errors, fs.Refused, fs.badHash, fs.badSig = true, errs, refusal, badHash, sigPrint
 		b.finishFile(&fs, m)
 		fc.Rules = fs.Rules()
 		return fc, &fs, false
@@ -357,7 +364,12 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	}
 	defer file.close()
 	hash := file.hash
-	if prev != nil && !prev.Stale && prev.SHA256 == hash {
+	if s.opts.Verify != nil {
+		sigPrint = s.opts.Verify.Fingerprint(lf.path)
+	}
+	// A new signature on the same content is verified again.
+	sameSig := prev == nil || prev.sigPrint == sigPrint
+	if prev != nil && !prev.Stale && prev.SHA256 == hash && sameSig {
 		m := b.mark()
 		b.copyFile(old, prev)
 		fs := *prev
@@ -365,18 +377,35 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		fc.Change, fc.Rules = ChangeUnchanged, fs.Rules()
 		return fc, &fs, false
 	}
-	if prev != nil && prev.Stale && prev.badHash == hash {
+	if prev != nil && prev.Stale && prev.badHash == hash && prev.badSig == sigPrint {
+		refusal = prev.Refused
 		return keepPrev(prev.Errors, hash) // same broken bytes as last time
 	}
-	if prev != nil && prev.Stale && prev.SHA256 == hash {
+	if prev != nil && prev.Stale && prev.SHA256 == hash && sameSig {
 		// The broken file was put back to its last good version.
 		m := b.mark()
 		b.copyFile(old, prev)
 		fs := *prev
-		fs.Stale, fs.Errors, fs.badHash = false, nil, ""
+		fs.Stale, fs.Errors, fs.Refused, fs.badHash = false, nil, nil, ""
 		b.finishFile(&fs, m)
 		fc.Change, fc.Rules = ChangeUpdated, fs.Rules()
 		return fc, &fs, false
+	}
+	var signed *Signature
+	if s.opts.Verify != nil {
+		if signed, refusal = s.verifyFile(lf.name, lf.path, file, prev); refusal != nil {
+			return keepPrev([]*LineError{{File: lf.name, Msg: "signature refused (" + refusal.Reason + "): " + refusal.Error}}, hash)
+		}
+		if prev != nil && !prev.Stale && prev.SHA256 == hash {
+			// Same rules, signed again: keep them, note the new signature.
+			m := b.mark()
+			b.copyFile(old, prev)
+			fs := *prev
+			fs.Signature, fs.sigPrint = signed, sigPrint
+			b.finishFile(&fs, m)
+			fc.Change, fc.Rules = ChangeUnchanged, fs.Rules()
+			return fc, &fs, false
+		}
 	}
 	m := b.mark()
 	b.s.dom.grow(file.lines, int(file.size))
@@ -389,7 +418,8 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		b.rollback(m)
 		return keepPrev(errs, hash)
 	}
-	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now(), Warnings: warns}
+	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now(), Warnings: warns,
+		Signature: signed, sigPrint: sigPrint}
 	b.finishFile(fs, m)
 	fc.Rules, fc.Warnings = fs.Rules(), warns
 	fc.Change = ChangeAdded
@@ -404,7 +434,8 @@ func sameErrors(a, b []*FileStatus) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Name != b[i].Name || a[i].Stale != b[i].Stale || len(a[i].Errors) != len(b[i].Errors) {
+		if a[i].Name != b[i].Name || a[i].Stale != b[i].Stale || len(a[i].Errors) != len(b[i].Errors) ||
+			a[i].Signature != b[i].Signature || a[i].Refused != b[i].Refused {
 			return false
 		}
 	}
@@ -418,6 +449,11 @@ func (s *Store) logReport(rep *ReloadReport) {
 			msg := "list file rejected; its last good version stays in service"
 			if f.Rules == 0 {
 				msg = "list file rejected; not loaded (there is no earlier good version)"
+			}
+			if r := f.Refused; r != nil {
+				s.log.Error(strings.Replace(msg, "rejected", "refused: its signature does not verify", 1),
+					"file", f.Name, "reason", r.Reason, "signer", r.KeyID, "signed_at", r.SignedAt, "error", r.Error, "serving_rules", f.Rules)
+				continue
 			}
 			for _, e := range f.Errors {
 				s.log.Error(msg, "file", f.Name, "error", e.Error(), "serving_rules", f.Rules)

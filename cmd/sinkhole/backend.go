@@ -57,7 +57,7 @@ func (in *instance) Status() *admin.Status {
 	}
 	for _, f := range snap.Files {
 		fs := admin.FileStatus{Name: f.Name, Rules: f.Rules(), Domains: f.Domains, IPs: f.IPs, ASNs: f.ASNs,
-			SHA256: f.SHA256, LoadedAt: f.LoadedAt, Stale: f.Stale}
+			SHA256: f.SHA256, LoadedAt: f.LoadedAt, Stale: f.Stale, Signature: f.Signature, Refused: f.Refused}
 		for _, e := range f.Errors {
 			fs.Errors = append(fs.Errors, e.Error())
 			st.Errors = append(st.Errors, e.Error())

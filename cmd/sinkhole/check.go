@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/blocklist/listsig"
 )
 
 func checkCommand() *cli.Command {
@@ -17,8 +18,17 @@ func checkCommand() *cli.Command {
 		Usage:     "parse list files offline and report every error (run before publishing a list)",
 		ArgsUsage: "[PATH...]",
 		Description: "PATH is a list file or a directory of them (default ./lists). Prints each file's\n" +
-			"rule counts and every error as file:line: message. Exit status 1 on any error.",
+			"rule counts and every error as file:line: message. With --trusted-key, each file's\n" +
+			"signature (FILE.minisig) must verify too. Exit status 1 on any error.",
+		Flags: withEnv([]cli.Flag{trustedKeyFlag()}),
 		Action: func(c *cli.Context) error {
+			var ring *listsig.Keyring
+			if keys := c.StringSlice("trusted-key"); len(keys) > 0 {
+				var err error
+				if ring, err = listsig.NewKeyring(keys); err != nil {
+					return usagef("--trusted-key: %v", err)
+				}
+			}
 			paths := c.Args().Slice()
 			if len(paths) == 0 {
 				paths = []string{"./lists"}
@@ -52,6 +62,16 @@ func checkCommand() *cli.Command {
 			w := c.App.Writer
 			bad, total := 0, 0
 			for _, f := range files {
+				signed := ""
+				if ring != nil {
+					var err error
+					if signed, err = checkSignature(ring, f); err != nil {
+						bad++
+						fmt.Fprintln(w, err.Error())
+						continue
+					}
+					signed = ", " + signed
+				}
 				fs, errs := blocklist.CheckFile(f, 0)
 				if len(errs) > 0 {
 					bad++
@@ -62,7 +82,7 @@ func checkCommand() *cli.Command {
 					continue
 				}
 				total += fs.Rules()
-				fmt.Fprintf(w, "%s: ok, %s (%s, %s, %s)\n", f, plural(fs.Rules(), "rule"), plural(fs.Domains, "domain"), plural(fs.IPs, "IP"), plural(fs.ASNs, "ASN"))
+				fmt.Fprintf(w, "%s: ok, %s (%s, %s, %s)%s\n", f, plural(fs.Rules(), "rule"), plural(fs.Domains, "domain"), plural(fs.IPs, "IP"), plural(fs.ASNs, "ASN"), signed)
 			}
 			if bad > 0 {
 				return cli.Exit(fmt.Sprintf("%d of %s %s errors", bad, plural(len(files), "file"), map[bool]string{true: "has", false: "have"}[bad == 1]), exitFailure)

@@ -20,6 +20,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/blocklist/listsig"
 	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
@@ -76,7 +77,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
 		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "`N` consecutive failures mark an upstream unhealthy"},
 		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
-	}, append(geoFlags(), feedFlags()...)...))
+	}, append(append(geoFlags(), feedFlags()...), trustFlags()...)...))
 }
 
 func serveCommand() *cli.Command {
@@ -148,6 +149,7 @@ type serveConfig struct {
 	tcpIdle         time.Duration
 	failThreshold   int
 	probeInterval   time.Duration
+	trust           *listsig.Keyring // --trusted-key (trust.go); nil: lists need no signature
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -251,6 +253,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 		return nil, err
 	}
 	if err := observeConfigFrom(c, cfg); err != nil {
+		return nil, err
+	}
+	if err := trustConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -423,7 +428,8 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	if in.feeds, err = newFeedSet(cfg, log); err != nil {
 		return nil, err
 	}
-	in.store = blocklist.NewStore(blocklist.Options{Dirs: append([]string{cfg.lists}, in.feeds.dirs()...), Logger: log})
+	in.store = blocklist.NewStore(blocklist.Options{Dirs: append([]string{cfg.lists}, in.feeds.dirs()...), Logger: log,
+		Verify: cfg.listVerifier()})
 	if err := in.feeds.attach(in.store); err != nil {
 		return nil, err
 	}
@@ -505,7 +511,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	}
 	in.watcher, err = dirwatch.Start(dirwatch.Options{
 		Dirs:     []string{cfg.lists},
-		Match:    blocklist.IsListFile,
+		Match:    cfg.watchedListFile(),
 		Debounce: cfg.debounce,
 		OnChange: func() { in.store.Reload(context.Background(), "fsnotify") },
 		Logger:   log,

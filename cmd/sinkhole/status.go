@@ -86,9 +86,16 @@ func printStatus(w io.Writer, st *admin.Status) {
 		case f.Stale:
 			state = "BROKEN (not loaded)"
 		}
+		if r := f.Refused; r != nil {
+			state = "REFUSED " + r.Reason + " (last good version serving)"
+			if f.Rules == 0 && f.Signature == nil {
+				state = "REFUSED " + r.Reason + " (not loaded)"
+			}
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", f.Name, f.Rules, f.Domains, f.IPs, f.ASNs, short(f.SHA256), ago(f.LoadedAt), state)
 	}
 	tw.Flush()
+	printSignatures(w, st.Files)
 	for _, e := range st.Errors {
 		fmt.Fprintf(w, "  %s\n", e)
 	}

@@ -54,6 +54,10 @@ type FileStatus struct {
 	Stale    bool     `json:"stale,omitempty"`
 	Errors   []string `json:"errors,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// Signature is who signed the version in service (with --trusted-key);
+	// Refused why the version on disk was refused.
+	Signature *blocklist.Signature `json:"signature,omitempty"`
+	Refused   *blocklist.Refusal   `json:"refused,omitempty"`
 }
 
 // Upstream is one upstream resolver in Status.

@@ -33,6 +33,11 @@ var (
 	fileErrorsDesc = prometheus.NewDesc(namespace+"_list_file_errors",
 		"Errors in each list file as it is on disk; above 0 the file is not loaded and its last good version (if any) serves.",
 		[]string{"file"}, nil)
+	fileRefusedDesc = prometheus.NewDesc(namespace+"_list_file_refused",
+		"1 for each list file whose version on disk was refused by --trusted-key (reason: unsigned, malformed, unknown_key, bad_signature, wrong_file, rollback); its last good version (if any) serves.",
+		[]string{"file", "reason"}, nil)
+	fileSignedDesc = prometheus.NewDesc(namespace+"_list_file_signed_timestamp_seconds",
+		"Unix time the version of each list file in service was signed (with --trusted-key).", []string{"file"}, nil)
 )
 
 func newListMetrics() *listMetrics {
@@ -69,6 +74,8 @@ func (l *listMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- generationDesc
 	ch <- rulesDesc
 	ch <- fileErrorsDesc
+	ch <- fileRefusedDesc
+	ch <- fileSignedDesc
 }
 
 // Collect implements prometheus.Collector: it reads the snapshot of the
@@ -82,6 +89,12 @@ func (l *listMetrics) Collect(ch chan<- prometheus.Metric) {
 	for _, f := range snap.Files {
 		ch <- prometheus.MustNewConstMetric(rulesDesc, prometheus.GaugeValue, float64(f.Rules()), f.Name)
 		ch <- prometheus.MustNewConstMetric(fileErrorsDesc, prometheus.GaugeValue, float64(len(f.Errors)), f.Name)
+		if f.Refused != nil {
+			ch <- prometheus.MustNewConstMetric(fileRefusedDesc, prometheus.GaugeValue, 1, f.Name, f.Refused.Reason)
+		}
+		if f.Signature != nil && !f.Signature.SignedAt.IsZero() {
+			ch <- prometheus.MustNewConstMetric(fileSignedDesc, prometheus.GaugeValue, float64(f.Signature.SignedAt.Unix()), f.Name)
+		}
 	}
 }
 

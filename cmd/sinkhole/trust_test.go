@@ -1,0 +1,153 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist/listsig"
+)
+
+// TestKeygenSignVerifyCLI runs the three commands as a user would.
+func TestKeygenSignVerifyCLI(t *testing.T) {
+	dir := t.TempDir()
+	pub, sec := filepath.Join(dir, "reg.pub"), filepath.Join(dir, "reg.key")
+	out, errOut, code := runBin(t, "keygen", "--public-key", pub, "--secret-key", sec)
+	if code != 0 || !strings.Contains(out, "key id ") {
+		t.Fatalf("keygen: %d\n%s%s", code, out, errOut)
+	}
+	if st, err := os.Stat(sec); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("secret key mode: %v %v", st, err)
+	}
+	if _, errOut, code := runBin(t, "keygen", "--public-key", pub, "--secret-key", sec); code != 1 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("keygen over existing keys: %d %s", code, errOut)
+	}
+	list := filepath.Join(dir, "exchanges.txt")
+	os.WriteFile(list, []byte("binance.com\n"), 0o644)
+	if out, errOut, code := runBin(t, "sign", "--secret-key", sec, list); code != 0 || !strings.Contains(out, "exchanges.txt.minisig: signed by key") {
+		t.Fatalf("sign: %d\n%s%s", code, out, errOut)
+	}
+	if out, _, code := runBin(t, "verify", "--trusted-key", pub, list); code != 0 || !strings.Contains(out, "exchanges.txt: ok, signed by key") {
+		t.Fatalf("verify: %d\n%s", code, out)
+	}
+	// The base64 line works as --trusted-key too, for check as well.
+	b, _ := os.ReadFile(pub)
+	line := strings.TrimSpace(strings.Split(string(b), "\n")[1])
+	if out, _, code := runBin(t, "check", "--trusted-key", line, list); code != 0 || !strings.Contains(out, "ok, 1 rule (1 domain, 0 IPs, 0 ASNs), signed by key") {
+		t.Fatalf("check --trusted-key: %d\n%s", code, out)
+	}
+	os.WriteFile(list, []byte("binance.com\nokx.com\n"), 0o644)
+	if out, errOut, code := runBin(t, "verify", "--trusted-key", pub, list); code != 1 || !strings.Contains(out, "REFUSED") || !strings.Contains(errOut, "1 of 1 files refused") {
+		t.Fatalf("verify tampered: %d\n%s%s", code, out, errOut)
+	}
+	if out, _, code := runBin(t, "check", "--trusted-key", pub, list); code != 1 || !strings.Contains(out, "signature refused") {
+		t.Fatalf("check tampered: %d\n%s", code, out)
+	}
+	if _, errOut, code := runBin(t, "verify", list); code != 2 || !strings.Contains(errOut, "--trusted-key") {
+		t.Fatalf("verify without key: %d %s", code, errOut)
+	}
+}
+
+// TestServeRefusesUnsignedLists runs the server with --trusted-key and
+// shows an unsigned, a wrongly signed, a renamed and a rolled-back version
+// of a list refused (status, metric, ERROR log) while the last good
+// version keeps blocking.
+func TestServeRefusesUnsignedLists(t *testing.T) {
+	keys := t.TempDir()
+	_, pubText, secText, _ := listsig.GenerateKey()
+	_, _, otherSec, _ := listsig.GenerateKey()
+	pub := filepath.Join(keys, "reg.pub")
+	os.WriteFile(pub, pubText, 0o644)
+	os.WriteFile(filepath.Join(keys, "reg.key"), secText, 0o600)
+	os.WriteFile(filepath.Join(keys, "other.key"), otherSec, 0o600)
+	priv, err := listsig.ReadSecretKey(filepath.Join(keys, "reg.key"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := listsig.ReadSecretKey(filepath.Join(keys, "other.key"), "")
+	lists := t.TempDir()
+	list := filepath.Join(lists, "exchanges.txt")
+	sign := func(path string, k interface{ ID() uint64 }, at time.Time) {
+		t.Helper()
+		key := priv
+		if k.ID() == other.ID() {
+			key = other
+		}
+		sig, err := listsig.Sign(key, path, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(path+listsig.Suffix, sig, 0o644)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	os.WriteFile(list, []byte("# platform: Binance\nbinance.com\n"), 0o644)
+	sign(list, priv, t0)
+	os.WriteFile(filepath.Join(lists, "unsigned.txt"), []byte("unsigned.example\n"), 0o644)
+	up := startUpstream(t, "okx.com. 60 IN A 192.0.2.1", "unsigned.example. 60 IN A 192.0.2.2")
+	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--trusted-key", pub, "--reload-debounce", "10ms", "--cache-size", "0")
+	blocked := func(name string) bool { return censored(ts.addr, name) }
+	if !blocked("binance.com") || blocked("unsigned.example") {
+		t.Fatal("signed list not enforced, or unsigned one enforced, at start")
+	}
+	file := func(name string) (refused, signer string) {
+		for _, f := range ts.in.Status().Files {
+			if f.Name == name {
+				if f.Refused != nil {
+					refused = f.Refused.Reason
+				}
+				if f.Signature != nil {
+					signer = f.Signature.KeyID
+				}
+			}
+		}
+		return
+	}
+	if r, _ := file("unsigned.txt"); r != listsig.ReasonUnsigned {
+		t.Fatalf("unsigned.txt: refusal %q", r)
+	}
+	if _, s := file("exchanges.txt"); s != listsig.KeyID(priv.ID()) {
+		t.Fatalf("exchanges.txt signer %q", s)
+	}
+	steps := []struct {
+		name, reason string
+		change       func()
+	}{
+		{"unsigned edit", listsig.ReasonUnsigned, func() { os.Remove(list + listsig.Suffix); os.WriteFile(list, []byte("okx.com\n"), 0o644) }},
+		{"wrong key", listsig.ReasonUnknownKey, func() { os.WriteFile(list, []byte("okx.com\n"), 0o644); sign(list, other, t0.Add(time.Minute)) }},
+		{"renamed", listsig.ReasonWrongFile, func() {
+			p := filepath.Join(keys, "kucoin.txt")
+			os.WriteFile(p, []byte("okx.com\n"), 0o644)
+			sign(p, priv, t0.Add(time.Minute))
+			b, _ := os.ReadFile(p + listsig.Suffix)
+			os.WriteFile(list, []byte("okx.com\n"), 0o644)
+			os.WriteFile(list+listsig.Suffix, b, 0o644)
+		}},
+		{"rolled back", listsig.ReasonRollback, func() { os.WriteFile(list, []byte("okx.com\n"), 0o644); sign(list, priv, t0.Add(-time.Minute)) }},
+	}
+	for _, s := range steps {
+		s.change()
+		waitUntil(t, s.name+" refused", 5*time.Second, func() bool { r, _ := file("exchanges.txt"); return r == s.reason })
+		if !blocked("binance.com") || blocked("okx.com") {
+			t.Fatalf("%s: the last good version does not serve", s.name)
+		}
+		m := ts.metrics(t)
+		if v := m.Value("sinkhole_list_file_refused", "file", "exchanges.txt", "reason", s.reason); v != 1 {
+			t.Fatalf("%s: sinkhole_list_file_refused %v", s.name, v)
+		}
+	}
+	if log := ts.stderr.String(); !strings.Contains(log, "level=ERROR msg=\"list file refused") || !strings.Contains(log, "reason=rollback") {
+		t.Fatalf("no ERROR log of the refusals:\n%s", log)
+	}
+	// A newer signed version goes into service.
+	os.WriteFile(list, []byte("okx.com\n"), 0o644)
+	sign(list, priv, t0.Add(2*time.Minute))
+	waitUntil(t, "the new signed version", 5*time.Second, func() bool { r, _ := file("exchanges.txt"); return r == "" && blocked("okx.com") })
+	if blocked("binance.com") {
+		t.Fatal("old version still serving")
+	}
+	if v := ts.metrics(t).Value("sinkhole_list_file_signed_timestamp_seconds", "file", "exchanges.txt"); v != float64(t0.Add(2*time.Minute).Unix()) {
+		t.Fatalf("signed timestamp metric %v", v)
+	}
+}
