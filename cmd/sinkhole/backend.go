@@ -67,7 +67,7 @@ func (in *instance) Status() *admin.Status {
 	for _, h := range in.pool.Health() {
 		st.Upstreams = append(st.Upstreams, admin.Upstream{Addr: h.Addr, Healthy: h.Healthy, Requests: h.Requests,
 			Failures: h.Failures, LastRTT: admin.Duration(h.LastRTT), LastError: h.LastError,
-			Mismatched: h.Mismatched, Probes: h.Probes})
+			Mismatched: h.Mismatched, Probes: h.Probes, BadAnswers: h.BadAnswers, Scrubbed: h.Scrubbed.Total(), NoEDNS: h.NoEDNS})
 	}
 	s := &in.stats
 	st.Counters = admin.Counters{Queries: s.Queries.Load(), Blocked: s.Blocked.Load(), Monitored: s.Monitored.Load(),

@@ -499,6 +499,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		return nil, err
 	}
 	in.obs.metrics.SetProtection(in.protection())
+	in.obs.metrics.SetUpstreamAnswers(in.pool.Health)
 	if err := in.dns.Start(); err != nil {
 		in.pool.Close()
 		return nil, err

@@ -100,13 +100,17 @@ func printStatus(w io.Writer, st *admin.Status) {
 		fmt.Fprintf(w, "  %s\n", e)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(tw, "UPSTREAM\tSTATE\tREQUESTS\tFAILURES\tLAST RTT\tLAST ERROR")
+	fmt.Fprintln(tw, "UPSTREAM\tSTATE\tREQUESTS\tFAILURES\tBAD ANSWERS\tSCRUBBED\tLAST RTT\tLAST ERROR")
 	for _, u := range st.Upstreams {
 		state := "healthy"
 		if !u.Healthy {
 			state = "UNHEALTHY"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", u.Addr, state, u.Requests, u.Failures, time.Duration(u.LastRTT).Round(time.Microsecond), u.LastError)
+		if u.NoEDNS {
+			state += " (no EDNS)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", u.Addr, state, u.Requests, u.Failures, u.BadAnswers, u.Scrubbed,
+			time.Duration(u.LastRTT).Round(time.Microsecond), u.LastError)
 	}
 	tw.Flush()
 	c := st.Counters

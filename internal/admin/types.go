@@ -71,6 +71,14 @@ type Upstream struct {
 	// Mismatched counts answers dropped for not matching their query.
 	Mismatched uint64 `json:"mismatched"`
 	Probes     uint64 `json:"probes"` // health probes sent while unhealthy
+	// BadAnswers counts SERVFAIL, REFUSED, NOTIMP and FORMERR answers
+	// (each made sinkhole ask the next upstream).
+	BadAnswers uint64 `json:"bad_answers"`
+	// Scrubbed counts records removed from its answers for not belonging
+	// to the question.
+	Scrubbed uint64 `json:"scrubbed"`
+	// NoEDNS is set while it is asked without EDNS, having rejected it.
+	NoEDNS bool `json:"no_edns,omitempty"`
 }
 
 // Counters are totals since start.

@@ -20,16 +20,26 @@ type Fault int
 
 // Faults a test can inject.
 const (
-	FaultNone     Fault = iota
-	FaultSilent         // never answer
-	FaultSlow           // answer after Server.Delay
-	FaultWrongID        // answer with another message ID
-	FaultWrongQ         // answer a different question
-	FaultGarbage        // send random bytes
-	FaultShort          // send a truncated (cut) packet
-	FaultServFail       // answer SERVFAIL
-	FaultRefused        // answer REFUSED
+	FaultNone         Fault = iota
+	FaultSilent             // never answer
+	FaultSlow               // answer after Server.Delay
+	FaultWrongID            // answer with another message ID
+	FaultWrongQ             // answer a different question
+	FaultGarbage            // send random bytes
+	FaultShort              // send a truncated (cut) packet
+	FaultServFail           // answer SERVFAIL
+	FaultRefused            // answer REFUSED
+	FaultFormErr            // answer FORMERR
+	FaultNotImp             // answer NOTIMP
+	FaultNoEDNS             // answer FORMERR to queries with EDNS, normally to others (an old server)
+	FaultNoEDNSNotImp       // answer NOTIMP to queries with EDNS, normally to others
+	FaultIDBurst            // send Server.Burst answers with wrong IDs, then the answer
 )
+
+// Script edits the answer m the server is about to send to req (its records,
+// header bits), or replaces it: it returns the message to send, nil to send
+// nothing. It runs after faults that answer (FaultServFail and the like).
+type Script func(req, m *dns.Msg) *dns.Msg
 
 // Server is a loopback DNS server with a fixed set of records.
 type Server struct {
@@ -41,8 +51,13 @@ type Server struct {
 	faults   map[string]Fault    // key: lower-case fqdn, "*" for every name
 	catchAll bool
 	noSOA    bool
+	scripts  map[string]Script   // key: lower-case fqdn, "*" for every name
+	last     map[string]*dns.Msg // the last query for each name
+	burst    map[string]bool     // names FaultIDBurst has sent its burst for
 	// Delay is how long FaultSlow waits.
 	Delay time.Duration
+	// Burst is how many wrong-ID answers FaultIDBurst sends first.
+	Burst int
 
 	queries atomic.Int64
 	perName sync.Map // name -> *atomic.Int64
@@ -65,7 +80,8 @@ type Options struct {
 
 // Start starts a server. Close it when done.
 func Start(o Options) (*Server, error) {
-	s := &Server{records: map[string][]dns.RR{}, names: map[string]bool{}, faults: map[string]Fault{}, catchAll: o.CatchAll, noSOA: o.NoSOA, Delay: 3 * time.Second}
+	s := &Server{records: map[string][]dns.RR{}, names: map[string]bool{}, faults: map[string]Fault{},
+		scripts: map[string]Script{}, last: map[string]*dns.Msg{}, burst: map[string]bool{}, catchAll: o.CatchAll, noSOA: o.NoSOA, Delay: 3 * time.Second, Burst: 1000}
 	for _, r := range o.Records {
 		if err := s.Add(r); err != nil {
 			return nil, err
@@ -160,6 +176,32 @@ func (s *Server) SetFault(name string, f Fault) {
 	s.faults[name] = f
 }
 
+// SetScript makes the server pass its answers for name ("*" for every name)
+// through f; nil removes the script.
+func (s *Server) SetScript(name string, f Script) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if name != "*" {
+		name = strings.ToLower(dns.Fqdn(name))
+	}
+	if f == nil {
+		delete(s.scripts, name)
+		return
+	}
+	s.scripts[name] = f
+}
+
+// LastQuery returns a copy of the last query the server received for name,
+// or nil.
+func (s *Server) LastQuery(name string) *dns.Msg {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if m := s.last[strings.ToLower(dns.Fqdn(name))]; m != nil {
+		return m.Copy()
+	}
+	return nil
+}
+
 // Queries returns how many queries the server has received.
 func (s *Server) Queries() int64 { return s.queries.Load() }
 
@@ -187,13 +229,23 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
 	s.count(name)
-	s.mu.RLock()
+	s.mu.Lock()
+	s.last[name] = req.Copy()
 	fault, ok := s.faults[name]
 	if !ok {
 		fault = s.faults["*"]
 	}
-	s.mu.RUnlock()
+	script, ok := s.scripts[name]
+	if !ok {
+		script = s.scripts["*"]
+	}
+	burst := 0
+	if fault == FaultIDBurst && !s.burst[name] {
+		s.burst[name], burst = true, s.Burst
+	}
+	s.mu.Unlock()
 	m := s.answer(req)
+	edns := req.IsEdns0() != nil
 	switch fault {
 	case FaultSilent:
 		return
@@ -216,6 +268,32 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	case FaultRefused:
 		m = new(dns.Msg)
 		m.SetRcode(req, dns.RcodeRefused)
+	case FaultFormErr:
+		m = new(dns.Msg)
+		m.SetRcode(req, dns.RcodeFormatError)
+	case FaultNotImp:
+		m = new(dns.Msg)
+		m.SetRcode(req, dns.RcodeNotImplemented)
+	case FaultNoEDNS, FaultNoEDNSNotImp:
+		if edns {
+			rcode := dns.RcodeFormatError
+			if fault == FaultNoEDNSNotImp {
+				rcode = dns.RcodeNotImplemented
+			}
+			m = new(dns.Msg)
+			m.SetRcode(req, rcode)
+		}
+	case FaultIDBurst:
+		bad := m.Copy()
+		for i := 0; i < burst; i++ {
+			bad.Id = req.Id + 1 + uint16(i%65535)
+			w.WriteMsg(bad)
+		}
+	}
+	if script != nil {
+		if m = script(req, m); m == nil {
+			return
+		}
 	}
 	if w.LocalAddr().Network() == "udp" {
 		size := dns.MinMsgSize

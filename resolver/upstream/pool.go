@@ -1,9 +1,12 @@
 // Package upstream forwards queries to the configured upstream resolvers:
-// in order, with a per-try timeout, failing over on timeouts and network
-// errors, retrying over TCP when a UDP answer is truncated, and never
-// trusting an answer that does not match the question. An upstream that
-// fails FailThreshold times in a row is marked unhealthy, tried only after
-// the healthy ones, and probed until it answers again.
+// in order, with a per-try timeout, failing over on timeouts, network
+// errors and bad answers (SERVFAIL, REFUSED, NOTIMP, FORMERR), retrying
+// over TCP when a UDP answer is truncated and without EDNS when an upstream
+// rejects it, never trusting an answer that does not match the question,
+// and scrubbing every answer down to what belongs to the question (package
+// scrub). An upstream that fails FailThreshold times in a row is marked
+// unhealthy, tried only after the healthy ones, and probed until it
+// answers again.
 package upstream
 
 import (
@@ -21,6 +24,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/scrub"
 )
 
 // DefaultTimeout is the per-try timeout.
@@ -32,6 +36,10 @@ const DefaultFailThreshold = 3
 
 // DefaultProbeInterval is how often an unhealthy upstream is probed.
 const DefaultProbeInterval = 5 * time.Second
+
+// DefaultNoEDNSMemory is how long an upstream that rejected EDNS is asked
+// without it before EDNS is tried again (as Unbound's infra-host-ttl).
+const DefaultNoEDNSMemory = 15 * time.Minute
 
 // Upstream is one upstream resolver and its health.
 type Upstream struct {
@@ -48,6 +56,19 @@ type Upstream struct {
 	mismatched atomic.Uint64
 	probes     atomic.Uint64
 	probing    atomic.Bool // a probe goroutine owns this upstream
+	// badAnswers counts SERVFAIL, REFUSED, NOTIMP and FORMERR answers.
+	badAnswers atomic.Uint64
+	// noEDNSUntil is when (Unix nanoseconds) EDNS is tried again with an
+	// upstream that answered FORMERR or NOTIMP to it; 0: never rejected.
+	noEDNSUntil atomic.Int64
+	// scrubbed counts records scrubbed from its answers, by section.
+	scrubbed [3]atomic.Uint64
+}
+
+// ednsRejected reports whether u is, for now, asked without EDNS.
+func (u *Upstream) ednsRejected(now time.Time) bool {
+	until := u.noEDNSUntil.Load()
+	return until != 0 && now.UnixNano() < until
 }
 
 // Health is a point-in-time view of an upstream, for status output.
@@ -62,7 +83,26 @@ type Health struct {
 	Mismatched uint64 `json:"mismatched"`
 	// Probes counts health probes sent while unhealthy.
 	Probes uint64 `json:"probes"`
+	// BadAnswers counts SERVFAIL, REFUSED, NOTIMP and FORMERR answers,
+	// each of which made the pool try the next upstream.
+	BadAnswers uint64 `json:"bad_answers"`
+	// NoEDNS is set while the upstream is asked without EDNS because it
+	// rejected it.
+	NoEDNS bool `json:"no_edns"`
+	// Scrubbed counts records removed from its answers for not belonging
+	// to the question, by section.
+	Scrubbed Scrubbed `json:"scrubbed"`
 }
+
+// Scrubbed counts scrubbed records by section.
+type Scrubbed struct {
+	Answer     uint64 `json:"answer"`
+	Authority  uint64 `json:"authority"`
+	Additional uint64 `json:"additional"`
+}
+
+// Total is the number of scrubbed records.
+func (s Scrubbed) Total() uint64 { return s.Answer + s.Authority + s.Additional }
 
 // Config configures a Pool.
 type Config struct {
@@ -76,6 +116,9 @@ type Config struct {
 	// DefaultProbeInterval).
 	FailThreshold int
 	ProbeInterval time.Duration
+	// NoEDNSMemory is how long an upstream that rejected EDNS is asked
+	// without it (DefaultNoEDNSMemory if 0).
+	NoEDNSMemory time.Duration
 	// Observe, when set, is told about every exchange (for metrics).
 	Observe func(addr string, rtt time.Duration, err error)
 	Logger  *slog.Logger
@@ -87,6 +130,7 @@ type Pool struct {
 	timeout    time.Duration
 	thresh     int32
 	probeEvery time.Duration
+	noEDNSFor  time.Duration
 	tcp        *dns.Client
 	observe    func(string, time.Duration, error)
 	log        *slog.Logger
@@ -138,6 +182,9 @@ func SystemResolvers(path string) ([]string, error) {
 // any answer to a query advertising up to 4096 bytes of EDNS buffer.
 const pooledUDPBuf = 4096
 
+// udpReadBuffer is the receive buffer asked for each UDP exchange's socket.
+const udpReadBuffer = 1 << 20
+
 // New returns a pool over cfg.Addrs.
 func New(cfg Config) (*Pool, error) {
 	if len(cfg.Addrs) == 0 {
@@ -152,6 +199,9 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.ProbeInterval <= 0 {
 		cfg.ProbeInterval = DefaultProbeInterval
 	}
+	if cfg.NoEDNSMemory <= 0 {
+		cfg.NoEDNSMemory = DefaultNoEDNSMemory
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -159,6 +209,7 @@ func New(cfg Config) (*Pool, error) {
 		timeout:    cfg.Timeout,
 		thresh:     int32(cfg.FailThreshold),
 		probeEvery: cfg.ProbeInterval,
+		noEDNSFor:  cfg.NoEDNSMemory,
 		tcp:        &dns.Client{Net: "tcp"},
 		observe:    cfg.Observe,
 		log:        cfg.Logger,
@@ -180,10 +231,13 @@ func New(cfg Config) (*Pool, error) {
 // Health returns every upstream's state.
 func (p *Pool) Health() []Health {
 	out := make([]Health, len(p.ups))
+	now := time.Now()
 	for i, u := range p.ups {
 		h := Health{Addr: u.Addr, Healthy: u.healthy.Load(), Requests: u.requests.Load(),
 			Failures: u.failures.Load(), LastRTT: time.Duration(u.lastRTT.Load()),
-			Mismatched: u.mismatched.Load(), Probes: u.probes.Load()}
+			Mismatched: u.mismatched.Load(), Probes: u.probes.Load(),
+			BadAnswers: u.badAnswers.Load(), NoEDNS: u.ednsRejected(now),
+			Scrubbed: Scrubbed{Answer: u.scrubbed[0].Load(), Authority: u.scrubbed[1].Load(), Additional: u.scrubbed[2].Load()}}
 		if e := u.lastError.Load(); e != nil {
 			h.LastError = *e
 		}
@@ -251,24 +305,42 @@ func (p *Pool) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, e
 	return resp, nil
 }
 
-// Exchange sends q to the upstreams in turn and returns the first valid
-// answer and the upstream that gave it. When all fail the error is a
-// *resolver.EDEError with code 22 (all timed out) or 23 (network errors).
+// Exchange sends q to the upstreams in turn and returns the first good
+// answer, scrubbed, and the upstream that gave it. An answer with SERVFAIL,
+// REFUSED, NOTIMP or FORMERR moves on to the next upstream; when every
+// upstream gave one, the last is returned. When none answered at all the
+// error is a *resolver.EDEError with code 22 (all timed out) or 23
+// (network errors).
 func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, string, error) {
 	var errs []string
 	timeouts := 0
+	var bad *dns.Msg // the last bad answer
+	var badFrom *Upstream
 	for _, u := range p.order() {
 		if ctx.Err() != nil {
 			break
 		}
 		resp, err := p.try(ctx, u, q)
-		if err == nil {
-			return resp, u.Addr, nil
+		if err != nil {
+			if isTimeout(err) {
+				timeouts++
+			}
+			errs = append(errs, u.Addr+": "+err.Error())
+			continue
 		}
-		if isTimeout(err) {
-			timeouts++
+		if badRcode(resp.Rcode) {
+			u.badAnswers.Add(1)
+			p.log.Debug("upstream answered an error, trying the next", "upstream", u.Addr,
+				"name", q.Question[0].Name, "rcode", dns.RcodeToString[resp.Rcode])
+			bad, badFrom = resp, u
+			continue
 		}
-		errs = append(errs, u.Addr+": "+err.Error())
+		p.scrub(u, q, resp)
+		return resp, u.Addr, nil
+	}
+	if bad != nil {
+		p.scrub(badFrom, q, bad)
+		return bad, badFrom.Addr, nil
 	}
 	code, text := dns.ExtendedErrorCodeNetworkError, "no upstream answered"
 	if timeouts == len(errs) {
@@ -279,6 +351,30 @@ func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, string, erro
 		return nil, "", &resolver.EDEError{Code: dns.ExtendedErrorCodeNoReachableAuthority, Text: "query deadline passed", Err: ctx.Err()}
 	}
 	return nil, "", &resolver.EDEError{Code: code, Text: text, Err: errors.New(strings.Join(errs, "; "))}
+}
+
+// badRcode reports whether an answer with rcode says the upstream could
+// not or would not answer, so that another upstream should be asked.
+func badRcode(rcode int) bool {
+	switch rcode {
+	case dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeNotImplemented, dns.RcodeFormatError:
+		return true
+	}
+	return false
+}
+
+// scrub removes from resp, u's answer to q, what does not belong to q's
+// question, and counts it.
+func (p *Pool) scrub(u *Upstream, q, resp *dns.Msg) {
+	c := scrub.Message(q.Question[0], resp)
+	if c.Total() == 0 {
+		return
+	}
+	u.scrubbed[0].Add(uint64(c.Answer))
+	u.scrubbed[1].Add(uint64(c.Authority))
+	u.scrubbed[2].Add(uint64(c.Additional))
+	p.log.Debug("scrubbed records not belonging to the question", "upstream", u.Addr, "name", q.Question[0].Name,
+		"answer", c.Answer, "authority", c.Authority, "additional", c.Additional)
 }
 
 func isTimeout(err error) bool {
@@ -292,7 +388,7 @@ func (p *Pool) try(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, erro
 	defer cancel()
 	u.requests.Add(1)
 	start := time.Now()
-	resp, err := p.exchange(ctx, u, q)
+	resp, err := p.exchangeEDNS(ctx, u, q, start)
 	rtt := time.Since(start)
 	if p.observe != nil {
 		p.observe(u.Addr, rtt, err)
@@ -315,6 +411,61 @@ func (p *Pool) try(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, erro
 	return resp, nil
 }
 
+// exchangeEDNS asks u, without EDNS when u rejects it. An EDNS query
+// answered FORMERR or NOTIMP is asked once more without EDNS (RFC 6891
+// section 7); when that one is answered, u is asked without EDNS for
+// NoEDNSMemory. The answer carries q's ID.
+func (p *Pool) exchangeEDNS(ctx context.Context, u *Upstream, q *dns.Msg, now time.Time) (*dns.Msg, error) {
+	if q.IsEdns0() == nil {
+		return p.exchange(ctx, u, q)
+	}
+	if u.ednsRejected(now) {
+		return p.exchangePlain(ctx, u, q)
+	}
+	resp, err := p.exchange(ctx, u, q)
+	if err != nil || (resp.Rcode != dns.RcodeFormatError && resp.Rcode != dns.RcodeNotImplemented) {
+		return resp, err
+	}
+	plain, perr := p.exchangePlain(ctx, u, q)
+	if perr != nil {
+		return resp, nil // the first answer stands
+	}
+	if plain.Rcode != dns.RcodeFormatError && plain.Rcode != dns.RcodeNotImplemented {
+		now := time.Now()
+		if old := u.noEDNSUntil.Swap(now.Add(p.noEDNSFor).UnixNano()); old < now.UnixNano() {
+			p.log.Warn("upstream rejects EDNS: asking it without EDNS for a while", "upstream", u.Addr,
+				"rcode", dns.RcodeToString[resp.Rcode], "for", p.noEDNSFor)
+		}
+	}
+	return plain, nil
+}
+
+// exchangePlain asks u the question of q without EDNS, under a fresh ID,
+// and gives the answer q's ID.
+func (p *Pool) exchangePlain(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, error) {
+	pq := withoutEDNS(q)
+	resp, err := p.exchange(ctx, u, pq)
+	if err != nil {
+		return nil, err
+	}
+	resp.Id = q.Id
+	return resp, nil
+}
+
+// withoutEDNS returns a copy of q without its OPT record, under a new ID.
+func withoutEDNS(q *dns.Msg) *dns.Msg {
+	pq := q.CopyTo(new(dns.Msg))
+	pq.Id = dns.Id()
+	extra := pq.Extra[:0]
+	for _, rr := range pq.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	pq.Extra = extra
+	return pq
+}
+
 // exchange asks u over UDP, and over TCP when the UDP answer is truncated.
 func (p *Pool) exchange(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, error) {
 	resp, err := p.exchangeUDP(ctx, u, q)
@@ -332,6 +483,10 @@ func (p *Pool) exchange(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg,
 // answer that does not parse or does not match (ID, question) is dropped
 // and counted, and the wait goes on until ctx ends (RFC 5452 9.1): a
 // spoofed or stray packet can neither poison nor cut short the exchange.
+// Packets with the wrong ID are dropped from their header alone, so a
+// burst of them is read off the socket fast; and when any was dropped and
+// no answer came by half the time left, the query is sent once more, in
+// case the real answer was lost in the burst.
 func (p *Pool) exchangeUDP(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, error) {
 	out, err := q.Pack()
 	if err != nil {
@@ -343,8 +498,16 @@ func (p *Pool) exchangeUDP(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.M
 		return nil, err
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
+	if uc, ok := conn.(*net.UDPConn); ok {
+		// Room for a burst of forged answers ahead of the real one (the
+		// kernel caps it at net.core.rmem_max).
+		uc.SetReadBuffer(udpReadBuffer)
+	}
+	deadline, hasDeadline := ctx.Deadline()
+	resendAt := time.Time{}
+	if hasDeadline {
+		resendAt = time.Now().Add(time.Until(deadline) / 2)
+		conn.SetDeadline(resendAt)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
@@ -368,13 +531,31 @@ func (p *Pool) exchangeUDP(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.M
 	for {
 		n, err := conn.Read(buf)
 		if err != nil {
+			if !resendAt.IsZero() && ctx.Err() == nil && isTimeout(err) {
+				// Half the time is gone: resend if packets were dropped, and
+				// wait for the rest of it.
+				resend := dropped > 0
+				resendAt = time.Time{}
+				conn.SetDeadline(deadline)
+				if ctx.Err() == nil { // not cancelled while the deadline moved
+					if !resend {
+						continue
+					}
+					if _, err = conn.Write(out); err == nil {
+						continue
+					}
+				}
+			}
 			if dropped > 0 {
 				return nil, fmt.Errorf("%w (dropped %d answers: %s)", err, dropped, why)
 			}
 			return nil, err
 		}
-		r := new(dns.Msg)
-		if err := r.Unpack(buf[:n]); err != nil {
+		if n < 12 || buf[2]&0x80 == 0 {
+			why = "not a response"
+		} else if buf[0] != out[0] || buf[1] != out[1] {
+			why = "wrong ID"
+		} else if r, err := unpack(buf[:n]); err != nil {
 			why = "malformed: " + err.Error()
 		} else if err := validate(q, r); err != nil {
 			why = err.Error()
@@ -384,6 +565,11 @@ func (p *Pool) exchangeUDP(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.M
 		dropped++
 		u.mismatched.Add(1)
 	}
+}
+
+func unpack(b []byte) (*dns.Msg, error) {
+	r := new(dns.Msg)
+	return r, r.Unpack(b)
 }
 
 // startProbe starts probing u unless it is already being probed or the
@@ -446,7 +632,9 @@ func (p *Pool) probe(u *Upstream) error {
 	u.probes.Add(1)
 	q := new(dns.Msg)
 	q.SetQuestion(".", dns.TypeNS)
-	q.SetEdns0(1232, false)
+	if !u.ednsRejected(time.Now()) {
+		q.SetEdns0(1232, false)
+	}
 	r, err := p.exchange(ctx, u, q)
 	if err != nil {
 		return err
