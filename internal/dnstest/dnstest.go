@@ -164,31 +164,27 @@ func (s *Server) Remove(name string) {
 
 // SetFault makes the server misbehave for name ("*" for every name).
 func (s *Server) SetFault(name string, f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if name != "*" {
-		name = strings.ToLower(dns.Fqdn(name))
-	}
-	if f == FaultNone {
-		delete(s.faults, name)
-		return
-	}
-	s.faults[name] = f
+	setFor(s, s.faults, name, f, f == FaultNone)
 }
 
 // SetScript makes the server pass its answers for name ("*" for every name)
 // through f; nil removes the script.
 func (s *Server) SetScript(name string, f Script) {
+	setFor(s, s.scripts, name, f, f == nil)
+}
+
+// setFor sets m[name] to v, or deletes it when clear, under s's lock.
+func setFor[V any](s *Server, m map[string]V, name string, v V, clear bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if name != "*" {
 		name = strings.ToLower(dns.Fqdn(name))
 	}
-	if f == nil {
-		delete(s.scripts, name)
+	if clear {
+		delete(m, name)
 		return
 	}
-	s.scripts[name] = f
+	m[name] = v
 }
 
 // LastQuery returns a copy of the last query the server received for name,
