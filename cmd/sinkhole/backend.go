@@ -47,7 +47,7 @@ func (in *instance) Status() *admin.Status {
 		Ready: in.Ready(), Listen: in.dns.Addrs(), Generation: snap.Generation, Reloaded: snap.Created,
 		Rules: snap.RuleCount(), Warnings: in.geoWarnings(),
 	}
-	st.Feeds, st.Export = in.feeds.adminFeeds()
+	st.Feeds, st.Export = in.feeds.Admin()
 	if in.cfg.dryRun {
 		st.Warnings = append([]string{"--dry-run: no rule is enforced; would-be blocks are answered normally, audited and counted as monitored"}, st.Warnings...)
 	}

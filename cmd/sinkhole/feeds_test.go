@@ -168,7 +168,7 @@ func TestListURL(t *testing.T) {
 	if !censored(ts.addr, "binance.com") || ts.in.store.Current().Generation != gen {
 		t.Fatal("a 500 lost the last good list or reloaded")
 	}
-	st := ts.in.feeds.status().URLs[0]
+	st := ts.in.feeds.Status().URLs[0]
 	if st.LastResult != "failed" || st.LastHTTPStatus != 500 || !strings.Contains(st.LastError, "500") {
 		t.Fatalf("status after a 500: %+v", st)
 	}
@@ -210,11 +210,11 @@ func TestRPZScaleOut(t *testing.T) {
 	primaryState := t.TempDir()
 	primaryArgs := append([]string{"--upstream", up.Addr, "--rpz-export", "rpz.test", "--reload-debounce", "10ms", "--state-dir", primaryState}, notify...)
 	primary := startSinkholeOn(t, primaryAddr, lists, primaryArgs...)
-	serial := func() uint32 { return primary.in.feeds.export.Serial() }
+	serial := func() uint32 { return primary.in.feeds.Exporter().Serial() }
 	allAt := func(want uint32) func() bool {
 		return func() bool {
 			for _, s := range secs {
-				if st := s.in.feeds.status().Feeds[0]; st.Serial != want {
+				if st := s.in.feeds.Status().Feeds[0]; st.Serial != want {
 					return false
 				}
 			}
@@ -248,7 +248,7 @@ func TestRPZScaleOut(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("propagation took %s, want under 1s", took)
 		for i, s := range secs {
-			t.Logf("secondary %d: %+v\n%s", i, s.in.feeds.status().Feeds[0], s.stderr.String())
+			t.Logf("secondary %d: %+v\n%s", i, s.in.feeds.Status().Feeds[0], s.stderr.String())
 		}
 		t.Logf("primary log:\n%s", primary.stderr.String())
 	}
@@ -257,14 +257,14 @@ func TestRPZScaleOut(t *testing.T) {
 	now := serial()
 	waitUntil(t, "every secondary's status to show the new serial", 5*time.Second, func() bool {
 		for _, s := range secs {
-			if s.in.feeds.status().Feeds[0].Serial != now {
+			if s.in.feeds.Status().Feeds[0].Serial != now {
 				return false
 			}
 		}
 		return true
 	})
 	for _, s := range secs {
-		if st := s.in.feeds.status().Feeds[0]; st.LastTransferType != "IXFR" {
+		if st := s.in.feeds.Status().Feeds[0]; st.LastTransferType != "IXFR" {
 			t.Errorf("secondary transferred by %s, want IXFR: %+v", st.LastTransferType, st)
 		}
 	}

@@ -218,12 +218,12 @@ func TestInteropPrimaries(t *testing.T) {
 				"--rpz-feed", "regulator=rpz.test@"+primaryAddr, "--rpz-tsig", "regulator="+writeInteropKey(t, dir))
 			d := pk.start(t, bin, dir, primaryAddr, sec.addr)
 			feed := func() string {
-				st := sec.in.feeds.status().Feeds[0]
+				st := sec.in.feeds.Status().Feeds[0]
 				return fmt.Sprintf("serial %d via %s (%s %s)", st.Serial, st.LastTransferType, st.LastResult, st.LastError)
 			}
 			waitUntil(t, pk.name+" AXFR to sinkhole", 15*time.Second, func() bool {
 				d.running(t)
-				return sec.in.feeds.status().Feeds[0].Serial == 1
+				return sec.in.feeds.Status().Feeds[0].Serial == 1
 			})
 			t.Logf("after start: %s", feed())
 			for _, name := range []string{"binance.com", "www.binance.com", "cdn.allowed.test"} {
@@ -240,7 +240,7 @@ func TestInteropPrimaries(t *testing.T) {
 			}
 			d.hup(t)
 			took := waitUntil(t, "okx.com blocked after the primary's reload", 15*time.Second, func() bool { return censored(sec.addr, "okx.com") })
-			st := sec.in.feeds.status().Feeds[0]
+			st := sec.in.feeds.Status().Feeds[0]
 			t.Logf("zone edit reached sinkhole %s after the reload signal: %s", took.Round(time.Millisecond), feed())
 			if st.Serial != 2 || st.LastTransferType != "IXFR" {
 				t.Fatalf("after the edit: %s, want serial 2 by IXFR", feed())

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/blocklist/listsig"
+	"github.com/sinkhole-dns/sinkhole/feeds"
 	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
@@ -32,6 +33,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
 	"github.com/sinkhole-dns/sinkhole/resolver/querylog"
 	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
+	"github.com/sinkhole-dns/sinkhole/resolver/rpz"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -136,7 +138,7 @@ type serveConfig struct {
 	queryLog        logConfig // path "" when off
 	logBuffer       int
 	dryRun          bool
-	feeds           feedsConfig // RPZ feeds, RPZ export, list URLs (feeds.go)
+	feeds           feeds.Config // RPZ feeds, RPZ export, list URLs
 	allow           *acl.Set
 	refuseDrop      bool
 	clientQPS       int
@@ -246,7 +248,7 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if err := geoConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
-	if err := cfg.feeds.from(c, cfg.lists); err != nil {
+	if cfg.feeds, err = feedsConfigFrom(c, cfg.lists); err != nil {
 		return nil, err
 	}
 	if err := hardeningFrom(c, cfg); err != nil {
@@ -365,10 +367,11 @@ type instance struct {
 	geoWarn geoWarner
 	answer  *policy.Answer // the answer stage, for explanations (policy.Answer.ExplainQuery)
 	obs     observability
-	feeds   *feedSet // nil without feeds, export or list URLs
+	feeds   *feeds.Set // nil without feeds, export or list URLs
 	guard   *guard.Guard
 	panics  atomic.Uint64
 	started time.Time
+	stop    closers // what start started, stopped in reverse by shutdown
 }
 
 // readyHookKey is the context key of a func(*instance) that serve calls once
@@ -408,13 +411,34 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 // allocate little, so collecting more often is cheap.
 const defaultGCPercent = 25
 
-// start builds and starts every part of the server.
+// closers is a stack of what start has started, stopped in reverse order:
+// by start itself when a later part fails, and by shutdown.
+type closers []func(context.Context)
+
+// push adds the stop of a part that has just started.
+func (c *closers) push(f func(context.Context)) { *c = append(*c, f) }
+
+// run stops every part, last started first.
+func (c *closers) run(ctx context.Context) {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i](ctx)
+	}
+	*c = nil
+}
+
+// start builds and starts every part of the server. On error, what was
+// started is stopped again.
 func start(cfg *serveConfig) (_ *instance, err error) {
 	log := newLogger(cfg)
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	in := &instance{cfg: cfg, log: log, started: time.Now()}
+	defer func() {
+		if err != nil {
+			in.stop.run(context.Background())
+		}
+	}()
 	st, err := os.Stat(cfg.lists)
 	if err != nil {
 		return nil, fmt.Errorf("--lists: %w", err)
@@ -425,23 +449,22 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	if err := in.openGeo(); err != nil {
 		return nil, err
 	}
-	if in.feeds, err = newFeedSet(cfg, log); err != nil {
+	in.stop.push(func(context.Context) { in.geo.Close() })
+	in.feeds, err = feeds.New(cfg.feeds, rpz.BuildOptions{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6,
+		TTL: uint32(max(cfg.blockTTL/time.Second, 1))}, log)
+	if err != nil {
 		return nil, err
 	}
-	in.store = blocklist.NewStore(blocklist.Options{Dirs: append([]string{cfg.lists}, in.feeds.dirs()...), Logger: log,
+	in.store = blocklist.NewStore(blocklist.Options{Dirs: append([]string{cfg.lists}, in.feeds.Dirs()...), Logger: log,
 		Verify: cfg.listVerifier()})
-	if err := in.feeds.attach(in.store); err != nil {
+	if err := in.feeds.Attach(in.store); err != nil {
 		return nil, err
 	}
 	in.store.OnReload(func(s *blocklist.Snapshot, _ *blocklist.ReloadReport) { in.geoWarn.onReload(in, s) })
 	if err := in.startObservability(); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			in.closeObservability(context.Background())
-		}
-	}()
+	in.stop.push(in.closeObservability)
 	rep, err := in.store.Reload(context.Background(), "start")
 	if err != nil {
 		return nil, err
@@ -454,6 +477,59 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	if err != nil {
 		return nil, err
 	}
+	in.stop.push(func(context.Context) { in.pool.Close() })
+	scfg := in.chain(cfg)
+	in.dns, err = resolver.NewServer(scfg)
+	if err != nil {
+		return nil, err
+	}
+	in.obs.metrics.SetProtection(in.protection())
+	in.obs.metrics.SetUpstreamAnswers(in.pool.Health)
+	if err := in.dns.Start(); err != nil {
+		return nil, err
+	}
+	in.stop.push(func(ctx context.Context) {
+		if err := in.dns.Shutdown(ctx); err != nil {
+			in.log.Warn("shutdown: queries still unanswered when the drain time ran out", "err", err)
+		}
+	})
+	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log, Metrics: in.obs.metrics.Handler()})
+	if err != nil {
+		return nil, err
+	}
+	in.stop.push(func(ctx context.Context) { in.admin.Close(ctx) })
+	in.watcher, err = dirwatch.Start(dirwatch.Options{
+		Dirs:     []string{cfg.lists},
+		Match:    cfg.watchedListFile(),
+		Debounce: cfg.debounce,
+		OnChange: func() { in.store.Reload(context.Background(), "fsnotify") },
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	in.stop.push(func(context.Context) { in.watcher.Close() })
+	if err := in.geo.Watch(cfg.debounce); err != nil {
+		return nil, err
+	}
+	in.feeds.Start()
+	in.stop.push(func(context.Context) { in.feeds.Stop() })
+	abs, _ := filepath.Abs(cfg.lists)
+	refuse := "refused"
+	if cfg.refuseDrop {
+		refuse = "drop"
+	}
+	log.Info("sinkhole serving", "listen", strings.Join(in.dns.Addrs(), ","), "upstreams", strings.Join(cfg.upstreams, ","),
+		"lists", abs, "rules", in.store.Current().RuleCount(), "generation", in.store.Current().Generation,
+		"allow", cfg.allow.String(), "refuse_action", refuse,
+		"client_qps", cfg.clientQPS, "rrl_rate", cfg.rrlRate)
+	return in, nil
+}
+
+// chain builds the query path, the stages in the order a query meets them,
+// and the server configuration that runs it.
+func (in *instance) chain(cfg *serveConfig) resolver.ServerConfig {
+	log := in.log
 	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second), DryRun: cfg.dryRun}
 	in.answer = &policy.Answer{Block: blocker, Next: in.pool, Geo: in.obs.metrics.CountGeo(in.geo), Home: cfg.homeCountry}
 	question := &policy.Question{Block: blocker, CountryKnown: in.answer.CountryKnown, Next: in.answer}
@@ -467,7 +543,9 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	}
 	// The export's zone answers (SOA, transfers' serial checks) go in front
 	// of the cache: they depend on the asker and must never be cached.
-	head = in.feeds.wrap(head)
+	if e := in.feeds.Exporter(); e != nil {
+		head = e.Stage(head)
+	}
 	in.guard = guard.New(guard.Config{
 		Allow:   cfg.allow,
 		Drop:    cfg.refuseDrop,
@@ -482,8 +560,8 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		Snapshot: in.store.Current,
 		Observe:  in.observe,
 		Logger:   log,
-		Notify:   in.feeds.notifyHandler(),
-		Transfer: in.feeds.transferHandler(),
+		Notify:   in.feeds.NotifyHandler(),
+		Transfer: in.feeds.TransferHandler(),
 		// Each try can take the full timeout on every upstream.
 		QueryTimeout:         cfg.queryTimeout(),
 		MaxInflight:          cfg.maxInflight,
@@ -493,53 +571,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		Panics:               &in.panics,
 	}
 	in.guard.Hooks(&scfg)
-	in.dns, err = resolver.NewServer(scfg)
-	if err != nil {
-		in.pool.Close()
-		return nil, err
-	}
-	in.obs.metrics.SetProtection(in.protection())
-	in.obs.metrics.SetUpstreamAnswers(in.pool.Health)
-	if err := in.dns.Start(); err != nil {
-		in.pool.Close()
-		return nil, err
-	}
-	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log, Metrics: in.obs.metrics.Handler()})
-	if err != nil {
-		in.dns.Shutdown(context.Background())
-		in.pool.Close()
-		return nil, err
-	}
-	in.watcher, err = dirwatch.Start(dirwatch.Options{
-		Dirs:     []string{cfg.lists},
-		Match:    cfg.watchedListFile(),
-		Debounce: cfg.debounce,
-		OnChange: func() { in.store.Reload(context.Background(), "fsnotify") },
-		Logger:   log,
-	})
-	if err == nil {
-		err = in.geo.Watch(cfg.debounce)
-	}
-	if err != nil {
-		if in.watcher != nil {
-			in.watcher.Close()
-		}
-		in.admin.Close(context.Background())
-		in.dns.Shutdown(context.Background())
-		in.pool.Close()
-		return nil, err
-	}
-	in.feeds.start()
-	abs, _ := filepath.Abs(cfg.lists)
-	refuse := "refused"
-	if cfg.refuseDrop {
-		refuse = "drop"
-	}
-	log.Info("sinkhole serving", "listen", strings.Join(in.dns.Addrs(), ","), "upstreams", strings.Join(cfg.upstreams, ","),
-		"lists", abs, "rules", in.store.Current().RuleCount(), "generation", in.store.Current().Generation,
-		"allow", cfg.allow.String(), "refuse_action", refuse,
-		"client_qps", cfg.clientQPS, "rrl_rate", cfg.rrlRate)
-	return in, nil
+	return scfg
 }
 
 // protection gives the metrics the counters of what was turned away.
@@ -573,19 +605,11 @@ func (cfg *serveConfig) queryTimeout() time.Duration {
 }
 
 // shutdown answers the queries already received, bounded by the time one
-// query may take, and stops everything.
+// query may take, and stops everything in the reverse order of start.
 func (in *instance) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), in.cfg.queryTimeout()+time.Second)
 	defer cancel()
-	in.watcher.Close()
-	in.admin.Close(ctx)
-	in.geo.Close()
-	in.feeds.stop()
-	if err := in.dns.Shutdown(ctx); err != nil {
-		in.log.Warn("shutdown: queries still unanswered when the drain time ran out", "err", err)
-	}
-	in.pool.Close()
-	in.closeObservability(ctx)
+	in.stop.run(ctx)
 	in.log.Info("stopped")
 	return nil
 }

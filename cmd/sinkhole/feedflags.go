@@ -1,0 +1,43 @@
+package main
+
+import (
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sinkhole-dns/sinkhole/feeds"
+)
+
+// feedFlags are the serve flags of RPZ feeds, the RPZ export and list URLs
+// (package feeds parses and runs them).
+func feedFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "rpz-feed", Usage: "be a secondary for an RPZ zone: `NAME=ZONE@PRIMARY[:PORT]` (repeatable)"},
+		&cli.StringSliceFlag{Name: "rpz-tsig", Usage: "sign the transfers of feed NAME with the TSIG key in FILE (tsig-keygen format): `NAME=FILE` (repeatable)"},
+		&cli.StringFlag{Name: "state-dir", Value: "./state", Usage: "keep RPZ feed zones, list URL copies and the export serial in `DIR`"},
+		&cli.StringFlag{Name: "rpz-export", Usage: "serve the loaded lists as the RPZ zone `ZONE` over AXFR and IXFR"},
+		&cli.StringSliceFlag{Name: "rpz-allow-transfer", Usage: "networks that may transfer the exported zone, `CIDR` (repeatable; default loopback)"},
+		&cli.StringSliceFlag{Name: "rpz-notify", Usage: "send NOTIFY for the exported zone to `ADDR`, IP or IP:port (repeatable)"},
+		&cli.StringSliceFlag{Name: "list-url", Usage: "fetch a list over HTTP(S): `NAME=URL` (repeatable)"},
+		&cli.DurationFlag{Name: "list-url-interval", Value: 5 * time.Minute, Usage: "time between fetches of each --list-url"},
+	}
+}
+
+// feedsConfigFrom maps the feed flags to the feeds package's options and
+// validates them.
+func feedsConfigFrom(c *cli.Context, lists string) (feeds.Config, error) {
+	fc, err := feeds.Parse(feeds.Options{
+		StateDir:      c.String("state-dir"),
+		Feeds:         c.StringSlice("rpz-feed"),
+		TSIG:          c.StringSlice("rpz-tsig"),
+		Export:        c.String("rpz-export"),
+		AllowTransfer: c.StringSlice("rpz-allow-transfer"),
+		Notify:        c.StringSlice("rpz-notify"),
+		URLs:          c.StringSlice("list-url"),
+		URLInterval:   c.Duration("list-url-interval"),
+	}, lists)
+	if err != nil {
+		return fc, usagef("%v", err)
+	}
+	return fc, nil
+}
