@@ -166,6 +166,19 @@ func (p *listParser) directive(n int, line []byte) {
 			return
 		}
 		p.sec.Platform = val
+	case "authority", "order", "contact":
+		if msg := whyValue(val); msg != "" {
+			p.fail(n, line, key+" "+msg)
+			return
+		}
+		switch key {
+		case "authority":
+			p.sec.Authority = val
+		case "order":
+			p.sec.Order = val
+		default:
+			p.sec.Contact = val
+		}
 	case "scope":
 		s, err := ParseScope(val)
 		if err != nil {
@@ -188,6 +201,24 @@ func (p *listParser) directive(n int, line []byte) {
 		return // an ordinary comment that happens to hold a colon
 	}
 	p.secOpen = false
+}
+
+// maxWhyLen caps an authority, order or contact value (they go into every
+// block's EDE text, which a UDP answer must carry).
+const maxWhyLen = 120
+
+// whyValue checks an authority, order or contact value; it returns what is
+// wrong, or "".
+func whyValue(v string) string {
+	if len(v) > maxWhyLen {
+		return "longer than 120 bytes"
+	}
+	for _, c := range v {
+		if c == '"' || c == '\\' || c == '#' || c < 0x20 || c == 0x7f {
+			return `must not contain '#', '"', '\' or control characters`
+		}
+	}
+	return ""
 }
 
 func (p *listParser) openSection() {

@@ -97,12 +97,39 @@ func ParseScope(s string) (Scope, error) {
 }
 
 // Section is a run of entries in one file that share the directives in force:
-// platform, action and scope.
+// platform, action, scope and why the entries are listed (authority, order,
+// contact). Rules hold a section index, so these cost nothing per rule.
 type Section struct {
 	File     string // display name of the list file, e.g. "foreign-exchanges.txt"
 	Platform string // from "# platform:", may be empty
 	Action   Action // from "# action:", ActionDefault when unset
 	Scope    Scope  // from "# scope:"
+	Why
+}
+
+// Why says on whose authority entries are listed; every field may be empty.
+type Why struct {
+	Authority string `json:"authority,omitempty"` // from "# authority:", e.g. the office that ordered the block
+	Order     string `json:"order,omitempty"`     // from "# order:", an order or case reference
+	Contact   string `json:"contact,omitempty"`   // from "# contact:", a URL or address for questions and appeals
+}
+
+// IsZero reports whether no field is set.
+func (w Why) IsZero() bool { return w == Why{} }
+
+// AppendText appends "; authority: A; order: O; contact: C" for the fields
+// that are set.
+func (w Why) AppendText(dst []byte) []byte {
+	if w.Authority != "" {
+		dst = append(append(dst, "; authority: "...), w.Authority...)
+	}
+	if w.Order != "" {
+		dst = append(append(dst, "; order: "...), w.Order...)
+	}
+	if w.Contact != "" {
+		dst = append(append(dst, "; contact: "...), w.Contact...)
+	}
+	return dst
 }
 
 // MatchKind is how a domain rule relates to the names it covers.
@@ -151,22 +178,26 @@ type Rule struct {
 	Action   Action
 	Scope    Scope
 	Allow    bool // an "@@" exception
+	Why           // authority, order reference and contact of the rule's section
 }
 
 // Where returns "file:line".
 func (r Rule) Where() string { return fmt.Sprintf("%s:%d", r.File, r.Line) }
 
 // Reason is the short text put in EDE extra text and logs:
-// "blocked by foreign-exchanges.txt:12 (Binance)".
+// "blocked by foreign-exchanges.txt:12 (Binance)", followed by the
+// authority, order and contact when the list gives them:
+// "; authority: Ministry X; order: 2024/17; contact: https://appeal.example".
 func (r Rule) Reason() string {
 	verb := "blocked by"
 	if r.Allow {
 		verb = "allowed by"
 	}
+	s := fmt.Sprintf("%s %s", verb, r.Where())
 	if r.Platform != "" {
-		return fmt.Sprintf("%s %s (%s)", verb, r.Where(), r.Platform)
+		s = fmt.Sprintf("%s %s (%s)", verb, r.Where(), r.Platform)
 	}
-	return fmt.Sprintf("%s %s", verb, r.Where())
+	return string(r.Why.AppendText([]byte(s)))
 }
 
 // LineError is a problem found in a list file, with its place.

@@ -208,7 +208,7 @@ func (s *Snapshot) Section(id RuleID) *Section {
 // Rule describes a rule for people.
 func (s *Snapshot) Rule(id RuleID) Rule {
 	sec := s.Section(id)
-	r := Rule{Type: id.Type(), File: sec.File, Platform: sec.Platform, Action: sec.Action, Scope: sec.Scope}
+	r := Rule{Type: id.Type(), File: sec.File, Platform: sec.Platform, Action: sec.Action, Scope: sec.Scope, Why: sec.Why}
 	i := id.index()
 	switch id.Type() {
 	case RuleDomain:
@@ -313,8 +313,12 @@ func (s *Snapshot) AppendReason(dst []byte, id RuleID) []byte {
 	if platform != "" {
 		dst = append(append(append(dst, " ("...), platform...), ')')
 	}
-	return dst
+	return s.Section(id).Why.AppendText(dst)
 }
+
+// RuleWhy returns the authority, order and contact of a rule (from its
+// section's directives), without building a Rule.
+func (s *Snapshot) RuleWhy(id RuleID) Why { return s.Section(id).Why }
 
 // SubtreeLabels returns, for a domain rule that covers its name and every
 // subdomain, the number of labels of its name (the zone a negative answer

@@ -126,7 +126,8 @@ func explanation(ex *policy.Explanation) *admin.Explanation {
 	if d := ex.Decision; d != nil {
 		out.Action, out.Trigger = d.Action.String(), d.Trigger
 		r := d.Describe()
-		out.Rule = &admin.Rule{Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform, Action: d.Action.String(),
+		out.Rule = &admin.Rule{Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform,
+			Authority: r.Authority, Order: r.Order, Contact: r.Contact, Action: d.Action.String(),
 			Scope: r.Scope.String(), Trigger: d.Trigger, Fires: d.Enforced}
 	}
 	for _, rc := range ex.Records {
@@ -144,6 +145,7 @@ func rule(r *policy.RuleInfo) *admin.Rule {
 	if r == nil {
 		return nil
 	}
-	return &admin.Rule{Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform, Action: r.Action,
+	return &admin.Rule{Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform,
+		Authority: r.Authority, Order: r.Order, Contact: r.Contact, Action: r.Action,
 		Scope: r.Scope, Trigger: r.Trigger, Exception: r.Exception, Fires: r.Fires}
 }

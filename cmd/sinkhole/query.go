@@ -95,6 +95,15 @@ func ruleLine(r *admin.Rule, dryRun bool) string {
 	return s + ", action " + act + ", scope " + r.Scope + ")"
 }
 
+// printWhy writes a rule's authority, order and contact, one per line.
+func printWhy(w io.Writer, r *admin.Rule) {
+	for _, f := range [][2]string{{"authority", r.Authority}, {"order", r.Order}, {"contact", r.Contact}} {
+		if f[1] != "" {
+			fmt.Fprintf(w, "  %-10s %s\n", f[0]+":", f[1])
+		}
+	}
+}
+
 // printExplanation writes an explanation for people.
 func printExplanation(w io.Writer, ex *admin.Explanation) {
 	switch ex.Verdict {
@@ -112,8 +121,10 @@ func printExplanation(w io.Writer, ex *admin.Explanation) {
 	switch {
 	case ex.Rule != nil:
 		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Rule, ex.DryRun))
+		printWhy(w, ex.Rule)
 	case ex.Question != nil && !ex.Question.Exception:
 		fmt.Fprintf(w, "  rule:      %s\n", ruleLine(ex.Question, ex.DryRun))
+		printWhy(w, ex.Question)
 	}
 	if ex.Exception != nil {
 		fmt.Fprintf(w, "  exception: %s overrides the rule above\n", ruleLine(ex.Exception, ex.DryRun))

@@ -193,6 +193,11 @@ type Rule struct {
 	File     string `json:"file"`
 	Line     int    `json:"line"`
 	Platform string `json:"platform,omitempty"`
+	// Authority, Order and Contact come from the list's "# authority:",
+	// "# order:" and "# contact:" directives.
+	Authority string `json:"authority,omitempty"`
+	Order     string `json:"order,omitempty"`
+	Contact   string `json:"contact,omitempty"`
 	// Action is the action in force (never "default").
 	Action    string `json:"action"`
 	Scope     string `json:"scope"`

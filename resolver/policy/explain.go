@@ -82,6 +82,8 @@ type RuleInfo struct {
 	File     string `json:"file"`
 	Line     int    `json:"line"`
 	Platform string `json:"platform,omitempty"`
+	// Why is the rule's authority, order and contact.
+	blocklist.Why
 	// Action is the resolved action (never "default").
 	Action    string `json:"action"`
 	Scope     string `json:"scope"`
@@ -96,7 +98,7 @@ func (r RuleInfo) Where() string { return fmt.Sprintf("%s:%d", r.File, r.Line) }
 func ruleInfo(b *Blocker, snap *blocklist.Snapshot, id blocklist.RuleID) RuleInfo {
 	r := snap.Rule(id)
 	return RuleInfo{
-		Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform,
+		Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform, Why: r.Why,
 		Action: b.Resolve(r.Action).String(), Scope: r.Scope.String(), Exception: r.Allow,
 	}
 }
@@ -286,6 +288,7 @@ func (r *RuleInfo) describe() string {
 	if r.Platform != "" {
 		s += " (" + r.Platform + ")"
 	}
+	s += string(r.Why.AppendText(nil))
 	s += ", action " + r.Action
 	if r.Scope != blocklist.ScopeAny.String() {
 		s += ", scope " + r.Scope
