@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 )
 
@@ -19,6 +20,7 @@ import (
 //	{"time":"2026-01-02T15:04:05.123456789Z","client":"192.0.2.1:53124","proto":"udp",
 //	 "name":"www.binance.com","type":"A","action":"nxdomain","enforced":true,
 //	 "rule":"binance.com","file":"foreign-exchanges.txt","line":36,"platform":"Binance",
+//	 "authority":"...","order":"...","contact":"...",   (only those the list sets)
 //	 "generation":3,"trigger":"qname","target":"www.binance.com"}
 //
 // Answer-based decisions (trigger cname, ip, asn, overseas) add
@@ -115,6 +117,9 @@ func appendDecision(b []byte, d *resolver.Decision, qname string) []byte {
 	b = strconv.AppendInt(b, int64(line), 10)
 	b = append(b, `,"platform":`...)
 	b = appendString(b, platform)
+	if why := d.Snapshot.RuleWhy(d.Rule); !why.IsZero() {
+		b = appendWhy(b, why)
+	}
 	b = append(b, `,"generation":`...)
 	b = strconv.AppendUint(b, d.Snapshot.Generation, 10)
 	b = append(b, `,"trigger":`...)
@@ -235,4 +240,19 @@ func appendEscape(b []byte, c byte) []byte {
 		return append(b, '\\', 't')
 	}
 	return append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+}
+
+// appendWhy adds the rule's authority, order and contact (the fields that
+// are set).
+func appendWhy(b []byte, w blocklist.Why) []byte {
+	if w.Authority != "" {
+		b = appendString(append(b, `,"authority":`...), w.Authority)
+	}
+	if w.Order != "" {
+		b = appendString(append(b, `,"order":`...), w.Order)
+	}
+	if w.Contact != "" {
+		b = appendString(append(b, `,"contact":`...), w.Contact)
+	}
+	return b
 }
