@@ -94,7 +94,7 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 	snap := s.cfg.Snapshot()
 	if s.cfg.Cache != nil {
 		if n, info, name, ok := s.cfg.Cache.AnswerWire(&w.q, snap.Generation, w.out, proto == "udp"); ok {
-			s.observeWire(w, name, from, proto, snap, info, true)
+			s.observeWire(w, pkt, w.out[:n], name, from, proto, snap, info, true)
 			return n, true
 		}
 	}
@@ -114,17 +114,17 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 		info.Rcode = int(w.out[3] & 0xF)
 	}
 	// The name aliases w.name: observers format or count, never keep it.
-	s.observeWire(w, unsafe.String(unsafe.SliceData(name), len(name)), from, proto, snap, &info, false)
+	s.observeWire(w, pkt, w.out[:n], unsafe.String(unsafe.SliceData(name), len(name)), from, proto, snap, &info, false)
 	return n, true
 }
 
 // observeWire tells the observer about a query answered on the wire path.
-func (s *Server) observeWire(w *wireScratch, name string, from netip.AddrPort, proto string, snap *blocklist.Snapshot, info *Info, cached bool) {
+func (s *Server) observeWire(w *wireScratch, pkt, answer []byte, name string, from netip.AddrPort, proto string, snap *blocklist.Snapshot, info *Info, cached bool) {
 	if s.cfg.Observe == nil {
 		return
 	}
 	r := &w.req
-	*r = Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info}
+	*r = Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info, Packet: pkt, Answer: answer}
 	r.Info.Cached = cached
 	s.cfg.Observe(r, nil)
 	*r = Request{}
@@ -216,6 +216,7 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, pr
 	}
 	defer s.inflight.Add(-1)
 	req := NewRequest(m, from, proto, s.cfg.Snapshot())
+	req.Packet = pkt
 	resp := s.run(ctx, req)
 	if resp != nil {
 		req.Info.Rcode = resp.Rcode

@@ -28,6 +28,10 @@ type Request struct {
 	// upstream stage returns it instead of asking again. The cache sets it to
 	// re-decide an entry under a new list generation without a network trip.
 	Reuse *dns.Msg
+	// Packet is the query as received and Answer the response as written
+	// on the wire path (nil on the full path: resp is the answer). Both
+	// alias the server's buffers: observers read them during the call only.
+	Packet, Answer []byte
 }
 
 // NewRequest builds a request for m, which must hold exactly one question.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"path/filepath"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/urfave/cli/v2"
@@ -29,6 +30,7 @@ type observability struct {
 	metrics *metrics.Metrics
 	audit   *querylog.Log
 	queries *querylog.Log // nil when --query-log is not set
+	tap     *tap          // nil when --dnstap is not set
 }
 
 // observeConfigFrom validates the metrics, log and dry-run flags.
@@ -51,7 +53,7 @@ func observeConfigFrom(c *cli.Context, cfg *serveConfig) error {
 		return usagef("--log-buffer %d: want between 16 and %d lines", cfg.logBuffer, 1<<22)
 	}
 	cfg.dryRun = c.Bool("dry-run")
-	return nil
+	return dnstapConfigFrom(c, cfg)
 }
 
 func logConfigFrom(c *cli.Context, flag string) (logConfig, error) {
@@ -100,6 +102,12 @@ func (in *instance) startObservability() error {
 			return err
 		}
 	}
+	if cfg.dnstap.target != "" {
+		if o.tap, err = startTap(cfg.dnstap, in); err != nil {
+			in.closeObservability(context.Background())
+			return err
+		}
+	}
 	if cfg.dryRun {
 		in.log.Warn("dry run: no rule is enforced; would-be blocks are only audited and counted")
 	}
@@ -117,6 +125,17 @@ func (in *instance) observe(req *resolver.Request, resp *dns.Msg) {
 	if in.obs.queries != nil {
 		in.obs.queries.Query(req, resp)
 	}
+	if in.obs.tap != nil {
+		in.obs.tap.observe(req, resp)
+	}
+}
+
+// forwarderTap is the upstream pool's Tap: nil unless --dnstap-upstream.
+func (in *instance) forwarderTap() func(addr, proto string, sent time.Time, q, resp *dns.Msg) {
+	if in.obs.tap == nil || !in.cfg.dnstap.upstream {
+		return nil
+	}
+	return in.obs.tap.forward
 }
 
 // logStatus describes the logs for the status route.
@@ -130,11 +149,19 @@ func (in *instance) logStatus() []admin.Log {
 			out = append(out, admin.Log{Name: l.name, Path: l.log.Path(), Lines: l.log.Lines(), Dropped: l.log.Dropped()})
 		}
 	}
+	if t := in.obs.tap; t != nil {
+		out = append(out, admin.Log{Name: "dnstap", Path: t.w.Target(), Lines: t.w.Sent(), Dropped: t.w.Dropped()})
+	}
 	return out
 }
 
 // closeObservability writes out the logs' buffered lines and closes them.
 func (in *instance) closeObservability(ctx context.Context) {
+	if in.obs.tap != nil {
+		if err := in.obs.tap.close(ctx); err != nil {
+			in.log.Warn("closing dnstap", "err", err)
+		}
+	}
 	for _, l := range []*querylog.Log{in.obs.audit, in.obs.queries} {
 		if l == nil {
 			continue

@@ -79,7 +79,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
 		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "`N` consecutive failures mark an upstream unhealthy"},
 		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
-	}, append(append(geoFlags(), feedFlags()...), trustFlags()...)...))
+	}, append(append(append(geoFlags(), feedFlags()...), trustFlags()...), dnstapFlags()...)...))
 }
 
 func serveCommand() *cli.Command {
@@ -139,6 +139,7 @@ type serveConfig struct {
 	logBuffer       int
 	dryRun          bool
 	feeds           feeds.Config // RPZ feeds, RPZ export, list URLs
+	dnstap          dnstapConfig
 	allow           *acl.Set
 	refuseDrop      bool
 	clientQPS       int
@@ -473,7 +474,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		log.Warn("started with broken list files: they are not enforced until fixed", "errors", len(rep.Errors()))
 	}
 	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log,
-		Observe: in.obs.metrics.ObserveUpstream, FailThreshold: cfg.failThreshold, ProbeInterval: cfg.probeInterval})
+		Observe: in.obs.metrics.ObserveUpstream, Tap: in.forwarderTap(), FailThreshold: cfg.failThreshold, ProbeInterval: cfg.probeInterval})
 	if err != nil {
 		return nil, err
 	}

@@ -121,7 +121,12 @@ type Config struct {
 	NoEDNSMemory time.Duration
 	// Observe, when set, is told about every exchange (for metrics).
 	Observe func(addr string, rtt time.Duration, err error)
-	Logger  *slog.Logger
+	// Tap, when set, is told about every message exchanged with an
+	// upstream (for dnstap FORWARDER_QUERY and FORWARDER_RESPONSE): proto
+	// is "udp" or "tcp", resp is nil when none came. It must not block or
+	// keep q or resp.
+	Tap    func(addr, proto string, sent time.Time, q, resp *dns.Msg)
+	Logger *slog.Logger
 }
 
 // Pool is the last stage of the chain: it answers from the upstreams.
@@ -133,6 +138,7 @@ type Pool struct {
 	noEDNSFor  time.Duration
 	tcp        *dns.Client
 	observe    func(string, time.Duration, error)
+	tap        func(string, string, time.Time, *dns.Msg, *dns.Msg)
 	log        *slog.Logger
 	bufs       sync.Pool // UDP receive buffers
 
@@ -212,6 +218,7 @@ func New(cfg Config) (*Pool, error) {
 		noEDNSFor:  cfg.NoEDNSMemory,
 		tcp:        &dns.Client{Net: "tcp"},
 		observe:    cfg.Observe,
+		tap:        cfg.Tap,
 		log:        cfg.Logger,
 	}
 	p.bufs.New = func() any { b := make([]byte, pooledUDPBuf); return &b }
@@ -468,11 +475,19 @@ func withoutEDNS(q *dns.Msg) *dns.Msg {
 
 // exchange asks u over UDP, and over TCP when the UDP answer is truncated.
 func (p *Pool) exchange(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, error) {
+	sent := time.Now()
 	resp, err := p.exchangeUDP(ctx, u, q)
+	if p.tap != nil {
+		p.tap(u.Addr, "udp", sent, q, resp)
+	}
 	if err != nil || !resp.Truncated {
 		return resp, err
 	}
+	sent = time.Now()
 	resp, _, err = p.tcp.ExchangeContext(ctx, q, u.Addr)
+	if p.tap != nil {
+		p.tap(u.Addr, "tcp", sent, q, resp)
+	}
 	if err == nil {
 		err = validate(q, resp)
 	}
