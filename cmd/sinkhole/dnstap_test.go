@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -20,22 +19,9 @@ import (
 	"github.com/miekg/dns"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
 	"github.com/sinkhole-dns/sinkhole/resolver/dnstap/dnstappb"
 )
-
-// needDnstapTool finds a dnstap reader; CI installs them, elsewhere a
-// missing one skips.
-func needDnstapTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (Debian package %s; .ci/run installs it)", name, pkg)
-		}
-		t.Skipf("%s not installed (Debian package %s)", name, pkg)
-	}
-	return p
-}
 
 // readDnstapFile decodes a Frame Streams file of dnstap records with the
 // bindings generated from dnstap.proto.
@@ -177,7 +163,7 @@ func TestDnstapFileRecordsKnownTraffic(t *testing.T) {
 	}
 
 	// The real readers.
-	tool := needDnstapTool(t, "dnstap", "golang-github-dnstap-golang-dnstap-cli")
+	tool := dnstest.NeedTool(t, "dnstap", "golang-github-dnstap-golang-dnstap-cli")
 	out, err := exec.Command(tool, "-r", path, "-y").CombinedOutput()
 	if err != nil {
 		t.Fatalf("dnstap -r: %v\n%s", err, out)
@@ -188,7 +174,7 @@ func TestDnstapFileRecordsKnownTraffic(t *testing.T) {
 			t.Errorf("dnstap -r -y: %q %d times, want %d", k, got, n)
 		}
 	}
-	tool = needDnstapTool(t, "dnstap-read", "bind9-utils")
+	tool = dnstest.NeedTool(t, "dnstap-read", "bind9-utils")
 	out, err = exec.Command(tool, "-y", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dnstap-read: %v\n%s", err, out)
@@ -205,7 +191,7 @@ func TestDnstapFileRecordsKnownTraffic(t *testing.T) {
 // answered; records are dropped (counted) while it is away, and flow again
 // after the reconnection.
 func TestDnstapCollectorRestartUnderLoad(t *testing.T) {
-	tool := needDnstapTool(t, "dnstap", "golang-github-dnstap-golang-dnstap-cli")
+	tool := dnstest.NeedTool(t, "dnstap", "golang-github-dnstap-golang-dnstap-cli")
 	up := obsUpstream(t)
 	sock := filepath.Join(t.TempDir(), "dnstap.sock")
 	collect := func() (*exec.Cmd, *syncBuffer) {
@@ -284,18 +270,8 @@ func TestDnstapFlagErrors(t *testing.T) {
 		{[]string{"--dnstap", "file:" + filepath.Join(dir, "missing", "t.dnstap")}, exitFailure,
 			"sinkhole: dnstap: open " + filepath.Join(dir, "missing", "t.dnstap") + ": no such file or directory"},
 	} {
-		var stderr syncBuffer
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		args := append([]string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists,
-			"--upstream", "127.0.0.1:1", "--audit-log", filepath.Join(dir, "audit.log")}, tt.args...)
-		code := run(ctx, args, &bytes.Buffer{}, &stderr)
-		cancel()
-		var last string
-		for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
-			if strings.HasPrefix(l, "sinkhole: ") {
-				last = l
-			}
-		}
+		code, last, _ := serveError(t, append([]string{"--lists", lists, "--upstream", "127.0.0.1:1",
+			"--audit-log", filepath.Join(dir, "audit.log")}, tt.args...))
 		if code != tt.code || !strings.HasPrefix(last, tt.want) {
 			t.Errorf("%v: exit %d, %q; want %d and %q", tt.args, code, last, tt.code, tt.want)
 		}

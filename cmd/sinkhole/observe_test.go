@@ -510,19 +510,27 @@ func TestObservabilityFlagErrors(t *testing.T) {
 		{[]string{"--audit-log", filepath.Join(dir, "a.log"), "--query-log", dir}, exitFailure,
 			"sinkhole: query log: open " + dir + ": is a directory"},
 	} {
-		var stderr syncBuffer
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		args := append([]string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--lists", lists, "--upstream", "127.0.0.1:1"}, tt.args...)
-		code := run(ctx, args, &bytes.Buffer{}, &stderr)
-		cancel()
-		var last string
-		for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
-			if strings.HasPrefix(l, "sinkhole: ") {
-				last = l
-			}
-		}
+		code, last, stderr := serveError(t, append([]string{"--lists", lists, "--upstream", "127.0.0.1:1"}, tt.args...))
 		if code != tt.code || !strings.HasPrefix(last, tt.want) {
-			t.Errorf("%v: exit %d, %q; want %d and %q\n%s", tt.args, code, last, tt.code, tt.want, stderr.String())
+			t.Errorf("%v: exit %d, %q; want %d and %q\n%s", tt.args, code, last, tt.code, tt.want, stderr)
 		}
 	}
+}
+
+// serveError runs "sinkhole serve" on free ports with args, expecting it
+// to exit at start: the exit status, the last "sinkhole: " line and all
+// of standard error.
+func serveError(t *testing.T, args []string) (int, string, string) {
+	t.Helper()
+	var stderr syncBuffer
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	code := run(ctx, append([]string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, args...), &bytes.Buffer{}, &stderr)
+	var last string
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if strings.HasPrefix(l, "sinkhole: ") {
+			last = l
+		}
+	}
+	return code, last, stderr.String()
 }

@@ -1,15 +1,19 @@
 // Package dnstest runs small real DNS servers on loopback for tests and
 // benchmarks: an upstream with known records, CNAME chains, answers too big
 // for UDP, names that never answer, and injectable faults. It is built on
-// miekg/dns and answers over UDP and TCP on one port.
+// miekg/dns and answers over UDP and TCP on one port. NeedTool finds the
+// outside programs (readers, daemons) a test runs.
 package dnstest
 
 import (
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/miekg/dns"
@@ -431,3 +435,18 @@ func StartSilent() (*Silent, error) {
 
 // Close stops the black hole.
 func (s *Silent) Close() { s.pc.Close(); s.ln.Close() }
+
+// NeedTool returns the path of the command name (from Debian package pkg).
+// When it is missing the test fails under CI (which installs it) and is
+// skipped elsewhere.
+func NeedTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed (Debian package %s; .ci/run installs it)", name, pkg)
+		}
+		t.Skipf("%s not installed (Debian package %s)", name, pkg)
+	}
+	return p
+}

@@ -16,22 +16,9 @@ import (
 	"github.com/miekg/dns"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
 	"github.com/sinkhole-dns/sinkhole/resolver/dnstap/dnstappb"
 )
-
-// needTool finds a reader; outside CI (which installs them) a missing one
-// skips the test.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed (Debian package %s; .ci/run installs it)", name, pkg)
-		}
-		t.Skipf("%s not installed (Debian package %s)", name, pkg)
-	}
-	return p
-}
 
 var (
 	client = netip.MustParseAddrPort("192.0.2.10:40000")
@@ -224,7 +211,7 @@ func writeFile(t *testing.T, n int) string {
 
 // golang-dnstap's reader reads the file (a unidirectional Frame Stream).
 func TestFileReadByDnstapTool(t *testing.T) {
-	tool := needTool(t, "dnstap", "golang-github-dnstap-golang-dnstap-cli")
+	tool := dnstest.NeedTool(t, "dnstap", "golang-github-dnstap-golang-dnstap-cli")
 	path := writeFile(t, 10)
 	out, err := exec.Command(tool, "-r", path, "-y").CombinedOutput()
 	if err != nil {
@@ -248,7 +235,7 @@ func TestFileReadByDnstapTool(t *testing.T) {
 
 // BIND's reader reads the same file.
 func TestFileReadByBINDDnstapRead(t *testing.T) {
-	tool := needTool(t, "dnstap-read", "bind9-utils")
+	tool := dnstest.NeedTool(t, "dnstap-read", "bind9-utils")
 	path := writeFile(t, 4)
 	out, err := exec.Command(tool, "-y", path).CombinedOutput()
 	if err != nil {
@@ -337,7 +324,7 @@ func freeTCPAddr(t *testing.T) string {
 // reader; killed, records are dropped (counted) without Write blocking;
 // restarted, the Writer reconnects and records flow again.
 func TestSocketCollectorRestart(t *testing.T) {
-	tool := needTool(t, "dnstap", "golang-github-dnstap-golang-dnstap-cli")
+	tool := dnstest.NeedTool(t, "dnstap", "golang-github-dnstap-golang-dnstap-cli")
 	for _, kind := range []string{"unix", "tcp"} {
 		t.Run(kind, func(t *testing.T) {
 			var target string
