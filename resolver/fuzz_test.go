@@ -22,6 +22,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
 )
 
@@ -40,9 +41,9 @@ monitor.test
 
 // fakeUpstream ends the chain: it answers by the first label of the name,
 // so that inputs reach every branch of the answer policy.
-func fakeUpstream(_ context.Context, req *resolver.Request) (*dns.Msg, error) {
+func fakeUpstream(_ context.Context, req *query.Request) (*dns.Msg, error) {
 	q := req.Msg.Question[0]
-	m := resolver.Reply(req.Msg, dns.RcodeSuccess)
+	m := query.Reply(req.Msg, dns.RcodeSuccess)
 	add := func(s string) {
 		if rr, err := dns.NewRR(s); err == nil {
 			m.Answer = append(m.Answer, rr)
@@ -89,7 +90,7 @@ func fuzzServer(tb testing.TB, dir string, panics *atomic.Uint64) *resolver.Serv
 		tb.Fatalf("list: %v %v", err, rep.Errors())
 	}
 	blocker := &policy.Blocker{Default: blocklist.ActionNXDomain, SinkholeV4: netip.MustParseAddr("0.0.0.0"), SinkholeV6: netip.MustParseAddr("::"), TTL: 300}
-	answer := &policy.Answer{Block: blocker, Next: resolver.HandlerFunc(fakeUpstream)}
+	answer := &policy.Answer{Block: blocker, Next: query.HandlerFunc(fakeUpstream)}
 	chain := &policy.Question{Block: blocker, Next: answer}
 	rrl := ratelimit.NewRRL(ratelimit.RRLConfig{Rate: 1e9})
 	s, err := resolver.NewServer(resolver.ServerConfig{
@@ -146,7 +147,7 @@ func checkAnswer(t *testing.T, pkt, out []byte, tcp bool) {
 		limit = dns.MinMsgSize
 		q := new(dns.Msg)
 		if q.Unpack(pkt) == nil {
-			limit = resolver.ClientUDPSize(q)
+			limit = query.ClientUDPSize(q)
 		}
 	}
 	if len(out) > limit {
@@ -263,7 +264,7 @@ func TestFuzzCorpusOverSockets(t *testing.T) {
 		t.Fatalf("only %d corpus packets", len(pkts))
 	}
 	var panics atomic.Uint64
-	s := startServer(t, resolver.ServerConfig{Handler: resolver.HandlerFunc(answerA), Panics: &panics})
+	s := startServer(t, resolver.ServerConfig{Handler: query.HandlerFunc(answerA), Panics: &panics})
 	addr := s.Addrs()[0]
 	uc, err := net.Dial("udp", addr)
 	if err != nil {

@@ -1,6 +1,8 @@
 package resolver
 
 import (
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
+
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -48,7 +50,7 @@ func refused(pkt []byte) (*dns.Msg, *dns.Msg) {
 	if err := m.Unpack(pkt); err != nil || m.Response || len(m.Question) > 1 {
 		return nil, nil
 	}
-	return m, Reply(m, dns.RcodeRefused)
+	return m, query.Reply(m, dns.RcodeRefused)
 }
 
 // slipped is what response rate limiting sends instead of a packed answer
@@ -132,22 +134,3 @@ func (s *Server) panicked(p any, msg string, args ...any) {
 	}
 	s.log.Error(msg, args...)
 }
-
-// EDEError is an error that carries the Extended DNS Error the client should
-// see in its SERVFAIL.
-type EDEError struct {
-	Code uint16
-	Text string
-	Err  error
-}
-
-// Error returns the text and the underlying error.
-func (e *EDEError) Error() string {
-	if e.Err != nil {
-		return e.Text + ": " + e.Err.Error()
-	}
-	return e.Text
-}
-
-// Unwrap returns the underlying error.
-func (e *EDEError) Unwrap() error { return e.Err }

@@ -1,6 +1,8 @@
 package resolver
 
 import (
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
+
 	"context"
 	"errors"
 	"fmt"
@@ -25,13 +27,13 @@ import (
 // they hold (strings included: on the wire path req.Name aliases a buffer
 // reused for the next query) after it returns. resp is nil for answers written straight from the cache's wire
 // form; req.Info.Rcode always holds the response code and req.Msg may be nil.
-type Observer func(req *Request, resp *dns.Msg)
+type Observer func(req *query.Request, resp *dns.Msg)
 
 // WireCache answers queries straight from their packets (see
 // resolver/cache): it writes the answer into out and reports the Info and
 // canonical name of the cached entry, or declines.
 type WireCache interface {
-	AnswerWire(q *WireQuery, gen uint64, out []byte, udp bool) (n int, info *Info, name string, ok bool)
+	AnswerWire(q *query.WireQuery, gen uint64, out []byte, udp bool) (n int, info *query.Info, name string, ok bool)
 }
 
 // WireBlocker answers, straight from the packet, queries whose name a list
@@ -39,7 +41,7 @@ type WireCache interface {
 type WireBlocker interface {
 	// BlockWire fills d with the decision (observers see it; nobody keeps
 	// it) and writes the answer into out.
-	BlockWire(q *WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *Decision) (n int, ok bool)
+	BlockWire(q *query.WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *query.Decision) (n int, ok bool)
 }
 
 // ServerConfig configures a Server.
@@ -47,7 +49,7 @@ type ServerConfig struct {
 	// Listen holds host:port addresses; each gets UDP and TCP.
 	Listen []string
 	// Handler is the head of the chain.
-	Handler Handler
+	Handler query.Handler
 	// Snapshot returns the list snapshot in service; each query takes one.
 	Snapshot func() *blocklist.Snapshot
 	// Observe is called for every query (may be nil).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -38,8 +39,8 @@ func (s *syncBuffer) String() string {
 func slogTo(w *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 // answerA answers every query with one A record.
-func answerA(_ context.Context, req *resolver.Request) (*dns.Msg, error) {
-	m := resolver.Reply(req.Msg, dns.RcodeSuccess)
+func answerA(_ context.Context, req *query.Request) (*dns.Msg, error) {
+	m := query.Reply(req.Msg, dns.RcodeSuccess)
 	rr, _ := dns.NewRR(req.Msg.Question[0].Name + " 60 IN A 192.0.2.1")
 	m.Answer = append(m.Answer, rr)
 	return m, nil
@@ -54,7 +55,7 @@ func startServer(t *testing.T, cfg resolver.ServerConfig) *resolver.Server {
 		cfg.UDPSockets = 2
 	}
 	if cfg.Handler == nil {
-		cfg.Handler = resolver.HandlerFunc(answerA)
+		cfg.Handler = query.HandlerFunc(answerA)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -98,7 +99,7 @@ func question(name string) *dns.Msg {
 func TestHandlerPanicAnswersServFail(t *testing.T) {
 	var panics atomic.Uint64
 	logs := &syncBuffer{}
-	h := resolver.HandlerFunc(func(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+	h := query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 		if strings.HasPrefix(req.Name, "panic") {
 			var m map[string]int
 			m["boom"]++ // nil map write
@@ -138,7 +139,7 @@ func TestHandlerPanicAnswersServFail(t *testing.T) {
 
 func TestAdmitHook(t *testing.T) {
 	var served atomic.Int64
-	h := resolver.HandlerFunc(func(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+	h := query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 		served.Add(1)
 		return answerA(ctx, req)
 	})
@@ -211,7 +212,7 @@ func TestLimitResponseHook(t *testing.T) {
 func TestShutdownAnswersInFlight(t *testing.T) {
 	var arrived atomic.Int64
 	release := make(chan struct{})
-	h := resolver.HandlerFunc(func(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+	h := query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 		arrived.Add(1)
 		<-release
 		return answerA(ctx, req)
@@ -261,7 +262,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 func TestMaxInflightSheds(t *testing.T) {
 	var arrived atomic.Int64
 	release := make(chan struct{})
-	h := resolver.HandlerFunc(func(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+	h := query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 		arrived.Add(1)
 		<-release
 		return answerA(ctx, req)

@@ -1,6 +1,8 @@
 package resolver
 
 import (
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
+
 	"cmp"
 	"slices"
 	"sync"
@@ -25,7 +27,7 @@ type Stats struct {
 
 // Observe counts one answered query. resp may be nil (answers served from
 // the cache's wire fast path); req.Info.Rcode holds the response code.
-func (s *Stats) Observe(req *Request, resp *dns.Msg) {
+func (s *Stats) Observe(req *query.Request, resp *dns.Msg) {
 	s.Queries.Add(1)
 	if req.Info.Cached {
 		s.Cached.Add(1)

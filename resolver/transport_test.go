@@ -12,12 +12,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // manyA answers every query with n A records, enough to need truncation.
-func manyA(n int) resolver.HandlerFunc {
-	return func(_ context.Context, req *resolver.Request) (*dns.Msg, error) {
-		m := resolver.Reply(req.Msg, dns.RcodeSuccess)
+func manyA(n int) query.HandlerFunc {
+	return func(_ context.Context, req *query.Request) (*dns.Msg, error) {
+		m := query.Reply(req.Msg, dns.RcodeSuccess)
 		for i := 0; i < n; i++ {
 			rr, _ := dns.NewRR(req.Msg.Question[0].Name + " 60 IN A 198.18.0." + strconv.Itoa(i))
 			m.Answer = append(m.Answer, rr)

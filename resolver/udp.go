@@ -1,6 +1,8 @@
 package resolver
 
 import (
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
+
 	"context"
 	"errors"
 	"net"
@@ -94,7 +96,7 @@ func (s *Server) answerChain(pkt []byte, from netip.AddrPort) []byte {
 	}
 	size := dns.MinMsgSize
 	if req != nil {
-		size = ClientUDPSize(req)
+		size = query.ClientUDPSize(req)
 	}
 	out := s.pack(resp, size)
 	if out == nil {

@@ -13,8 +13,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/dnstap"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 func dnstapFlags() []cli.Flag {
@@ -93,7 +93,7 @@ func (t *tap) close(ctx context.Context) error { return t.w.Close(ctx) }
 // observe writes CLIENT_QUERY and, when an answer was sent, CLIENT_RESPONSE
 // for one query. The Policy goes on the response, or on the query when the
 // rule dropped it (no response is sent).
-func (t *tap) observe(req *resolver.Request, resp *dns.Msg) {
+func (t *tap) observe(req *query.Request, resp *dns.Msg) {
 	s := t.scratch.Get().(*tapScratch)
 	defer t.scratch.Put(s)
 	proto, http, _ := dnstap.Transport(req.Proto)
@@ -132,7 +132,7 @@ func (t *tap) observe(req *resolver.Request, resp *dns.Msg) {
 // (platform)", the action taken (PASS when the rule only monitors), and
 // what matched: the query name (or the CNAME target) as a wire-format name,
 // or the answer address.
-func (s *tapScratch) fill(d *resolver.Decision, qname string) *dnstap.Policy {
+func (s *tapScratch) fill(d *query.Decision, qname string) *dnstap.Policy {
 	file, line, platform := d.Snapshot.RulePlace(d.Rule)
 	s.rule = strconv.AppendInt(append(append(s.rule[:0], file...), ':'), int64(line), 10)
 	if platform != "" {
@@ -165,7 +165,7 @@ func (s *tapScratch) fill(d *resolver.Decision, qname string) *dnstap.Policy {
 
 // policyAction maps the decision's action to dnstap's; REFUSED has no
 // dnstap action and is left unset (the response's rcode tells).
-func policyAction(d *resolver.Decision) dnstap.Action {
+func policyAction(d *query.Decision) dnstap.Action {
 	if !d.Enforced {
 		return dnstap.ActionPass
 	}

@@ -20,8 +20,8 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // FuzzConfig feeds arbitrary YAML to the --config loader and then to the
@@ -133,7 +133,7 @@ func fuzzAdminHandler(tb testing.TB, dir string) http.Handler {
 		tb.Fatal(err)
 	}
 	blocker := &policy.Blocker{Default: blocklist.ActionNXDomain, SinkholeV4: netip.MustParseAddr("0.0.0.0"), SinkholeV6: netip.MustParseAddr("::"), TTL: 300}
-	answer := &policy.Answer{Block: blocker, Next: resolver.HandlerFunc(func(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+	answer := &policy.Answer{Block: blocker, Next: query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 		return fakeExchange(ctx, req.Msg)
 	})}
 	b := &fuzzBackend{answer: answer, snap: store.Current()}

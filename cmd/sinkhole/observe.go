@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/metrics"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/querylog"
 )
 
@@ -116,7 +116,7 @@ func (in *instance) startObservability() error {
 
 // observe is the server's Observer: status counters, metrics, the audit
 // log for every query a rule fired on, and the query log.
-func (in *instance) observe(req *resolver.Request, resp *dns.Msg) {
+func (in *instance) observe(req *query.Request, resp *dns.Msg) {
 	in.stats.Observe(req, resp)
 	in.obs.metrics.Observe(req, resp)
 	if req.Info.Decision != nil {

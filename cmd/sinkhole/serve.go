@@ -31,6 +31,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/resolver/guard"
 	"github.com/sinkhole-dns/sinkhole/resolver/metrics"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/querylog"
 	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
 	"github.com/sinkhole-dns/sinkhole/resolver/rpz"
@@ -534,7 +535,7 @@ func (in *instance) chain(cfg *serveConfig) resolver.ServerConfig {
 	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second), DryRun: cfg.dryRun}
 	in.answer = &policy.Answer{Block: blocker, Next: in.pool, Geo: in.obs.metrics.CountGeo(in.geo), Home: cfg.homeCountry}
 	question := &policy.Question{Block: blocker, CountryKnown: in.answer.CountryKnown, Next: in.answer}
-	var head resolver.Handler = question
+	var head query.Handler = question
 	var wire resolver.WireCache
 	if cfg.cacheSize > 0 {
 		in.cache = cache.New(cache.Config{Size: cfg.cacheSize, MinTTL: cfg.cacheMinTTL, MaxTTL: cfg.cacheMaxTTL,

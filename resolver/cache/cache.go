@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 const numShards = 64
@@ -48,7 +48,7 @@ type Config struct {
 	// Prefetch refreshes popular entries before they expire.
 	Prefetch bool
 	// Next is the rest of the chain.
-	Next resolver.Handler
+	Next query.Handler
 	// Snapshot gives the list snapshot in service (for prefetches).
 	Snapshot func() *blocklist.Snapshot
 	// Epoch, when set, changes whenever data other than the lists that
@@ -71,7 +71,7 @@ type Stats struct {
 	Coalesced  atomic.Uint64 // misses that waited for another query's upstream trip
 }
 
-// Cache is the answer cache. It is a resolver.Handler (the miss path) and a
+// Cache is the answer cache. It is a query.Handler (the miss path) and a
 // resolver.WireCache (the hit path).
 type Cache struct {
 	cfg    Config
@@ -224,7 +224,7 @@ func (c *Cache) remove(e *entry) {
 // under generation gen exists and its answer fits q's UDP limit (udp) or
 // 64 KiB. It returns the bytes written, the entry's Info and canonical
 // name, and whether it answered.
-func (c *Cache) AnswerWire(q *resolver.WireQuery, gen uint64, out []byte, udp bool) (int, *resolver.Info, string, bool) {
+func (c *Cache) AnswerWire(q *query.WireQuery, gen uint64, out []byte, udp bool) (int, *query.Info, string, bool) {
 	e := c.get(q.Key)
 	if e == nil || e.gen != c.version(gen) {
 		return 0, nil, "", false

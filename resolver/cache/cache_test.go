@@ -17,8 +17,8 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -93,12 +93,12 @@ func (r *rig) setList(t *testing.T, body string) {
 }
 
 // ask sends one query through the cache's full path.
-func (r *rig) ask(t *testing.T, name string, qtype uint16) (*dns.Msg, *resolver.Request) {
+func (r *rig) ask(t *testing.T, name string, qtype uint16) (*dns.Msg, *query.Request) {
 	t.Helper()
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.SetEdns0(1232, false)
-	req := resolver.NewRequest(m, netip.MustParseAddrPort("127.0.0.1:5000"), "udp", r.store.Current())
+	req := query.NewRequest(m, netip.MustParseAddrPort("127.0.0.1:5000"), "udp", r.store.Current())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := r.cache.ServeDNS(ctx, req)
@@ -145,7 +145,7 @@ func TestTTLCountdownAndExpiry(t *testing.T) {
 	m2 := new(dns.Msg)
 	m2.SetQuestion("a.test.", dns.TypeA)
 	m2.SetEdns0(1232, true)
-	req2 := resolver.NewRequest(m2, netip.AddrPort{}, "udp", r.store.Current())
+	req2 := query.NewRequest(m2, netip.AddrPort{}, "udp", r.store.Current())
 	if _, err := r.cache.ServeDNS(context.Background(), req2); err != nil || req2.Info.Cached {
 		t.Fatalf("DO query hit the non-DO entry")
 	}
@@ -233,7 +233,7 @@ func TestCoalescing(t *testing.T) {
 			defer wg.Done()
 			m := new(dns.Msg)
 			m.SetQuestion("slow.test.", dns.TypeA)
-			req := resolver.NewRequest(m, netip.AddrPort{}, "udp", r.store.Current())
+			req := query.NewRequest(m, netip.AddrPort{}, "udp", r.store.Current())
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			resp, err := r.cache.ServeDNS(ctx, req)
@@ -274,7 +274,7 @@ func TestServeStale(t *testing.T) {
 	r.clock.advance(2 * time.Hour)
 	m2 := new(dns.Msg)
 	m2.SetQuestion("a.test.", dns.TypeA)
-	req2 := resolver.NewRequest(m2, netip.AddrPort{}, "udp", r.store.Current())
+	req2 := query.NewRequest(m2, netip.AddrPort{}, "udp", r.store.Current())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if resp, err := r.cache.ServeDNS(ctx, req2); err == nil && resp.Rcode == dns.RcodeSuccess {
@@ -289,7 +289,7 @@ func TestServeStale(t *testing.T) {
 	defer cancel3()
 	m3 := new(dns.Msg)
 	m3.SetQuestion("a.test.", dns.TypeA)
-	if resp, err := r3.cache.ServeDNS(ctx3, resolver.NewRequest(m3, netip.AddrPort{}, "udp", r3.store.Current())); err == nil && resp.Rcode == dns.RcodeSuccess {
+	if resp, err := r3.cache.ServeDNS(ctx3, query.NewRequest(m3, netip.AddrPort{}, "udp", r3.store.Current())); err == nil && resp.Rcode == dns.RcodeSuccess {
 		t.Fatal("stale answer served with serve-stale off")
 	}
 }
@@ -380,8 +380,8 @@ func TestAnswerWire(t *testing.T) {
 			q.SetEdns0(1232, false)
 		}
 		pkt, _ := q.Pack()
-		var wq resolver.WireQuery
-		if err := resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq); err != nil {
+		var wq query.WireQuery
+		if err := query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq); err != nil {
 			t.Fatal(err)
 		}
 		out := make([]byte, 65535)
@@ -401,8 +401,8 @@ func TestAnswerWire(t *testing.T) {
 	q := new(dns.Msg)
 	q.SetQuestion("w.test.", dns.TypeA)
 	pkt, _ := q.Pack()
-	var wq resolver.WireQuery
-	resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
+	var wq query.WireQuery
+	query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
 	if _, _, _, ok := r.cache.AnswerWire(&wq, 99, make([]byte, 65535), true); ok {
 		t.Fatal("entry served under another generation")
 	}

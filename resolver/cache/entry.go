@@ -7,7 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // StaleTTL is the TTL of answers served stale (RFC 8767 section 4).
@@ -35,7 +35,7 @@ type entry struct {
 	ttl     uint32 // seconds the entry is fresh
 	expires int64  // stored + ttl
 	gen     uint64 // list generation the decision was made under
-	info    resolver.Info
+	info    query.Info
 
 	slot        int // index in its shard's clock ring
 	visited     atomic.Bool
@@ -186,7 +186,7 @@ func minU(a, b uint64) uint64 {
 // render writes the answer to q into out (which must hold len(e.wire)+11+
 // len(opts)+4+len(extra) bytes) and returns its length. now is unix nanos.
 // stale serves it with StaleTTL and extraOpts (EDE Stale Answer).
-func (e *entry) render(out []byte, q *resolver.WireQuery, now int64, stale bool) int {
+func (e *entry) render(out []byte, q *query.WireQuery, now int64, stale bool) int {
 	n := copy(out, e.wire)
 	binary.BigEndian.PutUint16(out, q.ID)
 	if q.RD {
@@ -227,7 +227,7 @@ func (e *entry) render(out []byte, q *resolver.WireQuery, now int64, stale bool)
 	}
 	out[n] = 0
 	binary.BigEndian.PutUint16(out[n+1:], dns.TypeOPT)
-	binary.BigEndian.PutUint16(out[n+3:], resolver.ServerUDPSize)
+	binary.BigEndian.PutUint16(out[n+3:], query.ServerUDPSize)
 	out[n+5], out[n+6], out[n+7], out[n+8] = 0, 0, do, 0
 	binary.BigEndian.PutUint16(out[n+9:], uint16(optLen))
 	n += 11

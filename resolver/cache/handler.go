@@ -8,7 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // prefetchTimeout bounds one background refresh.
@@ -17,9 +17,9 @@ const prefetchTimeout = 10 * time.Second
 // ServeDNS is the full path: hits that the wire path did not take (TCP,
 // truncation, unusual queries), and misses, which go down the chain once
 // per key however many clients ask at the same time.
-func (c *Cache) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+func (c *Cache) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 	var kb [262]byte
-	key, err := resolver.CacheKey(kb[:], req.Msg)
+	key, err := query.CacheKey(kb[:], req.Msg)
 	if err != nil {
 		return c.cfg.Next.ServeDNS(ctx, req)
 	}
@@ -40,7 +40,7 @@ func (c *Cache) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, 
 		select {
 		case <-cl.done:
 		case <-ctx.Done():
-			return nil, &resolver.EDEError{Code: dns.ExtendedErrorCodeNoReachableAuthority, Text: "query deadline passed", Err: ctx.Err()}
+			return nil, &query.EDEError{Code: dns.ExtendedErrorCodeNoReachableAuthority, Text: "query deadline passed", Err: ctx.Err()}
 		}
 		now = c.now().UnixNano()
 		if e2 := c.get(key); e2 != nil && e2.gen == gen && now < e2.expires {
@@ -64,7 +64,7 @@ func (c *Cache) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, 
 
 // fetch runs the rest of the chain for a miss, stores the answer, and falls
 // back to a stale entry when every upstream fails.
-func (c *Cache) fetch(ctx context.Context, req *resolver.Request, key []byte, old *entry, gen uint64) (*dns.Msg, error) {
+func (c *Cache) fetch(ctx context.Context, req *query.Request, key []byte, old *entry, gen uint64) (*dns.Msg, error) {
 	now := c.now().UnixNano()
 	if old != nil && old.gen != gen && now < old.rawExpires {
 		// Decided under an older list generation but still fresh: decide it
@@ -114,7 +114,7 @@ func (c *Cache) reusable(e *entry, now int64, stale bool) *dns.Msg {
 
 // serveStale answers from an expired entry (RFC 8767): TTL 30 and EDE 3.
 // An entry decided under an older list generation is decided again first.
-func (c *Cache) serveStale(ctx context.Context, req *resolver.Request, e *entry, gen uint64, now int64) *dns.Msg {
+func (c *Cache) serveStale(ctx context.Context, req *query.Request, e *entry, gen uint64, now int64) *dns.Msg {
 	if e.gen == gen {
 		if now >= e.expires+c.stale {
 			return nil
@@ -135,7 +135,7 @@ func (c *Cache) serveStale(ctx context.Context, req *resolver.Request, e *entry,
 		return nil
 	}
 	again := *req
-	again.Info = resolver.Info{}
+	again.Info = query.Info{}
 	again.Reuse = raw
 	resp, err := c.cfg.Next.ServeDNS(ctx, &again)
 	if err != nil || resp == nil {
@@ -146,7 +146,7 @@ func (c *Cache) serveStale(ctx context.Context, req *resolver.Request, e *entry,
 			rr.Header().Ttl = StaleTTL
 		}
 	}
-	resolver.AddEDE(resp, dns.ExtendedErrorCodeStaleAnswer, "")
+	query.AddEDE(resp, dns.ExtendedErrorCodeStaleAnswer, "")
 	c.stats.Stale.Add(1)
 	req.Info = again.Info
 	req.Info.Stale, req.Info.Cached = true, true
@@ -154,8 +154,8 @@ func (c *Cache) serveStale(ctx context.Context, req *resolver.Request, e *entry,
 }
 
 // respond renders an entry for a parsed request.
-func (c *Cache) respond(req *resolver.Request, e *entry, now int64, stale bool) (*dns.Msg, error) {
-	q := resolver.WireQuery{ID: req.Msg.Id, RD: req.Msg.RecursionDesired, UDPSize: resolver.ClientUDPSize(req.Msg)}
+func (c *Cache) respond(req *query.Request, e *entry, now int64, stale bool) (*dns.Msg, error) {
+	q := query.WireQuery{ID: req.Msg.Id, RD: req.Msg.RecursionDesired, UDPSize: query.ClientUDPSize(req.Msg)}
 	if opt := req.Msg.IsEdns0(); opt != nil {
 		q.HasEDNS, q.DO = true, opt.Do()
 	}
@@ -180,7 +180,7 @@ func (c *Cache) respond(req *resolver.Request, e *entry, now int64, stale bool) 
 }
 
 // store keeps a response, if it may be cached.
-func (c *Cache) store(key []byte, req *resolver.Request, resp *dns.Msg, gen uint64, now int64) {
+func (c *Cache) store(key []byte, req *query.Request, resp *dns.Msg, gen uint64, now int64) {
 	if resp.Truncated || req.Info.Dropped || req.Info.Stale || len(resp.Question) != 1 {
 		return
 	}
@@ -223,7 +223,7 @@ func (c *Cache) store(key []byte, req *resolver.Request, resp *dns.Msg, gen uint
 	}
 	e := &entry{key: string(key), name: req.Name, wire: wire, ttlOffs: offs, opts: opts,
 		qlen: questionLen(wire), stored: now, ttl: ttl, expires: now + int64(ttl)*1e9, gen: gen}
-	e.info = resolver.Info{Rcode: resp.Rcode, Decision: req.Info.Decision, Upstream: req.Info.Upstream,
+	e.info = query.Info{Rcode: resp.Rcode, Decision: req.Info.Decision, Upstream: req.Info.Upstream,
 		Overseas: req.Info.Overseas, Exempt: req.Info.Exempt}
 	// Keep the upstream's answer so a later list generation can decide the
 	// entry again without asking upstream.
@@ -273,7 +273,7 @@ func (c *Cache) prefetch(e *entry) {
 	q.Question = m.Question
 	flags := e.key[len(e.key)-1]
 	q.CheckingDisabled = flags&2 != 0
-	q.SetEdns0(resolver.ServerUDPSize, flags&1 != 0)
+	q.SetEdns0(query.ServerUDPSize, flags&1 != 0)
 	key := []byte(e.key)
 	s := c.shardOf(key)
 	s.mu.Lock()
@@ -292,7 +292,7 @@ func (c *Cache) prefetch(e *entry) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), prefetchTimeout)
 	defer cancel()
-	req := resolver.NewRequest(q, netip.AddrPort{}, "prefetch", c.cfg.Snapshot())
+	req := query.NewRequest(q, netip.AddrPort{}, "prefetch", c.cfg.Snapshot())
 	resp, err := c.cfg.Next.ServeDNS(ctx, req)
 	if err != nil || resp == nil || resp.Rcode == dns.RcodeServerFailure {
 		return

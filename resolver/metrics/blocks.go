@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Label bounds of the block counters. Platforms and files come from the
@@ -65,7 +65,7 @@ func (b *blockCounters) register(reg *prometheus.Registry) {
 	reg.MustRegister(b.enforced, b.monitored)
 }
 
-func (b *blockCounters) inc(d *resolver.Decision) {
+func (b *blockCounters) inc(d *query.Decision) {
 	sec := d.Snapshot.Section(d.Rule)
 	k := blockKey{sec.Platform, sec.File}
 	var p *blockPair

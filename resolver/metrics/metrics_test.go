@@ -20,8 +20,8 @@ import (
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/scrape"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -59,10 +59,10 @@ func get(t *testing.T, m *Metrics) *scrape.Metrics {
 }
 
 // query builds a request decided by the real question policy's matcher.
-func query(snap *blocklist.Snapshot, block *policy.Blocker, name string, qtype uint16, proto string) *resolver.Request {
+func newQuery(snap *blocklist.Snapshot, block *policy.Blocker, name string, qtype uint16, proto string) *query.Request {
 	msg := new(dns.Msg)
 	msg.SetQuestion(dns.Fqdn(name), qtype)
-	req := resolver.NewRequest(msg, netip.MustParseAddrPort("192.0.2.1:1234"), proto, snap)
+	req := query.NewRequest(msg, netip.MustParseAddrPort("192.0.2.1:1234"), proto, snap)
 	if m := snap.MatchName(req.Name); m.Blocked() {
 		req.Info.Decision = block.Decide(snap, m.Rule, "qname", req.Name)
 	}
@@ -81,13 +81,13 @@ func TestQueriesAndBlocks(t *testing.T) {
 	st, _ := loadStore(t, m, map[string]string{"ex.txt": lists, "plain.txt": "plain.test\n"})
 	snap := st.Current()
 	block := &policy.Blocker{Default: blocklist.ActionNXDomain}
-	observe := func(name string, qtype uint16, proto string, rcode int, edit func(*resolver.Request)) {
-		req := query(snap, block, name, qtype, proto)
+	observe := func(name string, qtype uint16, proto string, rcode int, edit func(*query.Request)) {
+		req := newQuery(snap, block, name, qtype, proto)
 		if edit != nil {
 			edit(req)
 		}
 		req.Info.Rcode = rcode // as the server sets it before observers run
-		m.Observe(req, resolver.Reply(req.Msg, rcode))
+		m.Observe(req, query.Reply(req.Msg, rcode))
 	}
 	observe("www.binance.com", dns.TypeA, "udp", dns.RcodeNameError, nil)
 	observe("binance.com", dns.TypeA, "udp", dns.RcodeNameError, nil)
@@ -95,10 +95,10 @@ func TestQueriesAndBlocks(t *testing.T) {
 	observe("okx.com", dns.TypeA, "udp", dns.RcodeSuccess, nil) // monitored: answered
 	observe("a.plain.test", dns.TypeTXT, "udp", dns.RcodeNameError, nil)
 	observe("example.com", dns.TypeA, "udp", dns.RcodeSuccess, nil)
-	observe("example.com", dns.TypeA, "udp", dns.RcodeSuccess, func(r *resolver.Request) { r.Info.Cached = true })
+	observe("example.com", dns.TypeA, "udp", dns.RcodeSuccess, func(r *query.Request) { r.Info.Cached = true })
 	observe("example.com", 65280, "udp", dns.RcodeServerFailure, nil)
 	observe("example.com", dns.TypeMX, "tcp", dns.RcodeRefused, nil)
-	observe("example.com", dns.TypeA, "dot", dns.RcodeSuccess, func(r *resolver.Request) { r.Info.Dropped = true })
+	observe("example.com", dns.TypeA, "dot", dns.RcodeSuccess, func(r *query.Request) { r.Info.Dropped = true })
 
 	s := get(t, m)
 	want := map[string]float64{
@@ -183,7 +183,7 @@ func TestPlatformLabelsAreBounded(t *testing.T) {
 	block := &policy.Blocker{}
 	for i := range n {
 		for range 2 {
-			m.Observe(query(snap, block, fmt.Sprintf("p%d.test", i), dns.TypeA, "udp"), nil)
+			m.Observe(newQuery(snap, block, fmt.Sprintf("p%d.test", i), dns.TypeA, "udp"), nil)
 		}
 	}
 	s := get(t, m)
@@ -267,7 +267,7 @@ func TestCacheGeoAndLogs(t *testing.T) {
 func TestLint(t *testing.T) {
 	m := New(Options{Upstreams: []string{"192.0.2.53:53"}})
 	st, _ := loadStore(t, m, map[string]string{"ex.txt": lists})
-	m.Observe(query(st.Current(), &policy.Blocker{}, "binance.com", dns.TypeA, "udp"), nil)
+	m.Observe(newQuery(st.Current(), &policy.Blocker{}, "binance.com", dns.TypeA, "udp"), nil)
 	m.AddLog("audit", func() uint64 { return 0 }, func() uint64 { return 0 })
 	problems, err := testutil.GatherAndLint(m.Registry())
 	if err != nil {
@@ -285,9 +285,9 @@ func BenchmarkObserve(b *testing.B) {
 	st, _ := loadStore(b, m, map[string]string{"ex.txt": lists})
 	snap := st.Current()
 	block := &policy.Blocker{}
-	allowed := query(snap, block, "www.example.com", dns.TypeA, "udp")
-	blocked := query(snap, block, "www.binance.com", dns.TypeA, "udp")
-	resp := resolver.Reply(allowed.Msg, dns.RcodeSuccess)
+	allowed := newQuery(snap, block, "www.example.com", dns.TypeA, "udp")
+	blocked := newQuery(snap, block, "www.binance.com", dns.TypeA, "udp")
+	resp := query.Reply(allowed.Msg, dns.RcodeSuccess)
 	b.Run("allowed", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {

@@ -6,7 +6,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Query results, one per query (the result label of sinkhole_queries_total).
@@ -84,11 +84,11 @@ func typeIndex(t uint16) int {
 // Result classifies an answered query. A query has exactly one result:
 // dropped, then blocked (an enforced decision, even when served from the
 // cache), then cached, then by response code.
-func Result(req *resolver.Request, resp *dns.Msg) string {
+func Result(req *query.Request, resp *dns.Msg) string {
 	return resultNames[result(req, resp)]
 }
 
-func result(req *resolver.Request, resp *dns.Msg) int {
+func result(req *query.Request, resp *dns.Msg) int {
 	switch {
 	case req.Info.Dropped:
 		return resultDropped
@@ -140,7 +140,7 @@ func (q *queryCounters) Collect(ch chan<- prometheus.Metric) {
 // Observe counts one answered query: its result, and for a rule that
 // fired, a block (or a monitored would-be block) of its platform and file.
 // It is a resolver.Observer.
-func (m *Metrics) Observe(req *resolver.Request, resp *dns.Msg) {
+func (m *Metrics) Observe(req *query.Request, resp *dns.Msg) {
 	m.queries.add(typeIndex(req.Qtype), protoIndex(req.Proto), result(req, resp))
 	if d := req.Info.Decision; d != nil {
 		m.blocks.inc(d)

@@ -6,7 +6,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/geo"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // maxAuditAddrs caps the addresses recorded for one decision.
@@ -15,8 +15,8 @@ const maxAuditAddrs = 32
 // answerAddrs lists the A and AAAA addresses of an upstream answer with
 // what geo knows of each, for the audit log of an answer-based decision.
 // known, when set, is an address already looked up.
-func answerAddrs(resp *dns.Msg, g geo.Lookuper, known *resolver.AddrInfo) []resolver.AddrInfo {
-	var out []resolver.AddrInfo
+func answerAddrs(resp *dns.Msg, g geo.Lookuper, known *query.AddrInfo) []query.AddrInfo {
+	var out []query.AddrInfo
 	for _, rr := range resp.Answer {
 		ip, ok := recordAddr(rr)
 		if !ok {
@@ -25,7 +25,7 @@ func answerAddrs(resp *dns.Msg, g geo.Lookuper, known *resolver.AddrInfo) []reso
 		if len(out) == maxAuditAddrs {
 			break
 		}
-		ai := resolver.AddrInfo{IP: ip}
+		ai := query.AddrInfo{IP: ip}
 		switch {
 		case known != nil && known.IP == ip:
 			ai.Info = known.Info

@@ -7,7 +7,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/geo"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Answer polices what the upstream returned: CNAME and DNAME targets
@@ -15,7 +15,7 @@ import (
 // response-IP trigger), their ASN against AS rules, and their country for
 // overseas-scoped names.
 type Answer struct {
-	Next  resolver.Handler
+	Next  query.Handler
 	Block *Blocker
 	// Geo looks up country and ASN; may be nil.
 	Geo geo.Lookuper
@@ -29,7 +29,7 @@ type Answer struct {
 func (a *Answer) CountryKnown() bool { return a.Geo != nil && a.Geo.HasCountry() }
 
 // ServeDNS asks Next and blocks the answer when a rule fires.
-func (a *Answer) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+func (a *Answer) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 	resp, err := a.Next.ServeDNS(ctx, req)
 	if err != nil || resp == nil || req.Info.Exempt != nil {
 		return resp, err
@@ -52,19 +52,19 @@ func (a *Answer) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg,
 // Check returns the decision for an upstream answer, or nil when nothing
 // applies. overseas, when set, is the overseas-scoped rule the query name
 // matched. An enforced decision is preferred over a monitor-only one.
-func (a *Answer) Check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, resp *dns.Msg) *resolver.Decision {
+func (a *Answer) Check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, resp *dns.Msg) *query.Decision {
 	return a.check(snap, overseas, resp, nil)
 }
 
 // checkState collects decisions while an answer is checked.
 type checkState struct {
-	first   *resolver.Decision // first enforced decision
-	logOnly *resolver.Decision // first monitor-only decision
-	explain bool               // keep going after the first enforced decision
+	first   *query.Decision // first enforced decision
+	logOnly *query.Decision // first monitor-only decision
+	explain bool            // keep going after the first enforced decision
 }
 
 // note records d and reports whether checking can stop.
-func (st *checkState) note(d *resolver.Decision) bool {
+func (st *checkState) note(d *query.Decision) bool {
 	if !d.Enforced {
 		if st.logOnly == nil {
 			st.logOnly = d
@@ -77,7 +77,7 @@ func (st *checkState) note(d *resolver.Decision) bool {
 	return !st.explain
 }
 
-func (st *checkState) result() *resolver.Decision {
+func (st *checkState) result() *query.Decision {
 	if st.first != nil {
 		return st.first
 	}
@@ -87,7 +87,7 @@ func (st *checkState) result() *resolver.Decision {
 // check is Check, also filling ex (when not nil) with every record's
 // matches. It looks at CNAME and DNAME targets first: a target under an
 // overseas-scoped rule makes the addresses decide, as for the query name.
-func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, resp *dns.Msg, ex *Explanation) *resolver.Decision {
+func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, resp *dns.Msg, ex *Explanation) *query.Decision {
 	st := checkState{explain: ex != nil}
 	countryKnown := a.CountryKnown()
 	var recs []*RecordCheck
@@ -104,7 +104,7 @@ func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 		default:
 			continue
 		}
-		name := resolver.CanonicalName(target)
+		name := query.CanonicalName(target)
 		m := snap.MatchName(name)
 		// An overseas-scoped target leaves the decision to the addresses.
 		deferred := m.Blocked() && snap.Section(m.Rule).Scope == blocklist.ScopeOverseas && countryKnown
@@ -146,10 +146,10 @@ func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 		if !ok {
 			continue
 		}
-		var info *resolver.AddrInfo
-		lookup := func() *resolver.AddrInfo {
+		var info *query.AddrInfo
+		lookup := func() *query.AddrInfo {
 			if info == nil {
-				info = &resolver.AddrInfo{IP: ip}
+				info = &query.AddrInfo{IP: ip}
 				if a.Geo != nil {
 					info.Info = a.Geo.Lookup(ip)
 				}

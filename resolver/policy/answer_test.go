@@ -16,8 +16,8 @@ import (
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/geo/geotest"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 const answerList = `# platform: ExIP
@@ -62,8 +62,8 @@ var upstreamRecords = map[string][]string{
 }
 
 // staticUpstream answers from upstreamRecords, like an upstream resolver.
-func staticUpstream(t *testing.T) resolver.Handler {
-	return resolver.HandlerFunc(func(_ context.Context, req *resolver.Request) (*dns.Msg, error) {
+func staticUpstream(t *testing.T) query.Handler {
+	return query.HandlerFunc(func(_ context.Context, req *query.Request) (*dns.Msg, error) {
 		m := new(dns.Msg)
 		m.SetReply(req.Msg)
 		q := req.Msg.Question[0]
@@ -85,7 +85,7 @@ type fixture struct {
 	snap   *blocklist.Snapshot
 	geo    *geo.DB
 	answer *policy.Answer
-	chain  resolver.Handler
+	chain  query.Handler
 }
 
 func newFixture(t *testing.T, withGeo bool) *fixture {
@@ -127,12 +127,12 @@ func newFixture(t *testing.T, withGeo bool) *fixture {
 }
 
 // serve runs a query through the chain.
-func (f *fixture) serve(t *testing.T, name string, qtype uint16) (*dns.Msg, *resolver.Request) {
+func (f *fixture) serve(t *testing.T, name string, qtype uint16) (*dns.Msg, *query.Request) {
 	t.Helper()
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.SetEdns0(1232, false)
-	req := resolver.NewRequest(m, netip.MustParseAddrPort("127.0.0.1:5000"), "udp", f.snap)
+	req := query.NewRequest(m, netip.MustParseAddrPort("127.0.0.1:5000"), "udp", f.snap)
 	resp, err := f.chain.ServeDNS(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)

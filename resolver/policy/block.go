@@ -12,7 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Blocker builds block responses.
@@ -45,9 +45,9 @@ func (b *Blocker) Resolve(a blocklist.Action) blocklist.Action {
 }
 
 // Decide builds the decision for a matched rule.
-func (b *Blocker) Decide(snap *blocklist.Snapshot, rule blocklist.RuleID, trigger, target string) *resolver.Decision {
+func (b *Blocker) Decide(snap *blocklist.Snapshot, rule blocklist.RuleID, trigger, target string) *query.Decision {
 	act := b.Resolve(snap.Section(rule).Action)
-	return &resolver.Decision{
+	return &query.Decision{
 		Snapshot: snap, Rule: rule, Action: act, Enforced: act.Enforced(),
 		Trigger: trigger, Target: target,
 	}
@@ -55,7 +55,7 @@ func (b *Blocker) Decide(snap *blocklist.Snapshot, rule blocklist.RuleID, trigge
 
 // Response builds the answer for an enforced decision. For ActionDrop it
 // marks the request dropped and returns nil.
-func (b *Blocker) Response(req *resolver.Request, d *resolver.Decision) *dns.Msg {
+func (b *Blocker) Response(req *query.Request, d *query.Decision) *dns.Msg {
 	q := req.Msg
 	var m *dns.Msg
 	switch d.Action {
@@ -63,28 +63,28 @@ func (b *Blocker) Response(req *resolver.Request, d *resolver.Decision) *dns.Msg
 		req.Info.Dropped = true
 		return nil
 	case blocklist.ActionRefused:
-		m = resolver.Reply(q, dns.RcodeRefused)
+		m = query.Reply(q, dns.RcodeRefused)
 	case blocklist.ActionLocalData:
-		m = resolver.Reply(q, dns.RcodeSuccess)
+		m = query.Reply(q, dns.RcodeSuccess)
 		m.Answer = localAnswer(q.Question[0], d.Snapshot.LocalData(d.Rule))
 		if len(m.Answer) == 0 {
 			m.Ns = []dns.RR{b.soa(req, d)}
 		}
 	case blocklist.ActionNoData:
-		m = resolver.Reply(q, dns.RcodeSuccess)
+		m = query.Reply(q, dns.RcodeSuccess)
 		m.Ns = []dns.RR{b.soa(req, d)}
 	case blocklist.ActionSinkhole:
-		m = resolver.Reply(q, dns.RcodeSuccess)
+		m = query.Reply(q, dns.RcodeSuccess)
 		if rr := b.sinkholeRR(q.Question[0]); rr != nil {
 			m.Answer = []dns.RR{rr}
 		} else {
 			m.Ns = []dns.RR{b.soa(req, d)}
 		}
 	default: // NXDOMAIN
-		m = resolver.Reply(q, dns.RcodeNameError)
+		m = query.Reply(q, dns.RcodeNameError)
 		m.Ns = []dns.RR{b.soa(req, d)}
 	}
-	resolver.AddEDE(m, dns.ExtendedErrorCodeCensored, d.Reason())
+	query.AddEDE(m, dns.ExtendedErrorCodeCensored, d.Reason())
 	return m
 }
 
@@ -140,7 +140,7 @@ func (b *Blocker) sinkholeRR(q dns.Question) dns.RR {
 // soa is the negative-caching SOA of a block response. Its owner is the
 // listed domain for name rules (so resolvers below cache the block for the
 // whole listed zone), the query name otherwise.
-func (b *Blocker) soa(req *resolver.Request, d *resolver.Decision) dns.RR {
+func (b *Blocker) soa(req *query.Request, d *query.Decision) dns.RR {
 	owner := req.Msg.Question[0].Name
 	if d.Trigger == "qname" && d.Rule.Type() == blocklist.RuleDomain {
 		r := d.Describe()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/geo"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Explanation is everything the policy makes of one query: the rule on the
@@ -53,7 +53,7 @@ type Explanation struct {
 	// Reason is the decision's text, as in the EDE and the logs.
 	Reason string `json:"reason,omitempty"`
 	// Decision is the decision the server takes; nil when it passes.
-	Decision *resolver.Decision `json:"-"`
+	Decision *query.Decision `json:"-"`
 }
 
 // RecordCheck is one answer record and every rule it matched.
@@ -105,7 +105,7 @@ func ruleInfo(b *Blocker, snap *blocklist.Snapshot, id blocklist.RuleID) RuleInf
 
 func newRecordCheck(rr dns.RR, data string) *RecordCheck {
 	h := rr.Header()
-	return &RecordCheck{Owner: resolver.CanonicalName(h.Name), Type: dns.TypeToString[h.Rrtype], Data: data}
+	return &RecordCheck{Owner: query.CanonicalName(h.Name), Type: dns.TypeToString[h.Rrtype], Data: data}
 }
 
 func (rc *RecordCheck) setGeo(in geo.Info, home string, countryKnown bool) {
@@ -144,7 +144,7 @@ func (rc *RecordCheck) addRule(b *Blocker, snap *blocklist.Snapshot, trigger str
 // name under snap, given the upstream's answer resp (nil when the name was
 // not resolved). name may be in any case, with or without the final dot.
 func (a *Answer) Explain(snap *blocklist.Snapshot, name string, resp *dns.Msg) *Explanation {
-	name = resolver.CanonicalName(name)
+	name = query.CanonicalName(name)
 	ex := &Explanation{Name: name, Generation: snap.Generation, Home: a.Home, CountryKnown: a.CountryKnown()}
 	o := decideQuestion(a.Block, snap, name, ex.CountryKnown)
 	switch m := o.match; {
@@ -220,8 +220,8 @@ func (a *Answer) ExplainQuery(ctx context.Context, snap *blocklist.Snapshot, nam
 	if o.decision == nil || !o.decision.Enforced {
 		m := new(dns.Msg)
 		m.SetQuestion(dns.Fqdn(canon), qtype)
-		m.SetEdns0(resolver.ServerUDPSize, false)
-		req := resolver.NewRequest(m, netip.AddrPort{}, "api", snap)
+		m.SetEdns0(query.ServerUDPSize, false)
+		req := query.NewRequest(m, netip.AddrPort{}, "api", snap)
 		if resp, err = a.Next.ServeDNS(ctx, req); err != nil {
 			// The name rule still explains; the answer could not be checked.
 			ex := a.Explain(snap, canon, nil)

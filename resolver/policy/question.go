@@ -6,12 +6,12 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Question blocks by query name before anything is asked upstream.
 type Question struct {
-	Next  resolver.Handler
+	Next  query.Handler
 	Block *Blocker
 	// CountryKnown reports whether a country database is loaded; without one,
 	// overseas-scoped rules fail closed and block like scope any. Give it
@@ -22,7 +22,7 @@ type Question struct {
 // ServeDNS answers blocked names and passes the rest on. A name under an
 // overseas-scoped rule is passed on with the rule noted, for Answer to
 // decide once the addresses are known.
-func (q *Question) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+func (q *Question) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 	o := decideQuestion(q.Block, req.Snapshot, req.Name, q.CountryKnown != nil && q.CountryKnown())
 	req.Info.Exempt, req.Info.Overseas = o.exempt, o.overseas
 	if o.decision == nil {
@@ -38,9 +38,9 @@ func (q *Question) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Ms
 // questionOutcome is what the question stage makes of a name.
 type questionOutcome struct {
 	match    blocklist.Match
-	decision *resolver.Decision // a rule on the name fired (enforced or log)
-	overseas *blocklist.RuleID  // an overseas-scoped rule, left to the answer
-	exempt   *blocklist.RuleID  // an exception covers the name and its answer
+	decision *query.Decision   // a rule on the name fired (enforced or log)
+	overseas *blocklist.RuleID // an overseas-scoped rule, left to the answer
+	exempt   *blocklist.RuleID // an exception covers the name and its answer
 }
 
 // decideQuestion matches name (canonical form) against snap.

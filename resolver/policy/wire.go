@@ -6,7 +6,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Wire answers, straight from the packet, the queries whose name a list
@@ -31,7 +31,7 @@ const maxBlockWire = 12 + 260 + 28 + 12 + 10 + len("sinkhole.invalid.hostmaster.
 // form) is blocked outright under snap, filling d with the decision. It
 // returns the answer's length (0 for the drop action) and whether it
 // answered.
-func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *resolver.Decision) (int, bool) {
+func (w *Wire) BlockWire(q *query.WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *query.Decision) (int, bool) {
 	m := snap.MatchName(name)
 	if !m.Blocked() {
 		return 0, false
@@ -45,7 +45,7 @@ func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Sna
 		note = noCountryNote
 	}
 	act := w.Block.Resolve(sec.Action)
-	*d = resolver.Decision{Snapshot: snap, Rule: m.Rule, Action: act, Enforced: act.Enforced(), Trigger: "qname", Note: note}
+	*d = query.Decision{Snapshot: snap, Rule: m.Rule, Action: act, Enforced: act.Enforced(), Trigger: "qname", Note: note}
 	if !d.Enforced {
 		return 0, false
 	}
@@ -119,7 +119,7 @@ func (w *Wire) BlockWire(q *resolver.WireQuery, name string, snap *blocklist.Sna
 		ar = 1
 		out[n] = 0
 		binary.BigEndian.PutUint16(out[n+1:], dns.TypeOPT)
-		binary.BigEndian.PutUint16(out[n+3:], resolver.ServerUDPSize)
+		binary.BigEndian.PutUint16(out[n+3:], query.ServerUDPSize)
 		out[n+5], out[n+6], out[n+7], out[n+8] = 0, 0, 0, 0
 		if q.DO {
 			out[n+7] = 0x80

@@ -14,8 +14,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 const wireList = `# platform: Sub
@@ -60,7 +60,7 @@ func TestWireMatchesChain(t *testing.T) {
 	for _, def := range []blocklist.Action{blocklist.ActionNXDomain, blocklist.ActionNoData, blocklist.ActionRefused, blocklist.ActionSinkhole} {
 		block := &policy.Blocker{Default: def, SinkholeV4: netip.MustParseAddr("192.0.2.99"), SinkholeV6: netip.MustParseAddr("2001:db8::99"), TTL: 300}
 		wire := &policy.Wire{Block: block}
-		chain := &policy.Question{Block: block, Next: resolver.HandlerFunc(func(context.Context, *resolver.Request) (*dns.Msg, error) {
+		chain := &policy.Question{Block: block, Next: query.HandlerFunc(func(context.Context, *query.Request) (*dns.Msg, error) {
 			return nil, fmt.Errorf("passed on")
 		})}
 		names := []string{"binance.com", "WWW.Binance.COM", "a.b.c.binance.com", "x.wild.test", "exact.test", "refused.test",
@@ -75,19 +75,19 @@ func TestWireMatchesChain(t *testing.T) {
 					if edns > 0 {
 						q.SetEdns0(1232, edns == 2)
 					}
-					want, err := chain.ServeDNS(context.Background(), resolver.NewRequest(q, netip.AddrPort{}, "udp", snap))
+					want, err := chain.ServeDNS(context.Background(), query.NewRequest(q, netip.AddrPort{}, "udp", snap))
 					if err != nil {
 						t.Fatalf("%s: chain passed a blocked name on", name)
 					}
 					want.Id = q.Id
 					pkt, _ := q.Pack()
-					var wq resolver.WireQuery
-					if err := resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq); err != nil {
+					var wq query.WireQuery
+					if err := query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq); err != nil {
 						t.Fatal(err)
 					}
 					out := make([]byte, 70000)
-					var d resolver.Decision
-					n, ok := wire.BlockWire(&wq, resolver.CanonicalName(name), snap, out, &d)
+					var d query.Decision
+					n, ok := wire.BlockWire(&wq, query.CanonicalName(name), snap, out, &d)
 					if !ok || !d.Enforced {
 						t.Fatalf("%s: wire declined", name)
 					}
@@ -108,9 +108,9 @@ func TestWireMatchesChain(t *testing.T) {
 			q := new(dns.Msg)
 			q.SetQuestion(name+".", dns.TypeA)
 			pkt, _ := q.Pack()
-			var wq resolver.WireQuery
-			resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
-			if _, ok := wire.BlockWire(&wq, name, snap, make([]byte, 70000), new(resolver.Decision)); ok {
+			var wq query.WireQuery
+			query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
+			if _, ok := wire.BlockWire(&wq, name, snap, make([]byte, 70000), new(query.Decision)); ok {
 				t.Fatalf("%s: wire answered what the chain must decide", name)
 			}
 		}
@@ -135,10 +135,10 @@ func BenchmarkBlockWire(b *testing.B) {
 	q.SetQuestion("www.binance.com.", dns.TypeA)
 	q.SetEdns0(1232, false)
 	pkt, _ := q.Pack()
-	var wq resolver.WireQuery
-	resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
+	var wq query.WireQuery
+	query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
 	out := make([]byte, 70000)
-	var d resolver.Decision
+	var d query.Decision
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ok := wire.BlockWire(&wq, "www.binance.com", snap, out, &d); !ok {
@@ -155,9 +155,9 @@ func TestWireFitsServerBuffer(t *testing.T) {
 	q := new(dns.Msg)
 	q.SetQuestion("www.binance.com.", dns.TypeA)
 	pkt, _ := q.Pack()
-	var wq resolver.WireQuery
-	resolver.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
-	if _, ok := wire.BlockWire(&wq, "www.binance.com", snap, make([]byte, dns.MaxMsgSize), new(resolver.Decision)); !ok {
+	var wq query.WireQuery
+	query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
+	if _, ok := wire.BlockWire(&wq, "www.binance.com", snap, make([]byte, dns.MaxMsgSize), new(query.Decision)); !ok {
 		t.Fatal("wire path declined with a 64 KiB buffer")
 	}
 }

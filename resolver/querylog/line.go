@@ -9,7 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // The line formats are built by hand into a caller's buffer: a line costs
@@ -32,7 +32,7 @@ import (
 
 // AppendAudit appends the audit line of req, which must carry a Decision,
 // ending in a newline.
-func AppendAudit(b []byte, req *resolver.Request) []byte {
+func AppendAudit(b []byte, req *query.Request) []byte {
 	b = appendHead(b, req)
 	if d := req.Info.Decision; d != nil {
 		b = appendDecision(b, d, req.Name)
@@ -43,7 +43,7 @@ func AppendAudit(b []byte, req *resolver.Request) []byte {
 // AppendQuery appends the query log line of req (its response code is
 // req.Info.Rcode; resp may be nil on the wire path), which took dur,
 // ending in a newline.
-func AppendQuery(b []byte, req *resolver.Request, resp *dns.Msg, dur time.Duration) []byte {
+func AppendQuery(b []byte, req *query.Request, resp *dns.Msg, dur time.Duration) []byte {
 	b = appendHead(b, req)
 	if !req.Info.Dropped {
 		b = append(b, `,"rcode":`...)
@@ -73,7 +73,7 @@ func AppendQuery(b []byte, req *resolver.Request, resp *dns.Msg, dur time.Durati
 }
 
 // appendHead opens the object with the fields every line has.
-func appendHead(b []byte, req *resolver.Request) []byte {
+func appendHead(b []byte, req *query.Request) []byte {
 	b = append(b, `{"time":"`...)
 	b = req.Start.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","client":`...)
@@ -94,7 +94,7 @@ func appendHead(b []byte, req *resolver.Request) []byte {
 }
 
 // appendDecision adds the fields of the rule that fired.
-func appendDecision(b []byte, d *resolver.Decision, qname string) []byte {
+func appendDecision(b []byte, d *query.Decision, qname string) []byte {
 	file, line, platform := d.Snapshot.RulePlace(d.Rule)
 	b = append(b, `,"action":`...)
 	b = appendString(b, d.Action.String())
@@ -148,7 +148,7 @@ func appendDecision(b []byte, d *resolver.Decision, qname string) []byte {
 	return b
 }
 
-func appendAddr(b []byte, a *resolver.AddrInfo) []byte {
+func appendAddr(b []byte, a *query.AddrInfo) []byte {
 	b = append(b, `{"ip":`...)
 	b = appendIP(b, a.IP)
 	b = append(b, `,"country":`...)

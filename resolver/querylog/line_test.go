@@ -15,8 +15,8 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/geo"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 const testList = `# platform: Binance
@@ -45,10 +45,10 @@ func loadSnapshot(t testing.TB, files map[string]string) *blocklist.Snapshot {
 }
 
 // request builds a request for name/qtype from client, decided under snap.
-func request(snap *blocklist.Snapshot, client, name string, qtype uint16) *resolver.Request {
+func request(snap *blocklist.Snapshot, client, name string, qtype uint16) *query.Request {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
-	req := resolver.NewRequest(m, netip.MustParseAddrPort(client), "udp", snap)
+	req := query.NewRequest(m, netip.MustParseAddrPort(client), "udp", snap)
 	req.Start = time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.FixedZone("X", 3600))
 	return req
 }
@@ -89,8 +89,8 @@ func TestAppendAudit(t *testing.T) {
 	req = request(snap, "[2001:db8::1]:40000", "cdn.example", dns.TypeA)
 	m = snap.MatchIP(netip.MustParseAddr("203.0.113.9"))
 	d := block.Decide(snap, m.Rule, "ip", "203.0.113.9")
-	d.Addr = &resolver.AddrInfo{IP: netip.MustParseAddr("203.0.113.9"), Info: geo.Info{Country: "KY", ASN: 64500, ASOrg: "Example \"Org\""}}
-	d.Addrs = []resolver.AddrInfo{{IP: netip.MustParseAddr("192.0.2.7")}, *d.Addr}
+	d.Addr = &query.AddrInfo{IP: netip.MustParseAddr("203.0.113.9"), Info: geo.Info{Country: "KY", ASN: 64500, ASOrg: "Example \"Org\""}}
+	d.Addrs = []query.AddrInfo{{IP: netip.MustParseAddr("192.0.2.7")}, *d.Addr}
 	req.Info.Decision = d
 	got = decodeLine(t, AppendAudit(nil, req))
 	want = map[string]any{
@@ -113,7 +113,7 @@ func TestAppendQuery(t *testing.T) {
 	req := request(snap, "127.0.0.1:999", "www.example.com", 65280) // an unassigned type
 	req.Proto = "tcp"
 	req.Info.Upstream = "192.0.2.53:53"
-	resp := resolver.Reply(req.Msg, dns.RcodeNameError)
+	resp := query.Reply(req.Msg, dns.RcodeNameError)
 	req.Info.Rcode = resp.Rcode // as the server sets it before observers run
 	got := decodeLine(t, AppendQuery(nil, req, resp, 1500*time.Microsecond))
 	want := map[string]any{
@@ -137,7 +137,7 @@ func TestAppendQuery(t *testing.T) {
 	m := snap.MatchName(req.Name)
 	req.Info.Decision = (&policy.Blocker{Default: blocklist.ActionRefused}).Decide(snap, m.Rule, "qname", req.Name)
 	req.Info.Rcode = dns.RcodeRefused
-	got = decodeLine(t, AppendQuery(nil, req, resolver.Reply(req.Msg, dns.RcodeRefused), time.Microsecond))
+	got = decodeLine(t, AppendQuery(nil, req, query.Reply(req.Msg, dns.RcodeRefused), time.Microsecond))
 	if got["rcode"] != "REFUSED" || got["action"] != "refused" || got["rule"] != "binance.com" || got["line"] != 2.0 ||
 		got["upstream"] != "" || got["generation"] != 1.0 {
 		t.Errorf("blocked: %v", got)
@@ -179,7 +179,7 @@ func BenchmarkQueryLine(b *testing.B) {
 	snap := loadSnapshot(b, map[string]string{"exchanges.txt": testList})
 	req := request(snap, "192.0.2.1:5353", "www.example.com", dns.TypeA)
 	req.Info.Upstream = "192.0.2.53:53"
-	resp := resolver.Reply(req.Msg, dns.RcodeSuccess)
+	resp := query.Reply(req.Msg, dns.RcodeSuccess)
 	buf := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for b.Loop() {

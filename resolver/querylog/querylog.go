@@ -20,7 +20,7 @@ import (
 	"github.com/miekg/dns"
 	"gopkg.in/natefinch/lumberjack.v2"
 
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Stdout is the path that means standard output.
@@ -141,7 +141,7 @@ func (l *Log) Dropped() uint64 { return l.dropped.Load() }
 
 // Audit logs a query on which a rule fired (blocked, or monitored under
 // action log). It does nothing for a query without a decision.
-func (l *Log) Audit(req *resolver.Request) {
+func (l *Log) Audit(req *query.Request) {
 	if req.Info.Decision == nil || l.closed.Load() {
 		return
 	}
@@ -151,7 +151,7 @@ func (l *Log) Audit(req *resolver.Request) {
 }
 
 // Query logs any answered query with its response (nil when none was sent).
-func (l *Log) Query(req *resolver.Request, resp *dns.Msg) {
+func (l *Log) Query(req *query.Request, resp *dns.Msg) {
 	if l.closed.Load() {
 		return
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // stalledWriter blocks every Write until released, then records.
@@ -48,7 +48,7 @@ func (w *stalledWriter) String() string {
 	return w.buf.String()
 }
 
-func blockedRequest(t testing.TB, snap *blocklist.Snapshot, name string) *resolver.Request {
+func blockedRequest(t testing.TB, snap *blocklist.Snapshot, name string) *query.Request {
 	req := request(snap, "192.0.2.1:5353", name, dns.TypeA)
 	m := snap.MatchName(req.Name)
 	if !m.Blocked() {

@@ -17,7 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // SOA timers of an exported zone. NOTIFY carries changes at once; the
@@ -418,8 +418,8 @@ func (w *xfrWriter) flush() error {
 // (its SOA for refresh checks, NS, and the policy records) to the clients
 // AllowTransfer admits, refuses them to others, and passes every other
 // query to next.
-func (e *Exporter) Stage(next resolver.Handler) resolver.Handler {
-	return resolver.HandlerFunc(func(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+func (e *Exporter) Stage(next query.Handler) query.Handler {
+	return query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 		if !e.inZone(req.Name) {
 			return next.ServeDNS(ctx, req)
 		}
@@ -428,17 +428,17 @@ func (e *Exporter) Stage(next resolver.Handler) resolver.Handler {
 }
 
 // answer answers a query inside the zone authoritatively.
-func (e *Exporter) answer(req *resolver.Request) *dns.Msg {
+func (e *Exporter) answer(req *query.Request) *dns.Msg {
 	if !e.allowed(req.Client) {
-		return resolver.Reply(req.Msg, dns.RcodeRefused)
+		return query.Reply(req.Msg, dns.RcodeRefused)
 	}
 	e.mu.RLock()
 	cur := e.cur
 	e.mu.RUnlock()
 	if cur == nil {
-		return resolver.Reply(req.Msg, dns.RcodeServerFailure)
+		return query.Reply(req.Msg, dns.RcodeServerFailure)
 	}
-	m := resolver.Reply(req.Msg, dns.RcodeSuccess)
+	m := query.Reply(req.Msg, dns.RcodeSuccess)
 	m.Authoritative, m.RecursionAvailable = true, false
 	q := req.Msg.Question[0]
 	soa := e.soa(cur.serial)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -64,8 +65,8 @@ func startPrimary(t testing.TB, listen string, files map[string]string, cfg Expo
 	if listen == "" {
 		listen = "127.0.0.1:0"
 	}
-	refuse := resolver.HandlerFunc(func(_ context.Context, req *resolver.Request) (*dns.Msg, error) {
-		return resolver.Reply(req.Msg, dns.RcodeRefused), nil
+	refuse := query.HandlerFunc(func(_ context.Context, req *query.Request) (*dns.Msg, error) {
+		return query.Reply(req.Msg, dns.RcodeRefused), nil
 	})
 	p.srv, err = resolver.NewServer(resolver.ServerConfig{
 		Listen: []string{listen}, Handler: p.export.Stage(refuse), Snapshot: p.store.Current,

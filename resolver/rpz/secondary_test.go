@@ -14,6 +14,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // secondarySide is a feed set with a DNS server receiving its NOTIFYs.
@@ -31,8 +32,8 @@ type secondarySide struct {
 func startNotifyServer(t testing.TB) *secondarySide {
 	t.Helper()
 	s := &secondarySide{dir: t.TempDir()}
-	refuse := resolver.HandlerFunc(func(_ context.Context, req *resolver.Request) (*dns.Msg, error) {
-		return resolver.Reply(req.Msg, dns.RcodeRefused), nil
+	refuse := query.HandlerFunc(func(_ context.Context, req *query.Request) (*dns.Msg, error) {
+		return query.Reply(req.Msg, dns.RcodeRefused), nil
 	})
 	var err error
 	s.srv, err = resolver.NewServer(resolver.ServerConfig{

@@ -11,7 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -86,7 +86,7 @@ func TestAllBadAnswersGiveTheLast(t *testing.T) {
 	}
 	p := newPool(t, upstream.Config{Addrs: []string{silent.Addr}, Timeout: 200 * time.Millisecond})
 	_, _, err = exchange(t, p, "x.test")
-	var ede *resolver.EDEError
+	var ede *query.EDEError
 	if !errors.As(err, &ede) || ede.Code != dns.ExtendedErrorCodeNoReachableAuthority {
 		t.Fatalf("silent upstream: error %v, want EDE 22", err)
 	}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/scrub"
 )
 
@@ -296,7 +296,7 @@ func Query(client *dns.Msg) *dns.Msg {
 }
 
 // ServeDNS forwards req and returns the first valid answer.
-func (p *Pool) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, error) {
+func (p *Pool) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 	if req.Reuse != nil {
 		resp := req.Reuse.Copy()
 		resp.Id = req.Msg.Id
@@ -316,7 +316,7 @@ func (p *Pool) ServeDNS(ctx context.Context, req *resolver.Request) (*dns.Msg, e
 // answer, scrubbed, and the upstream that gave it. An answer with SERVFAIL,
 // REFUSED, NOTIMP or FORMERR moves on to the next upstream; when every
 // upstream gave one, the last is returned. When none answered at all the
-// error is a *resolver.EDEError with code 22 (all timed out) or 23
+// error is a *query.EDEError with code 22 (all timed out) or 23
 // (network errors).
 func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, string, error) {
 	var errs []string
@@ -355,9 +355,9 @@ func (p *Pool) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, string, erro
 		text = "every upstream timed out"
 	}
 	if len(errs) == 0 {
-		return nil, "", &resolver.EDEError{Code: dns.ExtendedErrorCodeNoReachableAuthority, Text: "query deadline passed", Err: ctx.Err()}
+		return nil, "", &query.EDEError{Code: dns.ExtendedErrorCodeNoReachableAuthority, Text: "query deadline passed", Err: ctx.Err()}
 	}
-	return nil, "", &resolver.EDEError{Code: code, Text: text, Err: errors.New(strings.Join(errs, "; "))}
+	return nil, "", &query.EDEError{Code: code, Text: text, Err: errors.New(strings.Join(errs, "; "))}
 }
 
 // badRcode reports whether an answer with rcode says the upstream could

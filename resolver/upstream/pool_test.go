@@ -12,7 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
-	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
@@ -39,7 +39,7 @@ func newPool(t *testing.T, cfg upstream.Config) *upstream.Pool {
 	return p
 }
 
-func query(name string) *dns.Msg {
+func newQuery(name string) *dns.Msg {
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), dns.TypeA)
 	q.SetEdns0(1232, false)
@@ -50,7 +50,7 @@ func exchange(t *testing.T, p *upstream.Pool, name string) (*dns.Msg, string, er
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	q := query(name)
+	q := newQuery(name)
 	r, up, err := p.Exchange(ctx, q)
 	if err == nil && (r.Id != q.Id || r.Question[0].Name != q.Question[0].Name) {
 		t.Fatalf("answer %v does not match query %v", r, q)
@@ -200,7 +200,7 @@ func TestAllUpstreamsDown(t *testing.T) {
 	defer silent.Close()
 	p := newPool(t, upstream.Config{Addrs: []string{bad.Addr, silent.Addr}, Timeout: 200 * time.Millisecond})
 	_, _, err = exchange(t, p, "x.test")
-	var ede *resolver.EDEError
+	var ede *query.EDEError
 	if !errors.As(err, &ede) || ede.Code != dns.ExtendedErrorCodeNoReachableAuthority || !strings.Contains(err.Error(), "dropped 2 answers: not a response") {
 		t.Fatalf("error %v", err)
 	}
@@ -217,7 +217,7 @@ func TestCloseStopsProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	p.Exchange(ctx, query("x.test"))
+	p.Exchange(ctx, newQuery("x.test"))
 	cancel()
 	time.Sleep(50 * time.Millisecond) // a probe is waiting for its 5s timeout
 	done := make(chan struct{})

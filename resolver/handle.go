@@ -1,6 +1,8 @@
 package resolver
 
 import (
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
+
 	"context"
 	"errors"
 	"net/netip"
@@ -15,12 +17,12 @@ import (
 // wireScratch is one read loop's (or one stream query's) reusable state
 // for answering without allocating.
 type wireScratch struct {
-	q        WireQuery
-	decision Decision
+	q        query.WireQuery
+	decision query.Decision
 	key      [262]byte
 	name     [256]byte
 	out      []byte
-	req      Request
+	req      query.Request
 }
 
 func newWireScratch() *wireScratch { return &wireScratch{out: make([]byte, dns.MaxMsgSize)} }
@@ -88,7 +90,7 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 			n, ok = 0, false
 		}
 	}()
-	if (s.cfg.Cache == nil && s.cfg.Blocker == nil) || ParseWireQuery(pkt, w.key[:0], &w.q) != nil {
+	if (s.cfg.Cache == nil && s.cfg.Blocker == nil) || query.ParseWireQuery(pkt, w.key[:0], &w.q) != nil {
 		return 0, false
 	}
 	snap := s.cfg.Snapshot()
@@ -109,7 +111,7 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 	if !ok {
 		return 0, false
 	}
-	info := Info{Decision: &w.decision, Dropped: n == 0}
+	info := query.Info{Decision: &w.decision, Dropped: n == 0}
 	if n > 0 {
 		info.Rcode = int(w.out[3] & 0xF)
 	}
@@ -119,15 +121,15 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 }
 
 // observeWire tells the observer about a query answered on the wire path.
-func (s *Server) observeWire(w *wireScratch, pkt, answer []byte, name string, from netip.AddrPort, proto string, snap *blocklist.Snapshot, info *Info, cached bool) {
+func (s *Server) observeWire(w *wireScratch, pkt, answer []byte, name string, from netip.AddrPort, proto string, snap *blocklist.Snapshot, info *query.Info, cached bool) {
 	if s.cfg.Observe == nil {
 		return
 	}
 	r := &w.req
-	*r = Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info, Packet: pkt, Answer: answer}
+	*r = query.Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info, Packet: pkt, Answer: answer}
 	r.Info.Cached = cached
 	s.cfg.Observe(r, nil)
-	*r = Request{}
+	*r = query.Request{}
 }
 
 // dottedName turns a cache key's wire name into the canonical dotted form
@@ -173,7 +175,7 @@ func (s *Server) admit(pkt []byte, from netip.AddrPort, proto string, maxSize in
 		return nil, false
 	}
 	if proto == "udp" {
-		return s.limitUDP(s.pack(resp, ClientUDPSize(req)), from), false
+		return s.limitUDP(s.pack(resp, query.ClientUDPSize(req)), from), false
 	}
 	return s.pack(resp, maxSize), false
 }
@@ -193,18 +195,18 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, pr
 		if m.Opcode == dns.OpcodeNotify && s.cfg.Notify != nil {
 			return m, s.cfg.Notify(pkt, m, from)
 		}
-		r := Reply(m, dns.RcodeNotImplemented)
+		r := query.Reply(m, dns.RcodeNotImplemented)
 		r.Question = m.Question
 		return m, r
 	}
 	if len(m.Question) != 1 {
-		return m, Reply(m, dns.RcodeFormatError)
+		return m, query.Reply(m, dns.RcodeFormatError)
 	}
 	if qt := m.Question[0].Qtype; qt == dns.TypeAXFR || qt == dns.TypeIXFR {
-		return m, Reply(m, dns.RcodeRefused) // transfers run only over streams, in serveTransfer
+		return m, query.Reply(m, dns.RcodeRefused) // transfers run only over streams, in serveTransfer
 	}
 	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
-		r := Reply(m, dns.RcodeBadVers)
+		r := query.Reply(m, dns.RcodeBadVers)
 		return m, r
 	}
 	if s.inflight.Add(1) > int64(s.cfg.MaxInflight) {
@@ -215,7 +217,7 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, pr
 		return m, nil
 	}
 	defer s.inflight.Add(-1)
-	req := NewRequest(m, from, proto, s.cfg.Snapshot())
+	req := query.NewRequest(m, from, proto, s.cfg.Snapshot())
 	req.Packet = pkt
 	resp := s.run(ctx, req)
 	if resp != nil {
@@ -231,28 +233,28 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, pr
 }
 
 // run calls the chain, turning errors and panics into SERVFAIL.
-func (s *Server) run(ctx context.Context, req *Request) (resp *dns.Msg) {
+func (s *Server) run(ctx context.Context, req *query.Request) (resp *dns.Msg) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.panicked(p, "query handler panic; answered SERVFAIL", "name", req.Name, "type", dns.TypeToString[req.Qtype],
 				"client", req.Client.String(), "proto", req.Proto)
-			resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "internal error")
+			resp = query.ServFail(req.Msg, dns.ExtendedErrorCodeOther, "internal error")
 		}
 	}()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	resp, err := s.cfg.Handler.ServeDNS(ctx, req)
 	if err != nil {
-		var ede *EDEError
+		var ede *query.EDEError
 		if errors.As(err, &ede) {
-			resp = ServFail(req.Msg, ede.Code, ede.Text)
+			resp = query.ServFail(req.Msg, ede.Code, ede.Text)
 		} else {
-			resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "")
+			resp = query.ServFail(req.Msg, dns.ExtendedErrorCodeOther, "")
 		}
 		s.log.Debug("query failed", "name", req.Name, "type", dns.TypeToString[req.Qtype], "err", err)
 	}
 	if resp == nil {
-		resp = ServFail(req.Msg, dns.ExtendedErrorCodeOther, "no response")
+		resp = query.ServFail(req.Msg, dns.ExtendedErrorCodeOther, "no response")
 	}
 	resp.Id = req.Msg.Id
 	return resp

@@ -1,4 +1,4 @@
-package resolver
+package query
 
 import (
 	"encoding/binary"

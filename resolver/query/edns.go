@@ -1,4 +1,4 @@
-package resolver
+package query
 
 import "github.com/miekg/dns"
 
@@ -45,3 +45,22 @@ func ServFail(req *dns.Msg, code uint16, text string) *dns.Msg {
 	AddEDE(m, code, text)
 	return m
 }
+
+// EDEError is an error that carries the Extended DNS Error the client should
+// see in its SERVFAIL.
+type EDEError struct {
+	Code uint16
+	Text string
+	Err  error
+}
+
+// Error returns the text and the underlying error.
+func (e *EDEError) Error() string {
+	if e.Err != nil {
+		return e.Text + ": " + e.Err.Error()
+	}
+	return e.Text
+}
+
+// Unwrap returns the underlying error.
+func (e *EDEError) Unwrap() error { return e.Err }
