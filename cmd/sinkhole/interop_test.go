@@ -69,7 +69,8 @@ func (d *daemon) hup(t *testing.T) {
 	}
 }
 
-// lookBin finds a daemon or skips the test.
+// lookBin finds a daemon or skips the test; in CI (which installs every
+// tool, see .ci/run) a missing one fails it.
 func lookBin(t *testing.T, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
@@ -78,6 +79,9 @@ func lookBin(t *testing.T, name, pkg string) string {
 			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 				return filepath.Join(dir, name)
 			}
+		}
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed (apt-get install %s): .ci/run must install it", name, pkg)
 		}
 		t.Skipf("%s not installed (apt-get install %s)", name, pkg)
 	}
