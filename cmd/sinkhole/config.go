@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
@@ -58,7 +57,7 @@ func applyConfig(c *cli.Context, path string, data []byte) error {
 		k, v := root.Content[i], root.Content[i+1]
 		name := k.Value
 		fl, ok := known[name]
-		if !ok || name == "config" {
+		if !ok || name == "config" || name == "check-config" {
 			return usagef("config %s:%d: unknown option %q", path, k.Line, name)
 		}
 		if c.IsSet(name) {
@@ -83,7 +82,7 @@ func applyConfig(c *cli.Context, path string, data []byte) error {
 		}
 		for _, val := range vals {
 			if err := c.Set(name, val); err != nil {
-				return usagef("config %s:%d: option %q: %v", path, v.Line, name, strings.TrimPrefix(err.Error(), "invalid value "))
+				return usagef("config %s:%d: option %q: %q: %s", path, v.Line, name, val, badValue(c.Command.Flags, name, err.Error()))
 			}
 		}
 	}

@@ -38,7 +38,7 @@ var exampleOption = regexp.MustCompile(`(?m)^# ([a-z0-9-]+): (.*)$`)
 func serveFlagNames() []string {
 	var names []string
 	for _, f := range serveFlags() {
-		if n := f.Names()[0]; n != "config" {
+		if n := f.Names()[0]; n != "config" && n != "check-config" {
 			names = append(names, n)
 		}
 	}

@@ -32,7 +32,9 @@ func main() {
 // so tests can run it in-process; ctx ends a running server.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, flagsFirst(app, args))
+	args = flagsFirst(app, args)
+	app.Metadata = map[string]any{argsKey: args}
+	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
 	}
@@ -43,15 +45,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return ec.ExitCode()
 	}
+	if len(args) > 1 {
+		if cmd := app.Command(args[1]); cmd != nil {
+			// A bad value in a SINKHOLE_ variable is a usage error too.
+			if msg, ok := flagValueError(cmd.Flags, err.Error()); ok {
+				fmt.Fprintln(stderr, "sinkhole: "+msg)
+				return exitUsage
+			}
+		}
+	}
 	fmt.Fprintln(stderr, "sinkhole: "+err.Error())
 	return exitFailure
 }
+
+// argsKey is the App.Metadata key of the command line run was given (after
+// flagsFirst), for "sinkhole config" to tell flags from the environment.
+const argsKey = "args"
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:    "sinkhole",
 		Usage:   "a forwarding DNS resolver that enforces a regulator's blocklist",
-		Version: version,
+		Version: buildInfo().Version,
 		Writer:  stdout, ErrWriter: stderr,
 		Commands: []*cli.Command{
 			serveCommand(),
@@ -62,6 +77,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			keygenCommand(),
 			signCommand(),
 			verifyCommand(),
+			configCommand(),
+			versionCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 		OnUsageError:    usageError,
 		CommandNotFound: func(c *cli.Context, name string) {},
@@ -77,6 +96,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = usageError
+		if cmd.Name == "serve" || cmd.Name == "config" {
+			withCategories(cmd.Flags)
+		}
 	}
 	return app
 }
@@ -128,7 +150,9 @@ func flagsFirst(app *cli.App, args []string) []string {
 // usageError turns a flag parse error into one line and exit status 2.
 func usageError(c *cli.Context, err error, _ bool) error {
 	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+	if m, ok := flagValueError(c.Command.Flags, msg); ok {
+		msg = m
+	} else if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		msg = fmt.Sprintf("unknown flag --%s (see \"sinkhole %s --help\")", strings.TrimPrefix(name, "-"), c.Command.Name)
 	}
 	return cli.Exit(msg, exitUsage)

@@ -297,7 +297,7 @@ func TestServeFlagErrors(t *testing.T) {
 		{[]string{"--block-action", "drop"}, `sinkhole: --block-action "drop": want nxdomain, nodata, refused or sinkhole`},
 		{[]string{"--sinkhole-ipv4", "::1"}, `sinkhole: --sinkhole-ipv4 "::1": want an IPv4 address`},
 		{[]string{"--sinkhole-ipv6", "1.2.3.4"}, `sinkhole: --sinkhole-ipv6 "1.2.3.4": want an IPv6 address`},
-		{[]string{"--block-ttl", "soon"}, `sinkhole: invalid value "soon" for flag -block-ttl`},
+		{[]string{"--block-ttl", "soon"}, `sinkhole: --block-ttl "soon": not a duration; use a unit, e.g. 300s or 5m`},
 		{[]string{"--upstream", "1.2.3.4:x:y:z:"}, "sinkhole: --upstream"},
 		{[]string{"--listen", "nohostport"}, `sinkhole: --listen "nohostport": want host:port`},
 		{[]string{"--log-level", "loud"}, `sinkhole: --log-level "loud"`},
@@ -314,10 +314,10 @@ func TestServeFlagErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, code, out, tt.want)
 		}
 	}
-	// A missing lists directory is a start failure (exit 1) naming it.
+	// A missing lists directory is a bad option (exit 2) naming it.
 	var stderr syncBuffer
 	code := run(t.Context(), []string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--lists", "/nonexistent/lists", "--upstream", "127.0.0.1:1"}, io_discard{}, &stderr)
-	if code != exitFailure || !strings.Contains(stderr.String(), "/nonexistent/lists") {
+	if code != exitUsage || !strings.Contains(stderr.String(), "/nonexistent/lists") {
 		t.Errorf("missing lists: exit %d, %q", code, stderr.String())
 	}
 }

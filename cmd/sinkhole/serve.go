@@ -41,8 +41,9 @@ import (
 func serveFlags() []cli.Flag {
 	return withEnv(append([]cli.Flag{
 		&cli.PathFlag{Name: "config", Usage: "YAML file of options (keys are the long flag names)"},
+		&cli.BoolFlag{Name: "check-config", Usage: "load the configuration, lists, databases and certificates, print every problem and exit: 0 ok, 1 problems, 2 bad options"},
 		&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("127.0.0.1:5353"), Usage: "serve DNS over UDP and TCP on `ADDR` (repeatable)"},
-		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, host or host:port (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
+		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, IP or IP:port (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
 		&cli.DurationFlag{Name: "upstream-timeout", Value: upstream.DefaultTimeout, Usage: "per-try upstream timeout"},
 		&cli.StringFlag{Name: "lists", Value: "./lists", Usage: "load every *.txt, *.list, *.rpz and *.zone file in `DIR`"},
 		&cli.StringFlag{Name: "block-action", Value: "nxdomain", Usage: "answer to blocked names: nxdomain, nodata, refused or sinkhole"},
@@ -102,6 +103,12 @@ func serveCommand() *cli.Command {
 			cfg, err := serveConfigFrom(c)
 			if err != nil {
 				return err
+			}
+			if err := checkListsDir(cfg.lists); err != nil {
+				return err
+			}
+			if c.Bool("check-config") {
+				return checkConfig(c.App.Writer, cfg)
 			}
 			cfg.logOut = c.App.ErrWriter
 			cfg.stdout = c.App.Writer
