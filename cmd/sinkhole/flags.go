@@ -62,6 +62,7 @@ var flagCategories = map[string]string{
 	"block-ttl":       catLists,
 	"reload-debounce": catLists,
 	"dry-run":         catLists,
+	"trusted-key":     catLists,
 
 	"cache-size":    catCache,
 	"cache-min-ttl": catCache,
