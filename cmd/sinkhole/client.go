@@ -30,6 +30,10 @@ func clientFlags() []cli.Flag {
 
 // readToken reads a token file: one line, surrounding space trimmed.
 func readToken(path string) (string, error) {
+	path, err := credentialPath(path)
+	if err != nil {
+		return "", err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

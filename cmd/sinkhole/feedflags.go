@@ -26,10 +26,14 @@ func feedFlags() []cli.Flag {
 // feedsConfigFrom maps the feed flags to the feeds package's options and
 // validates them.
 func feedsConfigFrom(c *cli.Context, lists string) (feeds.Config, error) {
+	tsig, err := credentialValues(c.StringSlice("rpz-tsig"))
+	if err != nil {
+		return feeds.Config{}, usagef("--rpz-tsig %v", err)
+	}
 	fc, err := feeds.Parse(feeds.Options{
 		StateDir:      c.String("state-dir"),
 		Feeds:         c.StringSlice("rpz-feed"),
-		TSIG:          c.StringSlice("rpz-tsig"),
+		TSIG:          tsig,
 		Export:        c.String("rpz-export"),
 		AllowTransfer: c.StringSlice("rpz-allow-transfer"),
 		Notify:        c.StringSlice("rpz-notify"),

@@ -246,7 +246,7 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if _, _, err := net.SplitHostPort(cfg.admin); err != nil {
 		return nil, usagef("--admin %q: want host:port", cfg.admin)
 	}
-	if p := c.Path("admin-token-file"); p != "" {
+	if p := adminTokenFile(c.Path("admin-token-file")); p != "" {
 		if cfg.adminToken, err = readToken(p); err != nil {
 			return nil, usagef("--admin-token-file: %v", err)
 		}
@@ -398,6 +398,7 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 	if hook, ok := ctx.Value(readyHookKey{}).(func(*instance)); ok {
 		hook(in)
 	}
+	sd := notifySystemd(in)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -407,6 +408,7 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 			in.store.Reload(context.Background(), "SIGHUP")
 			in.geo.Reload()
 		case <-ctx.Done():
+			sd.stopping()
 			in.log.Info("shutting down: draining in-flight queries")
 			return in.shutdown()
 		}
