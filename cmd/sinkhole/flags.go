@@ -96,6 +96,10 @@ var flagCategories = map[string]string{
 	"query-log-max-size":    catLogs,
 	"query-log-max-backups": catLogs,
 	"log-buffer":            catLogs,
+	"dnstap":                catLogs,
+	"dnstap-identity":       catLogs,
+	"dnstap-upstream":       catLogs,
+	"dnstap-queue":          catLogs,
 }
 
 // The categories, in the order help shows them (urfave/cli sorts them by
@@ -109,7 +113,7 @@ const (
 	catGeo        = "6. Answer policy: GeoIP"
 	catFeeds      = "7. RPZ feeds, RPZ export, list URLs"
 	catAdmin      = "8. Admin API"
-	catLogs       = "9. Logs"
+	catLogs       = "9. Logs and dnstap"
 	uncategorized = "UNCATEGORIZED (add the flag to flagCategories in cmd/sinkhole/flags.go)"
 )
 

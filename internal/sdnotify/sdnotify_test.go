@@ -53,7 +53,7 @@ func TestSendPath(t *testing.T) {
 func TestSendAbstract(t *testing.T) {
 	name := "sinkhole-sdnotify-test-" + strconv.Itoa(os.Getpid())
 	_, recv := listen(t, "\x00"+name)
-	if err := New("@"+name).Send(Stopping); err != nil {
+	if err := New("@" + name).Send(Stopping); err != nil {
 		t.Fatal(err)
 	}
 	if got := recv(); got != "STOPPING=1\n" {
