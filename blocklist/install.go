@@ -3,7 +3,6 @@ package blocklist
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +15,11 @@ func CheckData(name string, data []byte) []*LineError {
 	if !ok {
 		return []*LineError{{File: name, Msg: "not a list file name (want *.txt, *.list, *.rpz or *.zone)"}}
 	}
+	if msg := sniffEncoding(data[:min(len(data), sniffLen)]); msg != "" {
+		return []*LineError{{File: name, Msg: msg}}
+	}
 	b := newBuilder(0, 0)
-	errs := parse(name, bytes.NewReader(data), b)
+	errs := parse(name, skipBOM(bytes.NewReader(data)), b)
 	if b.sectErr {
 		errs = append(errs, &LineError{File: name, Msg: "too many sections"})
 	}
@@ -27,7 +29,8 @@ func CheckData(name string, data []byte) []*LineError {
 // InstallFile puts data in place as dir/name when it loads without errors:
 // a hidden temporary file in dir (which the store skips) is written and
 // renamed over the old version, so the store sees the old file or the new
-// one, never a mix. When data does not load, nothing changes and its
+// one, never a mix, and its SHA-256 is recorded beside it (see
+// ChecksumVerifier). When data does not load, nothing changes and its
 // problems are returned; err reports a failure to write.
 //
 // The new version is not yet synced to disk, so that a caller can reload
@@ -38,23 +41,11 @@ func InstallFile(dir, name string, data []byte) (problems []*LineError, sync fun
 	if problems := CheckData(name, data); len(problems) > 0 {
 		return problems, nil, nil
 	}
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return nil, nil, err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(tmp, 0o644)); err != nil {
-		os.Remove(tmp)
-		return nil, nil, fmt.Errorf("write %s: %w", name, err)
-	}
 	path := filepath.Join(dir, name)
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := WriteVerified(path, data); err != nil {
 		return nil, nil, err
 	}
-	return nil, func() error { return syncPaths(path, dir) }, nil
+	return nil, func() error { return syncPaths(path, ChecksumPath(path), dir) }, nil
 }
 
 // syncPaths flushes files and directories to disk.

@@ -31,7 +31,14 @@ func TestInstallFile(t *testing.T) {
 		t.Fatalf("zone: %v %v", p, err)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 2 {
-		t.Fatalf("directory holds %d entries, want 2 (no temporary files)", len(ents))
+	if len(ents) != 4 {
+		t.Fatalf("directory holds %d entries, want 4 (two copies, their checksums, no temporary files)", len(ents))
+	}
+	if err := VerifyCopy(filepath.Join(dir, "feed.txt")); err != nil {
+		t.Fatalf("copy does not verify: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "feed.txt"), nil, 0o644)
+	if err := VerifyCopy(filepath.Join(dir, "feed.txt")); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("truncated copy verifies: %v", err)
 	}
 }

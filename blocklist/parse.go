@@ -57,6 +57,9 @@ type listParser struct {
 	errs    []*LineError
 	nerrs   int
 	name    []byte // scratch for the lower-cased name
+	// allowSuffix is set by "# allow-public-suffix": rules on public
+	// suffixes are accepted from there on.
+	allowSuffix bool
 }
 
 // maxLineLen caps one list line; a longer line is an error.
@@ -155,6 +158,9 @@ func (p *listParser) directive(n int, line []byte) {
 	body := trimSpace(line[1:])
 	colon := bytes.IndexByte(body, ':')
 	if colon < 0 {
+		if string(bytes.ToLower(body)) == allowPublicSuffixDirective {
+			p.allowSuffix = true
+		}
 		return
 	}
 	key := strings.ToLower(string(trimSpace(body[:colon])))
@@ -245,6 +251,9 @@ func (p *listParser) hostsLine(n int, raw, line []byte) {
 			continue
 		}
 		name, msg := p.domain(f)
+		if msg == "" {
+			msg = p.broad(name, MatchSubtree)
+		}
 		if msg != "" {
 			p.fail(n, raw, msg)
 			continue
@@ -302,12 +311,24 @@ func (p *listParser) entry(n int, raw, tok []byte) {
 		return
 	}
 	name, msg := p.domain(tok)
+	if msg == "" {
+		msg = p.broad(name, kind)
+	}
 	if msg != "" {
 		p.fail(n, raw, msg)
 		return
 	}
 	p.openSection()
 	p.sink.addDomain(name, kind, allow, n)
+}
+
+// broad returns why a rule of kind on name is over-broad (a public
+// suffix), or "".
+func (p *listParser) broad(name []byte, kind MatchKind) string {
+	if p.allowSuffix || kind == MatchExact {
+		return ""
+	}
+	return publicSuffixMsg(name, suffixHintList)
 }
 
 // adblockName extracts "example.com" from "||example.com^" (also "^|").

@@ -88,7 +88,9 @@ func TestParseLineForms(t *testing.T) {
 		{"ip under platform and log action", "# platform: X\n# action: log\n192.0.2.0/24", []string{"3 ip allow=false 192.0.2.0/24 [X/log/any]"}},
 		{"largest asn", "AS4294967295", []string{"1 asn allow=false AS4294967295 [/default/any]"}},
 		{"asn under platform", "# platform: Y\nAS64496", []string{"2 asn allow=false AS64496 [Y/default/any]"}},
-		{"single label", "xyz", []string{"1 domain allow=false xyz [/default/any]"}},
+		{"single label", "wpad", []string{"1 domain allow=false wpad [/default/any]"}},
+		{"public suffix allowed", "# allow-public-suffix\nco.uk\n*.github.io", []string{"2 domain allow=false co.uk [/default/any]", "3 wildcard allow=false github.io [/default/any]"}},
+		{"exact public suffix", "=com", []string{"1 exact allow=false com [/default/any]"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,6 +143,13 @@ func TestParseErrors(t *testing.T) {
 		{"empty exception", "@@", `f.txt:1: empty exception`},
 		{"bad idn", "a\u200d\u200d.com", `f.txt:1: invalid internationalized domain name`},
 		{"error line number", "a.com\n\n# c\nbad name here", `f.txt:4: unexpected text after entry`},
+		{"public suffix tld", "com", `f.txt:1: "com" is a public suffix: the rule would block every name registered under it (write "# allow-public-suffix" above it if that is meant): "com"`},
+		{"public suffix two labels", "# platform: X\nco.uk", `f.txt:2: "co.uk" is a public suffix`},
+		{"public suffix private", "*.github.io", `f.txt:1: "github.io" is a public suffix`},
+		{"public suffix exception", "@@com", `f.txt:1: "com" is a public suffix`},
+		{"public suffix adblock", "||co.uk^", `f.txt:1: "co.uk" is a public suffix`},
+		{"public suffix hosts", "0.0.0.0 a.com com", `f.txt:1: "com" is a public suffix`},
+		{"public suffix idn", "рф", `f.txt:1: "xn--p1ai" is a public suffix`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

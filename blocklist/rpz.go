@@ -297,6 +297,9 @@ func (p *rpzParser) rule(o *rpzOwner, apex string) (rpzRule, bool) {
 			r.kind = MatchExact
 		}
 		n, msg := normalizeName(nil, []byte(name))
+		if msg == "" && r.kind == MatchWildcard {
+			msg = publicSuffixMsg(n, suffixHintRPZ)
+		}
 		if msg != "" {
 			p.fail(o.line, first, msg)
 			return r, false

@@ -68,6 +68,11 @@ type FileStatus struct {
 	// Warnings holds problems of the version being served that did not stop
 	// it from loading, such as RPZ triggers sinkhole does not support.
 	Warnings []*LineError `json:"warnings,omitempty"`
+	// Withheld describes the version on disk when it is not in service
+	// (held by the shrink guard, refused by a verifier, or still being
+	// written); the version described above serves meanwhile (none when
+	// SHA256 is empty).
+	Withheld *Withheld `json:"withheld,omitempty"`
 
 	// Signature is who signed the version being served (with Options.Verify).
 	Signature *Signature `json:"signature,omitempty"`

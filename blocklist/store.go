@@ -55,6 +55,36 @@ type Options struct {
 	// Verify, when set, checks every file's signature before it is parsed
 	// (see Verifier); refused versions never serve.
 	Verify Verifier
+
+	// Settle is how long a new version of a file must be unchanged (by its
+	// inode change time) before it is read for service; a younger one is
+	// waited for once, then read again and compared. 0 reads at once.
+	Settle time.Duration
+	// Writing, when set, reports whether a file is open for writing (the
+	// watch's close-write events): such a file is not read for service
+	// until its writer closes it.
+	Writing func(path string) bool
+	// MaxShrink is the largest share of a file's rules (0 to 1) a new
+	// version may drop; a version that drops more, has no rules, or a
+	// deleted file, is held until a reload with Accept. 0 means
+	// DefaultMaxShrink; 1 turns the guard off.
+	MaxShrink float64
+	// Checks run over every new version before it is parsed (in order),
+	// after Verify; an error refuses it like a failed signature.
+	Checks []Check
+	// Verified are directories (among Dirs) written only by sinkhole,
+	// whose files are replaced by rename and checked against their
+	// recorded SHA-256 (ChecksumCheck): they need no settling.
+	Verified []string
+}
+
+// ReloadOptions are the options of one reload.
+type ReloadOptions struct {
+	// Trigger names the cause for logs ("start", "fsnotify", "SIGHUP", "api").
+	Trigger string
+	// Accept applies the versions the shrink guard would hold (the
+	// operator's "sinkhole reload --accept").
+	Accept bool
 }
 
 // Store holds the current Snapshot behind an atomic pointer and rebuilds it
@@ -69,6 +99,7 @@ type Store struct {
 	listeners []func(*Snapshot, *ReloadReport)
 	loaded    atomic.Bool
 	reloads   atomic.Uint64
+	retry     atomic.Bool // a reload is scheduled for a settling file
 }
 
 // NewStore returns a store serving the empty snapshot until the first Reload.
@@ -78,6 +109,9 @@ func NewStore(opts Options) *Store {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.MaxShrink <= 0 {
+		opts.MaxShrink = DefaultMaxShrink
 	}
 	s := &Store{opts: opts, log: opts.Logger}
 	s.cur.Store(Empty())
@@ -116,6 +150,12 @@ type FileChange struct {
 	// Warnings are problems of a newly loaded version that did not stop it
 	// from loading (unsupported RPZ triggers, for instance).
 	Warnings []*LineError `json:"warnings,omitempty"`
+	// Withheld describes the version on disk that was not put in service
+	// (Change held or settling); Rules are those still serving.
+	Withheld *Withheld `json:"withheld,omitempty"`
+	// Accepted is set when the version went into service only because the
+	// reload accepted what the shrink guard would have held.
+	Accepted bool `json:"accepted,omitempty"`
 }
 
 // Changes a reload reports.
@@ -125,6 +165,10 @@ const (
 	ChangeUnchanged = "unchanged"
 	ChangeFailed    = "failed"
 	ChangeRemoved   = "removed"
+	// ChangeHeld and ChangeSettling: the version on disk is not in service
+	// (see Withheld); the last good version serves.
+	ChangeHeld     = StateHeld
+	ChangeSettling = StateSettling
 )
 
 // ReloadReport is the result of one Reload.
@@ -149,6 +193,19 @@ func (r *ReloadReport) Failed() bool {
 	return false
 }
 
+// Withheld returns the files whose version on disk was held by the shrink
+// guard (settling files are left out: they are read again on their own;
+// refused ones are failed).
+func (r *ReloadReport) Withheld() []FileChange {
+	var out []FileChange
+	for _, f := range r.Files {
+		if f.Change == ChangeHeld {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Errors returns every file error of the reload.
 func (r *ReloadReport) Errors() []*LineError {
 	var out []*LineError
@@ -158,8 +215,20 @@ func (r *ReloadReport) Errors() []*LineError {
 	return out
 }
 
+// FileName returns the name the store gives file in dir (one of
+// Options.Dirs) in snapshots and reports: the file's name for the first
+// directory, "DIR/FILE" (the directory's base name) for the others.
+func (s *Store) FileName(dir, file string) string {
+	for i, d := range s.opts.Dirs {
+		if d == dir && i > 0 {
+			return filepath.Base(dir) + "/" + file
+		}
+	}
+	return file
+}
+
 // listedFile is a file found in one of the directories.
-type listedFile struct{ name, path string }
+type listedFile struct{ name, path, dir string }
 
 func (s *Store) listFiles() ([]listedFile, error) {
 	var out []listedFile
@@ -176,7 +245,7 @@ func (s *Store) listFiles() ([]listedFile, error) {
 			if i > 0 {
 				name = filepath.Base(dir) + "/" + name
 			}
-			out = append(out, listedFile{name: name, path: filepath.Join(dir, e.Name())})
+			out = append(out, listedFile{name: name, path: filepath.Join(dir, e.Name()), dir: dir})
 		}
 	}
 	slices.SortFunc(out, func(a, b listedFile) int { return strings.Compare(a.name, b.name) })
@@ -186,6 +255,7 @@ func (s *Store) listFiles() ([]listedFile, error) {
 // listFile is an open list file whose size and content hash are known.
 type listFile struct {
 	f     *os.File
+	st    os.FileInfo // when it was opened
 	size  int64
 	lines int
 	hash  string
@@ -215,9 +285,15 @@ func openList(path string, max int64) (*listFile, error) {
 	}
 	h := sha256.New()
 	buf := make([]byte, 256<<10)
-	lf := &listFile{f: f}
-	for {
+	lf := &listFile{f: f, st: st}
+	for first := true; ; first = false {
 		n, err := f.Read(buf)
+		if first {
+			if msg := sniffEncoding(buf[:min(n, sniffLen)]); msg != "" {
+				f.Close()
+				return nil, errors.New(msg)
+			}
+		}
 		h.Write(buf[:n])
 		lf.size += int64(n)
 		lf.lines += bytes.Count(buf[:n], []byte{'\n'})
@@ -238,19 +314,23 @@ func openList(path string, max int64) (*listFile, error) {
 	return lf, nil
 }
 
-// parse runs the file's parser over its content again, checking that the
-// bytes parsed are the bytes hashed (a file rewritten in between is
-// reported, and retried at the next change event).
-func (lf *listFile) parse(name string, parse parseFunc, sink entrySink) []*LineError {
+// errChangedWhileRead is parse's report of a file whose bytes changed
+// between the hashing pass and the parsing pass.
+var errChangedWhileRead = errors.New("the file changed while it was being read")
+
+// parse runs the file's parser over its content again (skipping a UTF-8
+// byte order mark), checking that the bytes parsed are the bytes hashed:
+// when they are not, it returns errChangedWhileRead and no line errors.
+func (lf *listFile) parse(name string, parse parseFunc, sink entrySink) ([]*LineError, error) {
 	if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
-		return []*LineError{{File: name, Msg: err.Error()}}
+		return []*LineError{{File: name, Msg: err.Error()}}, nil
 	}
 	h := sha256.New()
-	errs := parse(name, io.TeeReader(io.LimitReader(lf.f, lf.size+1), h), sink)
+	errs := parse(name, skipBOM(io.TeeReader(io.LimitReader(lf.f, lf.size+1), h)), sink)
 	if hex.EncodeToString(h.Sum(nil)) != lf.hash {
-		errs = append(errs, &LineError{File: name, Msg: "file changed while being read; it will be read again at the next change"})
+		return nil, errChangedWhileRead
 	}
-	return errs
+	return errs, nil
 }
 
 func (lf *listFile) close() { lf.f.Close() }
@@ -262,11 +342,16 @@ func (lf *listFile) close() { lf.f.Close() }
 // for failures that prevent reading the directories at all, in which case
 // the current snapshot stays.
 func (s *Store) Reload(ctx context.Context, trigger string) (*ReloadReport, error) {
+	return s.ReloadWith(ctx, ReloadOptions{Trigger: trigger})
+}
+
+// ReloadWith is Reload with options (Accept applies held versions).
+func (s *Store) ReloadWith(ctx context.Context, o ReloadOptions) (*ReloadReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.reloads.Add(1)
 	start := time.Now()
-	rep, err := s.reload(ctx, trigger, start)
+	rep, err := s.reload(ctx, o, start)
 	if err != nil {
 		rep.Duration = time.Since(start)
 		rep.Error = err.Error()
@@ -274,11 +359,30 @@ func (s *Store) Reload(ctx context.Context, trigger string) (*ReloadReport, erro
 	for _, fn := range s.listeners {
 		fn(s.cur.Load(), rep)
 	}
+	s.retryIfSettling(rep)
 	return rep, err
 }
 
+// retryIfSettling schedules one reload after Settle when a file of rep was
+// still being written, so it goes into service once it settles even if no
+// further change event comes.
+func (s *Store) retryIfSettling(rep *ReloadReport) {
+	settling := false
+	for _, f := range rep.Files {
+		settling = settling || f.Change == ChangeSettling
+	}
+	if !settling || !s.retry.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(max(s.opts.Settle, 50*time.Millisecond), func() {
+		s.retry.Store(false)
+		s.Reload(context.Background(), "settle")
+	})
+}
+
 // reload does the work of Reload, under its lock.
-func (s *Store) reload(ctx context.Context, trigger string, start time.Time) (*ReloadReport, error) {
+func (s *Store) reload(ctx context.Context, o ReloadOptions, start time.Time) (*ReloadReport, error) {
+	trigger := o.Trigger
 	old := s.cur.Load()
 	rep := &ReloadReport{Trigger: trigger, Generation: old.Generation}
 	listed, err := s.listFiles()
@@ -289,26 +393,40 @@ func (s *Store) reload(ctx context.Context, trigger string, start time.Time) (*R
 	b := newBuilder(old.dom.len(), len(old.dom.arena))
 	var files []*FileStatus
 	changed := false
-	seen := map[string]bool{}
+	// Files are processed in name order, deleted ones among them, so that
+	// every file's rules keep their place (a reload that changes nothing
+	// keeps the old snapshot's rule arrays).
+	listedNames := map[string]bool{}
 	for _, lf := range listed {
+		listedNames[lf.name] = true
+	}
+	gone := slices.DeleteFunc(slices.Clone(old.Files), func(f *FileStatus) bool { return listedNames[f.Name] })
+	for len(listed) > 0 || len(gone) > 0 {
 		if err := ctx.Err(); err != nil {
 			return rep, fmt.Errorf("reload cancelled: %w", err)
 		}
-		seen[lf.name] = true
-		prev := old.File(lf.name)
-		fc, fs, ch := s.loadFile(b, old, prev, lf)
+		if len(gone) > 0 && (len(listed) == 0 || gone[0].Name < listed[0].name) {
+			f := gone[0]
+			gone = gone[1:]
+			if fc, fs := s.holdDeleted(b, old, f, o.Accept); fs != nil {
+				rep.Files = append(rep.Files, fc)
+				files = append(files, fs)
+				continue
+			}
+			rep.Files = append(rep.Files, FileChange{Name: f.Name, Change: ChangeRemoved, PreviousRules: f.Rules(), Accepted: o.Accept && f.Rules() > 0})
+			changed = true
+			continue
+		}
+		lf := listed[0]
+		listed = listed[1:]
+		fc, fs, ch := s.loadFile(b, old, old.File(lf.name), lf, o.Accept)
 		rep.Files = append(rep.Files, fc)
 		if fs != nil {
 			files = append(files, fs)
 		}
 		changed = changed || ch
 	}
-	for _, f := range old.Files {
-		if !seen[f.Name] {
-			rep.Files = append(rep.Files, FileChange{Name: f.Name, Change: ChangeRemoved, PreviousRules: f.Rules()})
-			changed = true
-		}
-	}
+
 	statusChanged := changed || !sameErrors(old.Files, files)
 	next := old
 	if changed || !s.loaded.Load() {
@@ -335,32 +453,49 @@ func (s *Store) reload(ctx context.Context, trigger string, start time.Time) (*R
 	return rep, nil
 }
 
-// loadFile brings one file into the builder: its new version when it parses,
-// otherwise its last good version. It reports whether the rules changed.
-func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedFile) (FileChange, *FileStatus, bool) {
+// loadFile brings one file into the builder: its new version when it is
+// whole, verified, parses and passes the shrink guard; otherwise its last
+// good version, with the reason reported. It reports whether the rules
+// changed.
+func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedFile, accept bool) (FileChange, *FileStatus, bool) {
 	fc := FileChange{Name: lf.name}
 	if prev != nil {
 		fc.PreviousRules = prev.Rules()
 	}
-	var refusal *Refusal // the Verifier refused the version on disk
+	var refusal *Refusal // the Verifier or a Check refused the version on disk
 	sigPrint := ""       // the Verifier's fingerprint of the file's signature
-	keepPrev := func(errs []*LineError, badHash string) (FileChange, *FileStatus, bool) {
-		fc.Change, fc.Errors, fc.Refused = ChangeFailed, errs, refusal
-		if prev == nil {
-			// Never loaded: nothing to serve, but keep reporting the error.
-			return fc, &FileStatus{Name: lf.name, Path: lf.path, Stale: true, Errors: errs, Refused: refusal, badHash: badHash, badSig: sigPrint}, false
+	// keepPrev serves the last good version (if any) with the version on
+	// disk reported as broken or refused (errs) or withheld (w).
+	keepPrev := func(errs []*LineError, badHash string, w *Withheld) (FileChange, *FileStatus, bool) {
+		fc.Change, fc.Errors, fc.Refused, fc.Withheld = ChangeFailed, errs, refusal, w
+		if w != nil {
+			fc.Change = w.State
+			if pw := prev.withheldAs(w.State, w.SHA256); pw != nil {
+				w.Since = pw.Since // the same version, still withheld
+			}
+		}
+		if prev == nil || prev.SHA256 == "" {
+			// Never loaded: nothing to serve, but keep reporting why.
+			return fc, &FileStatus{Name: lf.name, Path: lf.path, Stale: errs != nil, Errors: errs, Refused: refusal,
+				Withheld: w, badHash: badHash, badSig: sigPrint}, false
 		}
 		m := b.mark()
 		b.copyFile(old, prev)
 		fs := *prev
-		fs.Stale, fs.Errors, fs.Refused, fs.badHash, fs.badSig = true, errs, refusal, badHash, sigPrint
+		fs.Stale, fs.Errors, fs.Refused, fs.badHash, fs.badSig, fs.Withheld = errs != nil, errs, refusal, badHash, sigPrint, w
 		b.finishFile(&fs, m)
 		fc.Rules = fs.Rules()
 		return fc, &fs, false
 	}
-	file, err := openList(lf.path, s.opts.MaxFileSize)
+	withhold := func(state, reason, hash string, rules int) (FileChange, *FileStatus, bool) {
+		return keepPrev(nil, "", &Withheld{State: state, Reason: reason, SHA256: hash, Rules: rules, Since: time.Now()})
+	}
+	file, err := s.openStable(lf)
+	if errors.Is(err, errUnsettled) {
+		return withhold(StateSettling, "the file is being written; it is read again once it is unchanged for "+s.opts.Settle.String(), "", -1)
+	}
 	if err != nil {
-		return keepPrev([]*LineError{{File: lf.name, Msg: err.Error()}}, "")
+		return keepPrev([]*LineError{{File: lf.name, Msg: err.Error()}}, "", nil)
 	}
 	defer file.close()
 	hash := file.hash
@@ -369,39 +504,50 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	}
 	// A new signature on the same content is verified again.
 	sameSig := prev == nil || prev.sigPrint == sigPrint
-	if prev != nil && !prev.Stale && prev.SHA256 == hash && sameSig {
+	if prev != nil && prev.SHA256 == hash && sameSig {
+		// The version in service (put back, if the file was broken or
+		// withheld meanwhile).
 		m := b.mark()
 		b.copyFile(old, prev)
 		fs := *prev
+		back := fs.Stale || fs.Withheld != nil
+		fs.Stale, fs.Errors, fs.Refused, fs.badHash, fs.Withheld = false, nil, nil, "", nil
 		b.finishFile(&fs, m)
 		fc.Change, fc.Rules = ChangeUnchanged, fs.Rules()
+		if back {
+			fc.Change = ChangeUpdated
+		}
 		return fc, &fs, false
 	}
 	if prev != nil && prev.Stale && prev.badHash == hash && prev.badSig == sigPrint {
 		refusal = prev.Refused
-		return keepPrev(prev.Errors, hash) // same broken bytes as last time
+		return keepPrev(prev.Errors, hash, nil) // same broken bytes as last time
 	}
-	if prev != nil && prev.Stale && prev.SHA256 == hash && sameSig {
-		// The broken file was put back to its last good version.
-		m := b.mark()
-		b.copyFile(old, prev)
-		fs := *prev
-		fs.Stale, fs.Errors, fs.Refused, fs.badHash = false, nil, nil, ""
-		b.finishFile(&fs, m)
-		fc.Change, fc.Rules = ChangeUpdated, fs.Rules()
-		return fc, &fs, false
+	if w := prev.withheldAs(StateHeld, hash); w != nil && sameSig && !accept {
+		return keepPrev(nil, "", w) // same held version: nothing new to decide
+	}
+	if len(s.opts.Checks) > 0 {
+		v := &Version{Name: lf.name, Path: lf.path, Dir: lf.dir, SHA256: hash, Size: file.size, Content: io.NewSectionReader(file.f, 0, file.size)}
+		for _, check := range s.opts.Checks {
+			if err := check(v); err != nil {
+				refusal = refusalOf(err)
+				// Checked again at every reload (what it checks against
+				// may change without the file changing).
+				return keepPrev([]*LineError{{File: lf.name, Msg: refusal.Reason + " refused: " + refusal.Error}}, "", nil)
+			}
+		}
 	}
 	var signed *Signature
 	if s.opts.Verify != nil {
 		if signed, refusal = s.verifyFile(lf.name, lf.path, file, prev); refusal != nil {
-			return keepPrev([]*LineError{{File: lf.name, Msg: "signature refused (" + refusal.Reason + "): " + refusal.Error}}, hash)
+			return keepPrev([]*LineError{{File: lf.name, Msg: "signature refused (" + refusal.Reason + "): " + refusal.Error}}, hash, nil)
 		}
 		if prev != nil && !prev.Stale && prev.SHA256 == hash {
 			// Same rules, signed again: keep them, note the new signature.
 			m := b.mark()
 			b.copyFile(old, prev)
 			fs := *prev
-			fs.Signature, fs.sigPrint = signed, sigPrint
+			fs.Signature, fs.sigPrint, fs.Withheld = signed, sigPrint, nil
 			b.finishFile(&fs, m)
 			fc.Change, fc.Rules = ChangeUnchanged, fs.Rules()
 			return fc, &fs, false
@@ -409,24 +555,101 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	}
 	m := b.mark()
 	b.s.dom.grow(file.lines, int(file.size))
-	errs := file.parse(lf.name, formats[strings.ToLower(filepath.Ext(lf.path))], b)
+	errs, err := file.parse(lf.name, formats[strings.ToLower(filepath.Ext(lf.path))], b)
+	if err != nil {
+		b.rollback(m)
+		return withhold(StateSettling, err.Error()+"; it is read again once it settles", "", -1)
+	}
 	warns := b.takeWarnings(lf.name)
 	if b.sectErr {
 		errs = append(errs, &LineError{File: lf.name, Msg: "too many sections (over 65536 directive changes across all files)"})
 	}
 	if len(errs) > 0 {
 		b.rollback(m)
-		return keepPrev(errs, hash)
+		return keepPrev(errs, hash, nil)
 	}
 	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now(), Warnings: warns,
 		Signature: signed, sigPrint: sigPrint}
 	b.finishFile(fs, m)
+	if prev != nil && prev.SHA256 != "" {
+		if reason, held := shrinkGuard(s.opts.MaxShrink, prev.Rules(), fs.Rules()); held {
+			if !accept {
+				rules := fs.Rules()
+				b.rollback(m)
+				return withhold(StateHeld, reason, hash, rules)
+			}
+			fc.Accepted = true
+		}
+	}
 	fc.Rules, fc.Warnings = fs.Rules(), warns
 	fc.Change = ChangeAdded
-	if prev != nil && !(prev.Stale && prev.SHA256 == "") {
+	if prev != nil && prev.SHA256 != "" {
 		fc.Change = ChangeUpdated
 	}
 	return fc, fs, true
+}
+
+// withheldAs returns a copy of f's withheld state when it is state for the
+// version hash.
+func (f *FileStatus) withheldAs(state, hash string) *Withheld {
+	if f == nil || f.Withheld == nil || f.Withheld.State != state || f.Withheld.SHA256 != hash {
+		return nil
+	}
+	w := *f.Withheld
+	return &w
+}
+
+// holdDeleted keeps a deleted file's last good version in service, held
+// by the shrink guard, unless the guard is off, the reload accepts it, or
+// the file had no rules. It returns a nil status when the file goes.
+func (s *Store) holdDeleted(b *builder, old *Snapshot, f *FileStatus, accept bool) (FileChange, *FileStatus) {
+	if accept || s.opts.MaxShrink >= 1 || f.SHA256 == "" || f.Rules() == 0 {
+		return FileChange{}, nil
+	}
+	w := f.withheldAs(StateHeld, "")
+	if w == nil || !w.Deleted {
+		w = &Withheld{State: StateHeld, Deleted: true, Since: time.Now(),
+			Reason: fmt.Sprintf("the file was deleted (the version in service has %d rules)", f.Rules())}
+	}
+	m := b.mark()
+	b.copyFile(old, f)
+	fs := *f
+	fs.Stale, fs.Errors, fs.badHash, fs.Withheld = false, nil, "", w
+	b.finishFile(&fs, m)
+	return FileChange{Name: f.Name, Change: ChangeHeld, Rules: fs.Rules(), PreviousRules: f.Rules(), Withheld: w}, &fs
+}
+
+// errUnsettled means a file is still being written.
+var errUnsettled = errors.New("the file is being written")
+
+// openStable opens and hashes a file once it is whole: not open for
+// writing (Options.Writing) and unchanged for Options.Settle. A file
+// changed more recently is waited for once and read again; if it changed
+// meanwhile, or is open for writing, it is errUnsettled. Files in
+// Options.Verified directories are replaced by rename and need no wait.
+func (s *Store) openStable(lf listedFile) (*listFile, error) {
+	if s.opts.Writing != nil && s.opts.Writing(lf.path) {
+		return nil, errUnsettled
+	}
+	file, err := openList(lf.path, s.opts.MaxFileSize)
+	if err != nil || s.opts.Settle <= 0 || slices.Contains(s.opts.Verified, lf.dir) {
+		return file, err
+	}
+	age := time.Since(changeTime(file.st))
+	if age >= s.opts.Settle {
+		return file, nil
+	}
+	file.close()
+	time.Sleep(s.opts.Settle - age)
+	again, err := openList(lf.path, s.opts.MaxFileSize)
+	if err != nil {
+		return nil, err
+	}
+	if again.hash != file.hash || !changeTime(again.st).Equal(changeTime(file.st)) || (s.opts.Writing != nil && s.opts.Writing(lf.path)) {
+		again.close()
+		return nil, errUnsettled
+	}
+	return again, nil
 }
 
 func sameErrors(a, b []*FileStatus) bool {
@@ -435,11 +658,18 @@ func sameErrors(a, b []*FileStatus) bool {
 	}
 	for i := range a {
 		if a[i].Name != b[i].Name || a[i].Stale != b[i].Stale || len(a[i].Errors) != len(b[i].Errors) ||
-			a[i].Signature != b[i].Signature || a[i].Refused != b[i].Refused {
+			a[i].Signature != b[i].Signature || a[i].Refused != b[i].Refused || !sameWithheld(a[i].Withheld, b[i].Withheld) {
 			return false
 		}
 	}
 	return true
+}
+
+func sameWithheld(a, b *Withheld) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.State == b.State && a.SHA256 == b.SHA256 && a.Deleted == b.Deleted
 }
 
 func (s *Store) logReport(rep *ReloadReport) {
@@ -451,14 +681,27 @@ func (s *Store) logReport(rep *ReloadReport) {
 				msg = "list file rejected; not loaded (there is no earlier good version)"
 			}
 			if r := f.Refused; r != nil {
-				s.log.Error(strings.Replace(msg, "rejected", "refused: its signature does not verify", 1),
+				what := "refused: its signature does not verify"
+				if r.KeyID == "" && r.Reason == "checksum" {
+					what = "refused: it is not the copy written"
+				}
+				s.log.Error(strings.Replace(msg, "rejected", what, 1),
 					"file", f.Name, "reason", r.Reason, "signer", r.KeyID, "signed_at", r.SignedAt, "error", r.Error, "serving_rules", f.Rules)
 				continue
 			}
 			for _, e := range f.Errors {
 				s.log.Error(msg, "file", f.Name, "error", e.Error(), "serving_rules", f.Rules)
 			}
+		case ChangeHeld:
+			s.log.Error("list file held: its last good version stays in service; \"sinkhole reload --accept\" applies the new one",
+				"file", f.Name, "reason", f.Withheld.Reason, "new_rules", f.Withheld.Rules, "serving_rules", f.Rules)
+		case ChangeSettling:
+			s.log.Info("list file is being written: read again once it settles", "file", f.Name, "reason", f.Withheld.Reason, "serving_rules", f.Rules)
 		case ChangeAdded, ChangeUpdated, ChangeRemoved:
+			if f.Accepted {
+				s.log.Warn("list file change accepted past the shrink guard", "file", f.Name, "change", f.Change, "rules", f.Rules, "previous_rules", f.PreviousRules)
+				break
+			}
 			s.log.Info("list file "+f.Change, "file", f.Name, "rules", f.Rules, "previous_rules", f.PreviousRules)
 			for _, w := range f.Warnings {
 				s.log.Warn("list file loaded with a warning", "file", f.Name, "warning", w.Error())
@@ -466,11 +709,11 @@ func (s *Store) logReport(rep *ReloadReport) {
 		}
 	}
 	lvl := slog.LevelInfo
-	if rep.Failed() {
+	if rep.Failed() || len(rep.Withheld()) > 0 {
 		lvl = slog.LevelWarn
 	}
 	s.log.Log(context.Background(), lvl, "lists reloaded", "trigger", rep.Trigger, "generation", rep.Generation,
-		"changed", rep.Changed, "rules", rep.Rules, "files", len(rep.Files), "failed", rep.Failed(), "duration", rep.Duration)
+		"changed", rep.Changed, "rules", rep.Rules, "files", len(rep.Files), "failed", rep.Failed(), "withheld", len(rep.Withheld()), "duration", rep.Duration)
 }
 
 // CheckFile parses one file offline (for "sinkhole check") and returns its
@@ -492,7 +735,10 @@ func CheckFile(path string, maxSize int64) (FileStatus, []*LineError) {
 	defer file.close()
 	b := newBuilder(0, 0)
 	m := b.mark()
-	errs := file.parse(name, parse, b)
+	errs, err := file.parse(name, parse, b)
+	if err != nil {
+		errs = append(errs, &LineError{File: path, Msg: err.Error()})
+	}
 	fs.Warnings = b.takeWarnings(name)
 	b.finishFile(&fs, m)
 	fs.SHA256, fs.Size = file.hash, file.size

@@ -84,10 +84,15 @@ func TestStoreLastGoodAndRemoval(t *testing.T) {
 	if f := s.File("a.txt"); f.Stale || f.Errors != nil {
 		t.Fatalf("fixed file still stale: %+v", f)
 	}
-	// Delete b.list: its rules go.
+	// Delete b.list: held by the shrink guard until accepted, then its
+	// rules go.
 	os.Remove(filepath.Join(dir, "b.list"))
 	rep = reload(t, st)
-	if change(rep, "b.list").Change != ChangeRemoved || st.Current().MatchName("b.com").Blocked() {
+	if fc := change(rep, "b.list"); fc.Change != ChangeHeld || !fc.Withheld.Deleted || !st.Current().MatchName("b.com").Blocked() {
+		t.Fatalf("deletion not held: %+v", rep)
+	}
+	rep, err := st.ReloadWith(context.Background(), ReloadOptions{Trigger: "test", Accept: true})
+	if err != nil || change(rep, "b.list").Change != ChangeRemoved || !change(rep, "b.list").Accepted || st.Current().MatchName("b.com").Blocked() {
 		t.Fatalf("removal: %+v", rep)
 	}
 	if st.Current().Generation <= s.Generation {

@@ -201,8 +201,22 @@ func (f *Fetcher) fetch(ctx context.Context, i int, s Source) bool {
 		return false
 	}
 	m, merr := f.readMeta(s)
-	_, ferr := os.Stat(path)
-	haveCopy := merr == nil && ferr == nil
+	// The copy on disk is trusted (a conditional request, a 304, a 200
+	// with the same bytes) only when it is the version written: its
+	// SHA-256 matches the one recorded beside it and in the validators.
+	// Otherwise it is fetched again unconditionally and rewritten.
+	haveCopy := merr == nil
+	if haveCopy {
+		h, herr := blocklist.HashFile(path)
+		verr := blocklist.VerifyCopy(path)
+		if herr == nil && (verr != nil || h != m.SHA256) {
+			if verr == nil {
+				verr = errors.New("its SHA-256 differs from the validators'")
+			}
+			f.log.Error("list URL copy on disk is not the version fetched; fetching it again unconditionally", "list", s.Name, "file", path, "err", verr)
+		}
+		haveCopy = herr == nil && verr == nil && h == m.SHA256
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
 	if err != nil {
 		return fail(err)

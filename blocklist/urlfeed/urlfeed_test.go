@@ -139,13 +139,14 @@ func TestFetchConditionalAndLastGood(t *testing.T) {
 	if f2.FetchAll(ctx) || ls.lastRequest() != `"v4"|` || f2.Status()[0].LastResult != "not-modified" {
 		t.Fatalf("restart: request %q, status %+v", ls.lastRequest(), f2.Status()[0])
 	}
-	// Nothing but the copy and its hidden validators is left in the directory.
+	// Nothing but the copy, its hidden validators and checksum is left in
+	// the directory.
 	ents, _ := os.ReadDir(dir)
 	var names []string
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, " ") != ".regulator.txt.meta regulator.txt" {
+	if strings.Join(names, " ") != ".regulator.txt.meta .regulator.txt.sha256 regulator.txt" {
 		t.Fatalf("directory holds %v", names)
 	}
 }

@@ -17,9 +17,10 @@ import (
 // The instance is the admin API's backend.
 var _ admin.Backend = (*instance)(nil)
 
-// Reload rereads the lists (the admin API trigger).
-func (in *instance) Reload(ctx context.Context) (*admin.ReloadResult, error) {
-	rep, err := in.store.Reload(ctx, "api")
+// Reload rereads the lists (the admin API trigger); opts.Accept applies
+// the versions the shrink guard would hold.
+func (in *instance) Reload(ctx context.Context, opts admin.ReloadOptions) (*admin.ReloadResult, error) {
+	rep, err := in.reloadLists(ctx, "api", opts.Accept)
 	res := reloadResult(rep)
 	if err != nil {
 		res.OK, res.Error = false, err.Error()
@@ -28,25 +29,27 @@ func (in *instance) Reload(ctx context.Context) (*admin.ReloadResult, error) {
 }
 
 func reloadResult(rep *blocklist.ReloadReport) *admin.ReloadResult {
+	withheld := len(rep.Withheld())
 	return &admin.ReloadResult{
-		OK: !rep.Failed(), Generation: rep.Generation, Changed: rep.Changed, Rules: rep.Rules,
-		Duration: admin.Duration(rep.Duration), Files: rep.Files,
+		OK: !rep.Failed() && withheld == 0, Generation: rep.Generation, Changed: rep.Changed, Rules: rep.Rules,
+		Duration: admin.Duration(rep.Duration), Files: rep.Files, Withheld: withheld,
 	}
 }
 
-// Ready reports whether the lists are loaded and DNS is listening.
-func (in *instance) Ready() bool {
-	return in.store.Loaded() && in.dns != nil && len(in.dns.Addrs()) > 0
-}
+// Ready reports whether every list source has a version in service and
+// DNS is listening.
+func (in *instance) Ready() bool { return in.Readiness().Ready }
 
 // Status describes the running server.
 func (in *instance) Status() *admin.Status {
 	snap := in.store.Current()
 	st := &admin.Status{
 		Version: version, Started: in.started, Uptime: admin.Duration(time.Since(in.started).Round(time.Second)),
-		Ready: in.Ready(), Listen: in.dns.Addrs(), Generation: snap.Generation, Reloaded: snap.Created,
+		Listen: in.dns.Addrs(), Generation: snap.Generation, Reloaded: snap.Created,
 		Rules: snap.RuleCount(), Warnings: in.geoWarnings(),
 	}
+	rd := in.Readiness()
+	st.Ready, st.Missing = rd.Ready, rd.Missing
 	st.Feeds, st.Export = in.feeds.Admin()
 	if in.cfg.dryRun {
 		st.Warnings = append([]string{"--dry-run: no rule is enforced; would-be blocks are answered normally, audited and counted as monitored"}, st.Warnings...)
@@ -57,7 +60,10 @@ func (in *instance) Status() *admin.Status {
 	}
 	for _, f := range snap.Files {
 		fs := admin.FileStatus{Name: f.Name, Rules: f.Rules(), Domains: f.Domains, IPs: f.IPs, ASNs: f.ASNs,
-			SHA256: f.SHA256, LoadedAt: f.LoadedAt, Stale: f.Stale, Signature: f.Signature, Refused: f.Refused}
+			SHA256: f.SHA256, LoadedAt: f.LoadedAt, Stale: f.Stale, Signature: f.Signature, Refused: f.Refused, Withheld: f.Withheld}
+		for _, w := range f.Warnings {
+			fs.Warnings = append(fs.Warnings, w.Error())
+		}
 		for _, e := range f.Errors {
 			fs.Errors = append(fs.Errors, e.Error())
 			st.Errors = append(st.Errors, e.Error())

@@ -81,11 +81,11 @@ type fuzzBackend struct {
 	snap   *blocklist.Snapshot
 }
 
-func (b *fuzzBackend) Reload(context.Context) (*admin.ReloadResult, error) {
+func (b *fuzzBackend) Reload(context.Context, admin.ReloadOptions) (*admin.ReloadResult, error) {
 	return &admin.ReloadResult{OK: true}, nil
 }
-func (b *fuzzBackend) Status() *admin.Status { return &admin.Status{} }
-func (b *fuzzBackend) Ready() bool           { return true }
+func (b *fuzzBackend) Status() *admin.Status       { return &admin.Status{} }
+func (b *fuzzBackend) Readiness() *admin.Readiness { return &admin.Readiness{Ready: true} }
 func (b *fuzzBackend) Explain(ctx context.Context, name, qtype string) (*admin.Explanation, error) {
 	canon, t, err := explainParams(name, qtype)
 	if err != nil {

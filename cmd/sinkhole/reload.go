@@ -17,9 +17,10 @@ func reloadCommand() *cli.Command {
 		Name:      "reload",
 		Usage:     "make the running server reread its lists now, and show what changed",
 		ArgsUsage: " ",
-		Description: "Exit status: 0 when every file loaded, 1 when a file failed (its last good version\n" +
-			"stays in service; the errors are printed as file:line), 3 when the server cannot be reached.",
-		Flags: clientFlags(),
+		Description: "Exit status: 0 when every file loaded, 1 when a file failed, was held by the shrink guard\n" +
+			"or refused (its last good version stays in service; the errors are printed as file:line),\n" +
+			"3 when the server cannot be reached. --accept applies the versions the shrink guard holds.",
+		Flags: append(clientFlags(), &cli.BoolFlag{Name: "accept", Usage: "apply the new versions the shrink guard holds (files that would lose their rules, most of them, or were deleted)"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("reload takes no arguments")
@@ -28,7 +29,7 @@ func reloadCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.Reload(c.Context)
+			res, err := cl.Reload(c.Context, admin.ReloadOptions{Accept: c.Bool("accept")})
 			if res == nil && err != nil {
 				return clientError(c, err)
 			}
@@ -57,19 +58,30 @@ func printReload(w io.Writer, r *admin.ReloadResult) {
 		switch f.Change {
 		case blocklist.ChangeUpdated, blocklist.ChangeRemoved:
 			rules += fmt.Sprintf(" (was %d)", f.PreviousRules)
-		case blocklist.ChangeFailed:
-			if f.Rules > 0 {
+		case blocklist.ChangeFailed, blocklist.ChangeHeld, blocklist.ChangeSettling:
+			if f.Rules > 0 || (f.Withheld != nil && f.PreviousRules > 0) {
 				rules += " (last good version kept)"
 			} else {
 				rules += " (not loaded)"
 			}
 		}
+		if f.Accepted {
+			rules += ", accepted"
+		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", f.Change, f.Name, rules)
 	}
 	tw.Flush()
+	held := false
 	for _, f := range r.Files {
 		for _, e := range f.Errors {
 			fmt.Fprintf(w, "  %s\n", e.Error())
 		}
+		if f.Withheld != nil {
+			fmt.Fprintf(w, "  %s: %s: %s\n", f.Name, f.Withheld.State, f.Withheld.Reason)
+			held = held || f.Change == blocklist.ChangeHeld
+		}
+	}
+	if held {
+		fmt.Fprintln(w, "held versions are not in service; \"sinkhole reload --accept\" applies them")
 	}
 }

@@ -59,7 +59,10 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	up := startUpstream(t, recs...)
 	lists := writeLists(t, map[string]string{"static.txt": "# platform: Static\nstatic.test\n"})
-	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--reload-debounce", "60ms")
+	// The shrink guard is off: this test is about atomic swaps, and its
+	// random rewrites and deletions drop rules on purpose (the guard has
+	// its own tests in lists_test.go).
+	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--reload-debounce", "60ms", "--max-shrink", "100%")
 	flip := filepath.Join(lists, "flip.txt")
 
 	var cur atomic.Pointer[phase]

@@ -24,7 +24,6 @@ import (
 	"github.com/sinkhole-dns/sinkhole/feeds"
 	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
-	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/acl"
 	"github.com/sinkhole-dns/sinkhole/resolver/cache"
@@ -81,7 +80,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
 		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "`N` consecutive failures mark an upstream unhealthy"},
 		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
-	}, append(append(append(geoFlags(), feedFlags()...), trustFlags()...), dnstapFlags()...)...))
+	}, append(append(append(append(geoFlags(), feedFlags()...), trustFlags()...), dnstapFlags()...), listSafetyFlags()...)...))
 }
 
 func serveCommand() *cli.Command {
@@ -147,6 +146,7 @@ type serveConfig struct {
 	logBuffer       int
 	dryRun          bool
 	feeds           feeds.Config // RPZ feeds, RPZ export, list URLs
+	safety          listSafety   // shrink guard, start strategy (lists.go)
 	dnstap          dnstapConfig
 	allow           *acl.Set
 	refuseDrop      bool
@@ -266,6 +266,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if err := observeConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
+	if err := listSafetyFrom(c, cfg); err != nil {
+		return nil, err
+	}
 	if err := trustConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
@@ -369,7 +372,7 @@ type instance struct {
 	pool    *upstream.Pool
 	cache   *cache.Cache // nil when --cache-size 0
 	dns     *resolver.Server
-	watcher *dirwatch.Watcher
+	watch   watchPointer // the --lists watch (lists.go); reloads read it at any time
 	admin   *admin.Server
 	stats   resolver.Stats
 	geo     *geo.DB
@@ -405,7 +408,7 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 	for {
 		select {
 		case <-hup:
-			in.store.Reload(context.Background(), "SIGHUP")
+			in.reloadLists(context.Background(), "SIGHUP", false)
 			in.geo.Reload()
 		case <-ctx.Done():
 			sd.stopping()
@@ -466,8 +469,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	if err != nil {
 		return nil, err
 	}
-	in.store = blocklist.NewStore(blocklist.Options{Dirs: append([]string{cfg.lists}, in.feeds.Dirs()...), Logger: log,
-		Verify: cfg.listVerifier()})
+	in.store = blocklist.NewStore(in.storeOptions(append([]string{cfg.lists}, in.feeds.Dirs()...)))
 	if err := in.feeds.Attach(in.store); err != nil {
 		return nil, err
 	}
@@ -476,6 +478,11 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		return nil, err
 	}
 	in.stop.push(in.closeObservability)
+	// Watch before the first read, so that no change is missed.
+	if err := in.watchLists(); err != nil {
+		return nil, err
+	}
+	in.stop.push(func(context.Context) { in.stopWatchingLists() })
 	rep, err := in.store.Reload(context.Background(), "start")
 	if err != nil {
 		return nil, err
@@ -509,17 +516,6 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		return nil, err
 	}
 	in.stop.push(func(ctx context.Context) { in.admin.Close(ctx) })
-	in.watcher, err = dirwatch.Start(dirwatch.Options{
-		Dirs:     []string{cfg.lists},
-		Match:    cfg.watchedListFile(),
-		Debounce: cfg.debounce,
-		OnChange: func() { in.store.Reload(context.Background(), "fsnotify") },
-		Logger:   log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	in.stop.push(func(context.Context) { in.watcher.Close() })
 	if err := in.geo.Watch(cfg.debounce); err != nil {
 		return nil, err
 	}

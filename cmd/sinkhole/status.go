@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 )
 
@@ -18,7 +19,11 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show what the running server is doing: lists, errors, upstreams, counters",
 		ArgsUsage: " ",
-		Flags:     append(clientFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON status"}),
+		Description: "Exit status (for monitoring checks): 0 when everything serves as configured; 1 when a\n" +
+			"list file is broken, held or refused, a list source has no version in service, the server\n" +
+			"is not ready, an upstream is unhealthy, or the token was refused; 3 when the server cannot\n" +
+			"be reached.",
+		Flags: append(clientFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON status"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("status takes no arguments")
@@ -32,12 +37,47 @@ func statusCommand() *cli.Command {
 				return clientError(c, err)
 			}
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, st)
+				if err := printJSON(c.App.Writer, st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(c.App.Writer, st)
 			}
-			printStatus(c.App.Writer, st)
+			if problems := statusProblems(st); len(problems) > 0 {
+				return cli.Exit(strings.Join(problems, "; "), exitFailure)
+			}
 			return nil
 		},
 	}
+}
+
+// statusProblems lists what makes "sinkhole status" exit 1: anything not
+// serving as configured.
+func statusProblems(st *admin.Status) []string {
+	var out []string
+	for _, m := range st.Missing {
+		name := m.Kind
+		if m.Name != "" {
+			name += " " + m.Name
+		}
+		out = append(out, "not ready: "+name+": "+m.Reason)
+	}
+	for _, f := range st.Files {
+		switch {
+		case f.Withheld != nil && f.Withheld.State != blocklist.StateSettling:
+			out = append(out, fmt.Sprintf("list file %s %s", f.Name, f.Withheld.State))
+		case f.Refused != nil && f.SHA256 != "":
+			out = append(out, "list file "+f.Name+" refused ("+f.Refused.Reason+")")
+		case f.Stale && f.SHA256 != "":
+			out = append(out, "list file "+f.Name+" broken")
+		}
+	}
+	for _, u := range st.Upstreams {
+		if !u.Healthy {
+			out = append(out, "upstream "+u.Addr+" unhealthy")
+		}
+	}
+	return out
 }
 
 // printJSON writes v as indented JSON (the --json output of the commands).
@@ -75,16 +115,29 @@ func printStatus(w io.Writer, st *admin.Status) {
 	for _, wmsg := range st.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", wmsg)
 	}
+	for _, m := range st.Missing {
+		name := m.Kind
+		if m.Name != "" {
+			name += " " + m.Name
+		}
+		fmt.Fprintf(w, "NOT READY: %s: %s\n", name, m.Reason)
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FILE\tRULES\tDOMAINS\tIPS\tASNS\tSHA256\tLOADED\tSTATE")
 	for _, f := range st.Files {
 		state := "ok"
+		serving := "last good version serving"
+		if f.SHA256 == "" {
+			serving = "not loaded"
+		}
 		switch {
-		case f.Stale && f.Rules > 0:
-			state = "BROKEN (last good version serving)"
+		case f.Withheld != nil:
+			state = strings.ToUpper(f.Withheld.State) + " (" + serving + "): " + f.Withheld.Reason
 		case f.Stale:
-			state = "BROKEN (not loaded)"
+			state = "BROKEN (" + serving + ")"
+		case f.Rules == 0:
+			state = "ok (no rules)"
 		}
 		if r := f.Refused; r != nil {
 			state = "REFUSED " + r.Reason + " (last good version serving)"

@@ -83,9 +83,13 @@ func (c *Client) do(ctx context.Context, method, path string, out any, acceptBod
 }
 
 // Reload triggers a reload.
-func (c *Client) Reload(ctx context.Context) (*ReloadResult, error) {
+func (c *Client) Reload(ctx context.Context, opts ReloadOptions) (*ReloadResult, error) {
 	var r ReloadResult
-	err := c.do(ctx, http.MethodPost, "/v1/reload", &r, true)
+	path := "/v1/reload"
+	if opts.Accept {
+		path += "?accept=true"
+	}
+	err := c.do(ctx, http.MethodPost, path, &r, true)
 	var se *StatusError
 	if errors.As(err, &se) && r.Files != nil {
 		return &r, err
@@ -103,6 +107,21 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// Readiness fetches /readyz (its body in both the ready and the not
+// ready case).
+func (c *Client) Readiness(ctx context.Context) (*Readiness, error) {
+	var r Readiness
+	err := c.do(ctx, http.MethodGet, "/readyz", &r, true)
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusServiceUnavailable && r.Status != "" {
+		return &r, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
 
 // Explain asks for the decision on a name.

@@ -18,14 +18,21 @@ import (
 // Backend is what the admin API asks of the running server.
 type Backend interface {
 	// Reload rereads the lists now.
-	Reload(ctx context.Context) (*ReloadResult, error)
+	Reload(ctx context.Context, opts ReloadOptions) (*ReloadResult, error)
 	// Status describes the server.
 	Status() *Status
 	// Explain decides name/qtype and says why; qtype is a type mnemonic
 	// such as "A". It returns a *ParamError for a bad name or type.
 	Explain(ctx context.Context, name, qtype string) (*Explanation, error)
-	// Ready reports whether the first snapshot is loaded and DNS listens.
-	Ready() bool
+	// Readiness reports whether every list source has a version in
+	// service and DNS listens, and what is missing or withheld.
+	Readiness() *Readiness
+}
+
+// ReloadOptions are the parameters of POST /v1/reload.
+type ReloadOptions struct {
+	// Accept applies the versions the shrink guard would hold (?accept=true).
+	Accept bool
 }
 
 // ParamError is a bad request parameter; the API answers 400 with it.
@@ -178,7 +185,22 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
-	res, err := s.cfg.Backend.Reload(r.Context())
+	var opts ReloadOptions
+	for k, v := range r.URL.Query() {
+		if k != "accept" || len(v) != 1 {
+			writeJSON(w, http.StatusBadRequest, Error{fmt.Sprintf("unknown or repeated parameter %q (want accept=true)", k)})
+			return
+		}
+		switch v[0] {
+		case "true", "1", "yes", "":
+			opts.Accept = true
+		case "false", "0", "no":
+		default:
+			writeJSON(w, http.StatusBadRequest, Error{fmt.Sprintf("accept=%q: want true or false", v[0])})
+			return
+		}
+	}
+	res, err := s.cfg.Backend.Reload(r.Context(), opts)
 	if err != nil {
 		if res == nil {
 			res = &ReloadResult{}
@@ -232,10 +254,17 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyz answers 200 while every list source and file has a version in
+// service and DNS listens, else 503; the body says what is missing, and
+// which files' versions on disk are withheld (held, refused, settling)
+// while their last good version serves.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if !s.cfg.Backend.Ready() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
+	rd := s.cfg.Backend.Readiness()
+	if !rd.Ready {
+		rd.Status = "not ready"
+		writeJSON(w, http.StatusServiceUnavailable, rd)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	rd.Status = "ready"
+	writeJSON(w, http.StatusOK, rd)
 }

@@ -12,10 +12,12 @@ import (
 
 // Status is the answer of GET /v1/status.
 type Status struct {
-	Version    string        `json:"version"`
-	Started    time.Time     `json:"started"`
-	Uptime     Duration      `json:"uptime"`
-	Ready      bool          `json:"ready"`
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+	Uptime  Duration  `json:"uptime"`
+	Ready   bool      `json:"ready"`
+	// Missing names what keeps the server from being ready (see Readiness).
+	Missing    []Missing     `json:"missing,omitempty"`
 	Listen     []string      `json:"listen"`
 	Generation uint64        `json:"generation"`
 	Reloaded   time.Time     `json:"reloaded"` // when the generation in service was built
@@ -58,6 +60,40 @@ type FileStatus struct {
 	// Refused why the version on disk was refused.
 	Signature *blocklist.Signature `json:"signature,omitempty"`
 	Refused   *blocklist.Refusal   `json:"refused,omitempty"`
+	// Withheld describes the version on disk when it is not in service:
+	// held by the shrink guard ("sinkhole reload --accept" applies it) or
+	// still being written (a refused version is in Refused).
+	Withheld *blocklist.Withheld `json:"withheld,omitempty"`
+}
+
+// Readiness is the body of GET /readyz.
+type Readiness struct {
+	Ready  bool   `json:"ready"`
+	Status string `json:"status"` // "ready" or "not ready"
+	// Missing lists every source or file with no version in service (and
+	// DNS not listening yet).
+	Missing []Missing `json:"missing,omitempty"`
+	// Withheld lists files whose version on disk is not in service while
+	// their last good version serves (state held, settling or refused):
+	// ready, but someone must look.
+	Withheld []WithheldFile `json:"withheld,omitempty"`
+}
+
+// Missing is one thing a server that is not ready lacks.
+type Missing struct {
+	// Kind is "file" (a list file), "lists" (the lists add up to no
+	// rules), "rpz-feed", "list-url" or "dns".
+	Kind   string `json:"kind"`
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// WithheldFile is a list file whose version on disk is not in service.
+type WithheldFile struct {
+	File string `json:"file"`
+	blocklist.Withheld
+	// ServingRules are the rules of the last good version, in service.
+	ServingRules int `json:"serving_rules"`
 }
 
 // Upstream is one upstream resolver in Status.
@@ -229,7 +265,10 @@ type ReloadResult struct {
 	Rules      int                    `json:"rules"`
 	Duration   Duration               `json:"duration"`
 	Files      []blocklist.FileChange `json:"files"`
-	Error      string                 `json:"error,omitempty"`
+	// Withheld counts files whose new version was held or refused (their
+	// last good version serves; OK is false).
+	Withheld int    `json:"withheld,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

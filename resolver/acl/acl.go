@@ -28,6 +28,10 @@ type Set struct {
 	prefixes []netip.Prefix
 	v4       []span4
 	v6       []span6
+	// any4 and any6 are set when 0.0.0.0/0 or ::/0 was given as such (not
+	// as ::ffff:0:0/96, which maps the same addresses): the open-resolver
+	// rule's "said in so many words".
+	any4, any6 bool
 }
 
 // span4 is an inclusive IPv4 range.
@@ -99,6 +103,12 @@ func addr4(a netip.Addr) uint32 {
 // a zone, and the unspecified address as a single client. An IPv4-mapped
 // IPv6 prefix (::ffff:0:0/96 and longer) becomes the IPv4 prefix it maps.
 func ParsePrefix(s string) (netip.Prefix, error) {
+	p, err := parsePrefix(s)
+	return unmapPrefix(p), err
+}
+
+// parsePrefix is ParsePrefix without the unmapping.
+func parsePrefix(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return netip.Prefix{}, fmt.Errorf("empty prefix")
@@ -122,7 +132,7 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	return unmapPrefix(p), nil
+	return p, nil
 }
 
 // unmapPrefix turns an IPv4-mapped IPv6 prefix (::ffff:0:0/96 and longer)
@@ -138,7 +148,7 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 func Parse(entries []string) (*Set, error) {
 	ps := make([]netip.Prefix, 0, len(entries))
 	for _, e := range entries {
-		p, err := ParsePrefix(e)
+		p, err := parsePrefix(e) // New unmaps, and knows what was written
 		if err != nil {
 			return nil, err
 		}
@@ -161,6 +171,11 @@ func MustParse(entries ...string) *Set {
 func New(prefixes ...netip.Prefix) *Set {
 	s := &Set{}
 	for _, p := range prefixes {
+		if p.Bits() == 0 && p.Addr().Is4() {
+			s.any4 = true
+		} else if p.Bits() == 0 && p.Addr().Is6() {
+			s.any6 = true
+		}
 		p = unmapPrefix(p.Masked())
 		if !p.IsValid() {
 			continue

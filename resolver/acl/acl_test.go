@@ -169,6 +169,13 @@ func TestCheckOpen(t *testing.T) {
 		{[]string{"203.0.113.53:53"}, []string{"8.0.0.0/7"}, "IPv4"},
 		{[]string{"[::]:53"}, []string{"0.0.0.0/0", "2000::/3"}, "public IPv6 addresses (more than a /16) and [::]:53 is a public address"},
 		{[]string{"[::]:53"}, []string{"::/0", "64.0.0.0/2"}, "IPv4"},
+		// IPv4-mapped prefixes count as the IPv4 prefixes they map, and
+		// are not the literal 0.0.0.0/0.
+		{[]string{"[::]:53"}, []string{"::ffff:0:0/96"}, "public IPv4 addresses (more than a /8)"},
+		{[]string{"[::]:53"}, []string{"::ffff:0:0/97"}, "IPv4"},
+		{[]string{"0.0.0.0:53"}, []string{"::ffff:8.0.0.0/103"}, "IPv4"},
+		{[]string{"[::]:53"}, []string{"::ffff:11.0.0.0/104"}, ""}, // a /8
+		{[]string{"[::]:53"}, []string{"::ffff:0:0/96", "0.0.0.0/0"}, ""},
 	}
 	for _, tt := range tests {
 		err := CheckOpen(tt.listen, MustParse(tt.allow...))

@@ -97,7 +97,7 @@ func (e *OpenError) Error() string {
 // is public (PublicListen) and, for IPv4 or IPv6, s admits more public
 // addresses than OpenIPv4 or OpenIPv6 without listing that family's /0
 // (0.0.0.0/0, ::/0) itself: running an open resolver must be said in so
-// many words. Listening only on loopback or private addresses, any allow
+// many words (::ffff:0:0/96 admits every IPv4 client but does not say it). Listening only on loopback or private addresses, any allow
 // list is accepted.
 func CheckOpen(listen []string, s *Set) error {
 	public := ""
@@ -110,14 +110,10 @@ func CheckOpen(listen []string, s *Set) error {
 	if public == "" {
 		return nil
 	}
+	// An IPv4-mapped prefix counts as the IPv4 prefix it maps (it admits
+	// those clients), but only 0.0.0.0/0 written as such opens IPv4.
 	v4, v6 := s.PublicSize()
-	var any4, any6 bool
-	for _, p := range s.prefixes {
-		if p.Bits() == 0 {
-			any4 = any4 || p.Addr().Is4()
-			any6 = any6 || p.Addr().Is6()
-		}
-	}
+	any4, any6 := s.any4, s.any6
 	if v4 > OpenIPv4 && !any4 {
 		return &OpenError{Listen: public, Family: "IPv4", Public: v4, Any: "0.0.0.0/0"}
 	}

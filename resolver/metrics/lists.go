@@ -38,6 +38,12 @@ var (
 		[]string{"file", "reason"}, nil)
 	fileSignedDesc = prometheus.NewDesc(namespace+"_list_file_signed_timestamp_seconds",
 		"Unix time the version of each list file in service was signed (with --trusted-key).", []string{"file"}, nil)
+	heldDesc = prometheus.NewDesc(namespace+"_list_held",
+		"1 while the version of a list file on disk is not in service: state held (the shrink guard; sinkhole reload --accept applies it) or settling (being written). Its last good version serves.",
+		[]string{"file", "state"}, nil)
+	unloadedDesc = prometheus.NewDesc(namespace+"_list_file_unloaded",
+		"1 for a list file with no version in service (broken, refused or unfinished since start).",
+		[]string{"file"}, nil)
 )
 
 func newListMetrics() *listMetrics {
@@ -76,6 +82,8 @@ func (l *listMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- fileErrorsDesc
 	ch <- fileRefusedDesc
 	ch <- fileSignedDesc
+	ch <- heldDesc
+	ch <- unloadedDesc
 }
 
 // Collect implements prometheus.Collector: it reads the snapshot of the
@@ -95,6 +103,14 @@ func (l *listMetrics) Collect(ch chan<- prometheus.Metric) {
 		if f.Signature != nil && !f.Signature.SignedAt.IsZero() {
 			ch <- prometheus.MustNewConstMetric(fileSignedDesc, prometheus.GaugeValue, float64(f.Signature.SignedAt.Unix()), f.Name)
 		}
+		if w := f.Withheld; w != nil {
+			ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, 1, f.Name, w.State)
+		}
+		unloaded := 0.0
+		if f.SHA256 == "" {
+			unloaded = 1
+		}
+		ch <- prometheus.MustNewConstMetric(unloadedDesc, prometheus.GaugeValue, unloaded, f.Name)
 	}
 }
 

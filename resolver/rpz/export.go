@@ -208,7 +208,18 @@ func (e *Exporter) loadSerial() (uint32, bool) {
 	if e.cfg.SerialFile == "" {
 		return 0, false
 	}
-	b, err := os.ReadFile(e.cfg.SerialFile)
+	b, err := blocklist.ReadVerified(e.cfg.SerialFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return 0, false
+	case errors.Is(err, blocklist.ErrNoChecksum):
+		// Written before checksums were recorded: use it, it only rises.
+		e.log.Warn("rpz export serial file has no recorded SHA-256; using it", "file", e.cfg.SerialFile)
+		b, err = os.ReadFile(e.cfg.SerialFile)
+	case err != nil:
+		e.log.Error("rpz export serial file is not the one written (its SHA-256 does not match); ignoring it, the serial comes from the clock", "file", e.cfg.SerialFile, "err", err)
+		return 0, false
+	}
 	if err != nil {
 		return 0, false
 	}
@@ -224,7 +235,8 @@ func (e *Exporter) saveSerial(serial uint32) {
 	if e.cfg.SerialFile == "" {
 		return
 	}
-	if err := writeFileAtomic(e.cfg.SerialFile, []byte(strconv.FormatUint(uint64(serial), 10)+"\n")); err != nil {
+	data := []byte(strconv.FormatUint(uint64(serial), 10) + "\n")
+	if err := errors.Join(writeFileAtomic(e.cfg.SerialFile, data), blocklist.RecordChecksum(e.cfg.SerialFile, data)); err != nil {
 		e.log.Error("cannot save rpz export serial; after a restart secondaries may ignore the zone until the clock passes it", "file", e.cfg.SerialFile, "err", err)
 	}
 }

@@ -163,7 +163,7 @@ func (s *Secondary) Run(ctx context.Context) {
 		s.setZone(z, "", time.Time{})
 		s.log.Info("rpz feed: serving the zone kept on disk until the primary answers", "serial", z.soa.Serial, "file", s.path)
 	} else if !errors.Is(err, os.ErrNotExist) {
-		s.log.Warn("rpz feed: zone on disk unreadable; waiting for a transfer", "file", s.path, "err", err)
+		s.log.Error("rpz feed: zone on disk unusable (not served); transferring it again", "file", s.path, "err", err)
 	}
 	full := true // AXFR at start
 	backoff := minRetry
@@ -223,10 +223,20 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		var serial uint32
 		serial, err = s.primarySerial(ctx)
 		if err == nil && !serialLess(s.zone.soa.Serial, serial) {
-			s.checked("up-to-date", nil)
-			return nil
+			if verr := blocklist.VerifyCopy(s.path); verr == nil {
+				s.checked("up-to-date", nil)
+				return nil
+			} else {
+				// The serial is current but the copy on disk is not the
+				// one written: never trust it, transfer it whole.
+				s.log.Error("rpz feed: zone copy on disk does not match what was written; transferring it again", "file", s.path, "err", verr)
+				full = true
+			}
 		}
-		if err == nil {
+		if full {
+			kind = "AXFR"
+			next, err = s.axfr(ctx)
+		} else if err == nil {
 			kind = "IXFR"
 			next, err = s.ixfr(ctx)
 			if err != nil && ctx.Err() == nil {
@@ -244,7 +254,7 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		s.checked("up-to-date", nil)
 		return nil
 	}
-	if s.zone != nil && next.soa.Serial == s.zone.soa.Serial && sameZone(s.zone, next) {
+	if s.zone != nil && next.soa.Serial == s.zone.soa.Serial && sameZone(s.zone, next) && blocklist.VerifyCopy(s.path) == nil {
 		s.zone = next
 		s.setZone(next, kind, time.Now())
 		s.checked("up-to-date", nil)
@@ -527,9 +537,10 @@ func zoneText(z *zoneCopy, feed, primary string) []byte {
 	return b.Bytes()
 }
 
-// readZoneFile loads a zone file this package wrote.
+// readZoneFile loads a zone file this package wrote, if it is the version
+// written (its recorded SHA-256 matches).
 func readZoneFile(path, apex string) (*zoneCopy, error) {
-	data, err := os.ReadFile(path)
+	data, err := blocklist.ReadVerified(path)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/internal/admin"
+	"github.com/sinkhole-dns/sinkhole/internal/dirwatch"
+)
+
+// The safety of the lists in service: the shrink guard, the start
+// strategy, the watch that follows the --lists path, and the store's
+// options that make only whole, verified versions go into service.
+
+// Start strategies (--start-strategy).
+const (
+	startFail     = "fail"
+	startBlocking = "blocking"
+	startFast     = "fast"
+)
+
+func listSafetyFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "max-shrink", Value: "50%", Usage: "hold a list file's new version that drops more than `PERCENT` of its rules (or all of them, or deletes the file) until \"sinkhole reload --accept\"; 100% turns the guard off"},
+		&cli.StringFlag{Name: "start-strategy", Value: startFail, Usage: "when a list source has no version at start: fail (wait up to --start-timeout, then exit 1), blocking (wait), or fast (serve at once, not ready)"},
+		&cli.DurationFlag{Name: "start-timeout", Value: 60 * time.Second, Usage: "how long --start-strategy fail waits for every list source"},
+	}
+}
+
+// listSafety is the validated configuration of the flags above.
+type listSafety struct {
+	maxShrink    float64 // 0 < x <= 1
+	strategy     string
+	startTimeout time.Duration
+}
+
+func listSafetyFrom(c *cli.Context, cfg *serveConfig) error {
+	p, err := parsePercent(c.String("max-shrink"))
+	if err != nil || p <= 0 || p > 100 {
+		return usagef("--max-shrink %q: want a percentage above 0%% and up to 100%% (100%% turns the guard off)", c.String("max-shrink"))
+	}
+	cfg.safety.maxShrink = p / 100
+	switch s := c.String("start-strategy"); s {
+	case startFail, startBlocking, startFast:
+		cfg.safety.strategy = s
+	default:
+		return usagef("--start-strategy %q: want fail, blocking or fast", s)
+	}
+	cfg.safety.startTimeout = c.Duration("start-timeout")
+	if cfg.safety.startTimeout < 100*time.Millisecond || cfg.safety.startTimeout > 24*time.Hour {
+		return usagef("--start-timeout %s: want between 100ms and 24h", cfg.safety.startTimeout)
+	}
+	return nil
+}
+
+// parsePercent reads "50%", "50" or "12.5%".
+func parsePercent(s string) (float64, error) {
+	return strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+}
+
+// maxSettle caps the settle time (the debounce otherwise): how long a
+// file must be unchanged before it is read.
+const maxSettle = time.Second
+
+// storeOptions configures the list store: files are read once settled
+// (and not while a writer holds them open), copies sinkhole writes into
+// the state directory are checked against their recorded SHA-256, and the
+// shrink guard holds versions that would drop rules.
+func (in *instance) storeOptions(dirs []string) blocklist.Options {
+	o := blocklist.Options{
+		Dirs:      dirs,
+		Logger:    in.log,
+		Settle:    min(in.cfg.debounce, maxSettle),
+		Writing:   func(path string) bool { return in.watch.Load().Writing(path) },
+		MaxShrink: in.cfg.safety.maxShrink,
+		Verify:    in.cfg.listVerifier(),
+	}
+	if state := dirs[1:]; len(state) > 0 {
+		o.Verified = state
+		o.Checks = append(o.Checks, blocklist.ChecksumCheck(state...))
+	}
+	return o
+}
+
+// watchLists starts the watch of the --lists directory (by path: a
+// directory or symlink replaced under it is followed).
+func (in *instance) watchLists() error {
+	w, err := dirwatch.Start(dirwatch.Options{
+		Dirs:     []string{in.cfg.lists},
+		Match:    in.cfg.watchedListFile(),
+		Debounce: in.cfg.debounce,
+		OnChange: func() { in.store.Reload(context.Background(), "fsnotify") },
+		Logger:   in.log,
+	})
+	if err != nil {
+		return err
+	}
+	in.watch.Store(w)
+	return nil
+}
+
+// stopWatchingLists ends the watch (if it started).
+func (in *instance) stopWatchingLists() {
+	if w := in.watch.Swap(nil); w != nil {
+		w.Close()
+	}
+}
+
+// reloadLists is the reload of SIGHUP and the admin API: the --lists path
+// is resolved again first (the watch follows a replaced directory), then
+// every file is read; accept applies what the shrink guard would hold.
+func (in *instance) reloadLists(ctx context.Context, trigger string, accept bool) (*blocklist.ReloadReport, error) {
+	if w := in.watch.Load(); w != nil && w.Rearm() {
+		in.log.Warn("the --lists path leads to another directory now; watching it", "lists", in.cfg.lists)
+	}
+	return in.store.ReloadWith(ctx, blocklist.ReloadOptions{Trigger: trigger, Accept: accept})
+}
+
+// watchPointer holds the lists watch; reloads read it from any goroutine.
+type watchPointer = atomic.Pointer[dirwatch.Watcher]
+
+// expectedSource is a list source whose file the store must have: an RPZ
+// feed's zone or a list URL's copy in the state directory.
+type expectedSource struct {
+	kind, name, reason string
+}
+
+// expectedSources maps the store's file names of the feed zones and list
+// URL copies to their sources.
+func (in *instance) expectedSources() map[string]expectedSource {
+	fc := &in.cfg.feeds
+	out := map[string]expectedSource{}
+	for _, f := range fc.Feeds {
+		out[in.store.FileName(fc.StateDir, f.Name+".rpz")] = expectedSource{"rpz-feed", f.Name,
+			fmt.Sprintf("no verified copy of zone %s yet: waiting for a transfer from %s", f.Zone, f.Primary)}
+	}
+	for _, u := range fc.URLs {
+		out[in.store.FileName(fc.StateDir, u.File)] = expectedSource{"list-url", u.Name,
+			"no verified copy yet: waiting for a fetch of " + u.URL}
+	}
+	return out
+}
+
+// Readiness reports what keeps the server from being ready: a source or
+// file with no version in service, lists that add up to no rules, DNS not
+// listening; and the files whose version on disk is withheld while their
+// last good version serves.
+func (in *instance) Readiness() *admin.Readiness {
+	rd := &admin.Readiness{}
+	snap := in.store.Current()
+	expected := in.expectedSources()
+	for _, f := range snap.Files {
+		src, isSource := expected[f.Name]
+		delete(expected, f.Name)
+		if f.SHA256 != "" {
+			switch {
+			case f.Withheld != nil:
+				rd.Withheld = append(rd.Withheld, admin.WithheldFile{File: f.Name, Withheld: *f.Withheld, ServingRules: f.Rules()})
+			case f.Refused != nil:
+				rd.Withheld = append(rd.Withheld, admin.WithheldFile{File: f.Name, ServingRules: f.Rules(),
+					Withheld: blocklist.Withheld{State: "refused", Reason: f.Refused.Reason + ": " + f.Refused.Error, Rules: -1}})
+			}
+			continue
+		}
+		reason := "no version in service"
+		switch {
+		case len(f.Errors) > 0:
+			reason = "does not load: " + f.Errors[0].Error()
+		case f.Withheld != nil:
+			reason = f.Withheld.State + ": " + f.Withheld.Reason
+		}
+		if isSource {
+			rd.Missing = append(rd.Missing, admin.Missing{Kind: src.kind, Name: src.name, Reason: src.reason + " (" + f.Name + " " + reason + ")"})
+			continue
+		}
+		rd.Missing = append(rd.Missing, admin.Missing{Kind: "file", Name: f.Name, Reason: reason})
+	}
+	for _, name := range slices.Sorted(maps.Keys(expected)) {
+		src := expected[name]
+		rd.Missing = append(rd.Missing, admin.Missing{Kind: src.kind, Name: src.name, Reason: src.reason})
+	}
+	if !in.store.Loaded() {
+		rd.Missing = append(rd.Missing, admin.Missing{Kind: "lists", Name: in.cfg.lists, Reason: "not read yet"})
+	} else if snap.RuleCount() == 0 {
+		rd.Missing = append(rd.Missing, admin.Missing{Kind: "lists", Name: in.cfg.lists, Reason: "the lists add up to 0 rules"})
+	}
+	if in.dns == nil || len(in.dns.Addrs()) == 0 {
+		rd.Missing = append(rd.Missing, admin.Missing{Kind: "dns", Reason: "DNS is not listening yet"})
+	}
+	rd.Ready = len(rd.Missing) == 0
+	return rd
+}
