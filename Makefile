@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.da
 # make run: serve on 127.0.0.1:5353 with the shipped lists, upstreams from /etc/resolv.conf.
 RUN_ARGS ?= --listen 127.0.0.1:5353 --lists ./lists
 
-.PHONY: all build run test test-short interop vet fmt bench bench-deps fuzz clean
+.PHONY: all build run test test-short interop vet fmt bench bench-deps bench-scale fuzz clean
 
 all: build
 
@@ -98,3 +98,14 @@ bench-deps:
 
 clean:
 	rm -rf bin
+
+# make bench-scale: what regulator-scale lists cost (1M and 10M names,
+# native and RPZ: cold load, a one-line change, 40 reloads; peak and
+# steady RSS, CPU time); writes its section of docs/benchmarks.md. About
+# 5 minutes on a quiet 2-core machine. BENCH_SCALE_FLAGS: more
+# bin/benchscale flags (bin/benchscale -h), e.g. -runs 1 -names 1000000.
+BENCH_SCALE_OUT   ?= docs/benchmarks.md
+BENCH_SCALE_FLAGS ?=
+bench-scale:
+	$(GO) build -o bin/benchscale ./cmd/benchscale
+	./bin/benchscale -out '$(BENCH_SCALE_OUT)' $(BENCH_SCALE_FLAGS)

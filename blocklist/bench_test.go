@@ -246,3 +246,56 @@ func TestGenNamesRealistic(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// writeRPZNames writes names as an RPZ zone: name CNAME . and *.name
+// CNAME . for each (two records per name, as regulators publish them).
+func writeRPZNames(tb testing.TB, dir, file string, names []string) string {
+	tb.Helper()
+	p := filepath.Join(dir, file)
+	f, err := os.Create(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	w.WriteString("$ORIGIN rpz.bench.\n$TTL 300\n@ SOA localhost. hostmaster.localhost. 1 3600 600 86400 300\n@ NS localhost.\n")
+	for _, n := range names {
+		w.WriteString(n + " CNAME .\n*." + n + " CNAME .\n")
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	f.Close()
+	return p
+}
+
+// BenchmarkLoadRPZ1M loads a 1,000,000-name RPZ zone (2,000,000 records)
+// from scratch and reports the heap the compiled snapshot holds per name.
+func BenchmarkLoadRPZ1M(b *testing.B) {
+	dir := b.TempDir()
+	path := writeRPZNames(b, dir, "big.rpz", genNames(million, 1))
+	st, _ := os.Stat(path)
+	b.ReportMetric(float64(st.Size())/1e6, "file-MB")
+	var heapPerName float64
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		s := NewStore(Options{Dirs: []string{dir}, Logger: discardLogger()})
+		if _, err := s.Reload(context.Background(), "bench"); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if s.Current().RuleCount() != 2*million {
+			b.Fatalf("%d rules", s.Current().RuleCount())
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		heapPerName = float64(after.HeapAlloc-before.HeapAlloc) / million
+		runtime.KeepAlive(s)
+		b.StartTimer()
+	}
+	b.ReportMetric(heapPerName, "heap-bytes/name")
+}

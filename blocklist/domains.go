@@ -16,7 +16,10 @@ const (
 	kindAllowSubtree                    // "@@example.com"
 	kindAllowWildcard                   // "@@*.example.com"
 	kindAllowExact                      // "@@=example.com"
-	_
+	// kindNext marks a head whose name is shared by the next rule, and
+	// only by it (an RPZ zone's "name" and "*.name"): the head holds the
+	// union of both kinds and the pair needs no entry in domainTable.dups.
+	kindNext
 	kindMore // head of a name with several rules; see domainTable.dups
 
 	kindBlockAtName  = kindSubtree | kindExact
@@ -24,7 +27,7 @@ const (
 	kindAllowAtName  = kindAllowSubtree | kindAllowExact
 	kindAllowBelow   = kindAllowSubtree | kindAllowWildcard
 	kindAnyAllow     = kindAllowSubtree | kindAllowWildcard | kindAllowExact
-	kindMaskNoMore   = kindMore - 1
+	kindMaskOwn      = kindNext - 1
 	fnvOffset64      = 14695981039346656037
 	fnvPrime64       = 1099511628211
 	maxDomainRuleIDs = 1<<31 - 1
@@ -56,11 +59,16 @@ func kindOf(b uint8) (MatchKind, bool) {
 // domainRules is the compact, append-only store of domain rules: names are
 // packed into one arena and every per-rule attribute is a parallel array or
 // a run-length form, so a million rules cost a handful of large allocations
-// and about 12 bytes each besides their names.
+// and about 12 bytes each besides their names. A rule with the same name
+// as the rule before it stores no name of its own (an RPZ zone lists most
+// names twice, as "name" and "*.name").
 type domainRules struct {
-	arena []byte   // names, lower-case, no trailing dot, back to back
-	off   []uint32 // rule i's name is arena[off[i]:off[i+1]]; len = rules+1
-	kind  []uint8  // one kind bit; heads of duplicated names get the union + kindMore
+	arena []byte // names, lower-case, no trailing dot, back to back
+	// Rule i's name is arena[off[i]:off[i+1]]; an empty one is the name of
+	// the rule before it. len = rules+1.
+	off    []uint32
+	shared int     // rules whose name is the previous rule's
+	kind   []uint8 // one kind bit; heads of duplicated names get the union + kindMore
 	// Lines: rule i is on line lineBase[i/lineBlock] + lineDelta[i], or
 	// lineBig[i] when that delta does not fit a byte (lineDelta[i] == 255).
 	lineBase  []uint32
@@ -81,7 +89,16 @@ type sectRun struct {
 
 func (d *domainRules) len() int { return len(d.kind) }
 
-func (d *domainRules) name(i uint32) []byte { return d.arena[d.off[i]:d.off[i+1]] }
+func (d *domainRules) name(i uint32) []byte {
+	for d.off[i] == d.off[i+1] && i > 0 {
+		i--
+	}
+	return d.arena[d.off[i]:d.off[i+1]]
+}
+
+// ownName is the name stored with rule i itself: empty when the rule
+// shares the previous rule's name. A table head always has its own.
+func (d *domainRules) ownName(i uint32) []byte { return d.arena[d.off[i]:d.off[i+1]] }
 
 // line returns rule i's line number.
 func (d *domainRules) line(i uint32) int {
@@ -111,7 +128,11 @@ func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 		d.off = append(d.off, 0)
 	}
 	i := uint32(len(d.kind))
-	d.arena = append(d.arena, name...)
+	if i > 0 && bytes.Equal(name, d.name(i-1)) {
+		d.shared++
+	} else {
+		d.arena = append(d.arena, name...)
+	}
 	d.off = append(d.off, uint32(len(d.arena)))
 	d.kind = append(d.kind, kind)
 	if i%lineBlock == 0 {
@@ -135,6 +156,11 @@ func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 func (d *domainRules) truncate(n int) {
 	if len(d.off) == 0 {
 		return
+	}
+	for i := n; i < len(d.kind); i++ {
+		if d.off[i] == d.off[i+1] {
+			d.shared--
+		}
 	}
 	d.arena = d.arena[:d.off[n]]
 	d.off = d.off[:n+1]
@@ -225,6 +251,9 @@ func mix(h uint64) uint64 {
 // ownKind returns the kind bit of rule i itself (heads hold a union).
 func (t *domainTable) ownKind(i uint32) uint8 {
 	k := t.kind[i]
+	if k&kindNext != 0 {
+		return k & kindMaskOwn &^ t.kind[i+1]
+	}
 	if k&kindMore == 0 {
 		return k
 	}
@@ -233,7 +262,7 @@ func (t *domainTable) ownKind(i uint32) uint8 {
 			return d.kind
 		}
 	}
-	return k & kindMaskNoMore
+	return k & kindMaskOwn
 }
 
 // build indexes every rule. Rules sharing a name are chained under the
@@ -243,11 +272,18 @@ func (t *domainTable) build() {
 	t.dups = nil
 	t.idBits = uint(bits.Len32(uint32(n) + 1))
 	t.idMask = 1<<t.idBits - 1
-	size := n + n/2 + 1
+	size := (n-t.shared)*3/2 + 1
 	t.slots = make([]uint32, size)
 	t.levels = 0
+	lastHead := -1
 	for i := 0; i < n; i++ {
 		id := uint32(i)
+		if own := t.ownName(id); len(own) == 0 && lastHead == i-1 &&
+			t.kind[i-1]&(kindNext|kindMore) == 0 && t.kind[i-1] != t.kind[i] {
+			// The second of a pair sharing a name: the head holds both.
+			t.kind[i-1] |= t.kind[i] | kindNext
+			continue
+		}
 		name := t.name(id)
 		t.levels |= 1 << min(bytes.Count(name, dot)+1, 63)
 		h := mix(hashName(name))
@@ -257,6 +293,7 @@ func (t *domainTable) build() {
 			v := t.slots[s]
 			if v == 0 {
 				t.slots[s] = tag | (id + 1)
+				lastHead = i
 				break
 			}
 			if v&^t.idMask == tag {
@@ -280,7 +317,14 @@ func (t *domainTable) addDup(head, id uint32) {
 	}
 	list := t.dups[head]
 	if list == nil {
-		list = append(list, dupRule{head, t.kind[head]})
+		if t.kind[head]&kindNext != 0 {
+			// A pair becomes a list: its second rule joins it.
+			own := t.ownKind(head)
+			list = append(list, dupRule{head, own}, dupRule{head + 1, t.kind[head+1]})
+			t.kind[head] &^= kindNext
+		} else {
+			list = append(list, dupRule{head, t.kind[head]})
+		}
 	}
 	list = append(list, dupRule{id, t.kind[id]})
 	t.dups[head] = list
@@ -402,7 +446,7 @@ func (t *domainTable) find(h uint64, v uint32, suffix string) (uint32, bool) {
 	for v != 0 {
 		if v&^t.idMask == tag {
 			id := v&t.idMask - 1
-			if string(t.name(id)) == suffix {
+			if string(t.ownName(id)) == suffix { // a head has its own name
 				return id, true
 			}
 		}

@@ -23,6 +23,9 @@ type checkedDomain struct {
 }
 
 func (c *checkSink) beginSection(Section) {}
+func (c *checkSink) useSection(Section)   {}
+func (c *checkSink) restart()             { c.domains = nil }
+func (c *checkSink) repeatedOwner() bool  { return false }
 
 func (c *checkSink) line(n int) {
 	if n < 1 || n > c.lines {

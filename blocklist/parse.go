@@ -21,6 +21,17 @@ const maxErrorsPerFile = 100
 // bytes are only valid during the call.
 type entrySink interface {
 	beginSection(Section)
+	// useSection makes sec the section of the entries that follow,
+	// reusing an equal section begun earlier in the same file (parsers
+	// that interleave a few sections use it instead of beginSection).
+	useSection(sec Section)
+	// restart takes back every entry and warning of the file being parsed
+	// (a parser that hands the file to another parser).
+	restart()
+	// repeatedOwner reports whether two domain entries of the file being
+	// parsed share a name and a match kind (an RPZ owner whose records are
+	// not consecutive).
+	repeatedOwner() bool
 	addDomain(name []byte, kind MatchKind, allow bool, line int)
 	addPrefix(p netip.Prefix, allow bool, line int)
 	addASN(asn uint32, allow bool, line int)

@@ -17,6 +17,25 @@ type recorder struct {
 }
 
 func (r *recorder) beginSection(s Section) { r.sec = s }
+func (r *recorder) useSection(s Section)   { r.sec = s }
+func (r *recorder) restart()               { r.out, r.warns = nil, nil }
+
+// repeatedOwner reports a name listed twice with the same kind.
+func (r *recorder) repeatedOwner() bool {
+	seen := map[string]bool{}
+	for _, o := range r.out {
+		f := strings.Fields(o) // "LINE KIND allow=B NAME ..."
+		if len(f) < 4 || f[1] == "ip" {
+			continue
+		}
+		key := f[1] + " " + f[3]
+		if seen[key] {
+			return true
+		}
+		seen[key] = true
+	}
+	return false
+}
 func (r *recorder) addDomain(name []byte, kind MatchKind, allow bool, line int) {
 	r.out = append(r.out, fmt.Sprintf("%d %s allow=%v %s [%s/%s/%s]", line, kind, allow, name, r.sec.Platform, r.sec.Action, r.sec.Scope))
 }

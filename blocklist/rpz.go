@@ -83,9 +83,11 @@ type rpzParser struct {
 	local map[string][]dns.RR
 }
 
-// parseRPZ parses one RPZ zone file and feeds its triggers to sink. The
-// zone is read whole: triggers are grouped by policy before they are fed.
-func parseRPZ(file string, r io.Reader, sink entrySink) []*LineError {
+// parseRPZGeneral parses one RPZ zone file with miekg/dns's zone parser
+// and feeds its triggers to sink. The zone is read whole: triggers are
+// grouped by policy before they are fed. parseRPZ (the streaming parser)
+// falls back to it for zones it cannot read as a stream.
+func parseRPZGeneral(file string, r io.Reader, sink entrySink) []*LineError {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return []*LineError{{File: file, Msg: "read: " + err.Error()}}
@@ -253,7 +255,6 @@ func rrText(rr dns.RR) string { return strings.ReplaceAll(rr.String(), "\t", " "
 // rule turns one owner's records into a trigger and policy. ok is false
 // when the owner yields no rule (apex records, unsupported triggers, errors).
 func (p *rpzParser) rule(o *rpzOwner, apex string) (rpzRule, bool) {
-	r := rpzRule{line: o.line}
 	first := rrText(o.rrs[0])
 	if o.name == apex {
 		for _, rr := range o.rrs {
@@ -261,35 +262,48 @@ func (p *rpzParser) rule(o *rpzOwner, apex string) (rpzRule, bool) {
 				p.warn(o.line, rrText(rr), "record at the zone apex is not a policy trigger; ignored")
 			}
 		}
-		return r, false
+		return rpzRule{}, false
 	}
 	if !dns.IsSubDomain(apex, o.name) {
 		p.fail(o.line, first, "owner name is outside the zone "+apex)
-		return r, false
+		return rpzRule{}, false
 	}
 	rel := strings.TrimSuffix(o.name, "."+apex)
+	r, warn, msg := rpzTrigger(rel)
+	r.line = o.line
+	switch {
+	case msg != "":
+		p.fail(o.line, first, msg)
+		return r, false
+	case warn != "":
+		p.warn(o.line, first, warn)
+		return r, false
+	}
+	return p.policy(o, rel, r)
+}
+
+// rpzTrigger reads a trigger from an owner name relative to the apex. A
+// non-empty warn means the trigger is not supported (and ignored), a
+// non-empty msg that it is wrong.
+func rpzTrigger(rel string) (r rpzRule, warn, msg string) {
 	labels := strings.Split(rel, ".")
 	switch last := labels[len(labels)-1]; last {
 	case rpzIPLabel:
 		pfx, msg := decodeRPZIP(labels[:len(labels)-1])
 		if msg != "" {
-			p.fail(o.line, first, msg)
-			return r, false
+			return r, "", msg
 		}
 		r.ip, r.prefix = true, pfx
 	case rpzClientIPLabel, rpzNSDNameLabel, rpzNSIPLabel:
 		kind := map[string]string{rpzClientIPLabel: "client-IP", rpzNSDNameLabel: "NSDNAME", rpzNSIPLabel: "NSIP"}[last]
-		p.warn(o.line, first, kind+" triggers are not supported; ignored")
-		return r, false
+		return r, kind + " triggers are not supported; ignored", ""
 	default:
 		if strings.HasPrefix(last, "rpz-") {
-			p.warn(o.line, first, "unknown RPZ trigger ."+last+"; ignored")
-			return r, false
+			return r, "unknown RPZ trigger ." + last + "; ignored", ""
 		}
 		name := rel
 		if rel == "*" {
-			p.fail(o.line, first, "a wildcard over every name is not supported; list the names")
-			return r, false
+			return r, "", "a wildcard over every name is not supported; list the names"
 		}
 		if strings.HasPrefix(rel, "*.") {
 			r.kind, name = MatchWildcard, rel[2:]
@@ -301,12 +315,11 @@ func (p *rpzParser) rule(o *rpzOwner, apex string) (rpzRule, bool) {
 			msg = publicSuffixMsg(n, suffixHintRPZ)
 		}
 		if msg != "" {
-			p.fail(o.line, first, msg)
-			return r, false
+			return r, "", msg
 		}
 		r.name = n
 	}
-	return p.policy(o, rel, r)
+	return r, "", ""
 }
 
 // policy reads the action from an owner's records.
@@ -330,39 +343,48 @@ func (p *rpzParser) policy(o *rpzOwner, rel string, r rpzRule) (rpzRule, bool) {
 		return r, false
 	}
 	if cname != nil {
-		target := strings.ToLower(cname.Target)
-		switch {
-		case target == RPZNXDomain:
-			r.policy = rpzNXDomain
-			return r, true
-		case target == RPZNoData:
-			r.policy = rpzNoData
-			return r, true
-		case target == RPZPassthru:
-			r.policy = rpzPassthru
-			return r, true
-		case target == RPZDrop:
-			r.policy = rpzDrop
-			return r, true
-		case target == rpzTCPOnly:
-			p.warn(o.line, rrText(cname), "the TCP-only action is not supported; ignored")
-			return r, false
-		case !r.ip && r.kind == MatchExact && target == rel+".":
-			// The legacy PASSTHRU encoding: a CNAME to the trigger name itself.
-			r.policy = rpzPassthru
-			return r, true
-		case strings.HasPrefix(target, "rpz-") && dns.CountLabel(target) == 1:
-			p.warn(o.line, rrText(cname), "unknown RPZ action "+target+"; ignored")
+		pol, warn := rpzCNAMEPolicy(strings.ToLower(cname.Target), rel, r)
+		if warn != "" {
+			p.warn(o.line, rrText(cname), warn)
 			return r, false
 		}
+		if pol != rpzLocalData {
+			r.policy = pol
+			return r, true
+		}
 	}
-	r.policy, r.local = rpzLocalData, p.intern(o.rrs)
+	r.policy, r.local = rpzLocalData, internLocal(&p.local, o.rrs)
 	return r, true
 }
 
-// intern returns a shared copy of a local-data record set: walled-garden
+// rpzCNAMEPolicy reads the policy of a trigger's CNAME (target in lower
+// case): one of the RPZ actions, or rpzLocalData for an ordinary target.
+// A non-empty warn means the action is not supported (the trigger is
+// ignored).
+func rpzCNAMEPolicy(target, rel string, r rpzRule) (rpzPolicy, string) {
+	switch {
+	case target == RPZNXDomain:
+		return rpzNXDomain, ""
+	case target == RPZNoData:
+		return rpzNoData, ""
+	case target == RPZPassthru:
+		return rpzPassthru, ""
+	case target == RPZDrop:
+		return rpzDrop, ""
+	case target == rpzTCPOnly:
+		return 0, "the TCP-only action is not supported; ignored"
+	case !r.ip && r.kind == MatchExact && target == rel+".":
+		// The legacy PASSTHRU encoding: a CNAME to the trigger name itself.
+		return rpzPassthru, ""
+	case strings.HasPrefix(target, "rpz-") && dns.CountLabel(target) == 1:
+		return 0, "unknown RPZ action " + target + "; ignored"
+	}
+	return rpzLocalData, ""
+}
+
+// internLocal returns a shared copy of a local-data record set: walled-garden
 // zones point millions of names at the same few addresses.
-func (p *rpzParser) intern(rrs []dns.RR) []dns.RR {
+func internLocal(local *map[string][]dns.RR, rrs []dns.RR) []dns.RR {
 	var key strings.Builder
 	for _, rr := range rrs {
 		key.WriteString(strconv.Itoa(int(rr.Header().Ttl)))
@@ -370,14 +392,14 @@ func (p *rpzParser) intern(rrs []dns.RR) []dns.RR {
 		key.WriteString(strings.TrimPrefix(rr.String(), rr.Header().String()))
 		key.WriteByte('\n')
 	}
-	if p.local == nil {
-		p.local = map[string][]dns.RR{}
+	if *local == nil {
+		*local = map[string][]dns.RR{}
 	}
-	if s, ok := p.local[key.String()]; ok {
+	if s, ok := (*local)[key.String()]; ok {
 		return s
 	}
 	s := append([]dns.RR(nil), rrs...)
-	p.local[key.String()] = s
+	(*local)[key.String()] = s
 	return s
 }
 

@@ -2,6 +2,8 @@ package blocklist
 
 import (
 	"net/netip"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -39,10 +41,23 @@ func TestParseRPZTriggers(t *testing.T) {
 		{"multi-line record and comments", "; comment\n\nbad.example ( CNAME ; why\n  . )\nnext.example CNAME .", []string{
 			"5 exact allow=false bad.example [/nxdomain/any]", "7 exact allow=false next.example [/nxdomain/any]"}},
 		{"continuation owner", "bad.example A 192.0.2.1\n  AAAA 2001:db8::1\nx.example CNAME .", []string{
-			"5 exact allow=false x.example [/nxdomain/any]",
-			"3 exact allow=false bad.example [/local-data/any] {bad.example.rpz.test. 300 IN A 192.0.2.1; bad.example.rpz.test. 300 IN AAAA 2001:db8::1}"}},
-		{"grouped by policy", "a.example CNAME rpz-passthru.\nb.example CNAME *.\nc.example CNAME .", []string{
-			"5 exact allow=false c.example [/nxdomain/any]", "4 exact allow=false b.example [/nodata/any]", "3 exact allow=true a.example [/nodata/any]"}},
+			"3 exact allow=false bad.example [/local-data/any] {bad.example.rpz.test. 300 IN A 192.0.2.1; bad.example.rpz.test. 300 IN AAAA 2001:db8::1}",
+			"5 exact allow=false x.example [/nxdomain/any]"}},
+		{"file order, one section per policy", "a.example CNAME rpz-passthru.\nb.example CNAME *.\nc.example CNAME .", []string{
+			"3 exact allow=true a.example [/nxdomain/any]", "4 exact allow=false b.example [/nodata/any]", "5 exact allow=false c.example [/nxdomain/any]"}},
+		{"explicit TTL and class", "bad.example 60 IN CNAME .\nother.example IN 60 CNAME *.", []string{
+			"3 exact allow=false bad.example [/nxdomain/any]", "4 exact allow=false other.example [/nodata/any]"}},
+		{"TTL with a unit (general path for the record)", "garden.example 1h A 192.0.2.1", []string{
+			"3 exact allow=false garden.example [/local-data/any] {garden.example.rpz.test. 3600 IN A 192.0.2.1}"}},
+		{"TXT local data", `garden.example TXT "walled garden"`, []string{
+			`3 exact allow=false garden.example [/local-data/any] {garden.example.rpz.test. 300 IN TXT "walled garden"}`}},
+		{"owner records apart (general parser)", "garden.example A 192.0.2.1\nx.example CNAME .\ngarden.example AAAA 2001:db8::1", []string{
+			"4 exact allow=false x.example [/nxdomain/any]",
+			"3 exact allow=false garden.example [/local-data/any] {garden.example.rpz.test. 300 IN A 192.0.2.1; garden.example.rpz.test. 300 IN AAAA 2001:db8::1}"}},
+		{"name and wildcard apart", "a.example CNAME .\nb.example CNAME .\n*.a.example CNAME .", []string{
+			"3 exact allow=false a.example [/nxdomain/any]", "4 exact allow=false b.example [/nxdomain/any]", "5 wildcard allow=false a.example [/nxdomain/any]"}},
+		{"relative CNAME target is local data", "a.example CNAME rpz-passthru", []string{
+			"3 exact allow=false a.example [/local-data/any] {a.example.rpz.test. 300 IN CNAME rpz-passthru.rpz.test.}"}},
 		{"apex NS ignored", "@ NS ns.rpz.test.\nbad.example CNAME .", []string{"4 exact allow=false bad.example [/nxdomain/any]"}},
 		{"empty zone", "", nil},
 	}
@@ -128,6 +143,11 @@ func TestParseRPZErrors(t *testing.T) {
 		{"outside zone", rpzHead + "bad.example. CNAME .", `z.rpz:3: owner name is outside the zone z.`},
 		{"CNAME and other data", rpzHead + "a.example CNAME .\na.example A 192.0.2.1", `z.rpz:3: a CNAME cannot share its name with other records`},
 		{"two CNAMEs", rpzHead + "a.example CNAME .\na.example CNAME *.", `z.rpz:3: more than one CNAME for one trigger`},
+		{"two CNAMEs apart", rpzHead + "a.example CNAME .\nb.example CNAME .\na.example CNAME *.", `z.rpz:3: more than one CNAME for one trigger`},
+		{"two IP CNAMEs apart", rpzHead + "32.1.2.0.192.rpz-ip CNAME .\nb.example CNAME .\n32.1.2.0.192.rpz-ip CNAME *.", `z.rpz:3: more than one CNAME for one trigger`},
+		{"SOA after records", "$TTL 60\na.example CNAME .\n@ SOA a. b. 1 1 1 1 1\nb.example CNAME .\nb.example CNAME .", `z.rpz:4: more than one CNAME for one trigger`},
+		{"missing TTL", "@ 60 SOA a. b. 1 1 1 1 1\n$TTL x\n", `z.rpz:`},
+		{"bad owner", rpzHead + "a..example CNAME .", `z.rpz:3: `},
 		{"NS below apex", rpzHead + "a.example NS ns.example.", `z.rpz:3: NS records cannot be policy data`},
 		{"star inside", rpzHead + "a.*.example CNAME .", `z.rpz:3: '*' is only allowed as a leading "*."`},
 		{"bare star", rpzHead + "* CNAME .", `z.rpz:3: a wildcard over every name is not supported`},
@@ -236,5 +256,127 @@ x.rpz-nsdname CNAME .
 	s = st.Current()
 	if m := s.MatchName("garden.example"); len(s.LocalData(m.Rule)) != 1 || !s.MatchName("bad.example").Blocked() {
 		t.Fatal("broken zone lost its last good rules")
+	}
+}
+
+// TestParseRPZStreamMatchesGeneral checks that the streaming parser and the
+// general parser read the same rules, warnings and errors from the same
+// zones (the streaming parser feeds them in file order, the general one by
+// policy, so the rules are compared as sets).
+func TestParseRPZStreamMatchesGeneral(t *testing.T) {
+	zones := []string{
+		rpzHead + "a.example CNAME .\n*.a.example CNAME .\nok.a.example CNAME rpz-passthru.\n*.ok.a.example CNAME rpz-passthru.\n",
+		rpzHead + "q.example CNAME *.\nd.example CNAME rpz-drop.\nl.example CNAME l.example.\nUP.Example CNAME .\n",
+		rpzHead + "g.example A 192.0.2.1\ng.example AAAA 2001:db8::1\nh.example A 192.0.2.1\nw.example CNAME walled.garden.\n",
+		rpzHead + "24.0.100.51.198.rpz-ip CNAME .\n128.1.zz.db8.2001.rpz-ip CNAME rpz-passthru.\n32.7.113.0.203.rpz-ip A 192.0.2.9\n",
+		rpzHead + "@ NS ns.rpz.test.\n@ TXT \"meta\"\nns.x.rpz-nsdname CNAME .\nt.example CNAME rpz-tcp-only.\nu.example CNAME rpz-later.\n",
+		"$ORIGIN rpz.test.\n$TTL 60\n@ IN SOA ns. admin. (\n 1 3600 ; serial\n 600 86400 60 )\nmulti ( CNAME\n . )\n  \t; comment\nplain 30 IN CNAME . ; trailing\n",
+		rpzHead + "a.example CNAME .\nb.example CNAME *.\na.example CNAME .\n",
+		rpzHead + "bad_name CNAME .\nbad..name CNAME .\n* CNAME .\nx.*.y CNAME .\n33.1.2.3.4.rpz-ip CNAME .\n",
+		rpzHead + "c.example CNAME .\nc.example A 192.0.2.1\nn.example NS ns.example.\n",
+		"a.example 60 CNAME .\n",
+	}
+	// An exception's section is never used (the general parser gives it
+	// the last section of the zone, the streaming one nxdomain's), and the
+	// streaming parser puts an apex warning on the record's own line, the
+	// general one on the owner's first.
+	sectRE := regexp.MustCompile(`allow=true (\S+) \[[^]]*\]`)
+	show := func(r *recorder, errs []*LineError) string {
+		var out []string
+		for _, o := range r.out {
+			out = append(out, sectRE.ReplaceAllString(o, "allow=true $1 [exception]"))
+		}
+		slices.Sort(out)
+		var w []string
+		for _, e := range r.warns {
+			if strings.Contains(e.Msg, "zone apex") {
+				e = &LineError{File: e.File, Text: e.Text, Msg: e.Msg}
+			}
+			w = append(w, e.Error())
+		}
+		slices.Sort(w)
+		var es []string
+		for _, e := range errs {
+			es = append(es, e.Error())
+		}
+		slices.Sort(es)
+		if len(es) > 0 {
+			out = nil // a zone with errors loads nothing, whatever was fed
+		}
+		return strings.Join(out, "\n") + "\nwarnings:\n" + strings.Join(w, "\n") + "\nerrors:\n" + strings.Join(es, "\n")
+	}
+	for i, z := range zones {
+		fast, general := &recorder{}, &recorder{}
+		fe := parseRPZ("rpz.test.rpz", strings.NewReader(z), fast)
+		ge := parseRPZGeneral("rpz.test.rpz", strings.NewReader(z), general)
+		// The general parser stops at the first syntax error; the
+		// streaming one reports every line: compare the first errors.
+		if len(fe) > 0 && len(ge) > 0 {
+			if fe[0].Line != ge[0].Line {
+				t.Errorf("zone %d: first error %v, general parser %v", i, fe[0], ge[0])
+			}
+			continue
+		}
+		if got, want := show(fast, fe), show(general, ge); got != want {
+			t.Errorf("zone %d:\n%s\n--- streaming parser above, general parser below ---\n%s", i, got, want)
+		}
+	}
+}
+
+// TestRPZSharedNames checks the pairs an RPZ zone makes (name and *.name,
+// stored once, indexed once) alone and mixed with the same name in other
+// files, where the pair becomes a list of rules sharing the name.
+func TestRPZSharedNames(t *testing.T) {
+	st, _ := load(t, map[string]string{
+		"a.rpz":  rpzHead + "x.example CNAME .\n*.x.example CNAME .\ny.example CNAME *.\n*.y.example CNAME .\n",
+		"b.txt":  "# action: log\ny.example\n",
+		"c.txt":  "@@=ok.x.example\n",
+		"d.rpz":  rpzHead + "p.example CNAME rpz-passthru.\n*.p.example CNAME .\n",
+		"e.list": "p.example\n",
+		"f.rpz":  rpzHead + "q.example CNAME .\n*.q.example CNAME .\n",
+		"g.list": "*.q.example\n=q.example\n",
+	})
+	s := st.Current()
+	tests := []struct {
+		name, rule  string
+		blocked     bool
+		where       string
+		allowedBy   string
+		wantActions Action
+	}{
+		{"x.example", "=x.example", true, "a.rpz:3", "", ActionNXDomain},
+		{"www.x.example", "*.x.example", true, "a.rpz:4", "", ActionNXDomain},
+		{"ok.x.example", "*.x.example", false, "a.rpz:4", "c.txt:1", ActionNXDomain},
+		{"y.example", "=y.example", true, "a.rpz:5", "", ActionNoData},
+		{"www.y.example", "*.y.example", true, "a.rpz:6", "", ActionNXDomain},
+		{"p.example", "p.example", false, "e.list:1", "d.rpz:3", ActionDefault},
+		{"www.p.example", "*.p.example", true, "d.rpz:4", "", ActionNXDomain},
+		{"q.example", "=q.example", true, "f.rpz:3", "", ActionNXDomain},
+		{"www.q.example", "*.q.example", true, "f.rpz:4", "", ActionNXDomain},
+	}
+	for _, tt := range tests {
+		m := s.MatchName(tt.name)
+		if m.Blocked() != tt.blocked || !m.HasRule {
+			t.Errorf("%s: blocked %v (%+v), want %v", tt.name, m.Blocked(), m, tt.blocked)
+			continue
+		}
+		r := s.Rule(m.Rule)
+		if r.Text != tt.rule || r.Where() != tt.where || r.Action != tt.wantActions {
+			t.Errorf("%s: rule %s at %s (%s), want %s at %s (%s)", tt.name, r.Text, r.Where(), r.Action, tt.rule, tt.where, tt.wantActions)
+		}
+		if tt.allowedBy != "" && (!m.HasAllow || s.Rule(m.Allow).Where() != tt.allowedBy) {
+			t.Errorf("%s: allowed by %+v, want %s", tt.name, m, tt.allowedBy)
+		}
+	}
+	// Every rule is still reported once, with its own kind.
+	var texts []string
+	for tr := range s.Triggers() {
+		texts = append(texts, s.Rule(tr.ID).Text+" "+s.Rule(tr.ID).Where())
+	}
+	slices.Sort(texts)
+	want := []string{"*.p.example d.rpz:4", "*.q.example f.rpz:4", "*.q.example g.list:1", "*.x.example a.rpz:4", "*.y.example a.rpz:6",
+		"=q.example f.rpz:3", "=q.example g.list:2", "=x.example a.rpz:3", "=y.example a.rpz:5", "@@=ok.x.example c.txt:1", "@@=p.example d.rpz:3", "p.example e.list:1", "y.example b.txt:2"}
+	if !slices.Equal(texts, want) {
+		t.Errorf("triggers\n%v\nwant\n%v", texts, want)
 	}
 }

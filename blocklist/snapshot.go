@@ -146,7 +146,18 @@ func (s *Snapshot) MatchName(name string) Match {
 // pickRule chooses, among the rules sharing head's name, one whose kind is in
 // bits, preferring enforced over monitor-only and "any" over "overseas".
 func (s *Snapshot) pickRule(head uint32, bits uint8) uint32 {
-	if s.dom.kind[head]&kindMore == 0 {
+	k := s.dom.kind[head]
+	if k&kindNext != 0 {
+		next := head + 1
+		if s.dom.kind[next]&bits == 0 {
+			return head
+		}
+		if s.dom.ownKind(head)&bits == 0 || s.ruleScore(next) > s.ruleScore(head) {
+			return next
+		}
+		return head
+	}
+	if k&kindMore == 0 {
 		return head
 	}
 	best, bestScore := head, -1
@@ -154,19 +165,25 @@ func (s *Snapshot) pickRule(head uint32, bits uint8) uint32 {
 		if d.kind&bits == 0 {
 			continue
 		}
-		sec := s.sections[s.dom.sect(d.id)]
-		score := 0
-		if sec.Action.Enforced() {
-			score += 2
-		}
-		if sec.Scope == ScopeAny {
-			score++
-		}
-		if score > bestScore {
+		if score := s.ruleScore(d.id); score > bestScore {
 			best, bestScore = d.id, score
 		}
 	}
 	return best
+}
+
+// ruleScore ranks rules sharing a name: enforced over monitor-only, then
+// scope any over overseas.
+func (s *Snapshot) ruleScore(id uint32) int {
+	sec := s.sections[s.dom.sect(id)]
+	score := 0
+	if sec.Action.Enforced() {
+		score += 2
+	}
+	if sec.Scope == ScopeAny {
+		score++
+	}
+	return score
 }
 
 // MatchIP matches an answer address against the IP and prefix rules.
@@ -380,11 +397,13 @@ func (s *Snapshot) MemoryBytes() int {
 // builder accumulates the rules of several files into one snapshot. It is
 // the entrySink the parsers write to.
 type builder struct {
-	s       *Snapshot
-	sectErr bool
-	last    RuleID       // the rule added last, for setLocalData
-	warns   []*LineError // warnings of the file being parsed
-	nwarns  int
+	s         *Snapshot
+	sectErr   bool
+	cur       uint16       // section of the entries being added
+	fileStart mark         // where the file being parsed began (see startFile)
+	last      RuleID       // the rule added last, for setLocalData
+	warns     []*LineError // warnings of the file being parsed
+	nwarns    int
 }
 
 func newBuilder(domainHint, nameBytesHint int) *builder {
@@ -399,12 +418,74 @@ func (b *builder) beginSection(sec Section) {
 		return
 	}
 	b.s.sections = append(b.s.sections, sec)
+	b.cur = uint16(len(b.s.sections) - 1)
 	if sec.Scope == ScopeOverseas {
 		b.s.overseas = true
 	}
 }
 
-func (b *builder) curSect() uint16 { return uint16(len(b.s.sections) - 1) }
+func (b *builder) useSection(sec Section) {
+	for i := len(b.s.sections) - 1; i >= b.fileStart.sect; i-- {
+		if b.s.sections[i] == sec {
+			b.cur = uint16(i)
+			return
+		}
+	}
+	b.beginSection(sec)
+}
+
+func (b *builder) curSect() uint16 { return b.cur }
+
+// startFile marks the start of a file's entries, for rollback, restart and
+// repeatedOwner.
+func (b *builder) startFile() mark {
+	b.fileStart = b.mark()
+	return b.fileStart
+}
+
+func (b *builder) restart() {
+	b.rollback(b.fileStart)
+	b.warns, b.nwarns = nil, 0
+}
+
+// repeatedOwner reports whether two domain rules of the file being parsed
+// have the same name and match kind (whatever their allow bit), using a
+// transient hash set of the file's distinct names.
+func (b *builder) repeatedOwner() bool {
+	d := &b.s.dom
+	start, end := b.fileStart.dom, d.len()
+	if end-start < 2 {
+		return false
+	}
+	size := (end-start)*3/2 + 1
+	slots := make([]uint32, size) // rule index + 1 of each distinct name
+	masks := make([]uint8, size)  // match kinds seen for that name
+	for i := start; i < end; i++ {
+		id := uint32(i)
+		k, _ := kindOf(d.kind[i])
+		bit := uint8(1) << k
+		name := d.name(id)
+		s := fastrange(mix(hashName(name)), size)
+		for {
+			v := slots[s]
+			if v == 0 {
+				slots[s], masks[s] = id+1, bit
+				break
+			}
+			if bytes.Equal(d.name(v-1), name) {
+				if masks[s]&bit != 0 {
+					return true
+				}
+				masks[s] |= bit
+				break
+			}
+			if s++; s == size {
+				s = 0
+			}
+		}
+	}
+	return false
+}
 
 func (b *builder) addDomain(name []byte, kind MatchKind, allow bool, line int) {
 	b.s.dom.add(name, kindBit(kind, allow), line, b.curSect())
@@ -462,6 +543,7 @@ func (b *builder) rollback(m mark) {
 	b.s.ips = b.s.ips[:m.ip]
 	b.s.asns = b.s.asns[:m.asn]
 	b.s.sections = b.s.sections[:m.sect]
+	b.cur = uint16(max(m.sect-1, 0))
 	b.sectErr = false
 }
 

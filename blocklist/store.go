@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -325,15 +326,90 @@ func (lf *listFile) parse(name string, parse parseFunc, sink entrySink) ([]*Line
 	if _, err := lf.f.Seek(0, io.SeekStart); err != nil {
 		return []*LineError{{File: name, Msg: err.Error()}}, nil
 	}
-	h := sha256.New()
-	errs := parse(name, skipBOM(io.TeeReader(io.LimitReader(lf.f, lf.size+1), h)), sink)
-	if hex.EncodeToString(h.Sum(nil)) != lf.hash {
+	hr := &hashingReader{f: lf.f, limit: lf.size + 1, h: sha256.New()}
+	if err := hr.start(); err != nil {
+		return []*LineError{{File: name, Msg: err.Error()}}, nil
+	}
+	errs := parse(name, hr, sink)
+	if hex.EncodeToString(hr.h.Sum(nil)) != lf.hash {
 		return nil, errChangedWhileRead
 	}
 	return errs, nil
 }
 
 func (lf *listFile) close() { lf.f.Close() }
+
+// hashingReader reads at most limit bytes of f, skipping a UTF-8 byte
+// order mark at the start, and hashes every byte read (the mark too).
+// Seeking back to the start (a parser handing the file to another) starts
+// the hash again, so the hash is always of the bytes the last parse read.
+type hashingReader struct {
+	f     *os.File
+	limit int64
+	n     int64
+	h     hash.Hash
+	pend  []byte // bytes read at the start that were not a mark
+	err   error
+	head  [3]byte
+}
+
+// start reads from the beginning of the file, past a byte order mark.
+func (r *hashingReader) start() error {
+	if _, err := r.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	r.n, r.err, r.pend = 0, nil, nil
+	r.h.Reset()
+	n, err := io.ReadFull(r.raw(), r.head[:])
+	if n == 3 && bytes.Equal(r.head[:], utf8BOM) {
+		return nil
+	}
+	r.pend = r.head[:n]
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		r.err = err
+	}
+	return nil
+}
+
+// raw reads the file within the limit, hashing what it reads.
+func (r *hashingReader) raw() io.Reader { return readerFunc(r.readRaw) }
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+func (r *hashingReader) readRaw(p []byte) (int, error) {
+	if r.n >= r.limit {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.limit-r.n {
+		p = p[:r.limit-r.n]
+	}
+	n, err := r.f.Read(p)
+	r.n += int64(n)
+	r.h.Write(p[:n])
+	return n, err
+}
+
+func (r *hashingReader) Read(p []byte) (int, error) {
+	if len(r.pend) > 0 {
+		n := copy(p, r.pend)
+		r.pend = r.pend[n:]
+		return n, nil
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.readRaw(p)
+}
+
+// Seek supports only seeking to the start.
+func (r *hashingReader) Seek(offset int64, whence int) (int64, error) {
+	if offset != 0 || whence != io.SeekStart {
+		return 0, errors.New("hashingReader: only a seek to the start is supported")
+	}
+	return 0, r.start()
+}
 
 // Reload rereads every list file and publishes a new snapshot when anything
 // changed. A file that fails keeps its last good rules in service and its
@@ -553,8 +629,8 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 			return fc, &fs, false
 		}
 	}
-	m := b.mark()
-	b.s.dom.grow(file.lines, int(file.size))
+	m := b.startFile()
+	b.s.dom.grow(file.lines, nameBytesHint(lf.path, file.size))
 	errs, err := file.parse(lf.name, formats[strings.ToLower(filepath.Ext(lf.path))], b)
 	if err != nil {
 		b.rollback(m)
@@ -652,6 +728,17 @@ func (s *Store) openStable(lf listedFile) (*listFile, error) {
 	return again, nil
 }
 
+// nameBytesHint estimates the name bytes a file of size bytes adds to the
+// arena: about its size for the list format, about two fifths for an RPZ
+// zone ("name CNAME ." and "*.name CNAME ." store the name once).
+func nameBytesHint(path string, size int64) int {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".rpz", ".zone":
+		return int(size * 2 / 5)
+	}
+	return int(size)
+}
+
 func sameErrors(a, b []*FileStatus) bool {
 	if len(a) != len(b) {
 		return false
@@ -734,7 +821,7 @@ func CheckFile(path string, maxSize int64) (FileStatus, []*LineError) {
 	}
 	defer file.close()
 	b := newBuilder(0, 0)
-	m := b.mark()
+	m := b.startFile()
 	errs, err := file.parse(name, parse, b)
 	if err != nil {
 		errs = append(errs, &LineError{File: path, Msg: err.Error()})

@@ -1,0 +1,715 @@
+package blocklist
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// The streaming RPZ parser. Big policy zones are almost entirely records
+// of a handful of forms (name CNAME ., *.name CNAME ., CNAME *.,
+// CNAME rpz-passthru., CNAME rpz-drop., A/AAAA local data, rpz-ip
+// triggers), so those are read straight from the line into the same
+// compiled structures as the native format, with no dns.RR and no copy of
+// the file. Any other record (parentheses, quotes, escapes, other types,
+// TTL units, other classes) is handed, with the $ORIGIN, $TTL and owner in
+// force, to miekg/dns's zone parser. A zone whose structure the stream
+// cannot decide alone (records before the SOA, an owner whose records are
+// not consecutive, $INCLUDE, $GENERATE, unknown directives) is parsed
+// again from the start by the general parser (parseRPZGeneral), which
+// reads the zone whole; the result is the same either way.
+
+// errRPZGeneral is returned (alone) by the streaming parser when the zone
+// needs the general parser.
+var errRPZGeneral = errors.New("zone needs the general parser")
+
+// parseRPZ parses one RPZ zone file and feeds its triggers to sink, with
+// the streaming parser when it can. When the general parser must take
+// over, everything fed so far is taken back (sink.restart) and the zone is
+// read again: from the start when r can seek, else from a copy.
+func parseRPZ(file string, r io.Reader, sink entrySink) []*LineError {
+	seeker, canSeek := r.(io.Seeker)
+	var data []byte
+	if !canSeek {
+		var err error
+		if data, err = io.ReadAll(r); err != nil {
+			return []*LineError{{File: file, Msg: "read: " + err.Error()}}
+		}
+		r = bytes.NewReader(data)
+	}
+	errs, err := parseRPZStream(file, r, sink)
+	if !errors.Is(err, errRPZGeneral) {
+		return errs
+	}
+	sink.restart()
+	if canSeek {
+		if _, err := seeker.Seek(0, io.SeekStart); err != nil {
+			return []*LineError{{File: file, Msg: "read: " + err.Error()}}
+		}
+		return parseRPZGeneral(file, r, sink)
+	}
+	return parseRPZData(file, data, sink)
+}
+
+// rpzRec is one record of the owner being collected: either a CNAME whose
+// target was read from the line (rr nil) or any record parsed by miekg/dns.
+type rpzRec struct {
+	line   int
+	target string // CNAME target, absolute, as written (rr == nil)
+	ttl    uint32
+	rr     dns.RR
+}
+
+type rpzStream struct {
+	file  string
+	sink  entrySink
+	errs  []*LineError
+	nerrs int
+
+	origin       string // absolute, "" when unknown
+	ttl          uint32 // default TTL
+	haveTTL      bool
+	ttlDirective bool   // ttl came from $TTL
+	owner        []byte // owner of the last record, absolute, as written
+	apex         string // lower case; "" before the SOA
+	apexDot      []byte // "." + apex ("" for the root)
+	soaLine      int
+	records      int // records seen, SOA included
+
+	// The owner being collected: its records are consecutive in the file.
+	cur     []byte // lower case
+	curRaw  []byte
+	curLine int
+	recs    []rpzRec
+	abs     []byte // scratch for absolute names
+	name    []byte // scratch for normalized names
+
+	ipOwners    map[netip.Prefix]bool
+	needGeneral bool // an rpz-ip trigger's records are spread over the zone
+	local       map[string][]dns.RR
+	fields      [][]byte
+}
+
+// parseRPZStream is the streaming parser. It returns errRPZGeneral when
+// the zone must be parsed by parseRPZGeneral instead.
+func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, error) {
+	p := &rpzStream{file: file, sink: sink, origin: defaultOrigin(file)}
+	br := bufio.NewReaderSize(r, 64<<10)
+	var (
+		lineNo    int
+		chunk     []byte // a record spread over lines by parentheses
+		chunkLine int
+		depth     int
+	)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errRPZGeneral // a line over 64 KiB: let the general parser judge it
+		}
+		if len(line) > 0 {
+			lineNo++
+			if depth > 0 {
+				chunk = append(chunk, line...)
+				depth = parenDepth(line, depth)
+				if depth == 0 {
+					if gerr := p.slow(chunkLine, chunk); gerr != nil {
+						return nil, gerr
+					}
+					chunk = chunk[:0]
+				}
+			} else if gerr := p.line(lineNo, line, &chunk, &chunkLine, &depth); gerr != nil {
+				return nil, gerr
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				p.fail(0, "", "read: "+err.Error())
+			}
+			break
+		}
+	}
+	if depth > 0 {
+		// Unbalanced parentheses: the zone parser says what is wrong.
+		if gerr := p.slow(chunkLine, chunk); gerr != nil {
+			return nil, gerr
+		}
+	}
+	if p.apex == "" {
+		if p.records > 0 && len(p.errs) == 0 {
+			return nil, errRPZGeneral // records but no SOA yet: let the general parser report it
+		}
+		if len(p.errs) == 0 {
+			p.fail(0, "", "no SOA record: an RPZ zone file needs the zone's SOA, whose owner is the zone apex")
+		}
+		return p.finish(), nil
+	}
+	p.flush()
+	if len(p.errs) == 0 && (p.needGeneral || p.sink.repeatedOwner()) {
+		return nil, errRPZGeneral // an owner's records are spread over the zone
+	}
+	return p.finish(), nil
+}
+
+func (p *rpzStream) finish() []*LineError {
+	if p.nerrs > len(p.errs) {
+		p.errs = append(p.errs, &LineError{File: p.file, Msg: strconv.Itoa(p.nerrs-len(p.errs)) + " more errors not shown"})
+	}
+	return p.errs
+}
+
+func (p *rpzStream) fail(line int, text, msg string) {
+	p.nerrs++
+	if len(p.errs) < maxErrorsPerFile {
+		p.errs = append(p.errs, &LineError{File: p.file, Line: line, Text: text, Msg: msg})
+	}
+}
+
+// parenDepth returns the parenthesis depth after line, outside quotes and
+// comments.
+func parenDepth(line []byte, depth int) int {
+	quoted := false
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == ';':
+			return depth
+		case c == '(':
+			depth++
+		case c == ')':
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return depth
+}
+
+// line handles one line outside parentheses.
+func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int) error {
+	body := trimSpace(bytes.TrimSuffix(raw, []byte{'\n'}))
+	if len(body) == 0 || body[0] == ';' {
+		return nil
+	}
+	if body[0] == '$' {
+		return p.directive(n, body)
+	}
+	if bytes.ContainsAny(body, "\"\\()") {
+		if d := parenDepth(raw, 0); d > 0 {
+			*chunk = append((*chunk)[:0], raw...)
+			*chunkLine, *depth = n, d
+			return nil
+		}
+		return p.slow(n, raw)
+	}
+	if i := bytes.IndexByte(body, ';'); i >= 0 {
+		body = trimSpace(body[:i])
+	}
+	p.fields = appendFields(p.fields[:0], body)
+	f := p.fields
+	inherit := isSpace(raw[0])
+	var ownerTok []byte
+	if !inherit {
+		ownerTok, f = f[0], f[1:]
+	} else if len(p.owner) == 0 {
+		return p.slow(n, raw)
+	}
+	ttl, hasTTL := uint32(0), false
+	for range 2 {
+		if len(f) == 0 {
+			break
+		}
+		if t, ok := decimalTTL(f[0]); ok && !hasTTL {
+			ttl, hasTTL, f = t, true, f[1:]
+		} else if len(f[0]) == 2 && (f[0][0]|0x20) == 'i' && (f[0][1]|0x20) == 'n' {
+			f = f[1:]
+		}
+	}
+	if len(f) != 2 {
+		return p.slow(n, raw)
+	}
+	typ, rdata := f[0], f[1]
+	var rrtype uint16
+	switch {
+	case asciiEqualFold(typ, "CNAME"):
+		rrtype = dns.TypeCNAME
+	case asciiEqualFold(typ, "A"):
+		rrtype = dns.TypeA
+	case asciiEqualFold(typ, "AAAA"):
+		rrtype = dns.TypeAAAA
+	default:
+		return p.slow(n, raw)
+	}
+	if !hasTTL {
+		if !p.haveTTL {
+			return p.slow(n, raw) // "missing TTL with no previous value"
+		}
+		ttl = p.ttl
+	}
+	owner := p.owner
+	if !inherit {
+		var ok bool
+		if p.abs, ok = p.absolute(p.abs[:0], ownerTok); !ok {
+			return p.slow(n, raw)
+		}
+		owner = p.abs
+	}
+	rec := rpzRec{line: n, ttl: ttl}
+	switch rrtype {
+	case dns.TypeCNAME:
+		switch string(rdata) { // the RPZ actions, without allocating
+		case RPZNXDomain, RPZNoData, RPZPassthru, RPZDrop:
+			rec.target = rpzActionTarget(rdata)
+		default:
+			target, ok := p.absolute(nil, rdata)
+			if !ok {
+				return p.slow(n, raw)
+			}
+			rec.target = string(target)
+		}
+	case dns.TypeA:
+		a, err := netip.ParseAddr(string(rdata))
+		if err != nil || !a.Is4() {
+			return p.slow(n, raw)
+		}
+		b := a.As4()
+		rec.rr = &dns.A{Hdr: dns.RR_Header{Name: string(owner), Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: net.IP(b[:])}
+	case dns.TypeAAAA:
+		a, err := netip.ParseAddr(string(rdata))
+		if err != nil || a.Zone() != "" || bytes.IndexByte(rdata, ':') < 0 {
+			return p.slow(n, raw)
+		}
+		b := a.As16()
+		rec.rr = &dns.AAAA{Hdr: dns.RR_Header{Name: string(owner), Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: net.IP(b[:])}
+	}
+	if !p.ttlDirective {
+		p.ttl, p.haveTTL = ttl, true
+	}
+	p.owner = append(p.owner[:0], owner...)
+	return p.record(p.owner, rec)
+}
+
+// rpzActionTarget returns the constant for an RPZ action target.
+func rpzActionTarget(b []byte) string {
+	for _, t := range [...]string{RPZNXDomain, RPZNoData, RPZPassthru, RPZDrop} {
+		if string(b) == t {
+			return t
+		}
+	}
+	return string(b)
+}
+
+// appendFields splits b at blanks.
+func appendFields(dst [][]byte, b []byte) [][]byte {
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && isSpace(b[i]) {
+			i++
+		}
+		b = b[i:]
+		if len(b) == 0 {
+			break
+		}
+		j := 0
+		for j < len(b) && !isSpace(b[j]) {
+			j++
+		}
+		dst = append(dst, b[:j])
+		b = b[j:]
+	}
+	return dst
+}
+
+func asciiEqualFold(b []byte, upper string) bool {
+	if len(b) != len(upper) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != upper[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// decimalTTL reads a TTL written as plain digits (other spellings, "1h",
+// take the general path).
+func decimalTTL(b []byte) (uint32, bool) {
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	if v > 1<<32-1 {
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+// absolute appends a name token as an absolute name, as written, to dst;
+// ok is false for anything the fast path does not judge (escapes, odd
+// characters, empty labels, no origin).
+func (p *rpzStream) absolute(dst, tok []byte) ([]byte, bool) {
+	if len(tok) == 1 && tok[0] == '@' {
+		return append(dst, p.origin...), p.origin != ""
+	}
+	if len(tok) == 1 && tok[0] == '.' {
+		return append(dst, '.'), true
+	}
+	prevDot := true
+	for i, c := range tok {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '*':
+			prevDot = false
+		case c == '.':
+			if prevDot && !(i == 0 && len(tok) == 1) {
+				return dst, false
+			}
+			prevDot = true
+		default:
+			return dst, false
+		}
+	}
+	if len(tok) > 254 {
+		return dst, false
+	}
+	dst = append(dst, tok...)
+	if tok[len(tok)-1] == '.' {
+		return dst, true
+	}
+	switch p.origin {
+	case "":
+		return dst, false
+	case ".":
+		return append(dst, '.'), true
+	}
+	return append(append(dst, '.'), p.origin...), true
+}
+
+// directive handles a $ line.
+func (p *rpzStream) directive(n int, body []byte) error {
+	if i := bytes.IndexByte(body, ';'); i >= 0 {
+		body = trimSpace(body[:i])
+	}
+	f := bytes.Fields(body)
+	switch {
+	case len(f) == 2 && asciiEqualFold(f[0], "$ORIGIN"):
+		o, ok := p.absolute(nil, f[1])
+		if !ok {
+			return errRPZGeneral
+		}
+		p.origin = string(o)
+	case len(f) == 2 && asciiEqualFold(f[0], "$TTL"):
+		t, ok := decimalTTL(f[1])
+		if !ok {
+			return errRPZGeneral
+		}
+		p.ttl, p.haveTTL, p.ttlDirective = t, true, true
+	default:
+		return errRPZGeneral // $INCLUDE, $GENERATE, anything else
+	}
+	return nil
+}
+
+// slow parses one record (text, starting on line n) with miekg/dns's zone
+// parser, given the origin, default TTL and previous owner in force.
+func (p *rpzStream) slow(n int, text []byte) error {
+	var b bytes.Buffer
+	pre := 0
+	if p.origin != "" {
+		b.WriteString("$ORIGIN " + p.origin + "\n")
+		pre++
+	}
+	if p.haveTTL {
+		b.WriteString("$TTL " + strconv.FormatUint(uint64(p.ttl), 10) + "\n")
+		pre++
+	}
+	if len(text) > 0 && isSpace(text[0]) && len(p.owner) > 0 {
+		b.Write(p.owner)
+	}
+	b.Write(text)
+	zp := dns.NewZoneParser(&b, "", p.file)
+	zp.SetIncludeAllowed(false)
+	var rrs []dns.RR
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		rrs = append(rrs, rr)
+	}
+	if err := zp.Err(); err != nil {
+		var pe *dns.ParseError
+		if errors.As(err, &pe) {
+			if m := parseErrorRE.FindStringSubmatch(err.Error()); m != nil {
+				l, _ := strconv.Atoi(m[3])
+				tok, _ := strconv.Unquote(m[2])
+				p.fail(n+max(l-pre-1, 0), tok, m[1])
+				return nil
+			}
+		}
+		p.fail(n, "", err.Error())
+		return nil
+	}
+	if len(rrs) != 1 {
+		return errRPZGeneral
+	}
+	rr := rrs[0]
+	h := rr.Header()
+	if !p.ttlDirective {
+		p.ttl, p.haveTTL = h.Ttl, true
+	}
+	p.owner = append(p.owner[:0], h.Name...)
+	if h.Class != dns.ClassINET {
+		p.records++
+		p.fail(n, rrText(rr), "only class IN records are allowed")
+		return nil
+	}
+	if strings.TrimSpace(strings.TrimPrefix(rr.String(), h.String())) == "" {
+		p.records++
+		p.fail(n, rrText(rr), "record has no data")
+		return nil
+	}
+	return p.record([]byte(h.Name), rpzRec{line: n, ttl: h.Ttl, rr: rr})
+}
+
+// record adds one record to the owner being collected. owner is only
+// valid during the call.
+func (p *rpzStream) record(owner []byte, rec rpzRec) error {
+	p.records++
+	if rec.rr != nil && rec.rr.Header().Rrtype == dns.TypeSOA {
+		lower := strings.ToLower(string(owner))
+		if p.apex != "" {
+			p.fail(rec.line, rrText(rec.rr), "second SOA record (the first is on line "+strconv.Itoa(p.soaLine)+")")
+			return nil
+		}
+		if p.records > 1 {
+			return errRPZGeneral // the SOA after other records: the general parser reads the zone whole
+		}
+		if lower == "." {
+			p.fail(rec.line, "", "the root cannot be a policy zone")
+		}
+		p.apex, p.soaLine = lower, rec.line
+		if lower != "." {
+			p.apexDot = []byte("." + lower)
+		}
+		return nil
+	}
+	if p.apex == "" {
+		return errRPZGeneral
+	}
+	if !equalFoldLower(owner, p.cur) {
+		p.flush()
+		p.curRaw = append(p.curRaw[:0], owner...)
+		p.cur = appendLower(p.cur[:0], owner)
+		p.curLine = rec.line
+	}
+	p.recs = append(p.recs, rec)
+	return nil
+}
+
+// equalFoldLower reports whether b equals lower, a lower-case name, ASCII
+// case-insensitively.
+func equalFoldLower(b, lower []byte) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func appendLower(dst, b []byte) []byte {
+	for _, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// rrOf returns the record as a dns.RR (building it for a CNAME read from
+// the line).
+func (p *rpzStream) rrOf(r rpzRec) dns.RR {
+	if r.rr != nil {
+		return r.rr
+	}
+	return &dns.CNAME{Hdr: dns.RR_Header{Name: string(p.curRaw), Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: r.ttl}, Target: r.target}
+}
+
+func (p *rpzStream) text(r rpzRec) string { return rrText(p.rrOf(r)) }
+
+// flush turns the collected owner into a rule.
+func (p *rpzStream) flush() {
+	recs := p.recs
+	p.recs = p.recs[:0]
+	if len(recs) == 0 {
+		return
+	}
+	line := p.curLine
+	if string(p.cur) == p.apex {
+		for _, r := range recs {
+			if r.rr == nil || r.rr.Header().Rrtype != dns.TypeNS {
+				p.sink.warn(&LineError{File: p.file, Line: r.line, Text: p.text(r), Msg: "record at the zone apex is not a policy trigger; ignored"})
+			}
+		}
+		return
+	}
+	// Owner names are absolute: below the apex means ending in ".apex.".
+	rel := p.cur[:len(p.cur)-1]
+	if p.apex != "." {
+		if !bytes.HasSuffix(p.cur, p.apexDot) {
+			p.fail(line, p.text(recs[0]), "owner name is outside the zone "+p.apex)
+			return
+		}
+		rel = p.cur[:len(p.cur)-len(p.apexDot)]
+	}
+	var (
+		r         rpzRule
+		warn, msg string
+	)
+	last := rel[bytes.LastIndexByte(rel, '.')+1:]
+	if bytes.HasPrefix(last, []byte("rpz-")) || (len(rel) == 1 && rel[0] == '*') {
+		r, warn, msg = rpzTrigger(string(rel))
+	} else {
+		// A QNAME trigger, without the allocations of rpzTrigger.
+		name := rel
+		r.kind = MatchExact
+		if len(name) > 2 && name[0] == '*' && name[1] == '.' {
+			r.kind, name = MatchWildcard, name[2:]
+		}
+		p.name, msg = normalizeName(p.name[:0], name)
+		r.name = p.name
+	}
+	r.line = line
+	switch {
+	case msg != "":
+		p.fail(line, p.text(recs[0]), msg)
+		return
+	case warn != "":
+		p.sink.warn(&LineError{File: p.file, Line: line, Text: p.text(recs[0]), Msg: warn})
+		return
+	}
+	// The policy, as rpzParser.policy reads it.
+	cname := -1
+	for i, rec := range recs {
+		t := dns.TypeCNAME
+		if rec.rr != nil {
+			t = rec.rr.Header().Rrtype
+		}
+		switch t {
+		case dns.TypeCNAME:
+			if cname >= 0 {
+				p.fail(line, p.text(rec), "more than one CNAME for one trigger")
+				return
+			}
+			cname = i
+		case dns.TypeNS, dns.TypeDNAME:
+			p.fail(line, p.text(rec), dns.TypeToString[t]+" records cannot be policy data")
+			return
+		}
+	}
+	if cname >= 0 && len(recs) > 1 {
+		p.fail(line, p.text(recs[0]), "a CNAME cannot share its name with other records")
+		return
+	}
+	local := true
+	if cname >= 0 {
+		target := recs[cname].target
+		if recs[cname].rr != nil {
+			target = recs[cname].rr.(*dns.CNAME).Target
+		}
+		var (
+			pol rpzPolicy
+			w   string
+		)
+		switch lt := lowerASCII(target); lt {
+		case RPZNXDomain:
+			pol = rpzNXDomain
+		case RPZNoData:
+			pol = rpzNoData
+		case RPZPassthru:
+			pol = rpzPassthru
+		case RPZDrop:
+			pol = rpzDrop
+		default:
+			pol, w = rpzCNAMEPolicy(lt, string(rel), r)
+		}
+		switch {
+		case w != "":
+			p.sink.warn(&LineError{File: p.file, Line: line, Text: p.text(recs[cname]), Msg: w})
+			return
+		case pol != rpzLocalData:
+			r.policy, local = pol, false
+		}
+	}
+	if local {
+		rrs := make([]dns.RR, len(recs))
+		for i, rec := range recs {
+			rrs[i] = p.rrOf(rec)
+		}
+		r.policy, r.local = rpzLocalData, internLocal(&p.local, rrs)
+	}
+	if r.ip {
+		if p.ipOwners == nil {
+			p.ipOwners = map[netip.Prefix]bool{}
+		}
+		if p.ipOwners[r.prefix] {
+			// The same trigger again, apart from its first records: only
+			// the general parser can group them.
+			p.needGeneral = true
+			return
+		}
+		p.ipOwners[r.prefix] = true
+	}
+	p.emit(r)
+}
+
+// emit feeds one rule to the sink under its policy's section.
+func (p *rpzStream) emit(r rpzRule) {
+	allow := r.policy == rpzPassthru
+	act := ActionNXDomain // exceptions' sections never decide an answer
+	if !allow {
+		act = rpzActions[r.policy]
+	}
+	p.sink.useSection(Section{File: p.file, Action: act})
+	if r.ip {
+		p.sink.addPrefix(r.prefix, allow, r.line)
+	} else {
+		p.sink.addDomain(r.name, r.kind, allow, r.line)
+	}
+	if r.policy == rpzLocalData {
+		p.sink.setLocalData(r.local)
+	}
+}

@@ -1,0 +1,238 @@
+// Command benchscale is make bench-scale: it measures what regulator-scale
+// lists cost sinkhole (load, one-line change, repeated reloads, feeds) and
+// prints a table with the exact commands; with -out it writes its section
+// of docs/benchmarks.md.
+//
+// Every list measurement runs in a fresh child process (benchscale
+// -child MODE ...) so its peak RSS (VmHWM) and CPU time (getrusage) are its
+// own; wall time is reported too but is only as good as the machine is
+// quiet.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	var (
+		child   = flag.String("child", "", "internal: run one measurement (load, change, reloads) in this process")
+		dir     = flag.String("dir", "", "internal: the list directory of -child")
+		format  = flag.String("format", "native", "internal: the list format of -child")
+		names   = flag.String("names", "1000000,10000000", "list sizes to measure, comma-separated")
+		formats = flag.String("formats", "native,rpz", "list formats to measure: native, rpz")
+		runs    = flag.Int("runs", 3, "runs of each measurement (the median is reported)")
+		reloads = flag.Int("reloads", 40, "reloads of the repeated-reload measurement")
+		maxRPZ  = flag.Int("max-rpz", 1000000, "largest list measured as RPZ")
+		modes   = flag.String("modes", "load,change,reloads", "list measurements to run: load, change, reloads")
+		out     = flag.String("out", "", "markdown file to write the section into (empty: print only)")
+		work    = flag.String("work", "", "work directory (default: a temporary one, removed at the end)")
+	)
+	flag.Parse()
+	if *child != "" {
+		writeResult(runChild(*child, *dir, *format, *reloads))
+		return
+	}
+	cfg := config{runs: *runs, reloads: *reloads, maxRPZ: *maxRPZ, modes: strings.Split(*modes, ",")}
+	for _, s := range strings.Split(*names, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fatalf("-names: bad size %q", s)
+		}
+		cfg.sizes = append(cfg.sizes, n)
+	}
+	for _, f := range strings.Split(*formats, ",") {
+		f = strings.TrimSpace(f)
+		if f != "native" && f != "rpz" {
+			fatalf("-formats: unknown format %q", f)
+		}
+		cfg.formats = append(cfg.formats, f)
+	}
+	cfg.work = *work
+	if cfg.work == "" {
+		d, err := os.MkdirTemp("", "benchscale-")
+		if err != nil {
+			fatalf("%v", err)
+		}
+		defer os.RemoveAll(d)
+		cfg.work = d
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fatalf("%v", err)
+	}
+	cfg.self = self
+	rep := run(cfg)
+	text := rep.markdown()
+	fmt.Print(text)
+	if *out != "" {
+		if err := writeSection(*out, text); err != nil {
+			fatalf("%v", err)
+		}
+		fmt.Fprintf(os.Stderr, "benchscale: wrote its section of %s\n", *out)
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchscale: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+type config struct {
+	sizes   []int
+	formats []string
+	runs    int
+	reloads int
+	maxRPZ  int
+	modes   []string
+	work    string
+	self    string
+}
+
+// row is one line of the table: a measurement with its runs.
+type row struct {
+	what    string
+	command string
+	runs    []result
+	note    string
+}
+
+type report struct {
+	started time.Time
+	rows    []row
+	cmdline string
+}
+
+func run(cfg config) *report {
+	rep := &report{started: time.Now().UTC(), cmdline: "bin/benchscale " + strings.Join(os.Args[1:], " ")}
+	for _, n := range cfg.sizes {
+		for _, format := range cfg.formats {
+			if format == "rpz" && n > cfg.maxRPZ {
+				continue
+			}
+			rep.rows = append(rep.rows, measureList(cfg, n, format)...)
+		}
+	}
+	return rep
+}
+
+// measureList generates one list and measures its load, a one-line
+// change and repeated reloads, each cfg.runs times in fresh processes.
+func measureList(cfg config, n int, format string) []row {
+	dir := filepath.Join(cfg.work, fmt.Sprintf("%s-%d", format, n))
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fatalf("%v", err)
+	}
+	path := filepath.Join(dir, listFileName(format))
+	master := path + ".orig"
+	size, err := writeList(master, format, n, 1)
+	if err != nil {
+		fatalf("generate %s: %v", master, err)
+	}
+	fmt.Fprintf(os.Stderr, "benchscale: %s list of %d names, %.1f MB\n", format, n, float64(size)/1e6)
+	label := fmt.Sprintf("%s, %s names", format, humanCount(n))
+	if format == "rpz" {
+		label = fmt.Sprintf("RPZ, %s names (%s records)", humanCount(n), humanCount(2*n))
+	}
+	var rows []row
+	for _, m := range []struct{ mode, what string }{
+		{"load", "cold load"},
+		{"change", "one line appended, reload"},
+		{"reloads", fmt.Sprintf("%d reloads (a line appended before each)", cfg.reloads)},
+	} {
+		if !slices.Contains(cfg.modes, m.mode) {
+			continue
+		}
+		r := row{what: label + ": " + m.what}
+		args := []string{"-child", m.mode, "-dir", "$DIR", "-format", format, "-reloads", strconv.Itoa(cfg.reloads)}
+		r.command = "bin/benchscale " + strings.Join(args, " ")
+		for range cfg.runs {
+			if err := copyFile(master, path); err != nil {
+				fatalf("%v", err)
+			}
+			args[3] = dir
+			res := runChildProc(cfg.self, args)
+			r.runs = append(r.runs, res)
+			fmt.Fprintf(os.Stderr, "benchscale:   %s: %+v\n", r.what, res)
+		}
+		rows = append(rows, r)
+	}
+	os.RemoveAll(dir)
+	return rows
+}
+
+func runChildProc(self string, args []string) result {
+	cmd := exec.Command(self, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return result{Error: fmt.Sprintf("%v: %s", err, strings.TrimSpace(stderr.String()))}
+	}
+	var r result
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		return result{Error: fmt.Sprintf("bad child output %q: %v", stdout.String(), err)}
+	}
+	return r
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o644)
+}
+
+func humanCount(n int) string {
+	switch {
+	case n%1_000_000 == 0:
+		return strconv.Itoa(n/1_000_000) + "M"
+	case n%1000 == 0:
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
+}
+
+// median returns the median of the runs' values (ignoring failed runs).
+func median(rs []result, f func(result) float64) (float64, bool) {
+	var v []float64
+	for _, r := range rs {
+		if r.Error == "" {
+			v = append(v, f(r))
+		}
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	slices.Sort(v)
+	return v[len(v)/2], true
+}
+
+func all(rs []result, f func(result) float64, unit string) string {
+	var parts []string
+	for _, r := range rs {
+		if r.Error != "" {
+			parts = append(parts, "failed")
+			continue
+		}
+		parts = append(parts, strconv.FormatFloat(f(r), 'f', fmtPrec(f(r)), 64))
+	}
+	return strings.Join(parts, ", ") + unit
+}
+
+func fmtPrec(v float64) int {
+	if v >= 100 {
+		return 0
+	}
+	return 1
+}
