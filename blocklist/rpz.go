@@ -561,25 +561,7 @@ func recordLines(data []byte) (lines []int, generate int) {
 			}
 			lines = append(lines, lineNo)
 		}
-		quoted := false
-	scan:
-		for i := 0; i < len(line); i++ {
-			switch c := line[i]; {
-			case c == '\\':
-				i++
-			case c == '"':
-				quoted = !quoted
-			case quoted:
-			case c == ';':
-				break scan
-			case c == '(':
-				depth++
-			case c == ')':
-				if depth > 0 {
-					depth--
-				}
-			}
-		}
+		depth = parenDepth(line, depth)
 	}
 	return lines, generate
 }

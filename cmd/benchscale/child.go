@@ -20,14 +20,14 @@ import (
 
 // result is what one child measurement reports (as JSON on stdout).
 type result struct {
-	Rules       int     `json:"rules"`
-	WallMS      float64 `json:"wall_ms"`
-	CPUMS       float64 `json:"cpu_ms"`
-	PeakMB      float64 `json:"peak_mb"`   // VmHWM over the measured step
-	SteadyMB    float64 `json:"steady_mb"` // VmRSS after the step, collected and settled
-	FirstMB     float64 `json:"first_mb,omitempty"`
-	Reloads     int     `json:"reloads,omitempty"`
-	Error       string  `json:"error,omitempty"`
+	Rules    int     `json:"rules"`
+	WallMS   float64 `json:"wall_ms"`
+	CPUMS    float64 `json:"cpu_ms"`
+	PeakMB   float64 `json:"peak_mb"`   // VmHWM over the measured step
+	SteadyMB float64 `json:"steady_mb"` // VmRSS after the step, collected and settled
+	FirstMB  float64 `json:"first_mb,omitempty"`
+	Reloads  int     `json:"reloads,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // procStatusMB reads a VmXXX line of /proc/self/status in MB.
