@@ -380,3 +380,22 @@ func TestRPZSharedNames(t *testing.T) {
 		t.Errorf("triggers\n%v\nwant\n%v", texts, want)
 	}
 }
+
+// TestRPZStoreGeneralFallback loads, through the store, zones the
+// streaming parser hands to the general parser (which reads the file again
+// from the start), with and without a byte order mark.
+func TestRPZStoreGeneralFallback(t *testing.T) {
+	zone := rpzHead + "g.example A 192.0.2.1\nx.example CNAME .\ng.example AAAA 2001:db8::1\n"
+	st, _ := load(t, map[string]string{"a.rpz": zone, "b.rpz": "\xEF\xBB\xBF" + zone})
+	s := st.Current()
+	for _, f := range []string{"a.rpz", "b.rpz"} {
+		fs := s.File(f)
+		if fs == nil || fs.Stale || len(fs.Errors) > 0 || fs.Domains != 2 {
+			t.Fatalf("%s: %+v", f, fs)
+		}
+	}
+	m := s.MatchName("g.example")
+	if !m.Blocked() || len(s.LocalData(m.Rule)) != 2 || !s.MatchName("x.example").Blocked() {
+		t.Fatalf("g.example: %+v %v", m, s.LocalData(m.Rule))
+	}
+}
