@@ -45,7 +45,7 @@ FUZZTIME     ?= 30s
 FUZZMINIMIZE ?= 2s
 FUZZ_TARGETS := ./blocklist:FuzzParseList ./blocklist:FuzzNormalizeName \
                 ./resolver:FuzzServerAnswer ./resolver/acl:FuzzSet \
-                ./resolver/ratelimit:FuzzResponseKey \
+                ./resolver/ratelimit:FuzzResponseKey ./resolver/scrub:FuzzMessage \
                 ./cmd/sinkhole:FuzzConfig ./cmd/sinkhole:FuzzAdminQuery
 
 fuzz:

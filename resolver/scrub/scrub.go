@@ -73,7 +73,10 @@ func substitute(name, owner, target string) (string, bool) {
 	if nl <= ol || !under(name, owner) {
 		return "", false
 	}
-	prefix := name[:dns.Split(name)[nl-ol]]
+	prefix := name // a DNAME at the root replaces nothing but the root
+	if ol > 0 {
+		prefix = name[:dns.Split(name)[nl-ol]]
+	}
 	if target == "." {
 		return prefix, true
 	}
