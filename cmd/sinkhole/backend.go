@@ -20,8 +20,15 @@ var _ admin.Backend = (*instance)(nil)
 // Reload rereads the lists (the admin API trigger); opts.Accept applies
 // the versions the shrink guard would hold.
 func (in *instance) Reload(ctx context.Context, opts admin.ReloadOptions) (*admin.ReloadResult, error) {
-	rep, err := in.reloadLists(ctx, "api", opts.Accept)
+	trigger := "api"
+	if opts.Client != "" {
+		trigger += " " + opts.Client // history.SplitTrigger: who asked
+	}
+	rep, err := in.reloadLists(ctx, trigger, opts.Accept)
 	res := reloadResult(rep)
+	if diffs, gen := in.obs.history.Last(); gen == rep.Generation && rep.Changed {
+		res.Diffs = diffs
+	}
 	if err != nil {
 		res.OK, res.Error = false, err.Error()
 	}

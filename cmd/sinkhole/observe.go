@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/urfave/cli/v2"
 
+	"github.com/sinkhole-dns/sinkhole/blocklist/history"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/resolver/metrics"
 	"github.com/sinkhole-dns/sinkhole/resolver/query"
@@ -31,6 +32,7 @@ type observability struct {
 	audit   *querylog.Log
 	queries *querylog.Log // nil when --query-log is not set
 	tap     *tap          // nil when --dnstap is not set
+	history *history.History
 }
 
 // observeConfigFrom validates the metrics, log and dry-run flags.
@@ -82,6 +84,8 @@ func (in *instance) startObservability() error {
 	o := &in.obs
 	o.metrics = metrics.New(metrics.Options{Version: version, Upstreams: cfg.upstreams})
 	in.store.OnReload(o.metrics.ObserveReload)
+	o.history = history.New(history.DefaultSize, in.log)
+	in.store.OnReload(o.history.Observe)
 	open := func(name string, lc logConfig) (*querylog.Log, error) {
 		l, err := querylog.Open(querylog.Options{Name: name, Path: lc.path, Stdout: cfg.stdout,
 			MaxSizeMB: lc.maxSizeMB, MaxBackups: lc.maxBackups, Buffer: cfg.logBuffer, Logger: in.log})

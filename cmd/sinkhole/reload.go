@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/blocklist/history"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 )
 
@@ -83,5 +84,25 @@ func printReload(w io.Writer, r *admin.ReloadResult) {
 	}
 	if held {
 		fmt.Fprintln(w, "held versions are not in service; \"sinkhole reload --accept\" applies them")
+	}
+	printDiffs(w, r.Diffs)
+}
+
+// printDiffs writes the rules each file gained (+) and lost (-).
+func printDiffs(w io.Writer, diffs []history.Diff) {
+	for _, d := range diffs {
+		fmt.Fprintf(w, "%s: %d added, %d removed\n", d.File, d.AddedCount, d.RemovedCount)
+		for _, side := range []struct {
+			sign  string
+			rules []string
+			count int
+		}{{"+", d.Added, d.AddedCount}, {"-", d.Removed, d.RemovedCount}} {
+			for _, r := range side.rules {
+				fmt.Fprintf(w, "  %s %s\n", side.sign, r)
+			}
+			if more := side.count - len(side.rules); more > 0 {
+				fmt.Fprintf(w, "  %s ... and %d more\n", side.sign, more)
+			}
+		}
 	}
 }

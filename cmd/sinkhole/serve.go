@@ -511,7 +511,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 			in.log.Warn("shutdown: queries still unanswered when the drain time ran out", "err", err)
 		}
 	})
-	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log, Metrics: in.obs.metrics.Handler()})
+	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log, Metrics: in.obs.metrics.Handler(), History: in.obs.history.Versions})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/blocklist/history"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 )
 
@@ -23,7 +24,8 @@ func statusCommand() *cli.Command {
 			"list file is broken, held or refused, a list source has no version in service, the server\n" +
 			"is not ready, an upstream is unhealthy, or the token was refused; 3 when the server cannot\n" +
 			"be reached.",
-		Flags: append(clientFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON status"}),
+		Flags: append(clientFlags(), &cli.BoolFlag{Name: "json", Usage: "print the raw JSON status"},
+			&cli.BoolFlag{Name: "history", Usage: "show the last list versions instead: when, file, SHA-256, rules added and removed, trigger and who"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("status takes no arguments")
@@ -31,6 +33,17 @@ func statusCommand() *cli.Command {
 			cl, err := adminClient(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("history") {
+				h, err := cl.History(c.Context)
+				if err != nil {
+					return clientError(c, err)
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, h)
+				}
+				printHistory(c.App.Writer, h.Versions)
+				return nil
 			}
 			st, err := cl.Status(c.Context)
 			if err != nil {
@@ -216,4 +229,32 @@ func percent(a, b uint64) string {
 		return "0%"
 	}
 	return fmt.Sprintf("%.1f%%", float64(a)*100/float64(b))
+}
+
+// printHistory writes the list versions, newest first, as a table.
+func printHistory(w io.Writer, vs []history.Version) {
+	if len(vs) == 0 {
+		fmt.Fprintln(w, "no list version recorded yet")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tGEN\tFILE\tCHANGE\tRULES\tADDED\tREMOVED\tSHA-256\tTRIGGER\tWHO")
+	for _, v := range vs {
+		who := v.Who
+		if who == "" {
+			who = "-"
+		}
+		change := v.Change
+		if v.Accepted {
+			change += " (accepted)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t+%d\t-%d\t%s\t%s\t%s\n", v.Time.Format(time.RFC3339), v.Generation, v.File, change,
+			v.Rules, v.Added, v.Removed, short(v.SHA256), v.Trigger, who)
+	}
+	tw.Flush()
+	for _, v := range vs {
+		if v.Note != "" {
+			fmt.Fprintf(w, "%s %s %s: %s\n", v.Time.Format(time.RFC3339), v.File, v.Change, v.Note)
+		}
+	}
 }

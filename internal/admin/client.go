@@ -100,6 +100,15 @@ func (c *Client) Reload(ctx context.Context, opts ReloadOptions) (*ReloadResult,
 	return &r, nil
 }
 
+// History fetches the last list versions, newest first.
+func (c *Client) History(ctx context.Context) (*History, error) {
+	var h History
+	if err := c.do(ctx, http.MethodGet, "/v1/history", &h, false); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
 // Status fetches the status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var s Status

@@ -13,6 +13,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist/history"
 )
 
 // Backend is what the admin API asks of the running server.
@@ -33,6 +35,8 @@ type Backend interface {
 type ReloadOptions struct {
 	// Accept applies the versions the shrink guard would hold (?accept=true).
 	Accept bool
+	// Client is the API client's address (who asked, for the list history).
+	Client string
 }
 
 // ParamError is a bad request parameter; the API answers 400 with it.
@@ -47,6 +51,8 @@ type Config struct {
 	Backend Backend
 	// Metrics, when set, serves GET /metrics.
 	Metrics http.Handler
+	// History, when set, serves GET /v1/history.
+	History func() []history.Version
 	// Pprof mounts Go's profiler under /debug/pprof/ (behind the token).
 	Pprof  bool
 	Logger *slog.Logger
@@ -133,6 +139,11 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.Metrics != nil {
 		routes["/metrics"] = route{http.MethodGet, s.cfg.Metrics.ServeHTTP}
 	}
+	if s.cfg.History != nil {
+		routes["/v1/history"] = route{http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, History{Versions: s.cfg.History()})
+		}}
+	}
 	var prof http.Handler
 	if s.cfg.Pprof {
 		mux := http.NewServeMux()
@@ -185,7 +196,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
-	var opts ReloadOptions
+	opts := ReloadOptions{Client: r.RemoteAddr}
 	for k, v := range r.URL.Query() {
 		if k != "accept" || len(v) != 1 {
 			writeJSON(w, http.StatusBadRequest, Error{fmt.Sprintf("unknown or repeated parameter %q (want accept=true)", k)})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/blocklist/history"
 )
 
 // Status is the answer of GET /v1/status.
@@ -267,8 +268,17 @@ type ReloadResult struct {
 	Files      []blocklist.FileChange `json:"files"`
 	// Withheld counts files whose new version was held or refused (their
 	// last good version serves; OK is false).
-	Withheld int    `json:"withheld,omitempty"`
-	Error    string `json:"error,omitempty"`
+	Withheld int `json:"withheld,omitempty"`
+	// Diffs are the rules each changed file gained and lost (the first
+	// history.MaxListed of each, and the counts).
+	Diffs []history.Diff `json:"diffs,omitempty"`
+	Error string         `json:"error,omitempty"`
+}
+
+// History is the answer of GET /v1/history: the last list versions, newest
+// first.
+type History struct {
+	Versions []history.Version `json:"versions"`
 }
 
 // Error is the body of every non-2xx answer.
