@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,10 +113,13 @@ func TestReloadDiffsAndVersions(t *testing.T) {
 		fmt.Fprintf(&b, "n%d.example\n", i)
 	}
 	f.write(t, "other.txt", "a.example\n"+b.String())
-	os.Remove(filepath.Join(f.dir, "ex.txt"))
-	d = f.reload(t, "SIGHUP")
-	// (The store reports removed files after the others.)
-	if len(d) != 2 || d[1].File != "ex.txt" || d[1].RemovedCount != 3 || d[0].AddedCount != 30 || len(d[0].Added) != MaxListed || d[0].Added[0] != "n0.example" {
+	os.Remove(filepath.Join(f.dir, "ex.txt")) // the shrink guard holds a deletion: accept it
+	if _, err := f.store.ReloadWith(context.Background(), blocklist.ReloadOptions{Trigger: "SIGHUP", Accept: true}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ = f.h.Last()
+	slices.SortFunc(d, func(a, b Diff) int { return strings.Compare(a.File, b.File) })
+	if len(d) != 2 || d[0].File != "ex.txt" || d[0].RemovedCount != 3 || d[1].AddedCount != 30 || len(d[1].Added) != MaxListed || d[1].Added[0] != "n0.example" {
 		t.Errorf("big change: %+v", d)
 	}
 	vs := f.h.Versions()
@@ -128,7 +132,9 @@ func TestReloadDiffsAndVersions(t *testing.T) {
 	for _, v := range vs {
 		got = append(got, brief{v.File, v.Change, v.Trigger, v.Who, v.Rules, v.Added, v.Removed, len(v.SHA256) == 64})
 	}
-	// Newest first, within a reload too.
+	// Newest first, within a reload too (in the order of the store's
+	// report, which the test does not pin down).
+	slices.SortFunc(got[:2], func(a, b brief) int { return strings.Compare(a.file, b.file) })
 	wantV := []brief{
 		{"ex.txt", "removed", "signal", "SIGHUP", 0, 0, 3, false},
 		{"other.txt", "updated", "signal", "SIGHUP", 31, 30, 0, true},
@@ -159,5 +165,35 @@ func TestHistoryBounded(t *testing.T) {
 		if want := uint64(8 - i); v.Generation != want {
 			t.Errorf("version %d: generation %d, want %d", i, v.Generation, want)
 		}
+	}
+}
+
+// A version the shrink guard holds is recorded once (with the held
+// version's hash and why), however many reloads report it; accepted, it is
+// recorded as such.
+func TestHeldAndAcceptedVersions(t *testing.T) {
+	f := newFixture(t, 0)
+	var b strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&b, "n%d.example\n", i)
+	}
+	f.write(t, "x.txt", b.String())
+	f.reload(t, "start")
+	f.write(t, "x.txt", "n0.example\n")
+	f.reload(t, "fsnotify")
+	f.reload(t, "SIGHUP")
+	if _, err := f.store.ReloadWith(context.Background(), blocklist.ReloadOptions{Trigger: "api 192.0.2.1:4000", Accept: true}); err != nil {
+		t.Fatal(err)
+	}
+	vs := f.h.Versions()
+	if len(vs) != 3 {
+		t.Fatalf("%d versions, want 3: %+v", len(vs), vs)
+	}
+	held, acc := vs[1], vs[0]
+	if held.Change != blocklist.ChangeHeld || held.Rules != 10 || len(held.SHA256) != 64 || held.Note == "" || held.Trigger != "fsnotify" {
+		t.Errorf("held: %+v", held)
+	}
+	if acc.Change != blocklist.ChangeUpdated || !acc.Accepted || acc.Rules != 1 || acc.Removed != 9 || acc.SHA256 != held.SHA256 || acc.Who != "192.0.2.1:4000" {
+		t.Errorf("accepted: %+v", acc)
 	}
 }
