@@ -65,14 +65,21 @@ type ExportConfig struct {
 // version is one serial of the exported zone.
 type version struct {
 	serial  uint32
-	records []record // sorted, without SOA and NS
+	records []record // sorted, without SOA, NS and ZONEMD
 	created time.Time
+	// zonemd is the apex ZONEMD (RFC 8976, SIMPLE, SHA-384) of this
+	// version: its digest covers the SOA with this serial, the NS and
+	// every record. Nil if it could not be computed.
+	zonemd *dns.ZONEMD
 }
 
 // delta is the change from one serial to the next (RFC 1995).
 type delta struct {
 	from, to uint32
 	del, add []record
+	// fromMD and toMD are the ZONEMD records of both serials: every IXFR
+	// difference replaces the apex ZONEMD.
+	fromMD, toMD *dns.ZONEMD
 }
 
 // Exporter serves the lists as an RPZ zone: it answers AXFR and IXFR
@@ -168,9 +175,10 @@ func (e *Exporter) Update(snap *blocklist.Snapshot) bool {
 	}
 	serial := e.nextSerial()
 	next := &version{serial: serial, records: recs, created: time.Now()}
+	next.zonemd = e.zonemd(next)
 	if e.cur != nil {
 		del, add := diffRecords(e.cur.records, recs)
-		e.deltas = append(e.deltas, delta{from: e.cur.serial, to: serial, del: del, add: add})
+		e.deltas = append(e.deltas, delta{from: e.cur.serial, to: serial, del: del, add: add, fromMD: e.cur.zonemd, toMD: next.zonemd})
 		e.trimDeltas(len(recs))
 	}
 	e.cur = next
@@ -267,6 +275,30 @@ func (e *Exporter) soa(serial uint32) *dns.SOA {
 	}
 }
 
+// zonemd computes a version's ZONEMD over its SOA, NS and records.
+func (e *Exporter) zonemd(v *version) *dns.ZONEMD {
+	rrs := make([]dns.RR, 0, len(v.records)+2)
+	rrs = append(rrs, e.soa(v.serial), e.ns())
+	for _, r := range v.records {
+		if rr, err := r.rr(e.apex); err == nil {
+			rrs = append(rrs, rr)
+		}
+	}
+	md, err := NewZonemd(e.apex, v.serial, e.cfg.Build.TTL, rrs)
+	if err != nil {
+		e.log.Error("rpz export: cannot compute the zone's ZONEMD; the zone goes out without one", "zone", e.name, "serial", v.serial, "err", err)
+		return nil
+	}
+	return md
+}
+
+// addZonemd adds md to the transfer when there is one.
+func (w *xfrWriter) addZonemd(md *dns.ZONEMD) {
+	if md != nil {
+		w.add(md)
+	}
+}
+
 func (e *Exporter) ns() *dns.NS {
 	return &dns.NS{Hdr: dns.RR_Header{Name: e.apex, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: e.cfg.Build.TTL}, Ns: exportMName}
 }
@@ -329,8 +361,10 @@ func (e *Exporter) ServeTransfer(ctx context.Context, _ []byte, m *dns.Msg, from
 		w.add(soa)
 		for _, d := range chain {
 			w.add(e.soa(d.from))
+			w.addZonemd(d.fromMD)
 			w.addRecords(d.del)
 			w.add(e.soa(d.to))
+			w.addZonemd(d.toMD)
 			w.addRecords(d.add)
 		}
 		w.add(soa)
@@ -339,6 +373,7 @@ func (e *Exporter) ServeTransfer(ctx context.Context, _ []byte, m *dns.Msg, from
 		// whole zone in AXFR form (RFC 1995 section 4).
 		w.add(soa)
 		w.add(e.ns())
+		w.addZonemd(cur.zonemd)
 		w.addRecords(cur.records)
 		w.add(soa)
 		if kind == "IXFR" {
@@ -460,8 +495,17 @@ func (e *Exporter) answer(req *query.Request) *dns.Msg {
 			m.Answer = []dns.RR{soa}
 		case dns.TypeNS:
 			m.Answer = []dns.RR{e.ns()}
+		case dns.TypeZONEMD:
+			if cur.zonemd != nil {
+				m.Answer = []dns.RR{cur.zonemd}
+			} else {
+				m.Ns = []dns.RR{soa}
+			}
 		case dns.TypeANY:
 			m.Answer = []dns.RR{soa, e.ns()}
+			if cur.zonemd != nil {
+				m.Answer = append(m.Answer, cur.zonemd)
+			}
 		default:
 			m.Ns = []dns.RR{soa}
 		}

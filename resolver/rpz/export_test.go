@@ -60,6 +60,8 @@ func TestExportAXFR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkZonemd(t, "rpz.test.", got[:len(got)-1])
+	got = dropZonemd(t, got)
 	serial := p.export.Serial()
 	soa := "rpz.test. 300 IN SOA sinkhole.invalid. hostmaster.sinkhole.invalid. " + strconv.FormatUint(uint64(serial), 10) + " 60 10 604800 300"
 	if len(got) < 3 || got[0] != soa || got[len(got)-1] != soa || got[1] != "rpz.test. 300 IN NS sinkhole.invalid." {
@@ -155,6 +157,7 @@ func TestExportIXFR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got = dropZonemd(t, got)
 	want := []string{soa(s2), soa(s1), "exact.test.rpz.test. 300 IN CNAME .", soa(s2), "new.test.rpz.test. 300 IN CNAME .", soa(s2)}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("IXFR:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -167,6 +170,7 @@ func TestExportIXFR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got = dropZonemd(t, got)
 	want = []string{soa(s3), soa(s1), "exact.test.rpz.test. 300 IN CNAME .", soa(s2), "new.test.rpz.test. 300 IN CNAME .",
 		soa(s2), soa(s3), "third.test.rpz.test. 300 IN CNAME .", soa(s3)}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -181,6 +185,8 @@ func TestExportIXFR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkZonemd(t, "rpz.test.", got[:len(got)-1])
+	got = dropZonemd(t, got)
 	if len(got) != 7 || got[0] != soa(s3) || got[1] != "rpz.test. 300 IN NS sinkhole.invalid." || got[6] != soa(s3) {
 		t.Fatalf("IXFR fallback to full:\n%s", strings.Join(got, "\n"))
 	}
@@ -280,5 +286,54 @@ func TestExportNotifyAndSerialFile(t *testing.T) {
 	b, _ := os.ReadFile(serialFile)
 	if strings.TrimSpace(string(b)) != strconv.FormatUint(uint64(ahead+2), 10) {
 		t.Fatalf("serial file holds %q", b)
+	}
+}
+
+// dropZonemd checks that the transfer carries the ZONEMD of every version
+// it holds (once in AXFR form; after each difference's two SOAs in IXFR
+// form), each after an SOA (or the NS) of its serial, and returns the
+// transfer without them.
+func dropZonemd(t *testing.T, got []string) []string {
+	t.Helper()
+	var out []string
+	soas, mds, lastSerial := 0, 0, ""
+	for i, line := range got {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 6 && f[3] == "SOA":
+			soas++
+			lastSerial = f[6]
+		case len(f) > 7 && f[3] == "ZONEMD":
+			mds++
+			if f[4] != lastSerial || f[5] != "1" || f[6] != "1" || len(f[7]) != 96 {
+				t.Fatalf("ZONEMD out of place or malformed at %d:\n%s", i, strings.Join(got, "\n"))
+			}
+			continue
+		}
+		out = append(out, line)
+	}
+	want := max(soas-2, 0)
+	if len(got) > 1 && strings.Contains(got[1], " NS ") {
+		want = 1 // AXFR form
+	}
+	if mds != want {
+		t.Fatalf("%d ZONEMD records, want %d:\n%s", mds, want, strings.Join(got, "\n"))
+	}
+	return out
+}
+
+// checkZonemd verifies a whole zone given as record lines.
+func checkZonemd(t *testing.T, apex string, lines []string) {
+	t.Helper()
+	var rrs []dns.RR
+	for _, l := range lines {
+		rr, err := dns.NewRR(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rrs = append(rrs, rr)
+	}
+	if err := VerifyZonemd(apex, rrs); err != nil {
+		t.Fatalf("exported zone: %v", err)
 	}
 }

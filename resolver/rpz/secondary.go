@@ -44,6 +44,10 @@ type FeedConfig struct {
 	Key *TSIGKey
 	// Dir holds the zone file, the one the list store loads.
 	Dir string
+	// RequireZonemd refuses versions of the zone without a ZONEMD record
+	// (RFC 8976). A version whose ZONEMD does not match is refused
+	// whether or not this is set.
+	RequireZonemd bool
 	// OnUpdate is called after a new version of the zone file is in place
 	// (the caller reloads the lists); the status shows the new serial once
 	// it returns.
@@ -75,6 +79,10 @@ type FeedStatus struct {
 	LastError  string    `json:"last_error,omitempty"`
 	// NextCheck is when the SOA refresh (or retry) timer fires next.
 	NextCheck time.Time `json:"next_check,omitzero"`
+	// Zonemd is how the zone in service was checked: "verified" (its
+	// ZONEMD matched), "absent" (the primary publishes none), or empty
+	// for a zone read from disk at start.
+	Zonemd string `json:"zonemd,omitempty"`
 }
 
 // zoneCopy is a secondary's copy of the zone.
@@ -486,6 +494,9 @@ func (s *Secondary) ixfr(ctx context.Context) (*zoneCopy, error) {
 // syncs it to disk, to call once the lists are reloaded (a sync can take
 // long on a busy disk; the reload should not wait for it).
 func (s *Secondary) install(z *zoneCopy) (func() error, error) {
+	if err := s.checkZonemd(z); err != nil {
+		return nil, err
+	}
 	problems, sync, err := blocklist.InstallFile(s.cfg.Dir, s.cfg.Name+".rpz", zoneText(z, s.cfg.Name, s.cfg.Primary.String()))
 	if err != nil {
 		return nil, fmt.Errorf("write zone: %w", err)
@@ -498,6 +509,29 @@ func (s *Secondary) install(z *zoneCopy) (func() error, error) {
 		return nil, fmt.Errorf("serial %d does not load; keeping serial %s: %s", z.soa.Serial, s.servingSerial(), strings.Join(msgs, "; "))
 	}
 	return sync, nil
+}
+
+// checkZonemd verifies a new version against its ZONEMD (RFC 8976).
+func (s *Secondary) checkZonemd(z *zoneCopy) error {
+	rrs := make([]dns.RR, 0, len(z.rrs)+1)
+	rrs = append(rrs, z.soa)
+	for _, rr := range z.rrs {
+		rrs = append(rrs, rr)
+	}
+	err := VerifyZonemd(s.apex, rrs)
+	result := "verified"
+	switch {
+	case errors.Is(err, ErrNoZonemd) && s.cfg.RequireZonemd:
+		return fmt.Errorf("serial %d refused: %w, and --rpz-require-zonemd is set for this feed; keeping serial %s", z.soa.Serial, err, s.servingSerial())
+	case errors.Is(err, ErrNoZonemd):
+		result = "absent"
+	case err != nil:
+		return fmt.Errorf("serial %d refused: %w; keeping serial %s", z.soa.Serial, err, s.servingSerial())
+	}
+	s.mu.Lock()
+	s.st.Zonemd = result
+	s.mu.Unlock()
+	return nil
 }
 
 func (s *Secondary) servingSerial() string {
