@@ -224,6 +224,36 @@ func (k *Keyring) Verify(name string, content io.Reader, sig []byte) (Signed, er
 	return out, nil
 }
 
+// Parse reads a signature's key id and trusted comment without verifying
+// it (for the signature of a version already verified and in place).
+func Parse(sig []byte) (Signed, error) {
+	var s minisign.Signature
+	if err := s.UnmarshalText(bytes.TrimRight(sig, "\r\n")); err != nil {
+		return Signed{}, &Error{Reason: ReasonMalformed, Msg: "malformed signature: " + err.Error()}
+	}
+	out := Signed{KeyID: KeyID(s.KeyID), Comment: s.TrustedComment, Prehash: s.Algorithm == minisign.HashEdDSA}
+	out.SignedAt, out.File = parseComment(s.TrustedComment)
+	return out, nil
+}
+
+// VerifyVersion checks a new version of a list (data, signed as name)
+// against sig, and against the signature of the version in place (prev,
+// nil when none) for rollback.
+func (k *Keyring) VerifyVersion(name string, data, sig, prev []byte) (Signed, error) {
+	s, err := k.Verify(name, bytes.NewReader(data), sig)
+	if err != nil {
+		return s, err
+	}
+	if prev != nil {
+		if p, err := Parse(prev); err == nil {
+			if err := CheckRollback(s, p.SignedAt); err != nil {
+				return s, err
+			}
+		}
+	}
+	return s, nil
+}
+
 // CheckRollback refuses a signature made before the one of the version in
 // service (inService zero: no version in service).
 func CheckRollback(s Signed, inService time.Time) error {

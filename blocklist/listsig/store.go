@@ -19,6 +19,10 @@ type Verifier struct {
 	// Exempt, when set, names files that need no signature (because they
 	// were verified another way before being written); nil exempts none.
 	Exempt func(path string) bool
+	// SignedName, when set, gives the file name a file's signature must
+	// carry when it is not the file's own (a list URL's copy is signed
+	// under the name it has at the URL); "" means the file's own.
+	SignedName func(path string) string
 }
 
 // Fingerprint implements blocklist.Verifier.
@@ -33,7 +37,13 @@ func (v *Verifier) Verify(name, path string, content io.Reader, inService *block
 	if err != nil {
 		return nil, err
 	}
-	s, err := v.Keys.Verify(filepath.Base(path), content, sig)
+	name = filepath.Base(path)
+	if v.SignedName != nil {
+		if n := v.SignedName(path); n != "" {
+			name = n
+		}
+	}
+	s, err := v.Keys.Verify(name, content, sig)
 	if err != nil {
 		var out *blocklist.Signature
 		if s.KeyID != "" {

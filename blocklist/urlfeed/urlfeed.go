@@ -34,7 +34,17 @@ type Source struct {
 	// File is the name of the local copy in Config.Dir; its extension
 	// picks the list format (.txt, .list, .rpz, .zone).
 	File string
+	// Verify, when set, makes the list a signed one: each new version's
+	// signature is fetched from URL + SignatureSuffix, and the version is
+	// installed only when Verify accepts it; the signature is kept beside
+	// the copy as File + SignatureSuffix. prev is the signature of the copy
+	// in place (nil when none), for rollback checks.
+	Verify func(data, sig, prev []byte) error
 }
+
+// SignatureSuffix names a list's detached signature, at the list's URL and
+// beside its local copy (minisign's convention).
+const SignatureSuffix = ".minisig"
 
 // Config configures a Fetcher.
 type Config struct {
@@ -60,8 +70,9 @@ type Status struct {
 	URL  string `json:"url"`
 	File string `json:"file"`
 	// LastFetch is the last request, LastResult its outcome: "updated",
-	// "not-modified" (304), "unchanged" (200 with the same bytes) or
-	// "failed"; LastHTTPStatus the response code (0 without a response).
+	// "not-modified" (304), "unchanged" (200 with the same bytes),
+	// "refused" (a signed list whose new version's signature does not
+	// verify) or "failed"; LastHTTPStatus the response code (0 without a response).
 	LastFetch      time.Time `json:"last_fetch,omitzero"`
 	LastResult     string    `json:"last_result,omitempty"`
 	LastHTTPStatus int       `json:"last_http_status,omitempty"`
@@ -217,6 +228,15 @@ func (f *Fetcher) fetch(ctx context.Context, i int, s Source) bool {
 		}
 		haveCopy = herr == nil && verr == nil && h == m.SHA256
 	}
+	var prevSig []byte
+	if s.Verify != nil {
+		var err error
+		if prevSig, err = os.ReadFile(path + SignatureSuffix); err != nil {
+			// A copy without its signature (the list just became a signed
+			// one): fetch it again, unconditionally.
+			haveCopy, prevSig = false, nil
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
 	if err != nil {
 		return fail(err)
@@ -260,6 +280,21 @@ func (f *Fetcher) fetch(ctx context.Context, i int, s Source) bool {
 		res.LastResult = "unchanged"
 		f.writeMeta(s, next)
 		return false
+	}
+	if s.Verify != nil {
+		sig, err := f.fetchSignature(ctx, s)
+		if err == nil {
+			err = s.Verify(data, sig, prevSig)
+		}
+		if err != nil {
+			res.SHA256, res.LastResult, res.LastError = "", "refused", "signature: "+err.Error()
+			f.log.Error("list URL version refused: its signature does not verify; the last good copy stays in service", "list", s.Name, "url", s.URL, "err", err)
+			return false
+		}
+		if err := writeFileAtomic(path+SignatureSuffix, sig); err != nil {
+			res.SHA256 = ""
+			return fail(err)
+		}
 	}
 	if err := f.install(s, data); err != nil {
 		res.SHA256 = ""
@@ -311,4 +346,58 @@ func (f *Fetcher) writeMeta(s Source, m meta) {
 		}
 	}
 	f.log.Warn("cannot save list URL validators; the next fetch will be unconditional", "list", s.Name)
+}
+
+// maxSignatureSize caps a fetched signature (a minisign signature is about
+// 300 bytes).
+const maxSignatureSize = 4 << 10
+
+// fetchSignature fetches s.URL + SignatureSuffix.
+func (f *Fetcher) fetchSignature(ctx context.Context, s Source) ([]byte, error) {
+	u := s.URL + SignatureSuffix
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "sinkhole")
+	resp, err := f.cfg.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		return nil, fmt.Errorf("%s: HTTP %s (the list is unsigned?)", u, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxSignatureSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u, err)
+	}
+	if len(b) > maxSignatureSize {
+		return nil, fmt.Errorf("%s: over %d bytes, not a signature", u, maxSignatureSize)
+	}
+	return b, nil
+}
+
+// writeFileAtomic writes path through a temporary file in its directory.
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(b)
+	cerr := tmp.Close()
+	if werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp.Name(), 0o644)
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+	}
+	return werr
 }

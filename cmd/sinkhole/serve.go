@@ -160,7 +160,9 @@ type serveConfig struct {
 	tcpIdle         time.Duration
 	failThreshold   int
 	probeInterval   time.Duration
-	trust           *listsig.Keyring // --trusted-key (trust.go); nil: lists need no signature
+	trust           *listsig.Keyring  // --trusted-key (trust.go); nil: lists need no signature
+	trustExempt     map[string]bool   // feed zones, checked by TSIG and ZONEMD instead (trust.go)
+	trustNames      map[string]string // list URL copies: the name their signature carries
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {

@@ -213,7 +213,11 @@ func printStatus(w io.Writer, st *admin.Status) {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "FEED\tKIND\tSOURCE\tSERIAL\tLAST CHANGE\tLAST CHECK\tRESULT\tLAST ERROR")
 		for _, f := range st.Feeds {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Name, f.Kind, f.Source, f.Serial, ago(f.LastChange), ago(f.LastCheck), f.LastResult, f.LastError)
+			res := f.LastResult
+			if f.Zonemd != "" {
+				res += ", ZONEMD " + f.Zonemd
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Name, f.Kind, f.Source, f.Serial, ago(f.LastChange), ago(f.LastCheck), res, f.LastError)
 		}
 		tw.Flush()
 	}

@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/url"
+	"path"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -13,14 +16,30 @@ import (
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 )
 
-// trustFlags are the serve flags of signed lists.
+// trustFlags are the serve flags of signed lists and verified zones.
 func trustFlags() []cli.Flag {
-	return []cli.Flag{trustedKeyFlag()}
+	return []cli.Flag{
+		trustedKeyFlag(),
+		&cli.StringSliceFlag{Name: "rpz-require-zonemd", Usage: "refuse versions of feed `NAME`'s zone without a ZONEMD record (RFC 8976; a ZONEMD that does not match is always refused) (repeatable)"},
+	}
 }
 
-// trustConfigFrom reads --trusted-key: with keys, every list file must be
-// signed by one of them.
+// trustConfigFrom reads --trusted-key and --rpz-require-zonemd (after the
+// feed flags). With keys, every list file must be signed by one of them:
+// list URLs fetch URL.minisig, and a feed zone, which carries no minisign
+// signature, must be authenticated by TSIG and verified whole by ZONEMD.
 func trustConfigFrom(c *cli.Context, cfg *serveConfig) error {
+	for _, name := range c.StringSlice("rpz-require-zonemd") {
+		found := false
+		for i := range cfg.feeds.Feeds {
+			if cfg.feeds.Feeds[i].Name == name {
+				cfg.feeds.Feeds[i].RequireZonemd, found = true, true
+			}
+		}
+		if !found {
+			return usagef("--rpz-require-zonemd %s: no --rpz-feed named %s", name, name)
+		}
+	}
 	specs := c.StringSlice("trusted-key")
 	if len(specs) == 0 {
 		return nil
@@ -30,7 +49,33 @@ func trustConfigFrom(c *cli.Context, cfg *serveConfig) error {
 		return usagef("--trusted-key: %v", err)
 	}
 	cfg.trust = ring
+	cfg.trustExempt, cfg.trustNames = map[string]bool{}, map[string]string{}
+	for _, f := range cfg.feeds.Feeds {
+		if f.Key == nil || !f.RequireZonemd {
+			return usagef("--trusted-key with --rpz-feed %s: a zone transfer carries no minisign signature; authenticate the feed with --rpz-tsig %s=FILE and give --rpz-require-zonemd %s (the zone is then checked whole), or publish the list as a signed --list-url", f.Name, f.Name, f.Name)
+		}
+		cfg.trustExempt[filepath.Clean(filepath.Join(cfg.feeds.StateDir, f.Name+".rpz"))] = true
+	}
+	for i := range cfg.feeds.URLs {
+		s := &cfg.feeds.URLs[i]
+		signed := signedNameOf(s.URL)
+		cfg.trustNames[filepath.Clean(filepath.Join(cfg.feeds.StateDir, s.File))] = signed
+		s.Verify = func(data, sig, prev []byte) error {
+			_, err := ring.VerifyVersion(signed, data, sig, prev)
+			return err
+		}
+	}
 	return nil
+}
+
+// signedNameOf is the file name a list URL's signature carries: the last
+// element of the URL's path.
+func signedNameOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return path.Base(u.Path)
 }
 
 // listVerifier is the list store's signature check, nil without keys.
@@ -38,7 +83,11 @@ func (cfg *serveConfig) listVerifier() blocklist.Verifier {
 	if cfg.trust == nil {
 		return nil
 	}
-	return &listsig.Verifier{Keys: cfg.trust}
+	return &listsig.Verifier{
+		Keys:       cfg.trust,
+		Exempt:     func(p string) bool { return cfg.trustExempt[filepath.Clean(p)] },
+		SignedName: func(p string) string { return cfg.trustNames[filepath.Clean(p)] },
+	}
 }
 
 // watchedListFile is what the lists directory watcher reloads on: list

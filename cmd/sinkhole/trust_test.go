@@ -1,11 +1,16 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"aead.dev/minisign"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist/listsig"
 )
@@ -149,5 +154,130 @@ func TestServeRefusesUnsignedLists(t *testing.T) {
 	}
 	if v := ts.metrics(t).Value("sinkhole_list_file_signed_timestamp_seconds", "file", "exchanges.txt"); v != float64(t0.Add(2*time.Minute).Unix()) {
 		t.Fatalf("signed timestamp metric %v", v)
+	}
+}
+
+// TestSignedListURL serves a list and its URL.minisig over HTTP: a signed
+// version is fetched and enforced; an unsigned, wrongly signed or rolled
+// back version is refused before it replaces the copy, and the last good
+// one keeps serving.
+func TestSignedListURL(t *testing.T) {
+	_, pubText, secText, _ := listsig.GenerateKey()
+	_, _, otherText, _ := listsig.GenerateKey()
+	keys := t.TempDir()
+	os.WriteFile(filepath.Join(keys, "k.key"), secText, 0o600)
+	os.WriteFile(filepath.Join(keys, "o.key"), otherText, 0o600)
+	priv, _ := listsig.ReadSecretKey(filepath.Join(keys, "k.key"), "")
+	other, _ := listsig.ReadSecretKey(filepath.Join(keys, "o.key"), "")
+	pub := filepath.Join(keys, "k.pub")
+	os.WriteFile(pub, pubText, 0o644)
+
+	var mu sync.Mutex
+	var body, sig []byte
+	publish := func(list string, key minisign.PrivateKey, at time.Time, signed bool) {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "exchanges.txt")
+		os.WriteFile(p, []byte(list), 0o644)
+		s, err := listsig.Sign(key, p, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		body, sig = []byte(list), s
+		if !signed {
+			sig = nil
+		}
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/lists/exchanges.txt":
+			w.Write(body)
+		case "/lists/exchanges.txt.minisig":
+			if sig == nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write(sig)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer hs.Close()
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	publish("binance.com\n", priv, t0, true)
+	up := startUpstream(t)
+	state := t.TempDir()
+	ts := startSinkhole(t, writeLists(t, nil), "--upstream", up.Addr, "--trusted-key", pub, "--state-dir", state,
+		"--list-url", "regulator="+hs.URL+"/lists/exchanges.txt", "--list-url-interval", "100ms")
+	waitUntil(t, "the signed list", 10*time.Second, func() bool { return censored(ts.addr, "binance.com") })
+	signer := ""
+	for _, f := range ts.in.Status().Files {
+		if f.Signature != nil {
+			signer = f.Signature.KeyID
+		}
+	}
+	if signer != listsig.KeyID(priv.ID()) {
+		t.Fatalf("signer of the list URL copy %q", signer)
+	}
+	urlState := func() (string, string) {
+		for _, f := range ts.in.Status().Feeds {
+			if f.Name == "regulator" {
+				return f.LastResult, f.LastError
+			}
+		}
+		return "", ""
+	}
+	for _, step := range []struct {
+		name, want string
+		publish    func()
+	}{
+		{"unsigned", "HTTP 404", func() { publish("okx.com\n", priv, t0.Add(time.Minute), false) }},
+		{"other key", "not a trusted key", func() { publish("okx.com\n", other, t0.Add(time.Minute), true) }},
+		{"rollback", "rollback", func() { publish("okx.com\n", priv, t0.Add(-time.Minute), true) }},
+	} {
+		step.publish()
+		waitUntil(t, step.name+" refused", 10*time.Second, func() bool {
+			res, msg := urlState()
+			return strings.HasPrefix(res, "refused") && strings.Contains(msg, step.want)
+		})
+		if !censored(ts.addr, "binance.com") || censored(ts.addr, "okx.com") {
+			t.Fatalf("%s: the last good version does not serve", step.name)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(state, "regulator.txt")); string(b) != "binance.com\n" {
+		t.Fatalf("the copy on disk was replaced: %q", b)
+	}
+	publish("okx.com\n", priv, t0.Add(time.Minute), true)
+	waitUntil(t, "the newer signed list", 10*time.Second, func() bool { return censored(ts.addr, "okx.com") })
+}
+
+func TestTrustFlagErrors(t *testing.T) {
+	_, pub, _, _ := listsig.GenerateKey()
+	keyFile := filepath.Join(t.TempDir(), "k.pub")
+	os.WriteFile(keyFile, pub, 0o644)
+	tsig := filepath.Join(t.TempDir(), "feed.key")
+	os.WriteFile(tsig, []byte(`key "feed" { algorithm hmac-sha256; secret "3Jm8aUqR0gWc5bQ2rYpK1zNvT7xLdE4hF6iO9sAeC0M="; };`), 0o644)
+	lists := writeLists(t, map[string]string{"x.txt": "a.com\n"})
+	base := []string{"--lists", lists, "--upstream", "127.0.0.1:53", "--state-dir", t.TempDir()}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--trusted-key", "/nonexistent.pub"}, "--trusted-key: trusted key /nonexistent.pub"},
+		{[]string{"--trusted-key", "RWQnotakey"}, "--trusted-key"},
+		{[]string{"--rpz-require-zonemd", "nope"}, "--rpz-require-zonemd nope: no --rpz-feed named nope"},
+		{[]string{"--trusted-key", keyFile, "--rpz-feed", "reg=rpz.test@127.0.0.1"}, "--trusted-key with --rpz-feed reg: a zone transfer carries no minisign signature"},
+		{[]string{"--trusted-key", keyFile, "--rpz-feed", "reg=rpz.test@127.0.0.1", "--rpz-tsig", "reg=" + tsig}, "give --rpz-require-zonemd reg"},
+	} {
+		if _, err := loadServeConfig(t, append(base, tt.args...)...); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+	cfg, err := loadServeConfig(t, append(base, "--trusted-key", keyFile, "--rpz-feed", "reg=rpz.test@127.0.0.1", "--rpz-tsig", "reg="+tsig, "--rpz-require-zonemd", "reg")...)
+	if err != nil || !cfg.feeds.Feeds[0].RequireZonemd || cfg.listVerifier() == nil {
+		t.Fatalf("a TSIG and ZONEMD feed with --trusted-key: %v", err)
 	}
 }

@@ -169,6 +169,9 @@ type Feed struct {
 	LastCheck  time.Time `json:"last_check,omitzero"`
 	LastResult string    `json:"last_result,omitempty"`
 	LastError  string    `json:"last_error,omitempty"`
+	// Zonemd says how an RPZ zone in service was checked: "verified" (its
+	// ZONEMD matched) or "absent" (the primary publishes none).
+	Zonemd string `json:"zonemd,omitempty"`
 }
 
 // Export is the RPZ zone this server serves to secondaries (--rpz-export).
