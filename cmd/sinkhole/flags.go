@@ -76,6 +76,7 @@ var flagCategories = map[string]string{
 
 	"rpz-feed":           catFeeds,
 	"rpz-tsig":           catFeeds,
+	"rpz-require-zonemd": catFeeds,
 	"rpz-export":         catFeeds,
 	"rpz-allow-transfer": catFeeds,
 	"rpz-notify":         catFeeds,
