@@ -59,6 +59,10 @@ type ServerConfig struct {
 	// UDPSockets per listen address, sharing the port with SO_REUSEPORT
 	// (default GOMAXPROCS).
 	UDPSockets int
+	// UDPBatch is how many datagrams one system call reads or writes on
+	// each UDP socket (recvmmsg/sendmmsg; default DefaultUDPBatch); 1 reads
+	// and writes one datagram per call.
+	UDPBatch int
 	// QueryTimeout bounds one query's trip through the chain (default 5s).
 	QueryTimeout time.Duration
 	// TCPMaxConns caps concurrent TCP connections (default 1024).
@@ -191,6 +195,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.UDPSockets <= 0 {
 		cfg.UDPSockets = runtime.GOMAXPROCS(0)
 	}
+	if cfg.UDPBatch <= 0 {
+		cfg.UDPBatch = DefaultUDPBatch
+	}
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = 5 * time.Second
 	}
@@ -246,14 +253,14 @@ func (s *Server) Start() error {
 	}
 	for _, c := range s.udp {
 		s.loops.Add(1)
-		go s.udpLoop(c)
+		go s.serveUDPSocket(c)
 	}
 	for _, l := range s.tcp {
 		s.loops.Add(1)
 		go s.acceptLoop(l)
 	}
 	for _, l := range s.tcp {
-		s.log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", s.cfg.UDPSockets)
+		s.log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", s.cfg.UDPSockets, "udp_batch", s.cfg.UDPBatch)
 	}
 	return nil
 }

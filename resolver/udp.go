@@ -34,18 +34,25 @@ func (s *Server) udpLoop(c *net.UDPConn) {
 			s.writeUDP(c, out, from)
 			continue
 		}
-		bp := s.bufPool.Get().(*[]byte)
-		pkt := append((*bp)[:0], buf[:n]...)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveUDP(c, pkt, from)
-			if cap(pkt) <= slowPathBuf { // oversized packets do not stay pooled
-				*bp = pkt[:0]
-				s.bufPool.Put(bp)
-			}
-		}()
+		s.chainUDP(c, buf[:n], from)
 	}
+}
+
+// chainUDP hands a query the fast path declined to a goroutine for the
+// chain, which writes the answer itself; pkt is copied, so the caller may
+// reuse it at once.
+func (s *Server) chainUDP(c *net.UDPConn, pkt []byte, from netip.AddrPort) {
+	bp := s.bufPool.Get().(*[]byte)
+	own := append((*bp)[:0], pkt...)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.serveUDP(c, own, from)
+		if cap(own) <= slowPathBuf { // oversized packets do not stay pooled
+			*bp = own[:0]
+			s.bufPool.Put(bp)
+		}
+	}()
 }
 
 // answerFast answers one UDP packet, in the read loop, from what needs no

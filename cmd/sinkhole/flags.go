@@ -46,6 +46,7 @@ var flagCategories = map[string]string{
 	"rrl-rate":                 catService,
 	"rrl-slip":                 catService,
 	"max-inflight":             catService,
+	"udp-batch":                catService,
 	"tcp-max-conns":            catService,
 	"tcp-max-conns-per-client": catService,
 	"tcp-idle-timeout":         catService,
@@ -63,6 +64,9 @@ var flagCategories = map[string]string{
 	"reload-debounce": catLists,
 	"dry-run":         catLists,
 	"trusted-key":     catLists,
+	"max-shrink":      catLists,
+	"start-strategy":  catLists,
+	"start-timeout":   catLists,
 
 	"cache-size":    catCache,
 	"cache-min-ttl": catCache,

@@ -75,6 +75,7 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "rrl-rate", Value: 0, Usage: "`N` identical UDP responses per second to one network (IPv4 /24, IPv6 /56); 0 = off"},
 		&cli.IntFlag{Name: "rrl-slip", Value: 2, Usage: "send every `N`th rate-limited response truncated (TC) instead of dropping it; 0 = never"},
 		&cli.IntFlag{Name: "max-inflight", Value: 10000, Usage: "`N` queries being resolved at once; more are dropped (overload)"},
+		&cli.IntFlag{Name: "udp-batch", Value: resolver.DefaultUDPBatch, Usage: "read and write up to `N` UDP datagrams per system call (recvmmsg/sendmmsg); 1 = one per call"},
 		&cli.IntFlag{Name: "tcp-max-conns", Value: 1024, Usage: "`N` concurrent TCP connections"},
 		&cli.IntFlag{Name: "tcp-max-conns-per-client", Value: 64, Usage: "`N` concurrent TCP connections from one client address"},
 		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
@@ -155,6 +156,7 @@ type serveConfig struct {
 	rrlRate         int
 	rrlSlip         int
 	maxInflight     int
+	udpBatch        int
 	tcpMaxConns     int
 	tcpPerClient    int
 	tcpIdle         time.Duration
@@ -311,6 +313,7 @@ func hardeningFrom(c *cli.Context, cfg *serveConfig) error {
 		{"rrl-rate", &cfg.rrlRate, 0, 1_000_000},
 		{"rrl-slip", &cfg.rrlSlip, 0, 10},
 		{"max-inflight", &cfg.maxInflight, 1, 10_000_000},
+		{"udp-batch", &cfg.udpBatch, 1, 1024},
 		{"tcp-max-conns", &cfg.tcpMaxConns, 1, 1_000_000},
 		{"tcp-max-conns-per-client", &cfg.tcpPerClient, 1, 1_000_000},
 		{"upstream-fail-threshold", &cfg.failThreshold, 1, 1000},
@@ -574,6 +577,7 @@ func (in *instance) chain(cfg *serveConfig) resolver.ServerConfig {
 		// Each try can take the full timeout on every upstream.
 		QueryTimeout:         cfg.queryTimeout(),
 		MaxInflight:          cfg.maxInflight,
+		UDPBatch:             cfg.udpBatch,
 		TCPMaxConns:          cfg.tcpMaxConns,
 		TCPMaxConnsPerClient: cfg.tcpPerClient,
 		TCPIdleTimeout:       cfg.tcpIdle,

@@ -1,0 +1,89 @@
+package resolver_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/resolver"
+	"github.com/sinkhole-dns/sinkhole/resolver/cache"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
+)
+
+// In one batch, a query that takes the chain (a slow upstream) does not
+// hold up the answers the fast path gives (cache hits): they arrive at
+// once, the slow one later, over one socket with batching on and off.
+func TestUDPBatchSlowQueryDoesNotHoldBatch(t *testing.T) {
+	const slowFor = 1500 * time.Millisecond
+	for _, batch := range []int{1, resolver.DefaultUDPBatch} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
+			next := query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
+				if strings.HasPrefix(req.Name, "slow") {
+					time.Sleep(slowFor)
+				}
+				return answerA(ctx, req)
+			})
+			c := cache.New(cache.Config{Next: next, Snapshot: blocklist.Empty, Logger: slog.New(slog.DiscardHandler)})
+			s := startServer(t, resolver.ServerConfig{Handler: c, Cache: c, UDPSockets: 1, UDPBatch: batch})
+			conn, err := net.Dial("udp", s.Addrs()[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			const fast = 20
+			pack := func(name string, id uint16) []byte {
+				m := question(name)
+				m.Id = id
+				p, err := m.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return p
+			}
+			buf := make([]byte, 4096)
+			for i := 0; i < fast; i++ { // fill the cache
+				conn.Write(pack(fmt.Sprintf("fast%d.test", i), uint16(i+1)))
+				if _, err := conn.Read(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			conn.Write(pack("slow.test", 1000))
+			for i := 0; i < fast; i++ {
+				conn.Write(pack(fmt.Sprintf("fast%d.test", i), uint16(i+1)))
+			}
+			var fastDone time.Duration
+			for got := 0; got <= fast; got++ {
+				n, err := conn.Read(buf)
+				if err != nil {
+					t.Fatalf("after %d answers: %v", got, err)
+				}
+				var r dns.Msg
+				if err := r.Unpack(buf[:n]); err != nil {
+					t.Fatal(err)
+				}
+				if r.Id == 1000 {
+					if got != fast {
+						t.Fatalf("the slow answer came after %d of %d fast ones", got, fast)
+					}
+					if time.Since(start) < slowFor {
+						t.Fatalf("slow answer after %v, before the upstream's %v", time.Since(start), slowFor)
+					}
+					continue
+				}
+				fastDone = time.Since(start)
+			}
+			if fastDone >= slowFor {
+				t.Fatalf("the cache hits took %v: held up by the slow query", fastDone)
+			}
+		})
+	}
+}
