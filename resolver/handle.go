@@ -23,6 +23,8 @@ type wireScratch struct {
 	name     [256]byte
 	out      []byte
 	req      query.Request
+	// clientName is the client's self-declared name (DoH), for observers.
+	clientName string
 }
 
 func newWireScratch() *wireScratch { return &wireScratch{out: make([]byte, dns.MaxMsgSize)} }
@@ -47,6 +49,8 @@ func (s *Server) HandlePacket(ctx context.Context, pkt []byte, client netip.Addr
 	maxSize = min(max(maxSize, dns.MinMsgSize), dns.MaxMsgSize)
 	w := s.tcpScratch.Get().(*wireScratch)
 	defer s.tcpScratch.Put(w)
+	w.clientName = query.ClientName(ctx)
+	defer func() { w.clientName = "" }()
 	out, scratch := s.answerMessage(ctx, w, pkt, client, proto, maxSize)
 	if out == nil {
 		return nil, false
@@ -59,9 +63,18 @@ func (s *Server) HandlePacket(ctx context.Context, pkt []byte, client netip.Addr
 
 // answerMessage returns the wire-format answer to a query that arrived
 // over a stream or message transport (nil for none): admission, the fast
-// path, then the chain, packed to at most maxSize bytes. scratch reports
-// that out aliases w.out.
+// path, then the chain, packed to at most maxSize bytes and, over an
+// encrypted transport, padded for a client that pads (RFC 8467). scratch
+// reports that out aliases w.out.
 func (s *Server) answerMessage(ctx context.Context, w *wireScratch, pkt []byte, from netip.AddrPort, proto string, maxSize int) (out []byte, scratch bool) {
+	out, scratch = s.answerUnpadded(ctx, w, pkt, from, proto, maxSize)
+	if out != nil && Encrypted(proto) && WantsPadding(pkt) {
+		out = Pad(out, maxSize) // in place when out is w.out (its capacity is the largest message)
+	}
+	return out, scratch
+}
+
+func (s *Server) answerUnpadded(ctx context.Context, w *wireScratch, pkt []byte, from netip.AddrPort, proto string, maxSize int) (out []byte, scratch bool) {
 	if out, pass := s.admit(pkt, from, proto, maxSize); !pass {
 		return out, false
 	}
@@ -126,7 +139,7 @@ func (s *Server) observeWire(w *wireScratch, pkt, answer []byte, name string, fr
 		return
 	}
 	r := &w.req
-	*r = query.Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, Start: time.Now(), Snapshot: snap, Info: *info, Packet: pkt, Answer: answer}
+	*r = query.Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, ClientName: w.clientName, Start: time.Now(), Snapshot: snap, Info: *info, Packet: pkt, Answer: answer}
 	r.Info.Cached = cached
 	s.cfg.Observe(r, nil)
 	*r = query.Request{}
@@ -219,6 +232,7 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, pr
 	defer s.inflight.Add(-1)
 	req := query.NewRequest(m, from, proto, s.cfg.Snapshot())
 	req.Packet = pkt
+	req.ClientName = query.ClientName(ctx)
 	resp := s.run(ctx, req)
 	if resp != nil {
 		req.Info.Rcode = resp.Rcode

@@ -58,6 +58,7 @@ func (in *instance) Status() *admin.Status {
 	rd := in.Readiness()
 	st.Ready, st.Missing = rd.Ready, rd.Missing
 	st.Feeds, st.Export = in.feeds.Admin()
+	in.encryptedStatus(st)
 	if in.cfg.dryRun {
 		st.Warnings = append([]string{"--dry-run: no rule is enforced; would-be blocks are answered normally, audited and counted as monitored"}, st.Warnings...)
 	}

@@ -50,6 +50,13 @@ var flagCategories = map[string]string{
 	"tcp-max-conns":            catService,
 	"tcp-max-conns-per-client": catService,
 	"tcp-idle-timeout":         catService,
+	"listen-tls":               catService,
+	"listen-https":             catService,
+	"listen-h3":                catService,
+	"listen-quic":              catService,
+	"tls-cert":                 catService,
+	"tls-key":                  catService,
+	"trusted-proxy":            catService,
 
 	"upstream":                catUpstream,
 	"upstream-timeout":        catUpstream,

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -81,7 +82,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
 		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "`N` consecutive failures mark an upstream unhealthy"},
 		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
-	}, append(append(append(append(geoFlags(), feedFlags()...), trustFlags()...), dnstapFlags()...), listSafetyFlags()...)...))
+	}, append(append(append(append(append(geoFlags(), feedFlags()...), trustFlags()...), dnstapFlags()...), listSafetyFlags()...), encryptedFlags()...)...))
 }
 
 func serveCommand() *cli.Command {
@@ -149,6 +150,7 @@ type serveConfig struct {
 	feeds           feeds.Config // RPZ feeds, RPZ export, list URLs
 	safety          listSafety   // shrink guard, start strategy (lists.go)
 	dnstap          dnstapConfig
+	enc             encryptedConfig // DoT, DoH, DoQ listeners (encrypted.go)
 	allow           *acl.Set
 	refuseDrop      bool
 	clientQPS       int
@@ -264,6 +266,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	if cfg.feeds, err = feedsConfigFrom(c, cfg.lists); err != nil {
 		return nil, err
 	}
+	if err := cfg.enc.from(c); err != nil {
+		return nil, err
+	}
 	if err := hardeningFrom(c, cfg); err != nil {
 		return nil, err
 	}
@@ -289,7 +294,7 @@ func hardeningFrom(c *cli.Context, cfg *serveConfig) error {
 	if len(cfg.allow.Prefixes()) == 0 {
 		return usagef("--allow: at least one prefix is needed")
 	}
-	if err := acl.CheckOpen(cfg.listen, cfg.allow); err != nil {
+	if err := acl.CheckOpen(append(slices.Clone(cfg.listen), cfg.enc.addrs()...), cfg.allow); err != nil {
 		var oe *acl.OpenError
 		if errors.As(err, &oe) {
 			return usagef("--allow: %v; list your clients' prefixes, or give --allow %s to run one deliberately", err, oe.Any)
@@ -385,6 +390,7 @@ type instance struct {
 	answer  *policy.Answer // the answer stage, for explanations (policy.Answer.ExplainQuery)
 	obs     observability
 	feeds   *feeds.Set // nil without feeds, export or list URLs
+	enc     *encrypted // nil without encrypted listeners
 	guard   *guard.Guard
 	panics  atomic.Uint64
 	started time.Time
@@ -415,6 +421,7 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 		case <-hup:
 			in.reloadLists(context.Background(), "SIGHUP", false)
 			in.geo.Reload()
+			in.reloadCert()
 		case <-ctx.Done():
 			sd.stopping()
 			in.log.Info("shutting down: draining in-flight queries")
@@ -516,6 +523,10 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 			in.log.Warn("shutdown: queries still unanswered when the drain time ran out", "err", err)
 		}
 	})
+	if err := in.startEncrypted(); err != nil {
+		return nil, err
+	}
+	in.stop.push(in.stopEncrypted)
 	in.admin, err = admin.Listen(admin.Config{Addr: cfg.admin, Token: cfg.adminToken, Backend: in, Pprof: cfg.pprof, Logger: log, Metrics: in.obs.metrics.Handler(), History: in.obs.history.Versions})
 	if err != nil {
 		return nil, err

@@ -125,6 +125,7 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	fmt.Fprintf(w, "sinkhole %s, up %s, %s, listening on %s\n", st.Version, time.Duration(st.Uptime), ready, strings.Join(st.Listen, ", "))
 	fmt.Fprintf(w, "lists: generation %d built %s, %s\n", st.Generation, ago(st.Reloaded), plural(st.Rules, "rule"))
+	printEncrypted(w, st)
 	for _, wmsg := range st.Warnings {
 		fmt.Fprintf(w, "WARNING: %s\n", wmsg)
 	}

@@ -20,6 +20,8 @@ type Status struct {
 	// Missing names what keeps the server from being ready (see Readiness).
 	Missing    []Missing     `json:"missing,omitempty"`
 	Listen     []string      `json:"listen"`
+	Encrypted  []Listener    `json:"encrypted,omitempty"` // DoT, DoH and DoQ listeners
+	TLS        *TLSCert      `json:"tls,omitempty"`       // their certificate
 	Generation uint64        `json:"generation"`
 	Reloaded   time.Time     `json:"reloaded"` // when the generation in service was built
 	Rules      int           `json:"rules"`

@@ -99,6 +99,7 @@ func TestQueriesAndBlocks(t *testing.T) {
 	observe("example.com", 65280, "udp", dns.RcodeServerFailure, nil)
 	observe("example.com", dns.TypeMX, "tcp", dns.RcodeRefused, nil)
 	observe("example.com", dns.TypeA, "dot", dns.RcodeSuccess, func(r *query.Request) { r.Info.Dropped = true })
+	observe("example.com", dns.TypeA, "gopher", dns.RcodeSuccess, func(r *query.Request) { r.Info.Dropped = true })
 
 	s := get(t, m)
 	want := map[string]float64{
@@ -109,6 +110,7 @@ func TestQueriesAndBlocks(t *testing.T) {
 		scrape.Key("sinkhole_queries_total", "type", "A", "proto", "udp", "result", "cached"):       1,
 		scrape.Key("sinkhole_queries_total", "type", "other", "proto", "udp", "result", "servfail"): 1,
 		scrape.Key("sinkhole_queries_total", "type", "MX", "proto", "tcp", "result", "refused"):     1,
+		scrape.Key("sinkhole_queries_total", "type", "A", "proto", "dot", "result", "dropped"):      1,
 		scrape.Key("sinkhole_queries_total", "type", "A", "proto", "other", "result", "dropped"):    1,
 		scrape.Key("sinkhole_blocks_total", "platform", "Binance", "file", "ex.txt"):                3,
 		scrape.Key("sinkhole_blocks_total", "platform", "(none)", "file", "plain.txt"):              1,
@@ -133,8 +135,8 @@ func TestQueriesAndBlocks(t *testing.T) {
 			queries += v
 		}
 	}
-	if queries != 10 {
-		t.Errorf("%v queries counted, want 10", queries)
+	if queries != 11 {
+		t.Errorf("%v queries counted, want 11", queries)
 	}
 	if ts := s.Value("sinkhole_list_last_reload_timestamp_seconds"); time.Since(time.Unix(int64(ts), 0)) > time.Minute {
 		t.Errorf("last reload timestamp %v", ts)

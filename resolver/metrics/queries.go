@@ -23,7 +23,7 @@ const (
 var resultNames = [numResults]string{"answered", "blocked", "cached", "servfail", "refused", "dropped"}
 
 // Protocols (the proto label).
-var protoNames = [...]string{"udp", "tcp", "other"}
+var protoNames = [...]string{"udp", "tcp", "dot", "doh", "doh3", "doq", "other"}
 
 const numProtos = len(protoNames)
 
@@ -33,8 +33,16 @@ func protoIndex(p string) int {
 		return 0
 	case "tcp":
 		return 1
+	case "dot":
+		return 2
+	case "doh":
+		return 3
+	case "doh3":
+		return 4
+	case "doq":
+		return 5
 	}
-	return 2
+	return 6
 }
 
 // Query types with their own label value; every other type is "other".

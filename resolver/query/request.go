@@ -18,8 +18,11 @@ type Request struct {
 	Name   string // question name in canonical form: lower-case, no trailing dot ("" for the root)
 	Qtype  uint16
 	Client netip.AddrPort
-	Proto  string // "udp" or "tcp"
-	Start  time.Time
+	Proto  string // "udp", "tcp", "dot", "doh", "doh3" or "doq"
+	// ClientName is the name a DoH client gave in its path
+	// ("/dns-query/NAME"), for the logs; usually empty.
+	ClientName string
+	Start      time.Time
 	// Snapshot is the one list snapshot this query is decided under.
 	Snapshot *blocklist.Snapshot
 	// Info collects what the stages did, for logs, metrics and the admin API.
@@ -176,4 +179,19 @@ type HandlerFunc func(ctx context.Context, req *Request) (*dns.Msg, error)
 // ServeDNS calls f.
 func (f HandlerFunc) ServeDNS(ctx context.Context, req *Request) (*dns.Msg, error) {
 	return f(ctx, req)
+}
+
+type clientNameKey struct{}
+
+// WithClientName returns ctx carrying the client's self-declared name (a
+// DoH path "/dns-query/NAME"), which Server.HandlePacket gives the
+// observers in Request.ClientName.
+func WithClientName(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, clientNameKey{}, name)
+}
+
+// ClientName returns the name WithClientName put in ctx, or "".
+func ClientName(ctx context.Context) string {
+	n, _ := ctx.Value(clientNameKey{}).(string)
+	return n
 }

@@ -81,6 +81,10 @@ func appendHead(b []byte, req *query.Request) []byte {
 	b = appendBytes(b, req.Client.AppendTo(tmp[:0]))
 	b = append(b, `,"proto":`...)
 	b = appendString(b, req.Proto)
+	if req.ClientName != "" {
+		b = append(b, `,"client_name":`...)
+		b = appendString(b, req.ClientName)
+	}
 	b = append(b, `,"name":`...)
 	b = appendString(b, req.Name)
 	b = append(b, `,"type":`...)

@@ -1,0 +1,152 @@
+package main
+
+// Encrypted DNS with real clients from Debian (installed by .ci/run):
+// kdig (knot-dnsutils) and dig (bind9-dnsutils) over TLS and HTTPS, curl
+// resolving through DoH, and Unbound forwarding to sinkhole over TLS.
+// Each test skips when its tool is not installed.
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// runTool runs a client with a deadline and returns its output.
+func runTool(t *testing.T, bin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// kdig and dig over TLS and HTTPS: listed names get NXDOMAIN with EDE 16,
+// others the upstream's answer; both verify the certificate against the
+// test CA and the name.
+func TestEncryptedDigKdig(t *testing.T) {
+	kdig := lookBin(t, "kdig", "knot-dnsutils")
+	dig := lookBin(t, "dig", "bind9-dnsutils")
+	up := startUpstream(t, encRecords...)
+	es := startEncrypted(t, writeLists(t, map[string]string{"list.txt": encLists}), "--upstream", up.Addr)
+	dotHost, dotPort := hostPortOf(t, es.dot)
+	dohHost, dohPort := hostPortOf(t, es.https)
+	for _, c := range []struct {
+		tool string
+		args []string
+	}{
+		{kdig, []string{"@" + dotHost, "-p", dotPort, "+tls", "+tls-ca=" + es.caFile, "+tls-hostname=" + tlsName}},
+		{kdig, []string{"@" + dohHost, "-p", dohPort, "+https", "+tls-ca=" + es.caFile, "+tls-hostname=" + tlsName}},
+		{dig, []string{"@" + dotHost, "-p", dotPort, "+tls", "+tls-ca=" + es.caFile, "+tls-hostname=" + tlsName}},
+		{dig, []string{"@" + dohHost, "-p", dohPort, "+https", "+tls-ca=" + es.caFile, "+tls-hostname=" + tlsName}},
+		{dig, []string{"@" + dohHost, "-p", dohPort, "+https-get", "+tls-ca=" + es.caFile, "+tls-hostname=" + tlsName}},
+	} {
+		name := filepath.Base(c.tool) + " " + c.args[3]
+		out, err := runTool(t, c.tool, append(c.args, "+edns", "www.blocked.example", "A")...)
+		if err != nil || !strings.Contains(out, "NXDOMAIN") || !strings.Contains(out, "16 (Censored)") || !strings.Contains(out, "list.txt:2") {
+			t.Errorf("%s www.blocked.example: %v\n%s", name, err, out)
+		}
+		out, err = runTool(t, c.tool, append(c.args, "allowed.example", "A")...)
+		if err != nil || !strings.Contains(out, "NOERROR") || !strings.Contains(out, "192.0.2.10") {
+			t.Errorf("%s allowed.example: %v\n%s", name, err, out)
+		}
+	}
+	// A client that does not trust the CA gets no answer.
+	out, err := runTool(t, kdig, "@"+dotHost, "-p", dotPort, "+tls-ca=/etc/ssl/certs/ca-certificates.crt", "+tls-hostname="+tlsName, "allowed.example")
+	if err == nil && strings.Contains(out, "192.0.2.10") {
+		t.Errorf("kdig with the wrong CA got an answer:\n%s", out)
+	}
+	waitUntil(t, "the refused handshake counted", 5*time.Second, func() bool {
+		return statusOf(t, es.testServer).TLS.HandshakeFailures["dot"] > 0
+	})
+}
+
+// curl --doh-url: a listed name does not resolve, an allowed one does and
+// its page loads.
+func TestEncryptedCurlDoH(t *testing.T) {
+	curl := lookBin(t, "curl", "curl")
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from "+r.Host) }))
+	defer web.Close()
+	_, webPort := hostPortOf(t, web.Listener.Addr().String())
+	up := startUpstream(t, append(encRecords, "www.allowed.example. 300 IN A 127.0.0.1", "www.blocked.example. 300 IN A 127.0.0.1")...)
+	es := startEncrypted(t, writeLists(t, map[string]string{"list.txt": encLists}), "--upstream", up.Addr)
+	doh := "https://" + es.https + "/dns-query"
+	out, err := runTool(t, curl, "-sS", "--max-time", "10", "--cacert", es.caFile, "--doh-url", doh, "http://www.allowed.example:"+webPort+"/")
+	if err != nil || out != "hello from www.allowed.example:"+webPort {
+		t.Errorf("curl www.allowed.example: %v %q", err, out)
+	}
+	out, err = runTool(t, curl, "-sS", "--max-time", "10", "--cacert", es.caFile, "--doh-url", doh, "http://www.blocked.example:"+webPort+"/")
+	if err == nil || !strings.Contains(out, "resolve") {
+		t.Errorf("curl www.blocked.example: %v %q, want a resolve failure", err, out)
+	}
+	if up.QueriesFor("www.blocked.example.") != 0 {
+		t.Error("the blocked name reached the upstream")
+	}
+}
+
+// Unbound forwards to sinkhole over TLS (forward-tls-upstream), verifying
+// its certificate against the test CA: blocked names come back NXDOMAIN.
+func TestEncryptedUnboundForwardsOverTLS(t *testing.T) {
+	bin := lookBin(t, "unbound", "unbound")
+	up := startUpstream(t, encRecords...)
+	es := startEncrypted(t, writeLists(t, map[string]string{"list.txt": encLists}), "--upstream", up.Addr)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	host, port := hostPortOf(t, addr)
+	dh, dp := hostPortOf(t, es.dot)
+	conf := fmt.Sprintf(`server:
+	interface: %[2]s@%[3]s
+	do-daemonize: no
+	use-syslog: no
+	logfile: ""
+	chroot: ""
+	username: ""
+	directory: "%[1]s"
+	pidfile: "%[1]s/unbound.pid"
+	do-ip6: no
+	do-not-query-localhost: no
+	access-control: 127.0.0.0/8 allow
+	module-config: "iterator"
+	verbosity: 1
+	qname-minimisation: no
+	tls-cert-bundle: "%[4]s"
+forward-zone:
+	name: "."
+	forward-addr: %[5]s@%[6]s#%[7]s
+	forward-tls-upstream: yes
+remote-control:
+	control-enable: no
+`, dir, host, port, es.caFile, dh, dp, tlsName)
+	p := filepath.Join(dir, "unbound.conf")
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, bin, "-d", "-c", p)
+	var r *dns.Msg
+	waitUntil(t, "unbound answering", 15*time.Second, func() bool {
+		d.running(t)
+		m := newQuery("allowed.example", dns.TypeA)
+		var err error
+		r, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	})
+	if len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "192.0.2.10") {
+		t.Errorf("allowed.example through unbound: %v", r)
+	}
+	r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(newQuery("www.blocked.example", dns.TypeA), addr)
+	if err != nil || r.Rcode != dns.RcodeNameError {
+		t.Errorf("www.blocked.example through unbound: %v %v", r, err)
+	}
+	m := es.metrics(t)
+	if v := m.Value("sinkhole_queries_total", "type", "A", "proto", "dot", "result", "blocked"); v < 1 {
+		t.Errorf("blocked DoT queries from unbound: %v", v)
+	}
+}
