@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.da
 # make run: serve on 127.0.0.1:5353 with the shipped lists, upstreams from /etc/resolv.conf.
 RUN_ARGS ?= --listen 127.0.0.1:5353 --lists ./lists
 
-.PHONY: all build run test test-short interop vet fmt bench bench-deps bench-scale fuzz clean
+.PHONY: all build run test test-short interop vet fmt bench bench-deps bench-scale profile fuzz clean
 
 all: build
 
@@ -69,12 +69,25 @@ BENCH_RATE     ?= 5000
 BENCH_SERVERS  ?= sinkhole,unbound,dnsmasq
 BENCH_OUT      ?= docs/benchmarks.md
 BENCH_FLAGS    ?=
+# BENCH_NAME_LEN=28 lists names of about 28 characters (0: 3-18 character labels).
+BENCH_NAME_LEN ?= 0
+PROFILE_DIR    ?= bin/profiles
 
 bench: build bench-deps
 	$(GO) build -o bin/benchupstream ./cmd/benchupstream
 	$(GO) build -o bin/benchrun ./cmd/benchrun
 	./bin/benchrun -domains $(BENCH_DOMAINS) -duration $(BENCH_DURATION)s -rate $(BENCH_RATE) \
-		-servers $(BENCH_SERVERS) -out '$(BENCH_OUT)' $(BENCH_FLAGS)
+		-servers $(BENCH_SERVERS) -name-len $(BENCH_NAME_LEN) -out '$(BENCH_OUT)' $(BENCH_FLAGS)
+
+# make profile: sinkhole alone under make bench's workloads, a CPU profile
+# of each max-throughput run in $(PROFILE_DIR)/ and its top functions
+# printed (go tool pprof -top). Look further with
+#   go tool pprof -http 127.0.0.1:8080 bin/sinkhole $(PROFILE_DIR)/sinkhole-cached.pprof
+profile: build bench-deps
+	$(GO) build -o bin/benchupstream ./cmd/benchupstream
+	$(GO) build -o bin/benchrun ./cmd/benchrun
+	./bin/benchrun -domains $(BENCH_DOMAINS) -duration $(BENCH_DURATION)s -rate $(BENCH_RATE) \
+		-servers sinkhole -name-len $(BENCH_NAME_LEN) -profile $(PROFILE_DIR) -out '' $(BENCH_FLAGS)
 
 # Installs dnsperf, unbound and dnsmasq from Debian when missing (dnsmasq-base:
 # the binary without the system service), and stops system unbound/dnsmasq

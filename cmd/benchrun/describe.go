@@ -30,13 +30,14 @@ func (b *bench) describe(ctx context.Context, tools map[string]string, args []st
 	}
 	c := b.corpus
 	r.Setup = []string{
-		fmt.Sprintf("List: %s generated domains (seed %d): random labels of 3 to 18 characters under %d common TLDs, one in ten with a second label. "+
+		fmt.Sprintf("List: %s generated domains (seed %d): %s under %d common TLDs, one in ten with a second label. "+
 			"The same names are given to sinkhole as a list file (a name blocks itself and its subdomains), to Unbound as an RPZ zone "+
 			"(`name CNAME .` and `*.name CNAME .`, NXDOMAIN) and to dnsmasq as `address=/name/` (NXDOMAIN for the name and its subdomains).",
-			thousands(float64(len(c.Listed))), b.cfg.Seed, distinct(tlds)),
-		fmt.Sprintf("Workloads, all type A over UDP without EDNS: *cached* loops over %s allowed names, asked twice before the runs so every server has them cached; "+
+			thousands(float64(len(c.Listed))), b.cfg.Seed, b.nameShape(), distinct(tlds)),
+		fmt.Sprintf("Workloads, all type A without EDNS, over UDP but for *cached-tcp*: *cached* loops over %s allowed names, asked twice before the runs so every server has them cached; "+
 			"*blocked* loops over %s blocked names, half of them listed names and half subdomains of listed names; "+
-			"*mix* loops over %s queries, %d %% the cached allowed names and %d %% blocked names, shuffled.",
+			"*mix* loops over %s queries, %d %% the cached allowed names and %d %% blocked names, shuffled; "+
+			"*cached-tcp* asks the cached names over TCP (`dnsperf -m tcp`: each client keeps its connection open and pipelines its queries).",
 			thousands(float64(len(c.Allowed))), thousands(float64(len(c.Blocked))), thousands(float64(len(c.Mix))), 100-mixBlockedPct, mixBlockedPct),
 		fmt.Sprintf("Each server runs alone, pinned to CPU %d (`taskset`); dnsperf and the upstream (cmd/benchupstream, which answers A and AAAA for every name) are pinned to CPU %d. "+
 			"Every server forwards to that upstream on 127.0.0.1.", b.cfg.ServerCPU, b.cfg.PerfCPU),
@@ -62,7 +63,7 @@ func (b *bench) describe(ctx context.Context, tools map[string]string, args []st
 	for _, s := range r.Servers {
 		r.Commands = append(r.Commands, "# "+s.Name, strings.ReplaceAll(shellJoin(s.Argv), b.dir, "$WORK"))
 	}
-	r.Commands = append(r.Commands, "# dnsperf, for each server ($PORT) and each workload ($WORKLOAD: cached, blocked, mix)")
+	r.Commands = append(r.Commands, "# dnsperf, for each server ($PORT) and each workload ($WORKLOAD: cached, blocked, mix; cached-tcp asks the cached file with -m tcp)")
 	r.Commands = append(r.Commands, b.perfCommands...)
 	if conf := readFile(b.dir + "/unbound.conf"); conf != "" {
 		r.Commands = append(r.Commands, "# $WORK/unbound.conf")
@@ -161,3 +162,11 @@ func shellJoin(argv []string) string {
 }
 
 const shellSafe = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=,@%+-#"
+
+// nameShape describes the listed names.
+func (b *bench) nameShape() string {
+	if b.cfg.NameLen > 0 {
+		return fmt.Sprintf("names of about %d characters (`-name-len %d`)", b.cfg.NameLen, b.cfg.NameLen)
+	}
+	return "random labels of 3 to 18 characters"
+}

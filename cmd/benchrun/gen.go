@@ -95,8 +95,26 @@ func domain(r *rand.Rand) string {
 	return d
 }
 
-// Generate builds the corpus of n listed domains from seed.
-func Generate(n int, seed uint64) (*Corpus, error) {
+// sized draws a listed name of exactly nameLen characters where it can:
+// domain's name with its first label grown or cut to fit (3 to 63
+// characters), so lists of long names can be measured.
+func sized(r *rand.Rand, nameLen int) string {
+	d := domain(r)
+	first, rest, _ := strings.Cut(d, ".")
+	n := min(max(nameLen-len(rest)-1, 3), 63)
+	for len(first) < n {
+		first += label(r)
+	}
+	first = strings.TrimRight(first[:n], "-")
+	for len(first) < n {
+		first += string(rune('a' + r.IntN(26)))
+	}
+	return first + "." + rest
+}
+
+// Generate builds the corpus of n listed domains from seed; with nameLen
+// over 0 the listed names are about nameLen characters long.
+func Generate(n int, seed uint64, nameLen int) (*Corpus, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("need at least 1 listed domain, got %d", n)
 	}
@@ -105,6 +123,9 @@ func Generate(n int, seed uint64) (*Corpus, error) {
 	listed := make(map[string]struct{}, n)
 	for len(c.Listed) < n {
 		d := domain(r)
+		if nameLen > 0 {
+			d = sized(r, nameLen)
+		}
 		if _, dup := listed[d]; dup {
 			continue
 		}

@@ -10,11 +10,11 @@ import (
 )
 
 func TestGenerateDeterministic(t *testing.T) {
-	a, err := Generate(5000, 7)
+	a, err := Generate(5000, 7, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Generate(5000, 7)
+	b, err := Generate(5000, 7, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func TestGenerateDeterministic(t *testing.T) {
 		!slices.Equal(a.Blocked, b.Blocked) || !slices.Equal(a.Mix, b.Mix) {
 		t.Fatal("same seed, different corpus")
 	}
-	c, err := Generate(5000, 8)
+	c, err := Generate(5000, 8, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestGenerateDeterministic(t *testing.T) {
 
 func TestGenerateShape(t *testing.T) {
 	const n = 20_000
-	c, err := Generate(n, 1)
+	c, err := Generate(n, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +102,13 @@ func validName(s string) bool {
 }
 
 func TestGenerateRejectsEmpty(t *testing.T) {
-	if _, err := Generate(0, 1); err == nil {
+	if _, err := Generate(0, 1, 0); err == nil {
 		t.Fatal("Generate(0) succeeded")
 	}
 }
 
 func TestWriteFormats(t *testing.T) {
-	c, err := Generate(300, 3)
+	c, err := Generate(300, 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,4 +158,22 @@ func readLines(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// -name-len gives listed names of that length (to a character or two).
+func TestGenerateNameLen(t *testing.T) {
+	c, err := Generate(2000, 1, 28)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, d := range c.Listed {
+		if len(d) < 25 || len(d) > 30 {
+			t.Fatalf("listed %q: %d characters, want about 28", d, len(d))
+		}
+		total += len(d)
+	}
+	if avg := float64(total) / float64(len(c.Listed)); avg < 27 || avg > 29 {
+		t.Fatalf("mean length %.1f, want about 28", avg)
+	}
 }

@@ -27,6 +27,7 @@ import (
 // Config is the command line.
 type Config struct {
 	Domains      int
+	NameLen      int
 	Seed         uint64
 	Duration     time.Duration
 	Rate         int
@@ -45,6 +46,9 @@ type Config struct {
 	Patience     time.Duration
 	Attempts     int
 	MaxNoise     float64
+	// Profile, when set, is a directory for a CPU profile of sinkhole
+	// during each workload's max run (make profile).
+	Profile string
 }
 
 func main() {
@@ -61,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var servers string
 	fs.IntVar(&c.Domains, "domains", 1_000_000, "listed domains to generate")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the generated list and queries")
+	fs.IntVar(&c.NameLen, "name-len", 0, "listed names of about `N` characters (0: random labels of 3 to 18 characters)")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of each dnsperf run")
 	fs.IntVar(&c.Rate, "rate", 5000, "queries per second of the fixed-rate latency run")
 	fs.IntVar(&c.Clients, "clients", 10, "dnsperf -c of the max-throughput run")
@@ -77,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.Patience, "patience", 5*time.Minute, "most time spent in all on waiting for a quiet machine and rerunning noisy workloads")
 	fs.IntVar(&c.Attempts, "attempts", 3, "runs of a workload at most, while other processes take more than -max-noise")
 	fs.Float64Var(&c.MaxNoise, "max-noise", 20, "CPU other processes may take during a workload, in % of one core, before it is run again")
+	fs.StringVar(&c.Profile, "profile", "", "write a CPU profile of sinkhole during each workload's max run into `DIR` and print its top functions")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the work directory (lists, configs, logs, dnsperf output)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -102,6 +108,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.Domains < 1:
 		return fmt.Errorf("-domains %d: want at least 1", c.Domains)
+	case c.NameLen != 0 && (c.NameLen < 8 || c.NameLen > 200):
+		return fmt.Errorf("-name-len %d: want 0 or between 8 and 200", c.NameLen)
 	case c.Duration < time.Second || c.Duration > 5*time.Minute:
 		return fmt.Errorf("-duration %s: want between 1s and 5m", c.Duration)
 	case c.Rate < 1 || c.Clients < 1 || c.Outstanding < 1:
@@ -187,7 +195,7 @@ func (b *bench) run(ctx context.Context, args []string) (err error) {
 	}
 
 	b.logf("generating %d listed domains (seed %d) in %s", b.cfg.Domains, b.cfg.Seed, b.dir)
-	if b.corpus, err = Generate(b.cfg.Domains, b.cfg.Seed); err != nil {
+	if b.corpus, err = Generate(b.cfg.Domains, b.cfg.Seed, b.cfg.NameLen); err != nil {
 		return err
 	}
 	if b.files, err = b.corpus.Write(b.dir); err != nil {
@@ -197,7 +205,7 @@ func (b *bench) run(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	env := &ServerEnv{Dir: b.dir, Files: b.files, Upstream: b.upstreamAddr, Sinkhole: b.cfg.Sinkhole,
-		Unbound: tools["unbound"], Dnsmasq: tools["dnsmasq"], DnsmasqCache: b.cfg.DnsmasqCache}
+		Unbound: tools["unbound"], Dnsmasq: tools["dnsmasq"], DnsmasqCache: b.cfg.DnsmasqCache, Profile: b.cfg.Profile != ""}
 	for _, name := range b.cfg.Servers {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -113,6 +113,10 @@ func (b *bench) runServer(ctx context.Context, name string, env *ServerEnv) (*Se
 	b.logf("%s: list loaded in %.2f s", name, res.Load.Seconds())
 
 	for _, w := range workloads {
+		if why := srv.skips(w); why != "" {
+			res.Work[w.Name] = &Measurement{Err: why, Skip: why}
+			continue
+		}
 		m, err := b.measure(ctx, srv, p, w)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -179,8 +183,11 @@ func (b *bench) measure(ctx context.Context, srv *Server, p *Proc, w Workload) (
 // the three runs is the measurement's noise.
 func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workload, warm bool) (*Measurement, error) {
 	m := &Measurement{}
-	file := b.files.Queries[w.Name]
+	file := b.files.Queries[w.queries()]
 	base := []string{"taskset", "-c", strconv.Itoa(b.cfg.PerfCPU), b.dnsperf, "-s", "127.0.0.1", "-p", strconv.Itoa(srv.Port), "-d", file}
+	if w.Mode != "" {
+		base = append(base, "-m", w.Mode)
+	}
 	out := func(kind string) string {
 		return filepath.Join(b.dir, fmt.Sprintf("dnsperf-%s-%s-%s.txt", srv.Name, w.Name, kind))
 	}
@@ -216,7 +223,11 @@ func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workloa
 	if err != nil {
 		return m, err
 	}
+	prof := b.startProfile(ctx, srv, w)
 	perfCPU, err := RunBounded(ctx, runTimeout, out("max"), maxRun...)
+	if perr := prof(); perr != nil {
+		b.logf("%s/%s: profile: %v", srv.Name, w.Name, perr)
+	}
 	if err != nil {
 		return m, err
 	}

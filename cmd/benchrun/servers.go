@@ -15,6 +15,8 @@ type Server struct {
 	// Argv starts it in the foreground, listening on 127.0.0.1:Port.
 	Argv []string
 	Port int
+	// Admin is sinkhole's admin API address (its profiler with -profile).
+	Admin string
 }
 
 // ServerEnv is what every server is given.
@@ -27,6 +29,8 @@ type ServerEnv struct {
 	Dnsmasq  string
 	// DnsmasqCache is dnsmasq's --cache-size.
 	DnsmasqCache int
+	// Profile turns on sinkhole's profiler (benchrun -profile).
+	Profile bool
 }
 
 // NewServer builds the command line (and config file) of the named server
@@ -48,8 +52,12 @@ func NewServer(name string, env *ServerEnv) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.Admin = fmt.Sprintf("127.0.0.1:%d", admin)
 		s.Argv = []string{env.Sinkhole, "serve", "--listen", addr, "--lists", env.Files.ListDir,
-			"--upstream", env.Upstream, "--admin", fmt.Sprintf("127.0.0.1:%d", admin), "--log-level", "warn"}
+			"--upstream", env.Upstream, "--admin", s.Admin, "--log-level", "warn"}
+		if env.Profile {
+			s.Argv = append(s.Argv, "--pprof")
+		}
 	case "unbound":
 		conf := filepath.Join(env.Dir, "unbound.conf")
 		if err := os.WriteFile(conf, []byte(unboundConf(env, port, upHost, upPort)), 0o644); err != nil {
@@ -101,4 +109,14 @@ forward-zone:
 	name: "."
 	forward-addr: %s@%s
 `, port, env.Dir, filepath.Join(env.Dir, "unbound.pid"), rpzOrigin, env.Files.RPZZone, host, upPort)
+}
+
+// skips says why the server is not measured on w ("" when it is): dnsmasq
+// answers each TCP connection in a forked child, whose CPU its process's
+// counters do not show, so its figures would not compare.
+func (s *Server) skips(w Workload) string {
+	if s.Name == "dnsmasq" && w.Mode != "" {
+		return "dnsmasq serves " + w.Mode + " from forked children (CPU not comparable)"
+	}
+	return ""
 }
