@@ -19,7 +19,8 @@ func checkCommand() *cli.Command {
 		ArgsUsage: "[PATH...]",
 		Description: "PATH is a list file or a directory of them (default ./lists). Prints each file's\n" +
 			"rule counts and every error as file:line: message. With --trusted-key, each file's\n" +
-			"signature (FILE.minisig) must verify too. Exit status 1 on any error.",
+			"signature (FILE.minisig) must verify too. Then warnings: duplicate rules, rules a listed\n" +
+			"parent already covers, files without rules. Exit status 1 on any error.",
 		Flags: withEnv([]cli.Flag{trustedKeyFlag()}),
 		Action: func(c *cli.Context) error {
 			var ring *listsig.Keyring
@@ -84,10 +85,18 @@ func checkCommand() *cli.Command {
 				total += fs.Rules()
 				fmt.Fprintf(w, "%s: ok, %s (%s, %s, %s)%s\n", f, plural(fs.Rules(), "rule"), plural(fs.Domains, "domain"), plural(fs.IPs, "IP"), plural(fs.ASNs, "ASN"), signed)
 			}
+			warnings := blocklist.Lint(files, 0) // duplicates, rules a listed parent covers, empty files
+			for _, e := range warnings {
+				fmt.Fprintln(w, e.Error())
+			}
 			if bad > 0 {
 				return cli.Exit(fmt.Sprintf("%d of %s %s errors", bad, plural(len(files), "file"), map[bool]string{true: "has", false: "have"}[bad == 1]), exitFailure)
 			}
-			fmt.Fprintf(w, "%s ok, %s\n", plural(len(files), "file"), plural(total, "rule"))
+			fmt.Fprintf(w, "%s ok, %s", plural(len(files), "file"), plural(total, "rule"))
+			if len(warnings) > 0 {
+				fmt.Fprintf(w, ", %s", plural(len(warnings), "warning"))
+			}
+			fmt.Fprintln(w)
 			return nil
 		},
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -198,4 +201,92 @@ func (in *instance) Readiness() *admin.Readiness {
 	}
 	rd.Ready = len(rd.Missing) == 0
 	return rd
+}
+
+// startFeeds runs the RPZ feeds, the export and the list URL fetches
+// (once: early when start waits for them).
+func (in *instance) startFeeds() {
+	if in.feedsOn {
+		return
+	}
+	in.feedsOn = true
+	in.feeds.Start()
+	in.stop.push(func(context.Context) { in.feeds.Stop() })
+}
+
+// startPending returns the sources start may wait for (feeds and list URLs
+// without a version, files still being written) and whether the lists add
+// up to no rules. Broken and refused files are not waited for: they keep
+// the server not ready.
+func (in *instance) startPending() (pending []admin.Missing, noRules bool) {
+	for _, m := range in.Readiness().Missing {
+		switch {
+		case m.Kind == "rpz-feed" || m.Kind == "list-url":
+			pending = append(pending, m)
+		case m.Kind == "file" && strings.HasPrefix(m.Reason, blocklist.StateSettling):
+			pending = append(pending, m)
+		case m.Kind == "lists":
+			noRules = true
+		}
+	}
+	return pending, noRules
+}
+
+// describeMissing joins what is missing for a log line or an error.
+func describeMissing(ms []admin.Missing) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.Kind + " " + m.Name + ": " + m.Reason
+	}
+	return strings.Join(parts, "; ")
+}
+
+// awaitSources applies --start-strategy once the lists were first read:
+// DNS is served only when every source has a version (fail, blocking),
+// or at once with a warning (fast). fail gives up after --start-timeout,
+// and at once when the lists add up to no rules with nothing to wait for.
+func (in *instance) awaitSources() error {
+	sf := in.cfg.safety
+	pending, noRules := in.startPending()
+	if len(pending) == 0 && !noRules {
+		return nil
+	}
+	zeroErr := func() error {
+		return fmt.Errorf("the lists add up to 0 rules (%s holds none and no other source is configured): not serving without enforcement (add list files, or give --start-strategy blocking or fast)", in.cfg.lists)
+	}
+	if sf.strategy == startFail && len(pending) == 0 {
+		return zeroErr()
+	}
+	if sf.strategy == startFast {
+		missing := slices.DeleteFunc(in.Readiness().Missing, func(m admin.Missing) bool { return m.Kind == "dns" })
+		in.log.Warn("serving before every list source has a version (--start-strategy fast): not ready until they have",
+			"missing", describeMissing(missing))
+		return nil
+	}
+	in.startFeeds() // transfers and fetches run while start waits
+	in.log.Warn("waiting for every list source to have a version before serving DNS", "strategy", sf.strategy,
+		"missing", describeMissing(pending), "no_rules", noRules, "timeout", sf.startTimeout)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	deadline := time.Now().Add(sf.startTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return errors.New("stopped while waiting for the list sources")
+		case <-tick.C:
+		}
+		pending, noRules = in.startPending()
+		switch {
+		case len(pending) == 0 && !noRules:
+			in.log.Info("every list source has a version; serving", "rules", in.store.Current().RuleCount())
+			return nil
+		case sf.strategy != startFail:
+		case len(pending) == 0:
+			return zeroErr()
+		case time.Now().After(deadline):
+			return fmt.Errorf("no version of every list source after --start-timeout %s: %s", sf.startTimeout, describeMissing(pending))
+		}
+	}
 }

@@ -395,6 +395,7 @@ type instance struct {
 	panics  atomic.Uint64
 	started time.Time
 	stop    closers // what start started, stopped in reverse by shutdown
+	feedsOn bool    // feeds started (early when start waits for them: lists.go)
 }
 
 // readyHookKey is the context key of a func(*instance) that serve calls once
@@ -414,11 +415,15 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 	}
 	sd := notifySystemd(in)
 	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(hup, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(hup)
 	for {
 		select {
-		case <-hup:
+		case sig := <-hup:
+			in.reopenLogs() // logrotate's postrotate: SIGHUP or SIGUSR1
+			if sig == syscall.SIGUSR1 {
+				continue
+			}
 			in.reloadLists(context.Background(), "SIGHUP", false)
 			in.geo.Reload()
 			in.reloadCert()
@@ -502,6 +507,9 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	if rep.Failed() {
 		log.Warn("started with broken list files: they are not enforced until fixed", "errors", len(rep.Errors()))
 	}
+	if err := in.awaitSources(); err != nil { // --start-strategy
+		return nil, err
+	}
 	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log,
 		Observe: in.obs.metrics.ObserveUpstream, Tap: in.forwarderTap(), FailThreshold: cfg.failThreshold, ProbeInterval: cfg.probeInterval})
 	if err != nil {
@@ -535,8 +543,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	if err := in.geo.Watch(cfg.debounce); err != nil {
 		return nil, err
 	}
-	in.feeds.Start()
-	in.stop.push(func(context.Context) { in.feeds.Stop() })
+	in.startFeeds()
 	abs, _ := filepath.Abs(cfg.lists)
 	refuse := "refused"
 	if cfg.refuseDrop {

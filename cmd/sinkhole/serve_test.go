@@ -92,6 +92,12 @@ func startSinkholeOut(t *testing.T, stdout io.Writer, lists string, args ...stri
 func startSinkholeWith(t *testing.T, listen string, stdout io.Writer, lists string, args ...string) *testServer {
 	t.Helper()
 	ts := &testServer{lists: lists, stderr: &syncBuffer{}, done: make(chan int, 1)}
+	if !slices.Contains(args, "--start-strategy") {
+		// Tests that are not about the start strategy serve at once, with
+		// empty lists or a feed whose primary starts later (lists_test.go
+		// tests the strategies).
+		args = append([]string{"--start-strategy", "fast"}, args...)
+	}
 	if !slices.Contains(args, "--audit-log") {
 		ts.audit = filepath.Join(t.TempDir(), "audit.log")
 		args = append([]string{"--audit-log", ts.audit}, args...)

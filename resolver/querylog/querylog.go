@@ -3,7 +3,8 @@
 // ever slowing the query path: a query formats its line into a pooled
 // buffer and hands it to a bounded channel; one goroutine writes the lines
 // in batches. When the channel is full the line is dropped and counted,
-// never the query. Files rotate by size (lumberjack).
+// never the query. Files rotate by size (lumberjack), are reopened when
+// deleted or renamed (and on Reopen), and never keep a partial line.
 package querylog
 
 import (
@@ -70,6 +71,9 @@ type Log struct {
 	path    string
 	out     io.Writer
 	closer  io.Closer // the rotating file, nil for stdout
+	lj      *lumberjack.Logger
+	reopen  chan struct{}
+	file    os.FileInfo // the file last opened at path (writer goroutine only)
 	log     *slog.Logger
 	ch      chan *[]byte
 	pool    sync.Pool
@@ -101,7 +105,7 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{
 		name: opts.Name, path: opts.Path, log: opts.Logger,
 		ch:   make(chan *[]byte, opts.Buffer),
-		stop: make(chan struct{}), done: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}), reopen: make(chan struct{}, 1),
 	}
 	l.pool.New = func() any { b := make([]byte, 0, 512); return &b }
 	if opts.Path == Stdout {
@@ -123,7 +127,7 @@ func Open(opts Options) (*Log, error) {
 			return nil, fmt.Errorf("%s log %s: not a regular file", opts.Name, opts.Path)
 		}
 		lj := &lumberjack.Logger{Filename: opts.Path, MaxSize: opts.MaxSizeMB, MaxBackups: opts.MaxBackups}
-		l.out, l.closer = lj, lj
+		l.out, l.closer, l.lj = lj, lj, lj
 	}
 	go l.run()
 	return l, nil
@@ -214,11 +218,19 @@ func (l *Log) run() {
 	}
 	pause := time.NewTimer(batchWait)
 	pause.Stop()
+	check := time.NewTicker(checkInterval)
+	defer check.Stop()
 	for {
 		// Idle: wait for a line.
 		select {
 		case bp := <-l.ch:
 			add(bp)
+		case <-check.C:
+			l.checkFile()
+			continue
+		case <-l.reopen:
+			l.reopenFile("asked to (SIGHUP or SIGUSR1)")
+			continue
 		case <-l.stop:
 			finish()
 			return
@@ -245,7 +257,7 @@ func (l *Log) run() {
 // write writes one batch of n lines; on failure the lines are counted as
 // dropped and the error logged (at most once a minute).
 func (l *Log) write(batch []byte, n uint64) {
-	if _, err := l.out.Write(batch); err != nil {
+	if err := l.writeBatch(batch); err != nil {
 		l.dropped.Add(n)
 		if now := time.Now(); now.Sub(l.lastErrLog) >= time.Minute {
 			l.lastErrLog = now
