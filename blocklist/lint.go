@@ -164,4 +164,4 @@ func (l *linter) addASN(asn uint32, allow bool, line int) {
 }
 
 func (l *linter) setLocalData([]dns.RR) {}
-func (l *linter) warn(*LineError)        {}
+func (l *linter) warn(*LineError)       {}

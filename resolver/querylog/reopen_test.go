@@ -128,4 +128,3 @@ func TestDiskFullLeavesWholeLines(t *testing.T) {
 		t.Fatalf("%d whole lines in the file, %d written", n, l.Lines())
 	}
 }
-
