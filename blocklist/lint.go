@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
-
-	"github.com/miekg/dns"
 )
 
 // Lint reads list files as "sinkhole check" does and returns warnings
@@ -28,6 +26,7 @@ func Lint(paths []string, maxSize int64) []*LineError {
 		}
 		l.file = p
 		l.rules = l.rules[:0]
+		l.outStart = len(l.out)
 		parse, ok := formats[strings.ToLower(filepath.Ext(p))]
 		if !ok {
 			parse = parseList
@@ -36,6 +35,8 @@ func Lint(paths []string, maxSize int64) []*LineError {
 		if err != nil {
 			continue
 		}
+		l.builder = newBuilder(0, 0)
+		l.builder.startFile()
 		file.parse(filepath.Base(p), parse, l)
 		file.close()
 		rules = append(rules, l.rules...)
@@ -93,14 +94,18 @@ type lintRule struct {
 	sec   Section
 }
 
-// linter is the entrySink of Lint.
+// linter is the entrySink of Lint: a builder (so it is every sink a
+// parser needs) that also records each rule.
 type linter struct {
+	*builder
 	file    string
 	sec     Section
 	seen    map[string]lintRule // duplicate key -> first rule
 	subtree map[string]lintRule // parent key -> subtree or wildcard rule
-	rules   []lintRule
+	rules   []lintRule          // of the file being read
 	out     []*LineError
+	// outStart is where the warnings of the file being read begin.
+	outStart int
 }
 
 func lintKey(name string, allow bool, sec Section) string {
@@ -147,21 +152,35 @@ func (l *linter) add(r lintRule) {
 	l.rules = append(l.rules, r)
 }
 
-func (l *linter) beginSection(s Section) { l.sec = s }
+func (l *linter) beginSection(s Section) { l.sec = s; l.builder.beginSection(s) }
+
+func (l *linter) useSection(s Section) { l.sec = s; l.builder.useSection(s) }
+
+// restart forgets the file being read (its parser starts over).
+func (l *linter) restart() {
+	for _, r := range l.rules {
+		if first, ok := l.seen[r.text]; ok && first.file == l.file && first.line == r.line {
+			delete(l.seen, r.text)
+		}
+	}
+	l.rules = l.rules[:0]
+	l.out = l.out[:l.outStart]
+	l.builder.restart()
+}
 
 func (l *linter) addDomain(name []byte, kind MatchKind, allow bool, line int) {
 	r := lintRule{line: line, name: string(name), kind: kind, allow: allow}
 	r.text = "domain\x00" + describeLint(r)
 	l.add(r)
+	l.builder.addDomain(name, kind, allow, line)
 }
 
 func (l *linter) addPrefix(p netip.Prefix, allow bool, line int) {
 	l.add(lintRule{line: line, text: fmt.Sprintf("ip\x00%v\x00%s", allow, p)})
+	l.builder.addPrefix(p, allow, line)
 }
 
 func (l *linter) addASN(asn uint32, allow bool, line int) {
 	l.add(lintRule{line: line, text: fmt.Sprintf("asn\x00%v\x00%d", allow, asn)})
+	l.builder.addASN(asn, allow, line)
 }
-
-func (l *linter) setLocalData([]dns.RR) {}
-func (l *linter) warn(*LineError)       {}
