@@ -19,6 +19,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
 	"github.com/sinkhole-dns/sinkhole/internal/tlscert"
+	"github.com/sinkhole-dns/sinkhole/resolver/bypass"
 	"github.com/sinkhole-dns/sinkhole/resolver/metrics"
 	"github.com/sinkhole-dns/sinkhole/resolver/transport/doh"
 	"github.com/sinkhole-dns/sinkhole/resolver/transport/doq"
@@ -34,7 +35,20 @@ func encryptedFlags() []cli.Flag {
 		&cli.PathFlag{Name: "tls-cert", Usage: "PEM certificate (chain after the leaf) of the encrypted listeners; reloaded when it changes"},
 		&cli.PathFlag{Name: "tls-key", Usage: "PEM private key of --tls-cert"},
 		&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "take the DoH client's address from X-Forwarded-For/Forwarded when the peer is in `CIDR` (repeatable)"},
+		&cli.BoolFlag{Name: "block-doh-canary", Value: true, Usage: "answer Firefox's DoH canary use-application-dns.net with NXDOMAIN (Firefox then keeps this resolver)"},
+		&cli.BoolFlag{Name: "block-private-relay", Value: true, Usage: "answer mask.icloud.com and mask-h2.icloud.com with NXDOMAIN (iCloud Private Relay off on this network)"},
 	}
+}
+
+// bypassStage is the chain stage answering the bypass signal names (nil
+// when both are turned off); its counts go to the metrics.
+func (in *instance) bypassStage() *bypass.Stage {
+	s := &bypass.Stage{Canary: in.cfg.enc.canary, PrivateRelay: in.cfg.enc.privateRelay, TTL: uint32(in.cfg.blockTTL / time.Second)}
+	if !s.Enabled() {
+		return nil
+	}
+	in.obs.metrics.SetBypass(s.Answered)
+	return s
 }
 
 // encryptedConfig is the validated configuration of the encrypted
@@ -43,6 +57,7 @@ type encryptedConfig struct {
 	dot, https, h3, quic []string
 	certFile, keyFile    string
 	trustedProxies       []netip.Prefix
+	canary, privateRelay bool // --block-doh-canary, --block-private-relay
 }
 
 func (e *encryptedConfig) any() bool {
@@ -67,6 +82,7 @@ func (e *encryptedConfig) from(c *cli.Context) error {
 			*l.dst = append(*l.dst, a)
 		}
 	}
+	e.canary, e.privateRelay = c.Bool("block-doh-canary"), c.Bool("block-private-relay")
 	e.certFile, e.keyFile = c.Path("tls-cert"), c.Path("tls-key")
 	switch {
 	case e.any() && (e.certFile == "" || e.keyFile == ""):

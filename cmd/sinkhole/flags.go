@@ -57,6 +57,8 @@ var flagCategories = map[string]string{
 	"tls-cert":                 catService,
 	"tls-key":                  catService,
 	"trusted-proxy":            catService,
+	"block-doh-canary":         catLists,
+	"block-private-relay":      catLists,
 
 	"upstream":                catUpstream,
 	"upstream-timeout":        catUpstream,

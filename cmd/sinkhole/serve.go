@@ -571,6 +571,12 @@ func (in *instance) chain(cfg *serveConfig) resolver.ServerConfig {
 		head, wire = in.cache, in.cache
 		in.obs.metrics.SetCache(in.cacheStats)
 	}
+	// Bypass signals (Firefox's DoH canary, iCloud Private Relay) are
+	// answered in front of the cache, whatever the lists and upstreams say.
+	if st := in.bypassStage(); st != nil {
+		st.Link(head)
+		head = st
+	}
 	// The export's zone answers (SOA, transfers' serial checks) go in front
 	// of the cache: they depend on the asker and must never be cached.
 	if e := in.feeds.Exporter(); e != nil {

@@ -43,3 +43,25 @@ func (c *encryptedCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(t.Unix()))
 	}
 }
+
+var bypassDesc = prometheus.NewDesc(namespace+"_bypass_signals_total",
+	"Queries for the names clients ask before bypassing the network's resolver, answered NXDOMAIN: doh_canary (use-application-dns.net, Firefox), private_relay (mask.icloud.com, mask-h2.icloud.com).",
+	[]string{"signal"}, nil)
+
+// SetBypass exports sinkhole_bypass_signals_total{signal}; answered
+// returns the counts of the Firefox canary and the Private Relay names.
+func (m *Metrics) SetBypass(answered func() (canary, privateRelay uint64)) {
+	m.reg.MustRegister(&bypassCollector{answered})
+}
+
+type bypassCollector struct {
+	f func() (uint64, uint64)
+}
+
+func (c *bypassCollector) Describe(ch chan<- *prometheus.Desc) { ch <- bypassDesc }
+
+func (c *bypassCollector) Collect(ch chan<- prometheus.Metric) {
+	canary, relay := c.f()
+	ch <- prometheus.MustNewConstMetric(bypassDesc, prometheus.CounterValue, float64(canary), "doh_canary")
+	ch <- prometheus.MustNewConstMetric(bypassDesc, prometheus.CounterValue, float64(relay), "private_relay")
+}
