@@ -88,7 +88,7 @@ func TestCompletion(t *testing.T) {
 	if got := complete("sinkhole", "ser"); got != "serve" {
 		t.Errorf("sinkhole ser<TAB>: %q", got)
 	}
-	if got := complete("sinkhole", "serve", "--block-"); got != "--block-action --block-ttl" {
+	if got := complete("sinkhole", "serve", "--block-"); got != "--block-action --block-doh-canary --block-private-relay --block-ttl" {
 		t.Errorf("sinkhole serve --block-<TAB>: %q", got)
 	}
 	if got := complete("sinkhole", "completion", "z"); got != "zsh" {
