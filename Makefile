@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.da
 # make run: serve on 127.0.0.1:5353 with the shipped lists, upstreams from /etc/resolv.conf.
 RUN_ARGS ?= --listen 127.0.0.1:5353 --lists ./lists
 
-.PHONY: all build run test test-short interop vet fmt bench bench-deps bench-scale profile fuzz clean
+.PHONY: all build run test test-short interop vet fmt bench bench-deps bench-scale profile fuzz clean static deb image release
 
 all: build
 
@@ -109,8 +109,58 @@ bench-deps:
 		fi; \
 	done
 
+# A static binary (no cgo) for the package and the container image.
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/sinkhole-static ./cmd/sinkhole
+
+# make deb: dist/sinkhole_<version>_<arch>.deb, built with nfpm (pinned in
+# tools/go.mod, fetched from the Go module proxy): the binary, the systemd
+# unit, /etc/sinkhole/sinkhole.yaml and /etc/sinkhole/lists/ as conffiles,
+# the man page and the completions (packaging/nfpm.yaml).
+DIST        ?= dist
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+# v0.2.0 -> 0.2.0; v0.2.0-3-gabc1234 -> 0.2.0+git3.abc1234; no tag -> 0~git<commit>
+DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$${v\#v}" | sed -E 's/-([0-9]+)-g([0-9a-f]+)$$/+git\1.\2/' || echo "0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+
+bin/nfpm: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o ../bin/nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm
+
+deb: static bin/nfpm
+	rm -rf build/deb && mkdir -p build/deb $(DIST)
+	./bin/sinkhole-static man | gzip -9n > build/deb/sinkhole.8.gz
+	./bin/sinkhole-static completion bash > build/deb/sinkhole.bash
+	./bin/sinkhole-static completion zsh > build/deb/_sinkhole
+	./bin/sinkhole-static completion fish > build/deb/sinkhole.fish
+	DEB_ARCH=$(DEB_ARCH) DEB_VERSION=$(DEB_VERSION) ./bin/nfpm package --packager deb --config packaging/nfpm.yaml --target $(DIST)/
+
+# make image: the container image sinkhole:<version> (and :latest) from
+# Containerfile: the static binary on scratch, no base image to download.
+# PODMAN_FLAGS: e.g. --storage-driver vfs where overlay is not available.
+PODMAN       ?= podman
+PODMAN_FLAGS ?=
+IMAGE        ?= localhost/sinkhole
+IMAGE_TAG    ?= $(shell echo '$(VERSION)' | tr -c 'A-Za-z0-9_.\n-' '-')
+
+image: static
+	rm -rf build/image && mkdir -p build/image/etc/sinkhole/lists build/image/etc/ssl/certs build/image/var/lib/sinkhole
+	cp bin/sinkhole-static build/image/sinkhole
+	cp lists/*.txt build/image/etc/sinkhole/lists/
+	cp packaging/container.yaml build/image/etc/sinkhole/sinkhole.yaml
+	if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt build/image/etc/ssl/certs/; fi
+	$(PODMAN) $(PODMAN_FLAGS) build --network=none -f Containerfile -t $(IMAGE):$(IMAGE_TAG) -t $(IMAGE):latest build/image
+
+# make release: tag the commit v$(RELEASE) (annotated, from CHANGELOG.md's
+# section), then build the package and the image of that tag. Nothing is
+# pushed: push the tag and upload dist/ yourself.
+RELEASE ?= 0.2.0
+release:
+	@test -z "$$(git status --porcelain)" || { echo "make release: the work tree has changes"; exit 1; }
+	@grep -q '^## \[$(RELEASE)\]' CHANGELOG.md || { echo "make release: CHANGELOG.md has no section [$(RELEASE)]"; exit 1; }
+	git tag -a v$(RELEASE) -m "sinkhole $(RELEASE)" -m "$$(awk '/^## \[$(RELEASE)\]/{f=1;next} /^## \[/{f=0} f' CHANGELOG.md)"
+	$(MAKE) deb VERSION=v$(RELEASE)
+
 clean:
-	rm -rf bin
+	rm -rf bin build dist
 
 # make bench-scale: what regulator-scale lists cost (1M and 10M names,
 # native and RPZ: cold load, a one-line change, 40 reloads; peak and

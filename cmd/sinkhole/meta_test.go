@@ -275,3 +275,18 @@ func TestConfigCommand(t *testing.T) {
 		t.Errorf("config --block-ttl 5: exit %d %s", code, errOut)
 	}
 }
+
+// The configurations the package and the image install are valid as
+// shipped (the upstream given, as resolv.conf differs between machines).
+func TestPackagedConfigs(t *testing.T) {
+	cfg, err := loadServeConfig(t, "--config", "../../packaging/sinkhole.yaml", "--upstream", "192.0.2.53")
+	if err != nil || !slices.Equal(cfg.listen, []string{"127.0.0.1:53"}) || cfg.lists != "/etc/sinkhole/lists" ||
+		cfg.auditLog.path != "/var/log/sinkhole/audit.log" || !cfg.logJSON {
+		t.Errorf("packaging/sinkhole.yaml: %v %+v", err, cfg)
+	}
+	cfg, err = loadServeConfig(t, "--config", "../../packaging/container.yaml", "--upstream", "192.0.2.53")
+	if err != nil || !slices.Equal(cfg.listen, []string{"0.0.0.0:5353", "[::]:5353"}) || cfg.lists != "/etc/sinkhole/lists" ||
+		cfg.admin != "127.0.0.1:8053" || cfg.auditLog.path != "/var/lib/sinkhole/audit.log" {
+		t.Errorf("packaging/container.yaml: %v %+v", err, cfg)
+	}
+}
