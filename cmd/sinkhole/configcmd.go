@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/geo"
+	"github.com/sinkhole-dns/sinkhole/internal/tlscert"
 )
 
 // configCommand is "sinkhole config [serve flags]": the configuration serve
@@ -199,6 +201,24 @@ func checkConfig(w io.Writer, cfg *serveConfig) error {
 			}
 		}
 		db.Close()
+	}
+
+	if cfg.enc.certFile != "" {
+		if cert, err := tlscert.Load(tlscert.Options{CertFile: cfg.enc.certFile, KeyFile: cfg.enc.keyFile, Logger: quiet}); err != nil {
+			bad("certificate", err.Error())
+		} else {
+			st := cert.Status()
+			msg := fmt.Sprintf("%s: %s, expires %s", cfg.enc.certFile, strings.Join(st.Names, ","), st.NotAfter.UTC().Format(time.RFC3339))
+			switch left := time.Until(st.NotAfter); {
+			case left <= 0:
+				bad("certificate", msg+" (expired)")
+			case left < 14*24*time.Hour:
+				warn("certificate", msg+" (in less than two weeks)")
+			default:
+				ok("certificate", msg)
+			}
+			cert.Close()
+		}
 	}
 
 	for _, l := range []logConfig{cfg.auditLog, cfg.queryLog} {

@@ -11,9 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sinkhole-dns/sinkhole/internal/tlscert/certtest"
 )
 
 func TestVersion(t *testing.T) {
@@ -229,6 +232,25 @@ func TestCheckConfig(t *testing.T) {
 	out, _, code = runBin(t, "serve", "--check-config", "--upstream", "127.0.0.1:1", "--lists", good, "--audit-log", "/nonexistent/dir/audit.log")
 	if code != 1 || !strings.Contains(out, "ERROR    logs: /nonexistent/dir/audit.log") {
 		t.Fatalf("log dir: exit %d\n%s", code, out)
+	}
+	// Certificates: a good pair is ok, one about to expire a warning, a
+	// key that does not match a problem.
+	ca := certtest.NewCA(t, "check-config CA")
+	dir := t.TempDir()
+	cert, key := ca.Issue(t, time.Now().Add(90*24*time.Hour), "dns.example.net").Write(t, dir)
+	tlsArgs := append(append([]string{}, base...), "--lists", good, "--listen-tls", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
+	out, _, code = runBin(t, tlsArgs...)
+	if code != 0 || !strings.Contains(out, "ok       certificate: "+cert+": dns.example.net, expires ") {
+		t.Fatalf("certificate: exit %d\n%s", code, out)
+	}
+	soon, soonKey := ca.Issue(t, time.Now().Add(48*time.Hour), "dns.example.net").Write(t, t.TempDir())
+	out, _, code = runBin(t, append(append([]string{}, base...), "--lists", good, "--listen-tls", "127.0.0.1:0", "--tls-cert", soon, "--tls-key", soonKey)...)
+	if code != 0 || !strings.Contains(out, "WARNING  certificate: ") || !strings.Contains(out, "(in less than two weeks)") {
+		t.Fatalf("expiring certificate: exit %d\n%s", code, out)
+	}
+	out, _, code = runBin(t, append(append([]string{}, base...), "--lists", good, "--listen-tls", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", soonKey)...)
+	if code != 1 || !strings.Contains(out, "ERROR    certificate: ") {
+		t.Fatalf("mismatched key: exit %d\n%s", code, out)
 	}
 	// Bad options: exit 2 before anything is loaded.
 	if _, errOut, code := runBin(t, "serve", "--check-config", "--upstream", "127.0.0.1:1", "--lists", good, "--block-action", "explode"); code != 2 || !strings.Contains(errOut, "--block-action") {
