@@ -16,5 +16,11 @@
 //   - prefixes.go: longest-prefix IP matching over disjoint intervals.
 //   - snapshot.go: a compiled generation of every list file.
 //   - store.go: reload with per-file last-good state.
-//   - watch.go: fsnotify directory watching with debounce.
+//   - install.go: checking a file's data and installing it atomically (the
+//     admin API's list uploads).
+//   - verify.go: the Verifier hook that must accept a file (its signature,
+//     see listsig) before its rules serve.
+//
+// Watching the list directories is internal/dirwatch's job; fetching list
+// URLs is urlfeed's, and verifying minisign signatures listsig's.
 package blocklist

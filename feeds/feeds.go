@@ -140,8 +140,16 @@ func (fs *Set) Attach(store *blocklist.Store) error {
 	return nil
 }
 
-// Exporter returns the RPZ export (nil without --rpz-export): its zone
-// answers are a chain stage.
+// ExportStage returns the chain stage of the RPZ export (nil without
+// --rpz-export): the zone's authoritative answers.
+func (fs *Set) ExportStage() *rpz.ExportStage {
+	if fs == nil || fs.export == nil {
+		return nil
+	}
+	return fs.export.Stage()
+}
+
+// Exporter returns the RPZ export (nil without --rpz-export).
 func (fs *Set) Exporter() *rpz.Exporter {
 	if fs == nil {
 		return nil

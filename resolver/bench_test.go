@@ -17,8 +17,10 @@ import (
 	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
 	"github.com/sinkhole-dns/sinkhole/resolver"
 	"github.com/sinkhole-dns/sinkhole/resolver/cache"
+	"github.com/sinkhole-dns/sinkhole/resolver/chaos"
 	"github.com/sinkhole-dns/sinkhole/resolver/guard"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
@@ -49,14 +51,17 @@ func benchServer(b *testing.B, opts ...func(*resolver.ServerConfig)) *resolver.S
 	}
 	b.Cleanup(pool.Close)
 	blocker := &policy.Blocker{Default: blocklist.ActionNXDomain, TTL: 300}
-	answer := &policy.Answer{Block: blocker, Next: pool}
-	question := &policy.Question{Block: blocker, Next: answer, CountryKnown: answer.CountryKnown}
-	c := cache.New(cache.Config{Next: question, Snapshot: store.Current, Logger: quiet})
+	answer := &policy.Answer{Block: blocker}
+	question := &policy.Question{Block: blocker, CountryKnown: answer.CountryKnown}
+	c := cache.New(cache.Config{Snapshot: store.Current, Logger: quiet, Decider: &policy.Decider{Question: question, Answer: answer}})
+	chain, err := query.Chain(&chaos.Stage{}, c, question, answer, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
 	g := guard.New(guard.Config{Clients: ratelimit.NewClients(ratelimit.ClientsConfig{}), RRL: ratelimit.NewRRL(ratelimit.RRLConfig{})})
 	var stats resolver.Stats
 	cfg := resolver.ServerConfig{
-		Listen: []string{"127.0.0.1:0"}, Handler: c, Cache: c, Snapshot: store.Current,
-		Blocker: &policy.Wire{Block: blocker, CountryKnown: answer.CountryKnown},
+		Listen: []string{"127.0.0.1:0"}, Handler: chain, Snapshot: store.Current,
 		Observe: stats.Observe, Logger: quiet,
 	}
 	g.Hooks(&cfg)

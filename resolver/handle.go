@@ -1,28 +1,24 @@
 package resolver
 
 import (
-	"github.com/sinkhole-dns/sinkhole/resolver/query"
-
 	"context"
 	"errors"
 	"net/netip"
 	"time"
-	"unsafe"
 
 	"github.com/miekg/dns"
 
-	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // wireScratch is one read loop's (or one stream query's) reusable state
 // for answering without allocating.
 type wireScratch struct {
-	q        query.WireQuery
-	decision query.Decision
-	key      [262]byte
-	name     [256]byte
-	out      []byte
-	req      query.Request
+	q       query.WireQuery
+	offered query.Offered
+	key     [262]byte
+	out     []byte
+	req     query.Request
 	// clientName is the client's self-declared name (DoH), for observers.
 	clientName string
 }
@@ -78,7 +74,7 @@ func (s *Server) answerUnpadded(ctx context.Context, w *wireScratch, pkt []byte,
 	if out, pass := s.admit(pkt, from, proto, maxSize); !pass {
 		return out, false
 	}
-	if n, ok := s.offer(w, pkt, from, proto); ok && n <= maxSize {
+	if n, ok := s.offer(w, pkt, from, proto, maxSize); ok {
 		if n == 0 {
 			return nil, false // dropped
 		}
@@ -91,81 +87,44 @@ func (s *Server) answerUnpadded(ctx context.Context, w *wireScratch, pkt []byte,
 	return s.pack(resp, maxSize), false
 }
 
-// offer answers pkt from the fast path: the cache or, for a blocked name,
-// the wire blocker, into w.out, observing the query. It reports the
-// answer's length (0: send nothing) and false when the full path must take
-// it. A panic on the fast path is counted and logged, and the query takes
-// the full path.
-func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto string) (n int, ok bool) {
+// offer answers pkt from the fast path: the chain's offers, in chain
+// order, on the packet as it came (query.Pipeline.Offer), into w.out,
+// observing the query. limit is the largest answer the transport takes
+// (0 over UDP: the client's UDP size). It reports the answer's length (0:
+// send nothing) and false when the full path must take it. A panic on the
+// fast path is counted and logged, and the query takes the full path.
+func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto string, limit int) (n int, ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.panicked(p, "wire path panic; the query takes the full path", "client", from.String(), "proto", proto)
 			n, ok = 0, false
 		}
 	}()
-	if (s.cfg.Cache == nil && s.cfg.Blocker == nil) || query.ParseWireQuery(pkt, w.key[:0], &w.q) != nil {
+	if s.offers == nil || query.ParseWireQuery(pkt, w.key[:0], &w.q) != nil {
 		return 0, false
 	}
-	snap := s.cfg.Snapshot()
-	if s.cfg.Cache != nil {
-		if n, info, name, ok := s.cfg.Cache.AnswerWire(&w.q, snap.Generation, w.out, proto == "udp"); ok {
-			s.observeWire(w, pkt, w.out[:n], name, from, proto, snap, info, true)
-			return n, true
-		}
+	w.q.Limit = limit
+	if limit == 0 {
+		w.q.Limit = w.q.UDPSize
 	}
-	if s.cfg.Blocker == nil {
+	o := &w.offered
+	o.Reset()
+	o.Snapshot, o.Out = s.cfg.Snapshot(), w.out
+	if s.offers.Offer(&w.q, o) != query.Answered || o.N > w.q.Limit {
 		return 0, false
 	}
-	name, ok := dottedName(w.name[:0], w.q.Key)
-	if !ok {
-		return 0, false
-	}
-	n, ok = s.cfg.Blocker.BlockWire(&w.q, unsafe.String(unsafe.SliceData(name), len(name)), snap, w.out, &w.decision)
-	if !ok {
-		return 0, false
-	}
-	info := query.Info{Decision: &w.decision, Dropped: n == 0}
-	if n > 0 {
-		info.Rcode = int(w.out[3] & 0xF)
-	}
-	// The name aliases w.name: observers format or count, never keep it.
-	s.observeWire(w, pkt, w.out[:n], unsafe.String(unsafe.SliceData(name), len(name)), from, proto, snap, &info, false)
-	return n, true
-}
-
-// observeWire tells the observer about a query answered on the wire path.
-func (s *Server) observeWire(w *wireScratch, pkt, answer []byte, name string, from netip.AddrPort, proto string, snap *blocklist.Snapshot, info *query.Info, cached bool) {
-	if s.cfg.Observe == nil {
-		return
-	}
-	r := &w.req
-	*r = query.Request{Name: name, Qtype: w.q.Qtype, Client: from, Proto: proto, ClientName: w.clientName, Start: time.Now(), Snapshot: snap, Info: *info, Packet: pkt, Answer: answer}
-	r.Info.Cached = cached
-	s.cfg.Observe(r, nil)
-	*r = query.Request{}
-}
-
-// dottedName turns a cache key's wire name into the canonical dotted form
-// the matchers use. It declines names with bytes a list entry cannot hold
-// (such names go the full path, which spells them as miekg/dns does).
-func dottedName(dst, key []byte) ([]byte, bool) {
-	for i := 0; i < len(key); {
-		l := int(key[i])
-		if l == 0 {
-			return dst, true
+	if s.cfg.Observe != nil {
+		r := &w.req
+		*r = query.Request{Name: o.Name, Qtype: w.q.Qtype, Client: from, Proto: proto, ClientName: w.clientName, Start: time.Now(), Snapshot: o.Snapshot,
+			Info: o.Info, Packet: pkt, Answer: w.out[:o.N]}
+		r.Info.Cached, r.Info.Dropped = o.Cached, o.N == 0
+		if o.N > 0 {
+			r.Info.Rcode = int(w.out[3] & 0xF)
 		}
-		if len(dst) > 0 {
-			dst = append(dst, '.')
-		}
-		for _, c := range key[i+1 : i+1+l] {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return nil, false
-			}
-			dst = append(dst, c)
-		}
-		i += 1 + l
+		s.cfg.Observe(r, nil)
+		*r = query.Request{}
 	}
-	return nil, false
+	return o.N, true
 }
 
 // admit asks ServerConfig.Admit about a query. It is called once per
@@ -197,30 +156,34 @@ func (s *Server) admit(pkt []byte, from netip.AddrPort, proto string, maxSize in
 // request (nil when the packet was not a query) and the response (nil to
 // stay silent).
 func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, proto string) (*dns.Msg, *dns.Msg) {
-	m := new(dns.Msg)
-	if err := m.Unpack(pkt); err != nil {
+	if pkt[2]&0x80 != 0 {
+		return nil, nil // never answer answers
+	}
+	if why := malformed(pkt); why != "" {
+		s.malformed.Add(1)
+		s.log.Debug("malformed query answered FORMERR", "client", from.String(), "proto", proto, "why", why)
 		return nil, formErr(pkt)
 	}
-	if m.Response {
-		return nil, nil // never answer answers
+	m := new(dns.Msg)
+	if err := m.Unpack(pkt); err != nil {
+		s.malformed.Add(1)
+		return nil, formErr(pkt)
 	}
 	if m.Opcode != dns.OpcodeQuery {
 		if m.Opcode == dns.OpcodeNotify && s.cfg.Notify != nil {
 			return m, s.cfg.Notify(pkt, m, from)
 		}
-		r := query.Reply(m, dns.RcodeNotImplemented)
-		r.Question = m.Question
-		return m, r
+		return m, query.ErrorReply(m, dns.RcodeNotImplemented)
 	}
 	if len(m.Question) != 1 {
-		return m, query.Reply(m, dns.RcodeFormatError)
+		s.malformed.Add(1)
+		return m, query.ErrorReply(m, dns.RcodeFormatError)
 	}
 	if qt := m.Question[0].Qtype; qt == dns.TypeAXFR || qt == dns.TypeIXFR {
-		return m, query.Reply(m, dns.RcodeRefused) // transfers run only over streams, in serveTransfer
+		return m, query.ErrorReply(m, dns.RcodeRefused) // transfers run only over streams, in serveTransfer
 	}
 	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
-		r := query.Reply(m, dns.RcodeBadVers)
-		return m, r
+		return m, query.ErrorReply(m, dns.RcodeBadVers) // RFC 6891 6.1.3
 	}
 	if s.inflight.Add(1) > int64(s.cfg.MaxInflight) {
 		// Overloaded (say, every upstream hangs under a flood): shed the
@@ -236,6 +199,9 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, pr
 	resp := s.run(ctx, req)
 	if resp != nil {
 		req.Info.Rcode = resp.Rcode
+	}
+	if resp != nil {
+		query.OwnOPT(m, resp)
 	}
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(req, resp)

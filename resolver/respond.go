@@ -1,15 +1,14 @@
 package resolver
 
 import (
-	"github.com/sinkhole-dns/sinkhole/resolver/query"
-
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"runtime/debug"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // pack packs resp to at most size bytes, truncating it (TC) when it is
@@ -50,7 +49,7 @@ func refused(pkt []byte) (*dns.Msg, *dns.Msg) {
 	if err := m.Unpack(pkt); err != nil || m.Response || len(m.Question) > 1 {
 		return nil, nil
 	}
-	return m, query.Reply(m, dns.RcodeRefused)
+	return m, query.ErrorReply(m, dns.RcodeRefused)
 }
 
 // slipped is what response rate limiting sends instead of a packed answer
@@ -98,19 +97,6 @@ func questionEnd(m []byte) int {
 		off += 1 + c
 	}
 	return 12
-}
-
-// formErr answers a packet that does not parse, when its header does.
-func formErr(pkt []byte) *dns.Msg {
-	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
-		return nil
-	}
-	m := new(dns.Msg)
-	m.Id = binary.BigEndian.Uint16(pkt)
-	m.Response = true
-	m.Opcode = int(pkt[2]>>3) & 0xF
-	m.Rcode = dns.RcodeFormatError
-	return m
 }
 
 // panicked is the one handler of a recovered panic p (the caller recovers

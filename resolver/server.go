@@ -1,8 +1,6 @@
 package resolver
 
 import (
-	"github.com/sinkhole-dns/sinkhole/resolver/query"
-
 	"context"
 	"errors"
 	"fmt"
@@ -20,35 +18,24 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Observer is told about every answered (or dropped) query. It must not
 // block (logs and metrics buffer) and must not keep req, resp or anything
 // they hold (strings included: on the wire path req.Name aliases a buffer
-// reused for the next query) after it returns. resp is nil for answers written straight from the cache's wire
-// form; req.Info.Rcode always holds the response code and req.Msg may be nil.
+// reused for the next query) after it returns. resp is nil for answers a
+// stage's offer wrote straight from the packet (the fast path); req.Info.Rcode
+// always holds the response code and req.Msg may be nil.
 type Observer func(req *query.Request, resp *dns.Msg)
-
-// WireCache answers queries straight from their packets (see
-// resolver/cache): it writes the answer into out and reports the Info and
-// canonical name of the cached entry, or declines.
-type WireCache interface {
-	AnswerWire(q *query.WireQuery, gen uint64, out []byte, udp bool) (n int, info *query.Info, name string, ok bool)
-}
-
-// WireBlocker answers, straight from the packet, queries whose name a list
-// blocks outright (see policy.Wire). n is 0 for the drop action.
-type WireBlocker interface {
-	// BlockWire fills d with the decision (observers see it; nobody keeps
-	// it) and writes the answer into out.
-	BlockWire(q *query.WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *query.Decision) (n int, ok bool)
-}
 
 // ServerConfig configures a Server.
 type ServerConfig struct {
 	// Listen holds host:port addresses; each gets UDP and TCP.
 	Listen []string
-	// Handler is the head of the chain.
+	// Handler answers every query: the chain of stages (query.Chain). When
+	// it is a query.Offerer (a *query.Pipeline is), its offers are tried on
+	// each packet first, in chain order: the fast path.
 	Handler query.Handler
 	// Snapshot returns the list snapshot in service; each query takes one.
 	Snapshot func() *blocklist.Snapshot
@@ -82,11 +69,6 @@ type ServerConfig struct {
 	TCPMaxConnsPerClient int
 	// Panics, when set, is incremented for every recovered handler panic.
 	Panics *atomic.Uint64
-	// Cache, when set, is tried on the raw packet before any parsing.
-	Cache WireCache
-	// Blocker, when set, answers blocked names from the raw packet after a
-	// cache miss.
-	Blocker WireBlocker
 	// Notify, when set, answers NOTIFY messages (RFC 1996); without it they
 	// get NOTIMP like every opcode but QUERY.
 	Notify NotifyHandler
@@ -172,6 +154,9 @@ type Server struct {
 	inflight    atomic.Int64 // queries in the chain
 	overloaded  atomic.Uint64
 
+	offers    query.Offerer // the chain's fast path; nil for none
+	malformed atomic.Uint64 // queries answered FORMERR
+
 	panicLast  atomic.Int64 // unix nanoseconds of the last panic logged
 	panicQuiet atomic.Uint64
 	panicStack atomic.Bool
@@ -217,6 +202,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.MaxInflight = 10000
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, tcpSem: make(chan struct{}, cfg.TCPMaxConns), clientConns: map[netip.Addr]int{}}
+	s.offers, _ = cfg.Handler.(query.Offerer)
 	s.bufPool.New = func() any { b := make([]byte, 0, slowPathBuf); return &b }
 	s.tcpScratch.New = func() any { return newWireScratch() }
 	return s, nil
@@ -313,6 +299,10 @@ func (s *Server) closeListeners() {
 		l.Close()
 	}
 }
+
+// Malformed returns how many queries were answered FORMERR for being
+// malformed.
+func (s *Server) Malformed() uint64 { return s.malformed.Load() }
 
 // Overloaded returns how many queries were dropped for being over
 // MaxInflight.

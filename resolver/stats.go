@@ -1,14 +1,14 @@
 package resolver
 
 import (
-	"github.com/sinkhole-dns/sinkhole/resolver/query"
-
 	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Stats counts queries by outcome since start, for status output. Safe for

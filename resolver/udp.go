@@ -1,14 +1,14 @@
 package resolver
 
 import (
-	"github.com/sinkhole-dns/sinkhole/resolver/query"
-
 	"context"
 	"errors"
 	"net"
 	"net/netip"
 
 	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // udpLoop reads one UDP socket: each packet is answered in the loop when
@@ -65,7 +65,7 @@ func (s *Server) answerFast(w *wireScratch, pkt []byte, from netip.AddrPort) (ou
 	if out, pass := s.admit(pkt, from, "udp", 0); !pass {
 		return out, true
 	}
-	n, ok := s.offer(w, pkt, from, "udp")
+	n, ok := s.offer(w, pkt, from, "udp", 0)
 	switch {
 	case !ok:
 		return nil, false

@@ -30,8 +30,12 @@ func TestUDPBatchSlowQueryDoesNotHoldBatch(t *testing.T) {
 				}
 				return answerA(ctx, req)
 			})
-			c := cache.New(cache.Config{Next: next, Snapshot: blocklist.Empty, Logger: slog.New(slog.DiscardHandler)})
-			s := startServer(t, resolver.ServerConfig{Handler: c, Cache: c, UDPSockets: 1, UDPBatch: batch})
+			c := cache.New(cache.Config{Snapshot: blocklist.Empty, Logger: slog.New(slog.DiscardHandler)})
+			chain, err := query.Chain(c, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := startServer(t, resolver.ServerConfig{Handler: chain, UDPSockets: 1, UDPBatch: batch})
 			conn, err := net.Dial("udp", s.Addrs()[0])
 			if err != nil {
 				t.Fatal(err)

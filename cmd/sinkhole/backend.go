@@ -88,7 +88,7 @@ func (in *instance) Status() *admin.Status {
 		Cached: s.Cached.Load(), ServFail: s.ServFail.Load(), Refused: s.Refused.Load(), Dropped: s.Dropped.Load(),
 		ACLRefused: in.guard.ACLRefused.Load(), ACLDropped: in.guard.ACLDropped.Load(), RateLimited: in.guard.RateLimited.Load(),
 		RRLDropped: in.guard.RRLDropped.Load(), RRLSlipped: in.guard.RRLSlipped.Load(),
-		Overloaded: in.dns.Overloaded(), TCPRejected: in.dns.TCPRejected(), Panics: in.panics.Load()}
+		Overloaded: in.dns.Overloaded(), TCPRejected: in.dns.TCPRejected(), Malformed: in.dns.Malformed(), Panics: in.panics.Load()}
 	for _, p := range s.TopPlatforms(10) {
 		st.Platforms = append(st.Platforms, admin.PlatformHit{Platform: p.Platform, Blocks: p.Blocks})
 	}
@@ -138,11 +138,11 @@ func explanation(ex *policy.Explanation) *admin.Explanation {
 		ResolveError: ex.ResolveError,
 	}
 	if d := ex.Decision; d != nil {
-		out.Action, out.Trigger = d.Action.String(), d.Trigger
+		out.Action, out.Trigger = d.Action.String(), d.Trigger.String()
 		r := d.Describe()
 		out.Rule = &admin.Rule{Text: r.Text, File: r.File, Line: r.Line, Platform: r.Platform,
 			Authority: r.Authority, Order: r.Order, Contact: r.Contact, Action: d.Action.String(),
-			Scope: r.Scope.String(), Trigger: d.Trigger, Fires: d.Enforced}
+			Scope: r.Scope.String(), Trigger: d.Trigger.String(), Fires: d.Enforced}
 	}
 	for _, rc := range ex.Records {
 		ar := admin.AnswerRecord{Owner: rc.Owner, Type: rc.Type, Data: rc.Data, Country: rc.Country, ASN: rc.ASN,

@@ -154,7 +154,7 @@ func (s *tapScratch) fill(d *query.Decision, qname string) *dnstap.Policy {
 	default:
 		p.Match = dnstap.MatchQName
 		name := qname
-		if d.Trigger == "cname" && d.Target != "" {
+		if d.Trigger == query.TriggerCNAME && d.Target != "" {
 			name = d.Target
 		}
 		s.value = appendWireName(s.value[:0], name)

@@ -31,9 +31,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/resolver/guard"
 	"github.com/sinkhole-dns/sinkhole/resolver/metrics"
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
-	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/querylog"
-	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
 	"github.com/sinkhole-dns/sinkhole/resolver/rpz"
 	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
@@ -80,6 +78,8 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "tcp-max-conns", Value: 1024, Usage: "`N` concurrent TCP connections"},
 		&cli.IntFlag{Name: "tcp-max-conns-per-client", Value: 64, Usage: "`N` concurrent TCP connections from one client address"},
 		&cli.DurationFlag{Name: "tcp-idle-timeout", Value: 10 * time.Second, Usage: "close a TCP connection idle (or sending a query slowly) for this long"},
+		&cli.StringFlag{Name: "identity", Usage: "answer CHAOS id.server and hostname.bind queries with `TEXT` (default: REFUSED)"},
+		&cli.StringFlag{Name: "version-string", Usage: "answer CHAOS version.bind and version.server queries with `TEXT` (default: REFUSED)"},
 		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "`N` consecutive failures mark an upstream unhealthy"},
 		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
 	}, append(append(append(append(append(geoFlags(), feedFlags()...), trustFlags()...), dnstapFlags()...), listSafetyFlags()...), encryptedFlags()...)...))
@@ -167,6 +167,8 @@ type serveConfig struct {
 	trust           *listsig.Keyring  // --trusted-key (trust.go); nil: lists need no signature
 	trustExempt     map[string]bool   // feed zones, checked by TSIG and ZONEMD instead (trust.go)
 	trustNames      map[string]string // list URL copies: the name their signature carries
+	identity        string            // --identity: CHAOS id.server, hostname.bind
+	versionString   string            // --version-string: CHAOS version.bind
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -182,6 +184,8 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 		cacheMaxTTL:     c.Duration("cache-max-ttl"),
 		serveStale:      c.Duration("serve-stale"),
 		prefetch:        c.Bool("prefetch"),
+		identity:        c.String("identity"),
+		versionString:   c.String("version-string"),
 	}
 	for _, l := range c.StringSlice("listen") {
 		if _, _, err := net.SplitHostPort(l); err != nil {
@@ -516,7 +520,10 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		return nil, err
 	}
 	in.stop.push(func(context.Context) { in.pool.Close() })
-	scfg := in.chain(cfg)
+	scfg, err := in.chain(cfg)
+	if err != nil {
+		return nil, err
+	}
 	in.dns, err = resolver.NewServer(scfg)
 	if err != nil {
 		return nil, err
@@ -556,68 +563,13 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	return in, nil
 }
 
-// chain builds the query path, the stages in the order a query meets them,
-// and the server configuration that runs it.
-func (in *instance) chain(cfg *serveConfig) resolver.ServerConfig {
-	log := in.log
-	blocker := &policy.Blocker{Default: cfg.blockAction, SinkholeV4: cfg.sinkV4, SinkholeV6: cfg.sinkV6, TTL: uint32(cfg.blockTTL / time.Second), DryRun: cfg.dryRun}
-	in.answer = &policy.Answer{Block: blocker, Next: in.pool, Geo: in.obs.metrics.CountGeo(in.geo), Home: cfg.homeCountry}
-	question := &policy.Question{Block: blocker, CountryKnown: in.answer.CountryKnown, Next: in.answer}
-	var head query.Handler = question
-	var wire resolver.WireCache
-	if cfg.cacheSize > 0 {
-		in.cache = cache.New(cache.Config{Size: cfg.cacheSize, MinTTL: cfg.cacheMinTTL, MaxTTL: cfg.cacheMaxTTL,
-			ServeStale: cfg.serveStale, Prefetch: cfg.prefetch, Next: question, Snapshot: in.store.Current, Epoch: in.geo.Version, Logger: log})
-		head, wire = in.cache, in.cache
-		in.obs.metrics.SetCache(in.cacheStats)
-	}
-	// Bypass signals (Firefox's DoH canary, iCloud Private Relay) are
-	// answered in front of the cache, whatever the lists and upstreams say.
-	if st := in.bypassStage(); st != nil {
-		st.Link(head)
-		head = st
-	}
-	// The export's zone answers (SOA, transfers' serial checks) go in front
-	// of the cache: they depend on the asker and must never be cached.
-	if e := in.feeds.Exporter(); e != nil {
-		head = e.Stage(head)
-	}
-	in.guard = guard.New(guard.Config{
-		Allow:   cfg.allow,
-		Drop:    cfg.refuseDrop,
-		Clients: ratelimit.NewClients(ratelimit.ClientsConfig{QPS: float64(cfg.clientQPS), Burst: cfg.clientBurst}),
-		RRL:     ratelimit.NewRRL(ratelimit.RRLConfig{Rate: float64(cfg.rrlRate), Slip: cfg.rrlSlip}),
-	})
-	scfg := resolver.ServerConfig{
-		Listen:   cfg.listen,
-		Handler:  head,
-		Cache:    wire,
-		Blocker:  &policy.Wire{Block: blocker, CountryKnown: in.answer.CountryKnown},
-		Snapshot: in.store.Current,
-		Observe:  in.observe,
-		Logger:   log,
-		Notify:   in.feeds.NotifyHandler(),
-		Transfer: in.feeds.TransferHandler(),
-		// Each try can take the full timeout on every upstream.
-		QueryTimeout:         cfg.queryTimeout(),
-		MaxInflight:          cfg.maxInflight,
-		UDPBatch:             cfg.udpBatch,
-		TCPMaxConns:          cfg.tcpMaxConns,
-		TCPMaxConnsPerClient: cfg.tcpPerClient,
-		TCPIdleTimeout:       cfg.tcpIdle,
-		Panics:               &in.panics,
-	}
-	in.guard.Hooks(&scfg)
-	return scfg
-}
-
 // protection gives the metrics the counters of what was turned away.
 func (in *instance) protection() metrics.Protection {
 	g := in.guard
 	return metrics.Protection{
 		ACLRefused: g.ACLRefused.Load, ACLDropped: g.ACLDropped.Load, RateLimited: g.RateLimited.Load,
 		RRLDropped: g.RRLDropped.Load, RRLSlipped: g.RRLSlipped.Load,
-		Overloaded: in.dns.Overloaded, TCPRejected: in.dns.TCPRejected, Panics: in.panics.Load,
+		Overloaded: in.dns.Overloaded, TCPRejected: in.dns.TCPRejected, Malformed: in.dns.Malformed, Panics: in.panics.Load,
 		Mismatched: func() map[string]uint64 {
 			out := map[string]uint64{}
 			for _, h := range in.pool.Health() {

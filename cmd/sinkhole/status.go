@@ -184,8 +184,8 @@ func printStatus(w io.Writer, st *admin.Status) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "queries %d, blocked %d (%s), monitored %d, from cache %d, servfail %d, refused %d, dropped %d\n",
 		c.Queries, c.Blocked, percent(c.Blocked, c.Queries), c.Monitored, c.Cached, c.ServFail, c.Refused, c.Dropped)
-	fmt.Fprintf(w, "turned away: outside --allow %d refused, %d dropped; rate-limited %d; RRL %d dropped, %d slipped; overloaded %d; TCP connections rejected %d; panics %d\n",
-		c.ACLRefused, c.ACLDropped, c.RateLimited, c.RRLDropped, c.RRLSlipped, c.Overloaded, c.TCPRejected, c.Panics)
+	fmt.Fprintf(w, "turned away: outside --allow %d refused, %d dropped; rate-limited %d; RRL %d dropped, %d slipped; overloaded %d; TCP connections rejected %d; malformed (FORMERR) %d; panics %d\n",
+		c.ACLRefused, c.ACLDropped, c.RateLimited, c.RRLDropped, c.RRLSlipped, c.Overloaded, c.TCPRejected, c.Malformed, c.Panics)
 	if len(st.Platforms) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "TOP PLATFORMS\tBLOCKS")

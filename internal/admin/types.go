@@ -138,6 +138,7 @@ type Counters struct {
 	RRLSlipped  uint64 `json:"rrl_slipped"`  // responses sent truncated by --rrl-slip
 	Overloaded  uint64 `json:"overloaded"`   // queries dropped over --max-inflight
 	TCPRejected uint64 `json:"tcp_rejected"` // connections over --tcp-max-conns or the per-client cap
+	Malformed   uint64 `json:"malformed"`    // malformed queries answered FORMERR
 	Panics      uint64 `json:"panics"`       // recovered query panics
 }
 

@@ -54,6 +54,29 @@ func (s *Stage) Link(next query.Handler) { s.Next = next }
 // need not be in the chain).
 func (s *Stage) Enabled() bool { return s.Canary || s.PrivateRelay }
 
+// wire forms of the signal names, lower case, as in a cache key.
+var (
+	canaryWire = wireName(FirefoxCanary)
+	relayWire  = wireName(PrivateRelay)
+	relay2Wire = wireName(PrivateRelay2)
+)
+
+func wireName(name string) string {
+	b := make([]byte, 256)
+	n, _ := dns.PackDomainName(dns.Fqdn(name), b, 0, nil, false)
+	return string(b[:n])
+}
+
+// Offer declines the signal names the stage answers (the full path
+// answers them) and passes every other query.
+func (s *Stage) Offer(q *query.WireQuery, _ *query.Offered) query.Verdict {
+	n := query.WireName(q.Key)
+	if (s.Canary && string(n) == canaryWire) || (s.PrivateRelay && (string(n) == relayWire || string(n) == relay2Wire)) {
+		return query.Decline
+	}
+	return query.Pass
+}
+
 // Answered returns how many queries for the Firefox canary and for the
 // Private Relay names were answered.
 func (s *Stage) Answered() (canary, privateRelay uint64) { return s.canary.Load(), s.relay.Load() }

@@ -47,8 +47,12 @@ type Config struct {
 	ServeStale time.Duration
 	// Prefetch refreshes popular entries before they expire.
 	Prefetch bool
-	// Next is the rest of the chain.
+	// Next is the rest of the chain (set by query.Chain through Link).
 	Next query.Handler
+	// Decider decides again, under a new list generation, an upstream
+	// answer an entry holds (policy.Decider): the entry is then served
+	// without asking upstream. Without one such entries are fetched again.
+	Decider query.Decider
 	// Snapshot gives the list snapshot in service (for prefetches).
 	Snapshot func() *blocklist.Snapshot
 	// Epoch, when set, changes whenever data other than the lists that
@@ -71,8 +75,9 @@ type Stats struct {
 	Coalesced  atomic.Uint64 // misses that waited for another query's upstream trip
 }
 
-// Cache is the answer cache. It is a query.Handler (the miss path) and a
-// resolver.WireCache (the hit path).
+// Cache is the answer cache, a chain stage: a query.Handler (the full
+// path: misses, and hits the fast path could not take) and a
+// query.Offerer (the hit path).
 type Cache struct {
 	cfg    Config
 	minTTL uint32
@@ -220,24 +225,29 @@ func (c *Cache) remove(e *entry) {
 	s.mu.Unlock()
 }
 
-// AnswerWire answers q from the cache into out, if a fresh entry decided
-// under generation gen exists and its answer fits q's UDP limit (udp) or
-// 64 KiB. It returns the bytes written, the entry's Info and canonical
-// name, and whether it answered.
-func (c *Cache) AnswerWire(q *query.WireQuery, gen uint64, out []byte, udp bool) (int, *query.Info, string, bool) {
+// Link makes next the rest of the chain (query.Chain calls it).
+func (c *Cache) Link(next query.Handler) { c.cfg.Next = next }
+
+// Offer answers q from the cache when a fresh entry decided under the
+// snapshot in service exists and its answer fits q.Limit. A miss passes:
+// the cache keeps nothing the later stages' offers answer (blocks on the
+// query name are never stored), so they may answer it. An answer too
+// large declines: the full path truncates it.
+func (c *Cache) Offer(q *query.WireQuery, o *query.Offered) query.Verdict {
 	e := c.get(q.Key)
-	if e == nil || e.gen != c.version(gen) {
-		return 0, nil, "", false
+	if e == nil || e.gen != c.version(o.Snapshot.Generation) {
+		return query.Pass
 	}
 	now := c.now().UnixNano()
-	if now >= e.expires || e.renderedSize() > len(out) {
-		return 0, nil, "", false
+	if now >= e.expires {
+		return query.Pass
 	}
-	if udp && e.renderedSize() > q.UDPSize && len(e.wire)+11+len(e.opts) > q.UDPSize {
-		return 0, nil, "", false // needs truncation: the full path does it
+	if e.renderedSize() > len(o.Out) || (e.renderedSize() > q.Limit && len(e.wire)+11+len(e.opts) > q.Limit) {
+		return query.Decline // needs truncation: the full path does it
 	}
-	n := e.render(out, q, now, false)
+	o.N = e.render(o.Out, q, now, false)
+	o.Info, o.Name, o.Cached = e.info, e.name, true
 	c.stats.Hits.Add(1)
 	c.maybePrefetch(e, now)
-	return n, &e.info, e.name, true
+	return query.Answered
 }

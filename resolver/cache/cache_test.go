@@ -69,7 +69,11 @@ func newRigTimeout(t *testing.T, cfg Config, opts dnstest.Options, timeout time.
 	}
 	block := &policy.Blocker{Default: blocklist.ActionNXDomain, TTL: 300}
 	answer := &policy.Answer{Block: block, Next: pool}
-	cfg.Next = &policy.Question{Block: block, Next: answer}
+	question := &policy.Question{Block: block, Next: answer}
+	cfg.Next = question
+	if cfg.Decider == nil {
+		cfg.Decider = &policy.Decider{Question: question, Answer: answer}
+	}
 	cfg.Snapshot = r.store.Current
 	cfg.Now = r.clock.now
 	cfg.Logger = quiet()
@@ -311,7 +315,7 @@ func TestInvalidationOnReload(t *testing.T) {
 		t.Fatalf("cached answer served after the list blocked it: %v", m)
 	}
 	m, req = r.ask(t, "y.test", dns.TypeA)
-	if m.Rcode != dns.RcodeNameError || req.Info.Decision == nil || req.Info.Decision.Trigger != "ip" {
+	if m.Rcode != dns.RcodeNameError || req.Info.Decision == nil || req.Info.Decision.Trigger != query.TriggerIP {
 		t.Fatalf("cached answer with a now-listed address served: %v", m)
 	}
 	// Re-deciding used the answers the cache held: no new upstream queries.
@@ -384,27 +388,30 @@ func TestAnswerWire(t *testing.T) {
 		if err := query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq); err != nil {
 			t.Fatal(err)
 		}
-		out := make([]byte, 65535)
-		n, info, name, ok := r.cache.AnswerWire(&wq, r.store.Current().Generation, out, true)
-		if !ok || name != "w.test" || info.Rcode != dns.RcodeSuccess {
-			t.Fatalf("wire miss (edns %v)", edns)
+		wq.Limit = wq.UDPSize
+		o := &query.Offered{Snapshot: r.store.Current(), Out: make([]byte, 65535)}
+		if v := r.cache.Offer(&wq, o); v != query.Answered || o.Name != "w.test" || o.Info.Rcode != dns.RcodeSuccess || !o.Cached {
+			t.Fatalf("wire miss (edns %v): %v", edns, v)
 		}
 		m := new(dns.Msg)
-		if err := m.Unpack(out[:n]); err != nil {
+		if err := m.Unpack(o.Out[:o.N]); err != nil {
 			t.Fatal(err)
 		}
 		if m.Id != 4242 || m.Question[0].Name != "W.Test." || ttlOf(t, m) != 290 || (m.IsEdns0() != nil) != edns {
 			t.Fatalf("wire answer: %v", m)
 		}
 	}
-	// A different generation declines.
+	// A different generation passes the query on.
 	q := new(dns.Msg)
 	q.SetQuestion("w.test.", dns.TypeA)
 	pkt, _ := q.Pack()
 	var wq query.WireQuery
 	query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
-	if _, _, _, ok := r.cache.AnswerWire(&wq, 99, make([]byte, 65535), true); ok {
-		t.Fatal("entry served under another generation")
+	wq.Limit = 512
+	other := *r.store.Current()
+	other.Generation = 99
+	if v := r.cache.Offer(&wq, &query.Offered{Snapshot: &other, Out: make([]byte, 65535)}); v != query.Pass {
+		t.Fatalf("entry under another generation: %v, want Pass", v)
 	}
 }
 

@@ -66,10 +66,17 @@ func (c *Cache) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, err
 // back to a stale entry when every upstream fails.
 func (c *Cache) fetch(ctx context.Context, req *query.Request, key []byte, old *entry, gen uint64) (*dns.Msg, error) {
 	now := c.now().UnixNano()
-	if old != nil && old.gen != gen && now < old.rawExpires {
+	if old != nil && old.gen != gen && now < old.rawExpires && c.cfg.Decider != nil {
 		// Decided under an older list generation but still fresh: decide it
 		// again from the upstream answer it holds, without a network trip.
-		req.Reuse = c.reusable(old, now, false)
+		if held := c.reusable(req, old, now, false); held != nil {
+			resp := c.cfg.Decider.Decide(req, held)
+			req.Info.Upstream = "cache"
+			if resp != nil {
+				c.store(key, req, resp, held, gen, now)
+			}
+			return resp, nil
+		}
 	}
 	resp, err := c.cfg.Next.ServeDNS(ctx, req)
 	failed := err != nil || (resp != nil && resp.Rcode == dns.RcodeServerFailure && req.Info.Decision == nil)
@@ -79,22 +86,25 @@ func (c *Cache) fetch(ctx context.Context, req *query.Request, key []byte, old *
 		}
 	}
 	if err == nil && resp != nil {
-		c.store(key, req, resp, gen, now)
+		c.store(key, req, resp, nil, gen, now)
 	}
 	return resp, err
 }
 
-// reusable unpacks the upstream answer an entry holds, with its TTLs
-// counted down (or set to StaleTTL).
-func (c *Cache) reusable(e *entry, now int64, stale bool) *dns.Msg {
+// reusable unpacks the upstream answer an entry holds, made the answer to
+// req (its ID, header bits and OPT: query.ForClient), with its TTLs counted
+// down (or set to StaleTTL).
+func (c *Cache) reusable(req *query.Request, e *entry, now int64, stale bool) *dns.Msg {
 	raw := e.upstreamWire()
 	if raw == nil {
 		return nil
 	}
 	m := new(dns.Msg)
-	if m.Unpack(raw) != nil {
+	if m.Unpack(raw) != nil || len(m.Question) != 1 {
 		return nil
 	}
+	m.Question[0].Name = req.Msg.Question[0].Name // the client's spelling
+	query.ForClient(req.Msg, m)
 	age := uint32(max((now-e.stored)/1e9, 0))
 	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
 		for _, rr := range sec {
@@ -127,18 +137,17 @@ func (c *Cache) serveStale(ctx context.Context, req *query.Request, e *entry, ge
 		req.Info.Stale = true
 		return m
 	}
-	if now >= e.rawExpires+c.stale {
+	if now >= e.rawExpires+c.stale || c.cfg.Decider == nil {
 		return nil
 	}
-	raw := c.reusable(e, now, true)
+	raw := c.reusable(req, e, now, true)
 	if raw == nil {
 		return nil
 	}
 	again := *req
-	again.Info = query.Info{}
-	again.Reuse = raw
-	resp, err := c.cfg.Next.ServeDNS(ctx, &again)
-	if err != nil || resp == nil {
+	again.Info = query.Info{Upstream: "cache"}
+	resp := c.cfg.Decider.Decide(&again, raw)
+	if resp == nil {
 		return nil
 	}
 	for _, sec := range [][]dns.RR{resp.Answer, resp.Ns} {
@@ -179,15 +188,17 @@ func (c *Cache) respond(req *query.Request, e *entry, now int64, stale bool) (*d
 	return m, nil
 }
 
-// store keeps a response, if it may be cached.
-func (c *Cache) store(key []byte, req *query.Request, resp *dns.Msg, gen uint64, now int64) {
+// store keeps a response, if it may be cached. held is the upstream answer
+// an older entry held when resp was decided again from it (nil when resp
+// came down the chain).
+func (c *Cache) store(key []byte, req *query.Request, resp *dns.Msg, held *dns.Msg, gen uint64, now int64) {
 	if resp.Truncated || req.Info.Dropped || req.Info.Stale || len(resp.Question) != 1 {
 		return
 	}
 	if resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
 		return
 	}
-	if d := req.Info.Decision; d != nil && d.Enforced && d.Trigger == "qname" && req.Reuse == nil {
+	if d := req.Info.Decision; d != nil && d.Enforced && d.Trigger == query.TriggerQName && held == nil {
 		// Blocks on the query name are decided again for each query from the
 		// snapshot in service (in well under a microsecond, on the wire path):
 		// caching them would only spend memory.
@@ -223,13 +234,15 @@ func (c *Cache) store(key []byte, req *query.Request, resp *dns.Msg, gen uint64,
 	}
 	e := &entry{key: string(key), name: req.Name, wire: wire, ttlOffs: offs, opts: opts,
 		qlen: questionLen(wire), stored: now, ttl: ttl, expires: now + int64(ttl)*1e9, gen: gen}
-	e.info = query.Info{Rcode: resp.Rcode, Decision: req.Info.Decision, Upstream: req.Info.Upstream,
-		Overseas: req.Info.Overseas, Exempt: req.Info.Exempt}
+	e.info = query.Info{Rcode: resp.Rcode, Decision: req.Info.Decision, Upstream: req.Info.Upstream}
 	// Keep the upstream's answer so a later list generation can decide the
 	// entry again without asking upstream.
-	raw := req.Info.Raw
-	if raw == nil && req.Reuse != nil && req.Info.Decision != nil && req.Info.Decision.Enforced {
-		raw = req.Reuse // blocked by name this time: keep the answer held before
+	var raw *dns.Msg
+	if d := req.Info.Decision; d != nil && d.Enforced {
+		raw = d.Replaced // the answer a block replaced
+		if raw == nil {
+			raw = held // blocked by name this time: keep the answer held before
+		}
 	}
 	switch {
 	case raw != nil:
@@ -271,9 +284,9 @@ func (c *Cache) prefetch(e *entry) {
 	q.Id = dns.Id()
 	q.RecursionDesired = true
 	q.Question = m.Question
-	flags := e.key[len(e.key)-1]
-	q.CheckingDisabled = flags&2 != 0
-	q.SetEdns0(query.ServerUDPSize, flags&1 != 0)
+	do, cd, ad := query.KeyFlags([]byte(e.key))
+	q.CheckingDisabled, q.AuthenticatedData = cd, ad
+	q.SetEdns0(query.ServerUDPSize, do)
 	key := []byte(e.key)
 	s := c.shardOf(key)
 	s.mu.Lock()
@@ -297,7 +310,7 @@ func (c *Cache) prefetch(e *entry) {
 	if err != nil || resp == nil || resp.Rcode == dns.RcodeServerFailure {
 		return
 	}
-	c.store(key, req, resp, c.version(req.Snapshot.Generation), c.now().UnixNano())
+	c.store(key, req, resp, nil, c.version(req.Snapshot.Generation), c.now().UnixNano())
 }
 
 // setTTLs copies the clamped TTLs of the packed form back into the message

@@ -64,7 +64,7 @@ func newQuery(snap *blocklist.Snapshot, block *policy.Blocker, name string, qtyp
 	msg.SetQuestion(dns.Fqdn(name), qtype)
 	req := query.NewRequest(msg, netip.MustParseAddrPort("192.0.2.1:1234"), proto, snap)
 	if m := snap.MatchName(req.Name); m.Blocked() {
-		req.Info.Decision = block.Decide(snap, m.Rule, "qname", req.Name)
+		req.Info.Decision = block.Decide(snap, m.Rule, query.TriggerQName, req.Name)
 	}
 	return req
 }

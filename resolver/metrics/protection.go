@@ -13,6 +13,7 @@ type Protection struct {
 	RRLSlipped  func() uint64 // UDP responses sent truncated by RRL (slip)
 	Overloaded  func() uint64 // queries dropped over --max-inflight
 	TCPRejected func() uint64 // TCP connections closed over a cap
+	Malformed   func() uint64 // malformed queries answered FORMERR
 	Panics      func() uint64 // query handler panics recovered
 	// Mismatched returns, per upstream, the answers dropped for not
 	// matching their query (spoofing attempts, late or garbled packets).
@@ -22,6 +23,7 @@ type Protection struct {
 // SetProtection exports the protection counters:
 // sinkhole_refused_clients_total{action}, sinkhole_rate_limited_total{kind},
 // sinkhole_overloaded_total, sinkhole_tcp_rejected_total,
+// sinkhole_malformed_queries_total,
 // sinkhole_panics_total and sinkhole_upstream_mismatched_total{upstream}.
 func (m *Metrics) SetProtection(p Protection) {
 	counter := func(name, help string, labels prometheus.Labels, f func() uint64) prometheus.Collector {
@@ -41,6 +43,7 @@ func (m *Metrics) SetProtection(p Protection) {
 			prometheus.Labels{"kind": "rrl_slip"}, p.RRLSlipped),
 		counter("overloaded_total", "Queries dropped because --max-inflight queries were already being resolved.", nil, p.Overloaded),
 		counter("tcp_rejected_total", "TCP connections closed at once for being over --tcp-max-conns or --tcp-max-conns-per-client.", nil, p.TCPRejected),
+		counter("malformed_queries_total", "Malformed queries answered FORMERR from the packet, never forwarded (two OPT records, an OPT out of place, counts larger than the records, a question of type 0, OPT or TSIG...).", nil, p.Malformed),
 		counter("panics_total", "Query handler panics recovered (each answered SERVFAIL or dropped, and logged).", nil, p.Panics),
 		&mismatchCollector{f: p.Mismatched},
 	)

@@ -28,25 +28,58 @@ type Answer struct {
 // overseas-scoped rules can look at the answer (Question.CountryKnown).
 func (a *Answer) CountryKnown() bool { return a.Geo != nil && a.Geo.HasCountry() }
 
+// Link makes next the rest of the chain (query.Chain calls it).
+func (a *Answer) Link(next query.Handler) { a.Next = next }
+
 // ServeDNS asks Next and blocks the answer when a rule fires.
 func (a *Answer) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
 	resp, err := a.Next.ServeDNS(ctx, req)
-	if err != nil || resp == nil || req.Info.Exempt != nil {
+	if err != nil || resp == nil {
 		return resp, err
 	}
-	d := a.Check(req.Snapshot, req.Info.Overseas, resp)
+	return a.police(req, resp), nil
+}
+
+// police applies the lists to an upstream answer under req.NamePolicy: it
+// returns resp, or the block answer (nil for the drop action) with the
+// decision recorded.
+func (a *Answer) police(req *query.Request, resp *dns.Msg) *dns.Msg {
+	np := req.NamePolicy
+	if np.Kind == query.NameExempt {
+		return resp
+	}
+	var overseas *blocklist.RuleID
+	if np.Kind == query.NameOverseas {
+		overseas = &np.Rule
+	}
+	d := a.Check(req.Snapshot, overseas, resp)
 	if d == nil {
-		return resp, nil
+		return resp
 	}
 	d.Addrs = answerAddrs(resp, a.Geo, d.Addr)
 	if prev := req.Info.Decision; prev == nil || (!prev.Enforced && d.Enforced) {
 		req.Info.Decision = d
 	}
 	if !d.Enforced {
-		return resp, nil
+		return resp
 	}
-	req.Info.Raw = resp
-	return a.Block.Response(req, d), nil
+	d.Replaced = resp
+	return a.Block.Response(req, d)
+}
+
+// Decider decides an upstream answer the cache holds as the question and
+// answer stages would (query.Decider), without asking upstream.
+type Decider struct {
+	Question *Question
+	Answer   *Answer
+}
+
+// Decide applies the lists to req's name and then to resp.
+func (d *Decider) Decide(req *query.Request, resp *dns.Msg) *dns.Msg {
+	if out, done := d.Question.decide(req); done {
+		return out
+	}
+	return d.Answer.police(req, resp)
 }
 
 // Check returns the decision for an upstream answer, or nil when nothing
@@ -111,10 +144,10 @@ func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 		if ex != nil {
 			rc := newRecordCheck(rr, name)
 			if m.HasRule {
-				rc.addRule(a.Block, snap, "cname", m.Rule, m.Blocked() && !deferred)
+				rc.addRule(a.Block, snap, query.TriggerCNAME, m.Rule, m.Blocked() && !deferred)
 			}
 			if m.HasAllow {
-				rc.addRule(a.Block, snap, "cname", m.Allow, false)
+				rc.addRule(a.Block, snap, query.TriggerCNAME, m.Allow, false)
 			}
 			recs[i] = rc
 		}
@@ -128,7 +161,7 @@ func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 			}
 			continue
 		}
-		d := a.Block.Decide(snap, m.Rule, "cname", name)
+		d := a.Block.Decide(snap, m.Rule, query.TriggerCNAME, name)
 		if snap.Section(m.Rule).Scope == blocklist.ScopeOverseas {
 			d.Note = noCountryNote
 		}
@@ -163,9 +196,9 @@ func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 			recs[i] = rc
 		}
 		m := snap.MatchIP(ip)
-		rc.addMatches(a.Block, snap, "ip", m)
+		rc.addMatches(a.Block, snap, query.TriggerIP, m)
 		if m.Blocked() {
-			d := a.Block.Decide(snap, m.Rule, "ip", ip.String())
+			d := a.Block.Decide(snap, m.Rule, query.TriggerIP, ip.String())
 			d.Addr = lookup()
 			if st.note(d) {
 				return st.result()
@@ -174,9 +207,9 @@ func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 		if needASN {
 			if in := lookup(); in.ASN != 0 {
 				m := snap.MatchASN(in.ASN)
-				rc.addMatches(a.Block, snap, "asn", m)
+				rc.addMatches(a.Block, snap, query.TriggerASN, m)
 				if m.Blocked() {
-					d := a.Block.Decide(snap, m.Rule, "asn", ip.String())
+					d := a.Block.Decide(snap, m.Rule, query.TriggerASN, ip.String())
 					d.Addr = in
 					if st.note(d) {
 						return st.result()
@@ -189,12 +222,12 @@ func (a *Answer) check(snap *blocklist.Snapshot, overseas *blocklist.RuleID, res
 		// fails closed.
 		if overseas != nil {
 			if in := lookup(); !countryKnown || in.Country != a.Home {
-				d := a.Block.Decide(snap, *overseas, "overseas", ip.String())
+				d := a.Block.Decide(snap, *overseas, query.TriggerOverseas, ip.String())
 				d.Addr = in
 				if !countryKnown {
 					d.Note = noCountryNote
 				}
-				rc.addRule(a.Block, snap, "overseas", *overseas, true)
+				rc.addRule(a.Block, snap, query.TriggerOverseas, *overseas, true)
 				if st.note(d) {
 					return st.result()
 				}

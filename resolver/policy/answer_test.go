@@ -208,7 +208,7 @@ func TestAnswerPolicy(t *testing.T) {
 			d := req.Info.Decision
 			got, trig := "", ""
 			if d != nil {
-				got, trig = d.Reason(), d.Trigger
+				got, trig = d.Reason(), d.Trigger.String()
 			}
 			if got != tc.reason || trig != tc.trigger {
 				t.Errorf("geo=%v %s: decision %q (%s), want %q (%s)", withGeo, tc.name, got, trig, tc.reason, tc.trigger)
@@ -218,7 +218,7 @@ func TestAnswerPolicy(t *testing.T) {
 			}
 			// Explain agrees with what the chain did.
 			var upstream *dns.Msg
-			if d == nil || d.Trigger != "qname" {
+			if d == nil || d.Trigger != query.TriggerQName {
 				upstream, _ = staticUpstream(t).ServeDNS(context.Background(), req)
 			}
 			ex := f.answer.Explain(f.snap, tc.name, upstream)

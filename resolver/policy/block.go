@@ -45,7 +45,7 @@ func (b *Blocker) Resolve(a blocklist.Action) blocklist.Action {
 }
 
 // Decide builds the decision for a matched rule.
-func (b *Blocker) Decide(snap *blocklist.Snapshot, rule blocklist.RuleID, trigger, target string) *query.Decision {
+func (b *Blocker) Decide(snap *blocklist.Snapshot, rule blocklist.RuleID, trigger query.Trigger, target string) *query.Decision {
 	act := b.Resolve(snap.Section(rule).Action)
 	return &query.Decision{
 		Snapshot: snap, Rule: rule, Action: act, Enforced: act.Enforced(),
@@ -142,7 +142,7 @@ func (b *Blocker) sinkholeRR(q dns.Question) dns.RR {
 // whole listed zone), the query name otherwise.
 func (b *Blocker) soa(req *query.Request, d *query.Decision) dns.RR {
 	owner := req.Msg.Question[0].Name
-	if d.Trigger == "qname" && d.Rule.Type() == blocklist.RuleDomain {
+	if d.Trigger == query.TriggerQName && d.Rule.Type() == blocklist.RuleDomain {
 		r := d.Describe()
 		if !r.Allow && r.Text != "" && r.Text[0] != '=' && r.Text[0] != '*' {
 			owner = dns.Fqdn(r.Text)

@@ -118,7 +118,7 @@ func (rc *RecordCheck) setGeo(in geo.Info, home string, countryKnown bool) {
 
 // addMatches records the block rule and the exception of m. rc may be nil
 // (not explaining).
-func (rc *RecordCheck) addMatches(b *Blocker, snap *blocklist.Snapshot, trigger string, m blocklist.Match) {
+func (rc *RecordCheck) addMatches(b *Blocker, snap *blocklist.Snapshot, trigger query.Trigger, m blocklist.Match) {
 	if rc == nil {
 		return
 	}
@@ -130,12 +130,12 @@ func (rc *RecordCheck) addMatches(b *Blocker, snap *blocklist.Snapshot, trigger 
 	}
 }
 
-func (rc *RecordCheck) addRule(b *Blocker, snap *blocklist.Snapshot, trigger string, id blocklist.RuleID, fires bool) {
+func (rc *RecordCheck) addRule(b *Blocker, snap *blocklist.Snapshot, trigger query.Trigger, id blocklist.RuleID, fires bool) {
 	if rc == nil {
 		return
 	}
 	r := ruleInfo(b, snap, id)
-	r.Trigger, r.Fires = trigger, fires
+	r.Trigger, r.Fires = trigger.String(), fires
 	rc.Matches = append(rc.Matches, r)
 	rc.Blocked = rc.Blocked || fires
 }

@@ -9,7 +9,8 @@ import (
 	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
-// Question blocks by query name before anything is asked upstream.
+// Question blocks by query name before anything is asked upstream. Its
+// offer (wire.go) answers the names it blocks outright from the packet.
 type Question struct {
 	Next  query.Handler
 	Block *Blocker
@@ -19,20 +20,33 @@ type Question struct {
 	CountryKnown func() bool
 }
 
+// Link makes next the rest of the chain (query.Chain calls it).
+func (q *Question) Link(next query.Handler) { q.Next = next }
+
 // ServeDNS answers blocked names and passes the rest on. A name under an
-// overseas-scoped rule is passed on with the rule noted, for Answer to
-// decide once the addresses are known.
+// overseas-scoped rule is passed on with the rule noted in req.NamePolicy,
+// for Answer to decide once the addresses are known.
 func (q *Question) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
+	if resp, done := q.decide(req); done {
+		return resp, nil
+	}
+	return q.Next.ServeDNS(ctx, req)
+}
+
+// decide applies the lists to the query name: it sets req.NamePolicy and
+// the decision, and returns the block answer when the name is blocked
+// (done; nil for the drop action).
+func (q *Question) decide(req *query.Request) (*dns.Msg, bool) {
 	o := decideQuestion(q.Block, req.Snapshot, req.Name, q.CountryKnown != nil && q.CountryKnown())
-	req.Info.Exempt, req.Info.Overseas = o.exempt, o.overseas
+	req.NamePolicy = o.policy()
 	if o.decision == nil {
-		return q.Next.ServeDNS(ctx, req)
+		return nil, false
 	}
 	req.Info.Decision = o.decision
 	if !o.decision.Enforced {
-		return q.Next.ServeDNS(ctx, req)
+		return nil, false
 	}
-	return q.Block.Response(req, o.decision), nil
+	return q.Block.Response(req, o.decision), true
 }
 
 // questionOutcome is what the question stage makes of a name.
@@ -41,6 +55,19 @@ type questionOutcome struct {
 	decision *query.Decision   // a rule on the name fired (enforced or log)
 	overseas *blocklist.RuleID // an overseas-scoped rule, left to the answer
 	exempt   *blocklist.RuleID // an exception covers the name and its answer
+}
+
+// policy is the outcome as the answer stage reads it.
+func (o *questionOutcome) policy() query.NamePolicy {
+	switch {
+	case o.exempt != nil:
+		return query.NamePolicy{Kind: query.NameExempt, Rule: *o.exempt}
+	case o.overseas != nil:
+		return query.NamePolicy{Kind: query.NameOverseas, Rule: *o.overseas}
+	case o.decision != nil:
+		return query.NamePolicy{Kind: query.NameBlocked, Rule: o.decision.Rule}
+	}
+	return query.NamePolicy{}
 }
 
 // decideQuestion matches name (canonical form) against snap.
@@ -58,11 +85,11 @@ func decideQuestion(b *Blocker, snap *blocklist.Snapshot, name string, countryKn
 			o.overseas = &m.Rule
 			return o
 		}
-		o.decision = b.Decide(snap, m.Rule, "qname", "")
+		o.decision = b.Decide(snap, m.Rule, query.TriggerQName, "")
 		o.decision.Note = noCountryNote
 		return o
 	}
-	o.decision = b.Decide(snap, m.Rule, "qname", "")
+	o.decision = b.Decide(snap, m.Rule, query.TriggerQName, "")
 	return o
 }
 

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"github.com/miekg/dns"
 
@@ -9,29 +10,39 @@ import (
 	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
-// Wire answers, straight from the packet, the queries whose name a list
-// blocks outright: the wire-path twin of Question followed by
-// Blocker.Response, writing the same answer without building a dns.Msg
-// and without allocating. Everything else (exceptions, overseas scope,
-// monitor-only rules, RPZ local data) is declined and takes the full chain.
-type Wire struct {
-	Block *Blocker
-	// CountryKnown is the Answer stage's CountryKnown.
-	CountryKnown func() bool
-}
-
 // maxReason caps the EDE text of a wire block answer.
 const maxReason = 400
 
-// maxBlockWire bounds the bytes BlockWire writes (the caller's out must
-// hold them): header, question, an answer or the SOA, and the OPT record.
+// maxBlockWire bounds the bytes Offer writes (the caller's out must hold
+// them): header, question, an answer or the SOA, and the OPT record.
 const maxBlockWire = 12 + 260 + 28 + 12 + 10 + len("sinkhole.invalid.hostmaster.sinkhole.invalid.") + 4 + 20 + 17 + maxReason + 64
 
-// BlockWire writes into out the block answer for q when its name (canonical
-// form) is blocked outright under snap, filling d with the decision. It
-// returns the answer's length (0 for the drop action) and whether it
-// answered.
-func (w *Wire) BlockWire(q *query.WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *query.Decision) (int, bool) {
+// Offer is the question stage's fast path: it answers, straight from the
+// packet, the queries whose name a list blocks outright, writing the answer
+// Blocker.Response builds without building a dns.Msg and without
+// allocating. Everything else (names no rule blocks, exceptions, overseas
+// scope, monitor-only rules, RPZ local data, odd names) declines and takes
+// the full chain.
+func (qs *Question) Offer(q *query.WireQuery, o *query.Offered) query.Verdict {
+	name, ok := q.DottedName(o.NameBuf[:0])
+	if !ok {
+		return query.Decline
+	}
+	o.Name = unsafe.String(unsafe.SliceData(name), len(name)) // observers never keep it
+	n, ok := qs.blockWire(q, o.Name, o.Snapshot, o.Out, &o.Decision)
+	if !ok {
+		return query.Decline
+	}
+	o.N = n
+	o.Info = query.Info{Decision: &o.Decision}
+	return query.Answered
+}
+
+// blockWire writes into out the block answer for q when its name
+// (canonical form) is blocked outright under snap, filling d with the
+// decision. It returns the answer's length (0 for the drop action) and
+// whether it answered.
+func (qs *Question) blockWire(q *query.WireQuery, name string, snap *blocklist.Snapshot, out []byte, d *query.Decision) (int, bool) {
 	m := snap.MatchName(name)
 	if !m.Blocked() {
 		return 0, false
@@ -39,17 +50,17 @@ func (w *Wire) BlockWire(q *query.WireQuery, name string, snap *blocklist.Snapsh
 	sec := snap.Section(m.Rule)
 	note := ""
 	if sec.Scope == blocklist.ScopeOverseas {
-		if w.CountryKnown != nil && w.CountryKnown() {
+		if qs.CountryKnown != nil && qs.CountryKnown() {
 			return 0, false // the answer's addresses decide
 		}
 		note = noCountryNote
 	}
-	act := w.Block.Resolve(sec.Action)
-	*d = query.Decision{Snapshot: snap, Rule: m.Rule, Action: act, Enforced: act.Enforced(), Trigger: "qname", Note: note}
+	act := qs.Block.Resolve(sec.Action)
+	*d = query.Decision{Snapshot: snap, Rule: m.Rule, Action: act, Enforced: act.Enforced(), Trigger: query.TriggerQName, Note: note}
 	if !d.Enforced {
 		return 0, false
 	}
-	b := w.Block
+	b := qs.Block
 	rcode, answer, soa := dns.RcodeNameError, false, true
 	switch d.Action {
 	case blocklist.ActionDrop:
@@ -138,7 +149,7 @@ func (w *Wire) BlockWire(q *query.WireQuery, name string, snap *blocklist.Snapsh
 	binary.BigEndian.PutUint16(out[6:], an)
 	binary.BigEndian.PutUint16(out[8:], ns)
 	binary.BigEndian.PutUint16(out[10:], ar)
-	if n > q.UDPSize && q.UDPSize > 0 {
+	if n > q.Limit {
 		return 0, false // does not fit: the full path truncates
 	}
 	return n, true

@@ -59,7 +59,6 @@ func TestWireMatchesChain(t *testing.T) {
 	snap := wireSnapshot(t)
 	for _, def := range []blocklist.Action{blocklist.ActionNXDomain, blocklist.ActionNoData, blocklist.ActionRefused, blocklist.ActionSinkhole} {
 		block := &policy.Blocker{Default: def, SinkholeV4: netip.MustParseAddr("192.0.2.99"), SinkholeV6: netip.MustParseAddr("2001:db8::99"), TTL: 300}
-		wire := &policy.Wire{Block: block}
 		chain := &policy.Question{Block: block, Next: query.HandlerFunc(func(context.Context, *query.Request) (*dns.Msg, error) {
 			return nil, fmt.Errorf("passed on")
 		})}
@@ -80,19 +79,12 @@ func TestWireMatchesChain(t *testing.T) {
 						t.Fatalf("%s: chain passed a blocked name on", name)
 					}
 					want.Id = q.Id
-					pkt, _ := q.Pack()
-					var wq query.WireQuery
-					if err := query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq); err != nil {
-						t.Fatal(err)
-					}
-					out := make([]byte, 70000)
-					var d query.Decision
-					n, ok := wire.BlockWire(&wq, query.CanonicalName(name), snap, out, &d)
-					if !ok || !d.Enforced {
+					o, v := offer(t, chain, q, snap)
+					if v != query.Answered || !o.Decision.Enforced || o.Name != query.CanonicalName(name) {
 						t.Fatalf("%s: wire declined", name)
 					}
 					got := new(dns.Msg)
-					if err := got.Unpack(out[:n]); err != nil {
+					if err := got.Unpack(o.Out[:o.N]); err != nil {
 						t.Fatalf("%s: unpack: %v", name, err)
 					}
 					if a, b := normalize(got), normalize(want); a != b {
@@ -103,18 +95,30 @@ func TestWireMatchesChain(t *testing.T) {
 		}
 		// Declined: not listed, exceptions, monitor-only, overseas with a
 		// country database (the answer decides).
-		wire.CountryKnown = func() bool { return true }
+		chain.CountryKnown = func() bool { return true }
 		for _, name := range []string{"example.org", "safe.binance.com", "logged.test", "overseas.test"} {
 			q := new(dns.Msg)
 			q.SetQuestion(name+".", dns.TypeA)
-			pkt, _ := q.Pack()
-			var wq query.WireQuery
-			query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
-			if _, ok := wire.BlockWire(&wq, name, snap, make([]byte, 70000), new(query.Decision)); ok {
+			if _, v := offer(t, chain, q, snap); v != query.Decline {
 				t.Fatalf("%s: wire answered what the chain must decide", name)
 			}
 		}
 	}
+}
+
+// offer runs the question stage's fast path on q.
+func offer(t testing.TB, qs *policy.Question, q *dns.Msg, snap *blocklist.Snapshot) (*query.Offered, query.Verdict) {
+	pkt, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wq query.WireQuery
+	if err := query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq); err != nil {
+		t.Fatal(err)
+	}
+	wq.Limit = wq.UDPSize
+	o := &query.Offered{Snapshot: snap, Out: make([]byte, 70000)}
+	return o, qs.Offer(&wq, o)
 }
 
 // normalize renders a message for comparison: names in lower case, EDNS
@@ -130,18 +134,18 @@ func BenchmarkBlockWire(b *testing.B) {
 	st := blocklist.NewStore(blocklist.Options{Dirs: []string{dir}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	st.Reload(context.Background(), "bench")
 	snap := st.Current()
-	wire := &policy.Wire{Block: &policy.Blocker{Default: blocklist.ActionNXDomain, TTL: 300}}
+	qs := &policy.Question{Block: &policy.Blocker{Default: blocklist.ActionNXDomain, TTL: 300}}
 	q := new(dns.Msg)
 	q.SetQuestion("www.binance.com.", dns.TypeA)
 	q.SetEdns0(1232, false)
 	pkt, _ := q.Pack()
 	var wq query.WireQuery
 	query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
-	out := make([]byte, 70000)
-	var d query.Decision
+	wq.Limit = wq.UDPSize
+	o := &query.Offered{Snapshot: snap, Out: make([]byte, 70000)}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := wire.BlockWire(&wq, "www.binance.com", snap, out, &d); !ok {
+		if qs.Offer(&wq, o) != query.Answered {
 			b.Fatal("declined")
 		}
 	}
@@ -151,13 +155,14 @@ func BenchmarkBlockWire(b *testing.B) {
 // decline everything: a 64 KiB buffer (the server's) must be enough.
 func TestWireFitsServerBuffer(t *testing.T) {
 	snap := wireSnapshot(t)
-	wire := &policy.Wire{Block: &policy.Blocker{Default: blocklist.ActionNXDomain, TTL: 300}}
+	qs := &policy.Question{Block: &policy.Blocker{Default: blocklist.ActionNXDomain, TTL: 300}}
 	q := new(dns.Msg)
 	q.SetQuestion("www.binance.com.", dns.TypeA)
 	pkt, _ := q.Pack()
 	var wq query.WireQuery
 	query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq)
-	if _, ok := wire.BlockWire(&wq, "www.binance.com", snap, make([]byte, dns.MaxMsgSize), new(query.Decision)); !ok {
+	wq.Limit = wq.UDPSize
+	if qs.Offer(&wq, &query.Offered{Snapshot: snap, Out: make([]byte, dns.MaxMsgSize)}) != query.Answered {
 		t.Fatal("wire path declined with a 64 KiB buffer")
 	}
 }

@@ -25,12 +25,11 @@ type Request struct {
 	Start      time.Time
 	// Snapshot is the one list snapshot this query is decided under.
 	Snapshot *blocklist.Snapshot
+	// Name policy is the question stage's verdict on the query name that
+	// the answer stage applies to the upstream's answer.
+	NamePolicy NamePolicy
 	// Info collects what the stages did, for logs, metrics and the admin API.
 	Info Info
-	// Reuse, when set, is an upstream answer the cache still holds: the
-	// upstream stage returns it instead of asking again. The cache sets it to
-	// re-decide an entry under a new list generation without a network trip.
-	Reuse *dns.Msg
 	// Packet is the query as received and Answer the response as written
 	// on the wire path (nil on the full path: resp is the answer). Both
 	// alias the server's buffers: observers read them during the call only.
@@ -72,16 +71,48 @@ type Info struct {
 	Cached   bool      // answered from cache
 	Stale    bool      // answered from an expired cache entry (serve-stale)
 	Dropped  bool      // no answer is to be sent (rpz-drop)
-	// Overseas is set by the question stage when the name is under an
-	// overseas-scoped rule: the answer stage blocks it if an answer address
-	// is outside the home country.
-	Overseas *blocklist.RuleID
-	// Exempt is set when an exception ("@@") matched the query name: the
-	// answer is then not policed either.
-	Exempt *blocklist.RuleID
-	// Raw is the upstream's answer when a policy stage replaced it (with a
-	// block), so the cache can re-decide it under a later list generation.
-	Raw *dns.Msg
+}
+
+// NameKind is what the question stage found for the query name.
+type NameKind uint8
+
+// Name kinds.
+const (
+	NameUnlisted NameKind = iota // no rule decided on the name: the answer is policed
+	NameExempt                   // an exception ("@@") covers the name: its answer is not policed either
+	NameOverseas                 // an overseas-scoped rule covers the name: the answer's addresses decide
+	NameBlocked                  // a rule on the name fired (enforced or monitor-only)
+)
+
+// NamePolicy is the question stage's verdict on the query name.
+type NamePolicy struct {
+	Kind NameKind
+	// Rule is the exception (NameExempt), the overseas-scoped rule
+	// (NameOverseas) or the rule that fired (NameBlocked).
+	Rule blocklist.RuleID
+}
+
+// Trigger says what matched for a decision.
+type Trigger uint8
+
+// Triggers.
+const (
+	TriggerQName    Trigger = iota + 1 // the query name
+	TriggerCNAME                       // a CNAME or DNAME target in the answer
+	TriggerIP                          // an answer address, by IP rule
+	TriggerASN                         // an answer address, by its AS number
+	TriggerOverseas                    // an answer address outside the home country, for an overseas-scoped name
+)
+
+var triggerNames = [...]string{"", "qname", "cname", "ip", "asn", "overseas"}
+
+// String returns the trigger's name as logs and the admin API show it:
+// qname, cname, ip, asn or overseas.
+func (t Trigger) String() string {
+	if int(t) < len(triggerNames) {
+		return triggerNames[t]
+	}
+	return "unknown"
 }
 
 // Decision records a rule that fired for the query.
@@ -90,8 +121,8 @@ type Decision struct {
 	Rule     blocklist.RuleID
 	Action   blocklist.Action // resolved: never ActionDefault
 	Enforced bool             // false for monitor-only (action log)
-	// Trigger says what matched: "qname", "cname", "ip", "asn" or "overseas".
-	Trigger string
+	// Trigger says what matched.
+	Trigger Trigger
 	// Target is what matched in the answer (the CNAME target, the IP);
 	// empty for decisions on the query name itself.
 	Target string
@@ -103,6 +134,10 @@ type Decision struct {
 	// Addrs holds, for answer-based decisions, every address of the
 	// upstream's answer with its geolocation (for the audit log).
 	Addrs []AddrInfo
+	// Replaced is, for an enforced answer-based decision, the upstream's
+	// answer the block replaced: the cache keeps it to decide the entry
+	// again under a later list generation.
+	Replaced *dns.Msg
 }
 
 // AddrInfo is an answer address with its geolocation.
@@ -125,7 +160,7 @@ func (d *Decision) AppendReason(dst []byte) []byte {
 	dst = d.Snapshot.AppendReason(dst, d.Rule)
 	if d.Addr != nil {
 		dst = append(append(dst, "; "...), d.Addr.String()...)
-	} else if d.Trigger == "cname" {
+	} else if d.Trigger == TriggerCNAME {
 		dst = append(append(dst, "; CNAME "...), d.Target...)
 	}
 	if d.Note != "" {

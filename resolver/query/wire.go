@@ -11,16 +11,21 @@ import (
 // dns.Msg: enough to look it up in the cache and answer it. It holds no
 // allocations of its own; Key and Question alias buffers of the caller.
 type WireQuery struct {
-	ID       uint16
-	RD, CD   bool
-	Qtype    uint16
-	Qclass   uint16
-	HasEDNS  bool
-	DO       bool
-	UDPSize  int    // the client's UDP payload limit (512 without EDNS)
+	ID      uint16
+	RD, CD  bool
+	AD      bool // the client asked for the AD bit (RFC 6840 5.7)
+	Qtype   uint16
+	Qclass  uint16
+	HasEDNS bool
+	DO      bool
+	UDPSize int // the client's UDP payload limit (512 without EDNS)
+	// Limit is the largest answer the transport takes: UDPSize over UDP,
+	// the stream's or message's limit otherwise (set by the server).
+	Limit    int
 	Question []byte // the question section as sent (client's case), for echoing
 	// Key is the cache key: the lower-cased wire name, type, class and a
-	// flags byte (DO, CD).
+	// flags byte (DO, CD, AD): clients that differ in them are given
+	// different answers, so they never share an entry.
 	Key []byte
 }
 
@@ -32,6 +37,7 @@ var errNotSimple = errors.New("not a simple query")
 const (
 	keyDO = 1 << 0
 	keyCD = 1 << 1
+	keyAD = 1 << 2
 )
 
 // ParseWireQuery reads a plain query (QR=0, opcode QUERY, one question, no
@@ -56,6 +62,7 @@ func ParseWireQuery(pkt []byte, keyBuf []byte, q *WireQuery) error {
 	q.ID = binary.BigEndian.Uint16(pkt)
 	q.RD = flags&0x0100 != 0
 	q.CD = flags&0x0010 != 0
+	q.AD = flags&0x0020 != 0
 	key := keyBuf[:0]
 	off := 12
 	for {
@@ -108,19 +115,68 @@ func ParseWireQuery(pkt []byte, keyBuf []byte, q *WireQuery) error {
 		return errNotSimple
 	}
 	switch q.Qtype {
-	case dns.TypeAXFR, dns.TypeIXFR, dns.TypeOPT, dns.TypeANY:
-		return errNotSimple
+	case dns.TypeAXFR, dns.TypeIXFR, dns.TypeOPT, dns.TypeANY, dns.TypeTSIG, dns.TypeNone:
+		return errNotSimple // transfers, ANY, and what the full path answers FORMERR
 	}
+	q.Key = appendKeyFlags(key, q.Qtype, q.Qclass, q.DO, q.CD, q.AD)
+	return nil
+}
+
+// appendKeyFlags ends a cache key: type, class and the flags byte.
+func appendKeyFlags(key []byte, qtype, qclass uint16, do, cd, ad bool) []byte {
 	var fl byte
-	if q.DO {
+	if do {
 		fl |= keyDO
 	}
-	if q.CD {
+	if cd {
 		fl |= keyCD
 	}
-	key = append(key, byte(q.Qtype>>8), byte(q.Qtype), byte(q.Qclass>>8), byte(q.Qclass), fl)
-	q.Key = key
-	return nil
+	if ad {
+		fl |= keyAD
+	}
+	return append(key, byte(qtype>>8), byte(qtype), byte(qclass>>8), byte(qclass), fl)
+}
+
+// KeyFlags reads the DO, CD and AD bits back from a cache key.
+func KeyFlags(key []byte) (do, cd, ad bool) {
+	if len(key) == 0 {
+		return false, false, false
+	}
+	fl := key[len(key)-1]
+	return fl&keyDO != 0, fl&keyCD != 0, fl&keyAD != 0
+}
+
+// DottedName writes q's name in the canonical dotted form the matchers use
+// into dst. It declines names with bytes a list entry cannot hold (such
+// names go the full path, which spells them as miekg/dns does).
+func (q *WireQuery) DottedName(dst []byte) ([]byte, bool) {
+	key := q.Key
+	for i := 0; i < len(key); {
+		l := int(key[i])
+		if l == 0 {
+			return dst, true
+		}
+		if len(dst) > 0 {
+			dst = append(dst, '.')
+		}
+		for _, c := range key[i+1 : i+1+l] {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return nil, false
+			}
+			dst = append(dst, c)
+		}
+		i += 1 + l
+	}
+	return nil, false
+}
+
+// WireName returns the question name of a cache key in wire form (lower
+// case), without type, class and flags.
+func WireName(key []byte) []byte {
+	if len(key) < 5 {
+		return nil
+	}
+	return key[:len(key)-5]
 }
 
 // CacheKey builds the cache key of a parsed query into buf: the same bytes
@@ -148,13 +204,6 @@ func CacheKey(buf []byte, m *dns.Msg) ([]byte, error) {
 			break
 		}
 	}
-	var fl byte
-	if opt := m.IsEdns0(); opt != nil && opt.Do() {
-		fl |= keyDO
-	}
-	if m.CheckingDisabled {
-		fl |= keyCD
-	}
-	key = append(key, byte(q.Qtype>>8), byte(q.Qtype), byte(q.Qclass>>8), byte(q.Qclass), fl)
-	return key, nil
+	opt := m.IsEdns0()
+	return appendKeyFlags(key, q.Qtype, q.Qclass, opt != nil && opt.Do(), m.CheckingDisabled, m.AuthenticatedData), nil
 }

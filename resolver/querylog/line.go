@@ -127,7 +127,7 @@ func appendDecision(b []byte, d *query.Decision, qname string) []byte {
 	b = append(b, `,"generation":`...)
 	b = strconv.AppendUint(b, d.Snapshot.Generation, 10)
 	b = append(b, `,"trigger":`...)
-	b = appendString(b, d.Trigger)
+	b = appendString(b, d.Trigger.String())
 	b = append(b, `,"target":`...)
 	if d.Target == "" {
 		b = appendString(b, qname) // a rule on the query name itself

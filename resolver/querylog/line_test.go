@@ -72,7 +72,7 @@ func TestAppendAudit(t *testing.T) {
 	// A name block.
 	req := request(snap, "192.0.2.1:5353", "WWW.Binance.com.", dns.TypeAAAA)
 	m := snap.MatchName(req.Name)
-	req.Info.Decision = block.Decide(snap, m.Rule, "qname", req.Name)
+	req.Info.Decision = block.Decide(snap, m.Rule, query.TriggerQName, req.Name)
 	got := decodeLine(t, AppendAudit(nil, req))
 	want := map[string]any{
 		"time": "2026-03-04T04:06:07.123456Z", "client": "192.0.2.1:5353", "proto": "udp",
@@ -88,7 +88,7 @@ func TestAppendAudit(t *testing.T) {
 	// geolocation; the platform and AS name need escaping.
 	req = request(snap, "[2001:db8::1]:40000", "cdn.example", dns.TypeA)
 	m = snap.MatchIP(netip.MustParseAddr("203.0.113.9"))
-	d := block.Decide(snap, m.Rule, "ip", "203.0.113.9")
+	d := block.Decide(snap, m.Rule, query.TriggerIP, "203.0.113.9")
 	d.Addr = &query.AddrInfo{IP: netip.MustParseAddr("203.0.113.9"), Info: geo.Info{Country: "KY", ASN: 64500, ASOrg: "Example \"Org\""}}
 	d.Addrs = []query.AddrInfo{{IP: netip.MustParseAddr("192.0.2.7")}, *d.Addr}
 	req.Info.Decision = d
@@ -135,7 +135,7 @@ func TestAppendQuery(t *testing.T) {
 	// A blocked query carries the audit fields.
 	req = request(snap, "127.0.0.1:999", "binance.com", dns.TypeA)
 	m := snap.MatchName(req.Name)
-	req.Info.Decision = (&policy.Blocker{Default: blocklist.ActionRefused}).Decide(snap, m.Rule, "qname", req.Name)
+	req.Info.Decision = (&policy.Blocker{Default: blocklist.ActionRefused}).Decide(snap, m.Rule, query.TriggerQName, req.Name)
 	req.Info.Rcode = dns.RcodeRefused
 	got = decodeLine(t, AppendQuery(nil, req, query.Reply(req.Msg, dns.RcodeRefused), time.Microsecond))
 	if got["rcode"] != "REFUSED" || got["action"] != "refused" || got["rule"] != "binance.com" || got["line"] != 2.0 ||
@@ -166,7 +166,7 @@ func BenchmarkAuditLine(b *testing.B) {
 	snap := loadSnapshot(b, map[string]string{"exchanges.txt": testList})
 	req := request(snap, "192.0.2.1:5353", "www.binance.com", dns.TypeA)
 	m := snap.MatchName(req.Name)
-	req.Info.Decision = (&policy.Blocker{}).Decide(snap, m.Rule, "qname", req.Name)
+	req.Info.Decision = (&policy.Blocker{}).Decide(snap, m.Rule, query.TriggerQName, req.Name)
 	buf := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -54,7 +54,7 @@ func blockedRequest(t testing.TB, snap *blocklist.Snapshot, name string) *query.
 	if !m.Blocked() {
 		t.Fatalf("%s is not blocked", name)
 	}
-	req.Info.Decision = (&policy.Blocker{}).Decide(snap, m.Rule, "qname", req.Name)
+	req.Info.Decision = (&policy.Blocker{}).Decide(snap, m.Rule, query.TriggerQName, req.Name)
 	return req
 }
 

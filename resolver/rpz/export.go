@@ -89,6 +89,7 @@ type delta struct {
 type Exporter struct {
 	cfg  ExportConfig
 	apex string // FQDN, lower case
+	wire []byte // apex in wire form, lower case
 	name string // canonical (no trailing dot)
 	log  *slog.Logger
 
@@ -116,6 +117,12 @@ func NewExporter(cfg ExportConfig) (*Exporter, error) {
 		cfg.Build.TTL = 300
 	}
 	e := &Exporter{cfg: cfg, apex: dns.Fqdn(name), name: name, log: cfg.Logger}
+	wire := make([]byte, 256)
+	n, err := dns.PackDomainName(e.apex, wire, 0, nil, false)
+	if err != nil {
+		return nil, fmt.Errorf("export zone %q: %w", cfg.Zone, err)
+	}
+	e.wire = wire[:n]
 	e.notify = newNotifier(e.apex, cfg.Notify, e.log)
 	return e, nil
 }
@@ -314,6 +321,20 @@ func (e *Exporter) allowed(from netip.AddrPort) bool {
 	return false
 }
 
+// inZoneWire reports whether a lower-cased wire-form name is the apex or
+// below it.
+func (e *Exporter) inZoneWire(name []byte) bool {
+	for off := 0; off < len(name); off += 1 + int(name[off]) {
+		if len(name)-off == len(e.wire) && string(name[off:]) == string(e.wire) {
+			return true
+		}
+		if name[off] == 0 {
+			break
+		}
+	}
+	return false
+}
+
 // inZone reports whether a canonical name is the apex or below it.
 func (e *Exporter) inZone(name string) bool {
 	return name == e.name || strings.HasSuffix(name, "."+e.name)
@@ -461,23 +482,44 @@ func (w *xfrWriter) flush() error {
 	return w.send(m)
 }
 
-// Stage returns a chain stage that answers queries for the exported zone
-// (its SOA for refresh checks, NS, and the policy records) to the clients
-// AllowTransfer admits, refuses them to others, and passes every other
-// query to next.
-func (e *Exporter) Stage(next query.Handler) query.Handler {
-	return query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
-		if !e.inZone(req.Name) {
-			return next.ServeDNS(ctx, req)
-		}
-		return e.answer(req), nil
-	})
+// Stage returns the export's chain stage: it answers queries for the
+// exported zone (its SOA for refresh checks, NS, and the policy records)
+// to the clients AllowTransfer admits, refuses them to others, and passes
+// every other query on. It goes first in the chain: names of the zone get
+// the zone's authoritative answer for every type, whatever the lists
+// block, and are never cached.
+func (e *Exporter) Stage() *ExportStage { return &ExportStage{e: e} }
+
+// ExportStage is the export's chain stage (Exporter.Stage).
+type ExportStage struct {
+	e    *Exporter
+	next query.Handler
+}
+
+// Link makes next the rest of the chain (query.Chain calls it).
+func (s *ExportStage) Link(next query.Handler) { s.next = next }
+
+// ServeDNS answers names of the zone and passes the others on.
+func (s *ExportStage) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
+	if !s.e.inZone(req.Name) {
+		return s.next.ServeDNS(ctx, req)
+	}
+	return s.e.answer(req), nil
+}
+
+// Offer declines names of the zone (the full path answers them) and
+// passes every other name.
+func (s *ExportStage) Offer(q *query.WireQuery, _ *query.Offered) query.Verdict {
+	if s.e.inZoneWire(query.WireName(q.Key)) {
+		return query.Decline
+	}
+	return query.Pass
 }
 
 // answer answers a query inside the zone authoritatively.
 func (e *Exporter) answer(req *query.Request) *dns.Msg {
 	if !e.allowed(req.Client) {
-		return query.Reply(req.Msg, dns.RcodeRefused)
+		return query.ErrorReply(req.Msg, dns.RcodeRefused)
 	}
 	e.mu.RLock()
 	cur := e.cur

@@ -68,8 +68,12 @@ func startPrimary(t testing.TB, listen string, files map[string]string, cfg Expo
 	refuse := query.HandlerFunc(func(_ context.Context, req *query.Request) (*dns.Msg, error) {
 		return query.Reply(req.Msg, dns.RcodeRefused), nil
 	})
+	chain, err := query.Chain(p.export.Stage(), refuse)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.srv, err = resolver.NewServer(resolver.ServerConfig{
-		Listen: []string{listen}, Handler: p.export.Stage(refuse), Snapshot: p.store.Current,
+		Listen: []string{listen}, Handler: chain, Snapshot: p.store.Current,
 		Transfer: p.export.ServeTransfer, Logger: quietLogger(), UDPSockets: 1,
 	})
 	if err != nil {

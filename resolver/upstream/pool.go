@@ -295,21 +295,16 @@ func Query(client *dns.Msg) *dns.Msg {
 	return q
 }
 
-// ServeDNS forwards req and returns the first valid answer.
+// ServeDNS forwards req and returns the first valid answer, made
+// sinkhole's own for the client (query.ForClient).
 func (p *Pool) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
-	if req.Reuse != nil {
-		resp := req.Reuse.Copy()
-		resp.Id = req.Msg.Id
-		req.Info.Upstream = "cache"
-		return resp, nil
-	}
 	resp, up, err := p.Exchange(ctx, Query(req.Msg))
 	if err != nil {
 		return nil, err
 	}
 	req.Info.Upstream = up
-	resp.Id = req.Msg.Id
-	return resp, nil
+	// The upstream's header bits and OPT are for its hop, not the client's.
+	return query.ForClient(req.Msg, resp), nil
 }
 
 // Exchange sends q to the upstreams in turn and returns the first good
