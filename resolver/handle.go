@@ -183,7 +183,11 @@ func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, pr
 		return m, query.ErrorReply(m, dns.RcodeRefused) // transfers run only over streams, in serveTransfer
 	}
 	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
-		return m, query.ErrorReply(m, dns.RcodeBadVers) // RFC 6891 6.1.3
+		// RFC 6891 6.1.3. RA is set, as Unbound and BIND do: the query
+		// itself is sound and recursion is available to the client.
+		r := query.ErrorReply(m, dns.RcodeBadVers)
+		r.RecursionAvailable = true
+		return m, r
 	}
 	if s.inflight.Add(1) > int64(s.cfg.MaxInflight) {
 		// Overloaded (say, every upstream hangs under a flood): shed the

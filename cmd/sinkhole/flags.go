@@ -59,6 +59,8 @@ var flagCategories = map[string]string{
 	"trusted-proxy":            catService,
 	"block-doh-canary":         catLists,
 	"block-private-relay":      catLists,
+	"identity":                 catService,
+	"version-string":           catService,
 
 	"upstream":                catUpstream,
 	"upstream-timeout":        catUpstream,
