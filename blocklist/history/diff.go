@@ -12,30 +12,65 @@ import "github.com/sinkhole-dns/sinkhole/blocklist"
 // store's own per-file line diff in the reload report, when it lands,
 // replaces it (and the retained snapshot).
 func diffFiles(old, cur *blocklist.Snapshot, rep *blocklist.ReloadReport) []Diff {
-	changed := map[string]bool{}
-	for _, f := range rep.Files {
-		switch f.Change {
-		case blocklist.ChangeAdded, blocklist.ChangeUpdated, blocklist.ChangeRemoved:
-			changed[f.Name] = true
-		}
-	}
-	if len(changed) == 0 {
-		return nil
-	}
-	before, after := rulesOf(old, changed), rulesOf(cur, changed)
+	// A file that is new (every file at the first load) gained all its
+	// rules and a removed one lost all of its: list the first few and
+	// count the rest without building every rule's text. Only an updated
+	// file needs both versions compared.
+	updated := map[string]bool{}
 	var out []Diff
 	for _, f := range rep.Files {
-		if !changed[f.Name] {
-			continue
-		}
-		d := Diff{File: f.Name}
-		d.Added, d.AddedCount = minus(after[f.Name], before[f.Name])
-		d.Removed, d.RemovedCount = minus(before[f.Name], after[f.Name])
-		if d.AddedCount+d.RemovedCount > 0 {
+		switch {
+		case f.Change == blocklist.ChangeUpdated && old != nil:
+			updated[f.Name] = true
+		case f.Change == blocklist.ChangeAdded || f.Change == blocklist.ChangeUpdated:
+			d := Diff{File: f.Name}
+			d.Added, d.AddedCount = firstRules(cur, f.Name)
+			out = append(out, d)
+		case f.Change == blocklist.ChangeRemoved && old != nil:
+			d := Diff{File: f.Name}
+			d.Removed, d.RemovedCount = firstRules(old, f.Name)
 			out = append(out, d)
 		}
 	}
-	return out
+	if len(updated) > 0 {
+		before, after := rulesOf(old, updated), rulesOf(cur, updated)
+		for _, f := range rep.Files {
+			if !updated[f.Name] {
+				continue
+			}
+			d := Diff{File: f.Name}
+			d.Added, d.AddedCount = minus(after[f.Name], before[f.Name])
+			d.Removed, d.RemovedCount = minus(before[f.Name], after[f.Name])
+			out = append(out, d)
+		}
+	}
+	kept := out[:0]
+	for _, d := range out {
+		if d.AddedCount+d.RemovedCount > 0 {
+			kept = append(kept, d)
+		}
+	}
+	return kept
+}
+
+// firstRules returns the texts of file's first MaxListed rules in s and
+// how many rules it has.
+func firstRules(s *blocklist.Snapshot, file string) ([]string, int) {
+	var list []string
+	n := 0
+	var buf []byte
+	for t := range s.Triggers() {
+		f, _, _ := s.RulePlace(t.ID)
+		if f != file {
+			continue
+		}
+		n++
+		if len(list) < MaxListed {
+			buf = s.AppendRuleText(buf[:0], t.ID)
+			list = append(list, string(buf))
+		}
+	}
+	return list, n
 }
 
 // rulesOf returns the rule texts of the given files in s.
