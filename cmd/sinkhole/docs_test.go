@@ -81,6 +81,10 @@ func TestExampleConfig(t *testing.T) {
 	if err := os.WriteFile(key, []byte("key \"regulator-key\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2lua2hvbGUtZXhhbXBsZS1rZXk=\";\n};\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	page := filepath.Join(t.TempDir(), "block-page.html")
+	if err := os.WriteFile(page, []byte("<p>{{.T.Title}} {{.Host}}</p>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	enabled := exampleOption.ReplaceAllStringFunc(text, func(line string) string {
 		m := exampleOption.FindStringSubmatch(line)
 		if !slices.Contains(serveFlagNames(), m[1]) {
@@ -91,6 +95,8 @@ func TestExampleConfig(t *testing.T) {
 			return "admin-token-file: " + token
 		case "rpz-tsig":
 			return `rpz-tsig: [ "regulator=` + key + `" ]`
+		case "block-page-template":
+			return "block-page-template: " + page
 		}
 		return m[1] + ": " + m[2]
 	})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/blocklist/listsig"
+	"github.com/sinkhole-dns/sinkhole/blockpage"
 	"github.com/sinkhole-dns/sinkhole/feeds"
 	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
@@ -82,7 +83,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "version-string", Usage: "answer CHAOS version.bind and version.server queries with `TEXT` (default: REFUSED)"},
 		&cli.IntFlag{Name: "upstream-fail-threshold", Value: upstream.DefaultFailThreshold, Usage: "`N` consecutive failures mark an upstream unhealthy"},
 		&cli.DurationFlag{Name: "upstream-probe-interval", Value: upstream.DefaultProbeInterval, Usage: "how often an unhealthy upstream is probed"},
-	}, append(append(append(append(append(geoFlags(), feedFlags()...), trustFlags()...), dnstapFlags()...), listSafetyFlags()...), encryptedFlags()...)...))
+	}, append(append(append(append(append(append(geoFlags(), feedFlags()...), trustFlags()...), dnstapFlags()...), listSafetyFlags()...), encryptedFlags()...), blockPageFlags()...)...))
 }
 
 func serveCommand() *cli.Command {
@@ -169,6 +170,7 @@ type serveConfig struct {
 	trustNames      map[string]string // list URL copies: the name their signature carries
 	identity        string            // --identity: CHAOS id.server, hostname.bind
 	versionString   string            // --version-string: CHAOS version.bind
+	blockPage       blockPageConfig   // --block-page* (blockpage.go)
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
@@ -283,6 +285,9 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 		return nil, err
 	}
 	if err := trustConfigFrom(c, cfg); err != nil {
+		return nil, err
+	}
+	if err := blockPageConfigFrom(c, cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -400,6 +405,8 @@ type instance struct {
 	started time.Time
 	stop    closers // what start started, stopped in reverse by shutdown
 	feedsOn bool    // feeds started (early when start waits for them: lists.go)
+	// blockPage serves --block-page (blockpage.go); nil without it.
+	blockPage *blockpage.Server
 }
 
 // readyHookKey is the context key of a func(*instance) that serve calls once
@@ -547,6 +554,9 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		return nil, err
 	}
 	in.stop.push(func(ctx context.Context) { in.admin.Close(ctx) })
+	if err := in.startBlockPage(in.answer.Block); err != nil {
+		return nil, err
+	}
 	if err := in.geo.Watch(cfg.debounce); err != nil {
 		return nil, err
 	}
