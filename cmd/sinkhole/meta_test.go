@@ -91,8 +91,8 @@ func TestCompletion(t *testing.T) {
 	if got := complete("sinkhole", "ser"); got != "serve" {
 		t.Errorf("sinkhole ser<TAB>: %q", got)
 	}
-	if got := complete("sinkhole", "serve", "--block-"); got != "--block-action --block-doh-canary --block-private-relay --block-ttl" {
-		t.Errorf("sinkhole serve --block-<TAB>: %q", got)
+	if got := complete("sinkhole", "serve", "--block-a"); got != "--block-action" {
+		t.Errorf("sinkhole serve --block-a<TAB>: %q", got)
 	}
 	if got := complete("sinkhole", "completion", "z"); got != "zsh" {
 		t.Errorf("sinkhole completion z<TAB>: %q", got)
