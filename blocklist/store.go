@@ -708,8 +708,16 @@ func (s *Store) openStable(lf listedFile) (*listFile, error) {
 		return nil, errUnsettled
 	}
 	file, err := openList(lf.path, s.opts.MaxFileSize)
-	if err != nil || s.opts.Settle <= 0 || slices.Contains(s.opts.Verified, lf.dir) {
+	if err != nil || slices.Contains(s.opts.Verified, lf.dir) {
 		return file, err
+	}
+	if s.opts.Writing != nil && s.opts.Writing(lf.path) {
+		// A writer opened it while it was being read.
+		file.close()
+		return nil, errUnsettled
+	}
+	if s.opts.Settle <= 0 {
+		return file, nil
 	}
 	age := time.Since(changeTime(file.st))
 	if age >= s.opts.Settle {

@@ -70,9 +70,14 @@ func parsePercent(s string) (float64, error) {
 	return strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
 }
 
-// maxSettle caps the settle time (the debounce otherwise): how long a
-// file must be unchanged before it is read.
-const maxSettle = time.Second
+// The settle time (how long a changed file must be unchanged before it is
+// read) is the debounce, within these bounds: at least a few of the
+// kernel's coarse timestamp ticks and some scheduling delay, at most a
+// second.
+const (
+	minSettle = 50 * time.Millisecond
+	maxSettle = time.Second
+)
 
 // storeOptions configures the list store: files are read once settled
 // (and not while a writer holds them open), copies sinkhole writes into
@@ -82,7 +87,7 @@ func (in *instance) storeOptions(dirs []string) blocklist.Options {
 	o := blocklist.Options{
 		Dirs:      dirs,
 		Logger:    in.log,
-		Settle:    min(in.cfg.debounce, maxSettle),
+		Settle:    min(max(in.cfg.debounce, minSettle), maxSettle),
 		Writing:   func(path string) bool { return in.watch.Load().Writing(path) },
 		MaxShrink: in.cfg.safety.maxShrink,
 		Verify:    in.cfg.listVerifier(),
