@@ -91,7 +91,9 @@ func TestShrinkGuardHolds(t *testing.T) {
 				ts.waitFile(t, "main.txt", "the shrunk version in service", func(f *blocklist.FileStatus) bool { return f != nil && f.Rules() == 1051 })
 				return
 			}
-			f := ts.waitFile(t, "main.txt", "held", func(f *blocklist.FileStatus) bool { return f != nil && f.Withheld != nil })
+			f := ts.waitFile(t, "main.txt", "held", func(f *blocklist.FileStatus) bool {
+				return f != nil && f.Withheld != nil && f.Withheld.State == blocklist.StateHeld
+			})
 			if f.Withheld.State != blocklist.StateHeld || !strings.Contains(f.Withheld.Reason, tc.reason) || f.Rules() != 2001 {
 				t.Fatalf("withheld: %+v, %d rules serving", f.Withheld, f.Rules())
 			}
