@@ -3,6 +3,8 @@ package resolver
 import (
 	"context"
 	"net/netip"
+
+	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // AnswerPacket runs one packet through the server's whole query path
@@ -32,3 +34,9 @@ func NewScratch() *Scratch { return newWireScratch() }
 func (s *Server) AnswerUDPInto(w *Scratch, pkt []byte, from netip.AddrPort) []byte {
 	return s.answerUDP(w, pkt, from)
 }
+
+// ServerUDPSizeForTest is the EDNS UDP size sinkhole advertises.
+const ServerUDPSizeForTest = query.ServerUDPSize
+
+// AddrPort is the first bound address.
+func (s *Server) AddrPort() netip.AddrPort { return netip.MustParseAddrPort(s.Addrs()[0]) }

@@ -36,6 +36,7 @@ func Reply(req *dns.Msg, rcode int) *dns.Msg {
 func ErrorReply(req *dns.Msg, rcode int) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetRcode(req, rcode)
+	m.RecursionDesired = req.RecursionDesired // SetRcode copies it for QUERY only
 	m.CheckingDisabled = false
 	if opt := req.IsEdns0(); opt != nil {
 		m.SetEdns0(ServerUDPSize, opt.Do())
