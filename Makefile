@@ -24,8 +24,19 @@ vet:
 
 # The full suite, with the race detector. Integration tests start real
 # servers on loopback ports; dig is used where installed.
-test: vet
+test: vet alerts
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+.PHONY: alerts
+# The Prometheus alert rules: syntax (promtool check rules) and behaviour
+# (promtool test rules). promtool ships with Debian's prometheus package;
+# CI installs it, elsewhere a missing promtool is skipped with a note.
+alerts:
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check rules docs/prometheus-alerts.yml && \
+		cd docs && promtool test rules prometheus-alerts.test.yml; \
+	elif [ -n "$$CI" ]; then echo "make alerts: promtool not installed (Debian package prometheus)"; exit 1; \
+	else echo "make alerts: promtool not installed (Debian package prometheus); alert rules not checked"; fi
 
 test-short:
 	$(GO) test -count=1 ./...

@@ -180,7 +180,8 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 
 	up := obsUpstream(t)
-	ts := startSinkhole(t, writeLists(t, obsLists), "--upstream", up.Addr)
+	// dnstap on, so that its metrics are exported too.
+	ts := startSinkhole(t, writeLists(t, obsLists), "--upstream", up.Addr, "--dnstap", "file:"+filepath.Join(t.TempDir(), "t.dnstap"))
 	obsTraffic(t, ts)
 	m := ts.metrics(t)
 	used := map[string]bool{}

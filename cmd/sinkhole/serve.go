@@ -537,6 +537,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	}
 	in.obs.metrics.SetProtection(in.protection())
 	in.obs.metrics.SetUpstreamAnswers(in.pool.Health)
+	in.obs.metrics.SetUpstreamHealth(in.pool.Health)
 	if err := in.dns.Start(); err != nil {
 		return nil, err
 	}
