@@ -77,6 +77,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			keygenCommand(),
 			signCommand(),
 			verifyCommand(),
+			reportCommand(),
 			configCommand(),
 			versionCommand(),
 			completionCommand(),
