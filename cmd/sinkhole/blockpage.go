@@ -18,7 +18,7 @@ func blockPageFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "block-page", Usage: "serve the page blocked browsers land on over HTTP on `ADDR` (the --sinkhole-ipv4/-ipv6 address, port 80) (repeatable)"},
 		&cli.StringSliceFlag{Name: "block-page-tls", Usage: "close TLS connections on `ADDR` at once (port 443 of the sinkhole address), so browsers fail fast instead of timing out (repeatable)"},
 		&cli.PathFlag{Name: "block-page-template", Usage: "replace the block page with the html/template in `FILE` (checked at start)"},
-		&cli.StringFlag{Name: "block-page-operator", Usage: "name the resolver's operator (`NAME`, e.g. the ISP) on the block page"},
+		&cli.StringFlag{Name: "operator", Usage: "name the resolver's operator (`NAME`, e.g. the ISP) on the block page and as \"o\" in structured DNS errors"},
 	}
 }
 
@@ -52,7 +52,7 @@ func blockPageConfigFrom(c *cli.Context, cfg *serveConfig) error {
 		}
 		bp.tmpl = t
 	}
-	bp.operator = c.String("block-page-operator")
+	bp.operator = c.String("operator")
 	return nil
 }
 

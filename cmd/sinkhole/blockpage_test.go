@@ -20,7 +20,7 @@ func blockPageServer(t *testing.T) (*testServer, string) {
 	up := startUpstream(t)
 	lists := writeLists(t, map[string]string{"exchanges.txt": whyList})
 	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--block-action", "sinkhole", "--sinkhole-ipv4", "127.0.0.1",
-		"--block-page", "127.0.0.1:0", "--block-page-tls", "127.0.0.1:0", "--block-page-operator", "Example ISP")
+		"--block-page", "127.0.0.1:0", "--block-page-tls", "127.0.0.1:0", "--operator", "Example ISP")
 	r := ts.query(t, "udp", "www.binance.com", dns.TypeA)
 	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "127.0.0.1" {
 		t.Fatalf("sinkhole answer %v", r.Answer)

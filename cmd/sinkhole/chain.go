@@ -10,6 +10,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/resolver/policy"
 	"github.com/sinkhole-dns/sinkhole/resolver/query"
 	"github.com/sinkhole-dns/sinkhole/resolver/ratelimit"
+	"github.com/sinkhole-dns/sinkhole/resolver/sde"
 )
 
 // chain builds the query path: every stage a query meets, in order, written
@@ -49,6 +50,11 @@ func (in *instance) chain(cfg *serveConfig) (resolver.ServerConfig, error) {
 		// Bypass signals: Firefox's DoH canary and iCloud Private Relay
 		// answered NXDOMAIN, whatever the lists and upstreams say.
 		in.bypassStage(),
+		// Structured DNS errors: for clients sending the SDE option
+		// (draft-ietf-dnsop-structured-dns-error), a block's EDE text
+		// becomes the draft's JSON on the way out; the cache below keeps
+		// plain text. Fast path: declines queries carrying the option.
+		&sde.Stage{Operator: cfg.blockPage.operator},
 		// Cache: final answers in wire form tagged with the list
 		// generation; a held answer is decided again after a reload by the
 		// policy stages (Decider), never asked upstream again. Fast path:

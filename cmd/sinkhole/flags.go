@@ -81,7 +81,7 @@ var flagCategories = map[string]string{
 	"block-page":          catLists,
 	"block-page-tls":      catLists,
 	"block-page-template": catLists,
-	"block-page-operator": catLists,
+	"operator":            catLists,
 
 	"cache-size":    catCache,
 	"cache-min-ttl": catCache,

@@ -23,6 +23,9 @@ type WireQuery struct {
 	// the stream's or message's limit otherwise (set by the server).
 	Limit    int
 	Question []byte // the question section as sent (client's case), for echoing
+	// Options is the OPT record's RDATA as sent (the EDNS options), nil
+	// without EDNS; it aliases the packet.
+	Options []byte
 	// Key is the cache key: the lower-cased wire name, type, class and a
 	// flags byte (DO, CD, AD): clients that differ in them are given
 	// different answers, so they never share an entry.
@@ -95,7 +98,7 @@ func ParseWireQuery(pkt []byte, keyBuf []byte, q *WireQuery) error {
 	q.Qclass = binary.BigEndian.Uint16(pkt[off+2:])
 	off += 4
 	q.Question = pkt[12:off]
-	q.HasEDNS, q.DO, q.UDPSize = false, false, dns.MinMsgSize
+	q.HasEDNS, q.DO, q.UDPSize, q.Options = false, false, dns.MinMsgSize, nil
 	if arcount == 1 {
 		// OPT: root name, type 41, class = UDP size, TTL = ext-rcode,
 		// version, flags; then the options, which are ignored.
@@ -108,6 +111,9 @@ func ParseWireQuery(pkt []byte, keyBuf []byte, q *WireQuery) error {
 		}
 		q.DO = pkt[off+7]&0x80 != 0
 		rdlen := int(binary.BigEndian.Uint16(pkt[off+9:]))
+		if off+11+rdlen <= len(pkt) {
+			q.Options = pkt[off+11 : off+11+rdlen]
+		}
 		off += 11 + rdlen
 		q.HasEDNS, q.UDPSize = true, max(size, dns.MinMsgSize)
 	}
