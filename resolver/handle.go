@@ -63,28 +63,46 @@ func (s *Server) HandlePacket(ctx context.Context, pkt []byte, client netip.Addr
 // encrypted transport, padded for a client that pads (RFC 8467). scratch
 // reports that out aliases w.out.
 func (s *Server) answerMessage(ctx context.Context, w *wireScratch, pkt []byte, from netip.AddrPort, proto string, maxSize int) (out []byte, scratch bool) {
-	out, scratch = s.answerUnpadded(ctx, w, pkt, from, proto, maxSize)
-	if out != nil && Encrypted(proto) && WantsPadding(pkt) {
-		out = Pad(out, maxSize) // in place when out is w.out (its capacity is the largest message)
+	if out, scratch, done := s.fastMessage(w, pkt, from, proto, maxSize); done {
+		return out, scratch
 	}
-	return out, scratch
+	return s.chainMessage(ctx, pkt, from, proto, maxSize), false
 }
 
-func (s *Server) answerUnpadded(ctx context.Context, w *wireScratch, pkt []byte, from netip.AddrPort, proto string, maxSize int) (out []byte, scratch bool) {
+// fastMessage is the part of answerMessage that needs no chain: admission,
+// then the stages' fast-path offers. done is false when the query must
+// take the chain (chainMessage); a stream's reader calls it inline.
+func (s *Server) fastMessage(w *wireScratch, pkt []byte, from netip.AddrPort, proto string, maxSize int) (out []byte, scratch, done bool) {
 	if out, pass := s.admit(pkt, from, proto, maxSize); !pass {
-		return out, false
+		return s.padded(out, pkt, proto, maxSize), false, true
 	}
-	if n, ok := s.offer(w, pkt, from, proto, maxSize); ok {
-		if n == 0 {
-			return nil, false // dropped
-		}
-		return w.out[:n], true
+	n, ok := s.offer(w, pkt, from, proto, maxSize)
+	switch {
+	case !ok:
+		return nil, false, false
+	case n == 0:
+		return nil, false, true // dropped
 	}
+	return s.padded(w.out[:n], pkt, proto, maxSize), true, true
+}
+
+// chainMessage answers an admitted query the fast path declined through
+// the chain, packed and padded as answerMessage says.
+func (s *Server) chainMessage(ctx context.Context, pkt []byte, from netip.AddrPort, proto string, maxSize int) []byte {
 	_, resp := s.handle(ctx, pkt, from, proto)
 	if resp == nil {
-		return nil, false
+		return nil
 	}
-	return s.pack(resp, maxSize), false
+	return s.padded(s.pack(resp, maxSize), pkt, proto, maxSize)
+}
+
+// padded pads out for a client that pads over an encrypted transport (in
+// place when out is a scratch buffer: its capacity is the largest message).
+func (s *Server) padded(out, pkt []byte, proto string, maxSize int) []byte {
+	if out != nil && Encrypted(proto) && WantsPadding(pkt) {
+		return Pad(out, maxSize)
+	}
+	return out
 }
 
 // offer answers pkt from the fast path: the chain's offers, in chain
