@@ -24,6 +24,7 @@ import (
 	"github.com/sinkhole-dns/sinkhole/resolver/transport/doh"
 	"github.com/sinkhole-dns/sinkhole/resolver/transport/doq"
 	"github.com/sinkhole-dns/sinkhole/resolver/transport/dot"
+	"github.com/sinkhole-dns/sinkhole/resolver/upstream"
 )
 
 func encryptedFlags() []cli.Flag {
@@ -35,6 +36,9 @@ func encryptedFlags() []cli.Flag {
 		&cli.PathFlag{Name: "tls-cert", Usage: "PEM certificate (chain after the leaf) of the encrypted listeners; reloaded when it changes"},
 		&cli.PathFlag{Name: "tls-key", Usage: "PEM private key of --tls-cert"},
 		&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "take the DoH client's address from X-Forwarded-For/Forwarded when the peer is in `CIDR` (repeatable)"},
+		&cli.StringSliceFlag{Name: "upstream-bootstrap", Usage: "plain DNS resolver `IP[:PORT]` that resolves the host names of https:// upstreams (repeatable)"},
+		&cli.PathFlag{Name: "upstream-ca", Usage: "PEM `FILE` of CA certificates trusted for encrypted upstreams, besides the system pool"},
+		&cli.StringSliceFlag{Name: "upstream-spki-pin", Usage: "authenticate encrypted upstreams by key: base64 SHA-256 of the SPKI (repeatable; replaces CA and name checks)"},
 		&cli.BoolFlag{Name: "block-doh-canary", Value: true, Usage: "answer Firefox's DoH canary use-application-dns.net with NXDOMAIN (Firefox then keeps this resolver)"},
 		&cli.BoolFlag{Name: "block-private-relay", Value: true, Usage: "answer mask.icloud.com and mask-h2.icloud.com with NXDOMAIN (iCloud Private Relay off on this network)"},
 	}
@@ -58,6 +62,9 @@ type encryptedConfig struct {
 	certFile, keyFile    string
 	trustedProxies       []netip.Prefix
 	canary, privateRelay bool // --block-doh-canary, --block-private-relay
+	// upstreamTLS authenticates and reaches the tls://, https:// and
+	// quic:// upstreams.
+	upstreamTLS upstream.TLSOptions
 }
 
 func (e *encryptedConfig) any() bool {
@@ -106,6 +113,26 @@ func (e *encryptedConfig) from(c *cli.Context) error {
 	}
 	if len(e.trustedProxies) > 0 && len(e.https)+len(e.h3) == 0 {
 		return usagef("--trusted-proxy applies to DoH only: give --listen-https or --listen-h3")
+	}
+	return e.upstreamsFrom(c)
+}
+
+// upstreamsFrom reads the encrypted upstreams' options.
+func (e *encryptedConfig) upstreamsFrom(c *cli.Context) error {
+	for _, b := range c.StringSlice("upstream-bootstrap") {
+		n, err := upstream.NormalizeAddr(b)
+		if err != nil || strings.Contains(n, "://") {
+			return usagef("--upstream-bootstrap %q: want a plain DNS resolver's IP or IP:port", b)
+		}
+		e.upstreamTLS.Bootstrap = append(e.upstreamTLS.Bootstrap, n)
+	}
+	e.upstreamTLS.CAFile = c.Path("upstream-ca") // read at start
+	for _, p := range c.StringSlice("upstream-spki-pin") {
+		pin, err := upstream.ParsePin(p)
+		if err != nil {
+			return usagef("--upstream-spki-pin: %v", err)
+		}
+		e.upstreamTLS.Pins = append(e.upstreamTLS.Pins, pin)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package main
 // Each test skips when its tool is not installed.
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/internal/tlscert/certtest"
 )
 
 // runTool runs a client with a deadline and returns its output.
@@ -148,5 +151,113 @@ remote-control:
 	m := es.metrics(t)
 	if v := m.Value("sinkhole_queries_total", "type", "A", "proto", "dot", "result", "blocked"); v < 1 {
 		t.Errorf("blocked DoT queries from unbound: %v", v)
+	}
+}
+
+// startUnboundEncrypted runs Unbound as an encrypted upstream: DoT and
+// DoH (HTTP/2) on loopback, with a certificate from ca for tlsName, and
+// local data for up.test.
+func startUnboundEncrypted(t *testing.T, ca *certtest.CA) (dotAddr, dohAddr string) {
+	t.Helper()
+	bin := lookBin(t, "unbound", "unbound")
+	dir := t.TempDir()
+	cert, key := ca.Issue(t, time.Time{}, tlsName, "127.0.0.1").Write(t, dir)
+	dotAddr, dohAddr = freeAddr(t), freeAddr(t)
+	_, dotPort := hostPortOf(t, dotAddr)
+	_, dohPort := hostPortOf(t, dohAddr)
+	conf := fmt.Sprintf(`server:
+	interface: 127.0.0.1@%[2]s
+	interface: 127.0.0.1@%[3]s
+	tls-port: %[2]s
+	https-port: %[3]s
+	tls-service-key: "%[5]s"
+	tls-service-pem: "%[4]s"
+	http-endpoint: "/dns-query"
+	do-daemonize: no
+	use-syslog: no
+	logfile: ""
+	chroot: ""
+	username: ""
+	directory: "%[1]s"
+	pidfile: "%[1]s/unbound.pid"
+	do-ip6: no
+	access-control: 127.0.0.0/8 allow
+	module-config: "iterator"
+	verbosity: 1
+	local-zone: "up.test." static
+	local-data: "www.up.test. 300 IN A 192.0.2.77"
+	local-data: "blocked.example. 300 IN A 192.0.2.78"
+remote-control:
+	control-enable: no
+`, dir, dotPort, dohPort, cert, key)
+	p := filepath.Join(dir, "unbound.conf")
+	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, bin, "-d", "-c", p)
+	tc := &tls.Config{RootCAs: ca.Pool(), ServerName: tlsName}
+	waitUntil(t, "unbound serving DoT", 15*time.Second, func() bool {
+		d.running(t)
+		r, _, err := (&dns.Client{Net: "tcp-tls", TLSConfig: tc, Timeout: time.Second}).Exchange(newQuery("www.up.test", dns.TypeA), dotAddr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	})
+	return dotAddr, dohAddr
+}
+
+// sinkhole forwards over TLS and HTTPS to Unbound, verifying its
+// certificate against the name with --upstream-ca; a dead encrypted
+// upstream first in line fails over to the next.
+func TestEncryptedUpstreamsUnbound(t *testing.T) {
+	ca := certtest.NewCA(t, "upstream CA")
+	dotAddr, dohAddr := startUnboundEncrypted(t, ca)
+	caFile := ca.WriteCA(t, t.TempDir())
+	dead := freeAddr(t) // nothing listens there
+	lists := writeLists(t, map[string]string{"list.txt": encLists})
+	for _, c := range []struct {
+		name string
+		ups  []string
+	}{
+		{"tls", []string{"tls://" + dotAddr + "#" + tlsName}},
+		{"https", []string{"https://" + dohAddr + "/dns-query"}},
+		{"https by name", []string{"https://" + tlsName + ":" + strings.Split(dohAddr, ":")[1] + "/dns-query"}},
+		{"failover tls to https", []string{"tls://" + dead + "#" + tlsName, "https://" + dohAddr + "/dns-query"}},
+		{"failover https to tls", []string{"https://" + dead + "/dns-query", "tls://" + dotAddr + "#" + tlsName}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := []string{"--upstream-ca", caFile, "--upstream-timeout", "1s"}
+			for _, u := range c.ups {
+				args = append(args, "--upstream", u)
+			}
+			if strings.Contains(c.name, "by name") {
+				boot := startUpstream(t, tlsName+". 300 IN A 127.0.0.1")
+				args = append(args, "--upstream-bootstrap", boot.Addr)
+			}
+			ts := startSinkhole(t, lists, args...)
+			for i := range 3 {
+				r := ts.query(t, "udp", "www.up.test", dns.TypeA)
+				if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "192.0.2.77") {
+					t.Fatalf("query %d: %v", i, r)
+				}
+			}
+			if r := ts.query(t, "tcp", "blocked.example", dns.TypeA); r.Rcode != dns.RcodeNameError {
+				t.Errorf("blocked.example: %v", r)
+			}
+			ups := statusOf(t, ts).Upstreams
+			last := ups[len(ups)-1]
+			if last.Requests == 0 || last.Failures != 0 {
+				t.Errorf("answering upstream %+v", last)
+			}
+			if len(ups) == 2 && ups[0].Failures == 0 {
+				t.Errorf("dead upstream %+v", ups[0])
+			}
+		})
+	}
+	// Without the CA the upstream's certificate is refused: SERVFAIL.
+	ts := startSinkhole(t, lists, "--upstream", "tls://"+dotAddr+"#"+tlsName, "--upstream-timeout", "1s")
+	if r := ts.query(t, "udp", "www.up.test", dns.TypeA); r.Rcode != dns.RcodeServerFailure {
+		t.Errorf("untrusted upstream certificate: %v", r)
+	}
+	if e := statusOf(t, ts).Upstreams[0].LastError; !strings.Contains(e, "certificate") {
+		t.Errorf("last error %q", e)
 	}
 }

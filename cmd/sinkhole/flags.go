@@ -66,6 +66,9 @@ var flagCategories = map[string]string{
 	"upstream-timeout":        catUpstream,
 	"upstream-fail-threshold": catUpstream,
 	"upstream-probe-interval": catUpstream,
+	"upstream-bootstrap":      catUpstream,
+	"upstream-ca":             catUpstream,
+	"upstream-spki-pin":       catUpstream,
 
 	"lists":               catLists,
 	"block-action":        catLists,

@@ -42,7 +42,7 @@ func serveFlags() []cli.Flag {
 		&cli.PathFlag{Name: "config", Usage: "YAML file of options (keys are the long flag names)"},
 		&cli.BoolFlag{Name: "check-config", Usage: "load the configuration, lists, databases and certificates, print every problem and exit: 0 ok, 1 problems, 2 bad options"},
 		&cli.StringSliceFlag{Name: "listen", Value: cli.NewStringSlice("127.0.0.1:5353"), Usage: "serve DNS over UDP and TCP on `ADDR` (repeatable)"},
-		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, IP or IP:port (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
+		&cli.StringSliceFlag{Name: "upstream", Usage: "forward to `ADDR`, IP or IP:port, or encrypted: tls://IP[:853]#NAME, https://HOST[:443]/PATH, quic://IP[:853]#NAME (repeatable, tried in order; default: nameservers in /etc/resolv.conf)"},
 		&cli.DurationFlag{Name: "upstream-timeout", Value: upstream.DefaultTimeout, Usage: "per-try upstream timeout"},
 		&cli.StringFlag{Name: "lists", Value: "./lists", Usage: "load every *.txt, *.list, *.rpz and *.zone file in `DIR`"},
 		&cli.StringFlag{Name: "block-action", Value: "nxdomain", Usage: "answer to blocked names: nxdomain, nodata, refused or sinkhole"},
@@ -522,7 +522,8 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		return nil, err
 	}
 	in.pool, err = upstream.New(upstream.Config{Addrs: cfg.upstreams, Timeout: cfg.upstreamTimeout, Logger: log,
-		Observe: in.obs.metrics.ObserveUpstream, Tap: in.forwarderTap(), FailThreshold: cfg.failThreshold, ProbeInterval: cfg.probeInterval})
+		Observe: in.obs.metrics.ObserveUpstream, Tap: in.forwarderTap(), FailThreshold: cfg.failThreshold, ProbeInterval: cfg.probeInterval,
+		TLS: cfg.enc.upstreamTLS})
 	if err != nil {
 		return nil, err
 	}

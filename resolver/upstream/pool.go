@@ -43,7 +43,9 @@ const DefaultNoEDNSMemory = 15 * time.Minute
 
 // Upstream is one upstream resolver and its health.
 type Upstream struct {
-	Addr string // host:port
+	Addr string // host:port, or tls://, https://, quic:// (see NormalizeAddr)
+	// ex exchanges with an encrypted upstream (nil: UDP, then TCP).
+	ex exchanger
 
 	requests  atomic.Uint64
 	failures  atomic.Uint64
@@ -127,6 +129,8 @@ type Config struct {
 	// keep q or resp.
 	Tap    func(addr, proto string, sent time.Time, q, resp *dns.Msg)
 	Logger *slog.Logger
+	// TLS authenticates and reaches the encrypted upstreams.
+	TLS TLSOptions
 }
 
 // Pool is the last stage of the chain: it answers from the upstreams.
@@ -153,10 +157,17 @@ type Pool struct {
 // NormalizeAddr turns "IP" or "IP:port" (IPv6 as "[IP]:port") into
 // "IP:port" with port 53 by default. Upstreams must be addresses: a name
 // would need DNS to find the DNS server.
+//
+// Encrypted upstreams are "tls://IP[:853][#NAME]", "quic://IP[:853][#NAME]"
+// and "https://HOST[:443][/PATH]" (encrypted.go).
 func NormalizeAddr(a string) (string, error) {
 	a = strings.TrimSpace(a)
 	if a == "" {
 		return "", errors.New("empty upstream address")
+	}
+	if isEncrypted(a) {
+		e, err := parseEncrypted(a)
+		return e.String(), err
 	}
 	if ip, err := netip.ParseAddr(strings.Trim(a, "[]")); err == nil && ip.Zone() == "" {
 		return netip.AddrPortFrom(ip, 53).String(), nil
@@ -229,6 +240,11 @@ func New(cfg Config) (*Pool, error) {
 			return nil, err
 		}
 		u := &Upstream{Addr: n}
+		if isEncrypted(n) {
+			if u.ex, err = newExchanger(n, cfg.TLS, cfg.Timeout); err != nil {
+				return nil, err
+			}
+		}
 		u.healthy.Store(true)
 		p.ups = append(p.ups, u)
 	}
@@ -471,6 +487,13 @@ func withoutEDNS(q *dns.Msg) *dns.Msg {
 // exchange asks u over UDP, and over TCP when the UDP answer is truncated.
 func (p *Pool) exchange(ctx context.Context, u *Upstream, q *dns.Msg) (*dns.Msg, error) {
 	sent := time.Now()
+	if u.ex != nil {
+		resp, err := u.ex.Exchange(ctx, q)
+		if p.tap != nil {
+			p.tap(u.ex.Dialed(), u.ex.Proto(), sent, q, resp)
+		}
+		return resp, err
+	}
 	resp, err := p.exchangeUDP(ctx, u, q)
 	if p.tap != nil {
 		p.tap(u.Addr, "udp", sent, q, resp)
@@ -655,13 +678,19 @@ func (p *Pool) probe(u *Upstream) error {
 	return nil
 }
 
-// Close stops the health probes. The pool still answers queries.
+// Close stops the health probes and closes the encrypted upstreams' open
+// connections. The pool still answers queries (opening new ones).
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
 	p.cancel()
 	p.probes.Wait()
+	for _, u := range p.ups {
+		if u.ex != nil {
+			u.ex.Close()
+		}
+	}
 }
 
 // ErrMismatch is returned for an answer that does not belong to the query.
