@@ -38,7 +38,7 @@ func encryptedFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "trusted-proxy", Usage: "take the DoH client's address from X-Forwarded-For/Forwarded when the peer is in `CIDR` (repeatable)"},
 		&cli.StringSliceFlag{Name: "upstream-bootstrap", Usage: "plain DNS resolver `IP[:PORT]` that resolves the host names of https:// upstreams (repeatable)"},
 		&cli.PathFlag{Name: "upstream-ca", Usage: "PEM `FILE` of CA certificates trusted for encrypted upstreams, besides the system pool"},
-		&cli.StringSliceFlag{Name: "upstream-spki-pin", Usage: "authenticate encrypted upstreams by key: base64 SHA-256 of the SPKI (repeatable; replaces CA and name checks)"},
+		&cli.StringSliceFlag{Name: "upstream-spki-pin", Usage: "authenticate encrypted upstreams by key: `PIN` is the base64 SHA-256 of the SPKI (repeatable; replaces CA and name checks)"},
 		&cli.BoolFlag{Name: "block-doh-canary", Value: true, Usage: "answer Firefox's DoH canary use-application-dns.net with NXDOMAIN (Firefox then keeps this resolver)"},
 		&cli.BoolFlag{Name: "block-private-relay", Value: true, Usage: "answer mask.icloud.com and mask-h2.icloud.com with NXDOMAIN (iCloud Private Relay off on this network)"},
 	}
