@@ -106,20 +106,7 @@ func TestRoundTrip(t *testing.T) {
 
 // The sender's address decodes as the net package decodes it.
 func TestSenderAddress(t *testing.T) {
-	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	m, err := New(srv, 4, 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	srv, m, cl := loopback(t, 4)
 	cl.Write([]byte("x"))
 	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, err := m.Read()
@@ -135,19 +122,9 @@ func TestSenderAddress(t *testing.T) {
 
 // A lone datagram is returned at once: Read does not wait for a batch.
 func TestLoneDatagram(t *testing.T) {
-	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	m, err := New(srv, 64, 512)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, m, cl := loopback(t, 64)
 	got := make(chan int, 1)
 	go func() { n, _ := m.Read(); got <- n }()
-	cl, _ := net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
-	defer cl.Close()
 	cl.Write([]byte("alone"))
 	select {
 	case n := <-got:
@@ -162,17 +139,7 @@ func TestLoneDatagram(t *testing.T) {
 // A datagram longer than its slot is reported truncated, and does not
 // spill into the next slot.
 func TestTruncated(t *testing.T) {
-	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	m, err := New(srv, 4, 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, _ := net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
-	defer cl.Close()
+	srv, m, cl := loopback(t, 4)
 	cl.Write(bytes.Repeat([]byte{'a'}, 2000))
 	cl.Write([]byte("small"))
 	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -202,17 +169,7 @@ func TestTruncated(t *testing.T) {
 // An answer to an address the kernel refuses does not stop the rest of
 // the batch.
 func TestFlushSkipsRefused(t *testing.T) {
-	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	m, err := New(srv, 4, 512)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, _ := net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
-	defer cl.Close()
+	srv, m, cl := loopback(t, 4)
 	cl.Write([]byte("a"))
 	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := m.Read(); err != nil || n != 1 {
@@ -223,7 +180,7 @@ func TestFlushSkipsRefused(t *testing.T) {
 	m.Queue(0, []byte("bad"))
 	m.wnames[1].Port = 0
 	m.Queue(0, []byte("third"))
-	err = m.Flush()
+	err := m.Flush()
 	cl.SetReadDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 64)
 	var got []string
@@ -271,4 +228,25 @@ func rawOf(a netip.AddrPort) unix.RawSockaddrInet6 {
 	sa.Family = unix.AF_INET6
 	sa.Addr = a.Addr().As16()
 	return sa
+}
+
+// loopback returns a batching server socket on 127.0.0.1 with batch slots
+// of 512 bytes and a client connected to it, closed when the test ends.
+func loopback(t *testing.T, batch int) (*net.UDPConn, *Conn, *net.UDPConn) {
+	t.Helper()
+	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	m, err := New(srv, batch, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := net.DialUDP("udp", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return srv, m, cl
 }
