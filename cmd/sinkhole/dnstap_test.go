@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -275,5 +276,43 @@ func TestDnstapFlagErrors(t *testing.T) {
 		if code != tt.code || !strings.HasPrefix(last, tt.want) {
 			t.Errorf("%v: exit %d, %q; want %d and %q", tt.args, code, last, tt.code, tt.want)
 		}
+	}
+}
+
+// Every transport gives its dnstap socket protocol (DOH with HTTP/3 for
+// DNS over HTTP/3), and the block its Policy, whatever the transport.
+func TestDnstapEncryptedTransports(t *testing.T) {
+	up := startUpstream(t, encRecords...)
+	path := filepath.Join(t.TempDir(), "enc.dnstap")
+	es := startEncrypted(t, writeLists(t, map[string]string{"list.txt": encLists}), "--upstream", up.Addr, "--dnstap", "file:"+path)
+	for _, tr := range encTransports {
+		if _, _, err := es.ask(tr, newQuery("www.blocked.example", dns.TypeA)); err != nil {
+			t.Fatalf("%s: %v", tr, err)
+		}
+	}
+	es.stop()
+	type seen struct {
+		proto dnstappb.SocketProtocol
+		http  string
+	}
+	got := map[seen]int{}
+	for _, r := range readDnstapFile(t, path) {
+		m := r.Message
+		if m.GetType() != dnstappb.Message_CLIENT_RESPONSE {
+			continue
+		}
+		if m.Policy == nil || string(m.Policy.Rule) != "list.txt:2 (Example Exchange)" || m.Policy.GetAction() != dnstappb.Policy_NXDOMAIN {
+			t.Errorf("%v: policy %v", m.GetSocketProtocol(), m.Policy)
+		}
+		h := ""
+		if m.HttpProtocol != nil {
+			h = m.GetHttpProtocol().String()
+		}
+		got[seen{m.GetSocketProtocol(), h}]++
+	}
+	want := map[seen]int{{dnstappb.SocketProtocol_DOT, ""}: 1, {dnstappb.SocketProtocol_DOH, ""}: 2,
+		{dnstappb.SocketProtocol_DOH, "HTTP3"}: 1, {dnstappb.SocketProtocol_DOQ, ""}: 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("responses by protocol %v, want %v", got, want)
 	}
 }

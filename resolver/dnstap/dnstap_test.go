@@ -143,7 +143,7 @@ func TestAppendAllocs(t *testing.T) {
 }
 
 func TestTransport(t *testing.T) {
-	for name, want := range map[string][2]int32{"udp": {1, 0}, "tcp": {2, 0}, "dot": {3, 0}, "doh": {4, 2}, "doh3": {4, 3}, "doq": {7, 0}} {
+	for name, want := range map[string][2]int32{"udp": {1, 0}, "tcp": {2, 0}, "dot": {3, 0}, "doh": {4, 0}, "doh2": {4, 2}, "doh3": {4, 3}, "doq": {7, 0}} {
 		p, h, ok := Transport(name)
 		if !ok || int32(p) != want[0] || int32(h) != want[1] {
 			t.Errorf("Transport(%q) = %d, %d, %v; want %v", name, p, h, ok, want)

@@ -58,7 +58,9 @@ const (
 
 // Transport maps a transport name as sinkhole's server and logs spell it
 // ("udp", "tcp", "dot", "doh", "doh3", "doq") to the socket protocol and,
-// for DNS over HTTPS, the HTTP version. ok is false for an unknown name.
+// for DNS over HTTPS, the HTTP version when the name tells it ("doh" is
+// HTTP/1.1 or HTTP/2: left unset; "doh3" is HTTP/3). ok is false for an
+// unknown name.
 func Transport(name string) (p Protocol, h HTTPProtocol, ok bool) {
 	switch name {
 	case "udp":
@@ -67,7 +69,9 @@ func Transport(name string) (p Protocol, h HTTPProtocol, ok bool) {
 		return TCP, 0, true
 	case "dot", "tls":
 		return DOT, 0, true
-	case "doh", "doh2", "https":
+	case "doh", "https":
+		return DOH, 0, true
+	case "doh2":
 		return DOH, HTTP2, true
 	case "doh1":
 		return DOH, HTTP1, true
