@@ -283,3 +283,60 @@ func BenchmarkLoadRPZ1M(b *testing.B) {
 	b.ReportMetric(float64(st.Size())/1e6, "file-MB")
 	b.ReportMetric(benchLoad(b, dir, 2*million)/million, "heap-bytes/name")
 }
+
+// layeredSnapshot returns a store over a 1,000,000-name list with one line
+// appended and reloaded as a delta (its layer not merged), and the names.
+func layeredSnapshot(b *testing.B) (*Store, []string) {
+	dir := b.TempDir()
+	names := genNames(million, 1)
+	path := writeNames(b, dir, "big.txt", names)
+	s := NewStore(Options{Dirs: []string{dir}, Logger: discardLogger()})
+	if _, err := s.Reload(context.Background(), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintf(f, "extra.example\n")
+	f.Close()
+	rep, err := s.Reload(context.Background(), "bench")
+	if err != nil || !rep.Delta || s.Current().layer == nil {
+		b.Fatalf("no delta: %v %+v", err, rep)
+	}
+	return s, names
+}
+
+// BenchmarkCompact1M merges a one-rule delta into a new base of 1,000,000
+// rules (the background work after a change).
+func BenchmarkCompact1M(b *testing.B) {
+	s, _ := layeredSnapshot(b)
+	snap := s.Current()
+	for b.Loop() {
+		next, err := compact(snap)
+		if err != nil || next.RuleCount() != million+1 {
+			b.Fatalf("compact: %v", err)
+		}
+	}
+}
+
+// BenchmarkMatchName5LabelsLayered is BenchmarkMatchName5Labels against a
+// snapshot with a delta not yet merged (each suffix is looked up in the
+// base and in the layer).
+func BenchmarkMatchName5LabelsLayered(b *testing.B) {
+	s, names := layeredSnapshot(b)
+	snap := s.Current()
+	queries := make([]string, 4096)
+	for i := range queries {
+		q := names[(i*7919)%len(names)]
+		for strings.Count(q, ".") < 4 {
+			q = fmt.Sprintf("l%d.%s", strings.Count(q, "."), q)
+		}
+		queries[i] = q
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if !snap.MatchName(queries[i&4095]).Blocked() {
+			b.Fatalf("%s not blocked", queries[i&4095])
+		}
+		i++
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -80,6 +81,13 @@ const maxLineLen = 64 << 10
 // reads line by line (a file of any size costs a fixed buffer) and returns
 // every problem found; the caller decides whether the file loads.
 func parseList(file string, r io.Reader, sink entrySink) []*LineError {
+	return parseListWindow(file, r, sink, 1, math.MaxInt)
+}
+
+// parseListWindow is parseList for the entries of lines [from, end) only:
+// the directives before from are applied (so the entries get the sections
+// in force), the rest of the file is read but not parsed.
+func parseListWindow(file string, r io.Reader, sink entrySink, from, end int) []*LineError {
 	p := &listParser{file: file, sink: sink, sec: Section{File: file}, name: make([]byte, 0, 256)}
 	br := bufio.NewReaderSize(r, maxLineLen)
 	lineNo := 0
@@ -98,8 +106,12 @@ func parseList(file string, r io.Reader, sink entrySink) []*LineError {
 			}
 			continue
 		}
-		if len(line) > 0 {
+		if len(line) > 0 && lineNo >= from && lineNo < end {
 			p.parseLine(lineNo, bytes.TrimSuffix(line, []byte{'\n'}))
+		} else if len(line) > 0 && lineNo < from {
+			if t := trimSpace(line); len(t) > 0 && t[0] == '#' {
+				p.parseLine(lineNo, bytes.TrimSuffix(line, []byte{'\n'}))
+			}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {

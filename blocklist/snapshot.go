@@ -80,10 +80,11 @@ type FileStatus struct {
 	// (Stale is set too; Errors says why).
 	Refused *Refusal `json:"refused,omitempty"`
 
-	badHash  string // hash of the broken version, to skip re-parsing it
-	badSig   string // the Verifier's fingerprint of the broken version's signature
-	sigPrint string // the Verifier's fingerprint of the served version's signature
-	dom      [2]int // rule index ranges inside the snapshot
+	badHash  string      // hash of the broken version, to skip re-parsing it
+	badSig   string      // the Verifier's fingerprint of the broken version's signature
+	sigPrint string      // the Verifier's fingerprint of the served version's signature
+	chunks   []lineChunk // of the version in service, for the line difference of the next one
+	dom      [2]int      // rule index ranges inside the snapshot
 	ip       [2]int
 	asn      [2]int
 	sect     [2]int
@@ -110,13 +111,42 @@ type Snapshot struct {
 	overseas bool // some rule has scope overseas
 	// local holds the records of RPZ local-data rules, by rule.
 	local map[RuleID][]dns.RR
+	// layer, when set, holds a delta over the compiled domain rules in dom
+	// (see delta.go): rules taken out, rules added, lines moved.
+	layer *domainLayer
 }
 
 // Empty returns a snapshot with no rules (generation 0).
 func Empty() *Snapshot { return &Snapshot{Created: time.Now()} }
 
 // RuleCount returns the number of rules of every type.
-func (s *Snapshot) RuleCount() int { return s.dom.len() + len(s.ips) + len(s.asns) }
+func (s *Snapshot) RuleCount() int { return s.domainCount() + len(s.ips) + len(s.asns) }
+
+// domainCount is the number of domain rules in service.
+func (s *Snapshot) domainCount() int {
+	if l := s.layer; l != nil {
+		return s.dom.len() - l.nremoved + l.add.len()
+	}
+	return s.dom.len()
+}
+
+// domRule returns the table holding domain rule id and its index there.
+func (s *Snapshot) domRule(id uint32) (*domainTable, uint32) {
+	if l := s.layer; l != nil && id >= uint32(s.dom.len()) {
+		return &l.add, id - uint32(s.dom.len())
+	}
+	return &s.dom, id
+}
+
+// domLine returns domain rule id's line in the file as it is now.
+func (s *Snapshot) domLine(id uint32) int {
+	t, j := s.domRule(id)
+	line := t.line(j)
+	if l := s.layer; l != nil && t == &s.dom {
+		line = l.shifted(s.sections[t.sect(j)].File, line)
+	}
+	return line
+}
 
 // HasIPRules reports whether any IP or prefix rule is loaded (so answers
 // need address checks).
@@ -132,6 +162,9 @@ func (s *Snapshot) HasOverseasRules() bool { return s.overseas }
 // MatchName matches a canonical name (lower-case, no trailing dot; see
 // NormalizeName) against the domain rules. It does not allocate.
 func (s *Snapshot) MatchName(name string) Match {
+	if s.layer != nil {
+		return s.matchLayered(name)
+	}
 	nm := s.dom.match(name)
 	var m Match
 	if nm.hasBlock {
@@ -218,7 +251,8 @@ func (s *Snapshot) Section(id RuleID) *Section {
 	i := id.index()
 	switch id.Type() {
 	case RuleDomain:
-		return &s.sections[s.dom.sect(uint32(i))]
+		t, j := s.domRule(uint32(i))
+		return &s.sections[t.sect(j)]
 	case RuleIP:
 		return &s.sections[s.ips[i].sect]
 	case RuleASN:
@@ -234,15 +268,16 @@ func (s *Snapshot) Rule(id RuleID) Rule {
 	i := id.index()
 	switch id.Type() {
 	case RuleDomain:
-		k, allow := kindOf(s.dom.ownKind(uint32(i)))
-		name := string(s.dom.name(uint32(i)))
+		t, j := s.domRule(uint32(i))
+		k, allow := kindOf(t.ownKind(j))
+		name := string(t.name(j))
 		switch k {
 		case MatchWildcard:
 			name = "*." + name
 		case MatchExact:
 			name = "=" + name
 		}
-		r.Text, r.Line, r.Allow = name, s.dom.line(uint32(i)), allow
+		r.Text, r.Line, r.Allow = name, s.domLine(uint32(i)), allow
 	case RuleIP:
 		ip := s.ips[i]
 		if ip.prefix.IsSingleIP() {
@@ -268,7 +303,7 @@ func (s *Snapshot) RulePlace(id RuleID) (file string, line int, platform string)
 	i := id.index()
 	switch id.Type() {
 	case RuleDomain:
-		line = s.dom.line(uint32(i))
+		line = s.domLine(uint32(i))
 	case RuleIP:
 		line = int(s.ips[i].line)
 	case RuleASN:
@@ -283,7 +318,8 @@ func (s *Snapshot) AppendRuleText(dst []byte, id RuleID) []byte {
 	i := id.index()
 	switch id.Type() {
 	case RuleDomain:
-		k, allow := kindOf(s.dom.ownKind(uint32(i)))
+		t, j := s.domRule(uint32(i))
+		k, allow := kindOf(t.ownKind(j))
 		if allow {
 			dst = append(dst, "@@"...)
 		}
@@ -293,7 +329,7 @@ func (s *Snapshot) AppendRuleText(dst []byte, id RuleID) []byte {
 		case MatchExact:
 			dst = append(dst, '=')
 		}
-		return append(dst, s.dom.name(uint32(i))...)
+		return append(dst, t.name(j)...)
 	case RuleIP:
 		ip := s.ips[i]
 		if ip.allow {
@@ -320,7 +356,8 @@ func (s *Snapshot) AppendReason(dst []byte, id RuleID) []byte {
 	allow := false
 	switch id.Type() {
 	case RuleDomain:
-		_, allow = kindOf(s.dom.ownKind(uint32(id.index())))
+		t, j := s.domRule(uint32(id.index()))
+		_, allow = kindOf(t.ownKind(j))
 	case RuleIP:
 		allow = s.ips[id.index()].allow
 	case RuleASN:
@@ -349,11 +386,11 @@ func (s *Snapshot) SubtreeLabels(id RuleID) int {
 	if id.Type() != RuleDomain {
 		return 0
 	}
-	i := uint32(id.index())
-	if s.dom.ownKind(i) != kindSubtree {
+	t, i := s.domRule(uint32(id.index()))
+	if t.ownKind(i) != kindSubtree {
 		return 0
 	}
-	return bytes.Count(s.dom.name(i), dot) + 1
+	return bytes.Count(t.name(i), dot) + 1
 }
 
 // File returns the status of the named list file, or nil.
@@ -559,6 +596,10 @@ func (b *builder) finishFile(f *FileStatus, m mark) {
 
 // copyFile appends the rules f held in the old snapshot, unchanged.
 func (b *builder) copyFile(old *Snapshot, f *FileStatus) {
+	if old.layer != nil {
+		b.copyFileLayered(old, f)
+		return
+	}
 	sectBase := len(b.s.sections) - f.sect[0]
 	b.s.sections = append(b.s.sections, old.sections[f.sect[0]:f.sect[1]]...)
 	for _, sec := range old.sections[f.sect[0]:f.sect[1]] {
@@ -631,6 +672,12 @@ func (b *builder) compile(gen uint64, files []*FileStatus) (*Snapshot, error) {
 	s.Files = files
 	s.dom.shrink()
 	s.dom.build()
+	s.compileAddrs()
+	return s, nil
+}
+
+// compileAddrs builds the IP and ASN matchers from s.ips and s.asns.
+func (s *Snapshot) compileAddrs() {
 	var block, allow []prefixSpan
 	for i, r := range s.ips {
 		lo, hi := prefixRange(r.prefix)
@@ -660,7 +707,6 @@ func (b *builder) compile(gen uint64, files []*FileStatus) (*Snapshot, error) {
 		}
 		m[r.asn] = uint32(i)
 	}
-	return s, nil
 }
 
 // Trigger is one rule's match condition in structured form, for exporters
@@ -684,10 +730,18 @@ type Trigger struct {
 // of a rule.
 func (s *Snapshot) Triggers() iter.Seq[Trigger] {
 	return func(yield func(Trigger) bool) {
-		for i := 0; i < s.dom.len(); i++ {
-			k, allow := kindOf(s.dom.ownKind(uint32(i)))
-			t := Trigger{ID: makeRuleID(RuleDomain, i), Type: RuleDomain, Allow: allow, Name: string(s.dom.name(uint32(i))), Kind: k}
-			if !yield(t) {
+		n := s.dom.len()
+		if s.layer != nil {
+			n += s.layer.add.len()
+		}
+		for i := 0; i < n; i++ {
+			if s.layer.isRemoved(uint32(i)) {
+				continue
+			}
+			t, j := s.domRule(uint32(i))
+			k, allow := kindOf(t.ownKind(j))
+			tr := Trigger{ID: makeRuleID(RuleDomain, i), Type: RuleDomain, Allow: allow, Name: string(t.name(j)), Kind: k}
+			if !yield(tr) {
 				return
 			}
 		}

@@ -101,6 +101,12 @@ type Store struct {
 	loaded    atomic.Bool
 	reloads   atomic.Uint64
 	retry     atomic.Bool // a reload is scheduled for a settling file
+	// Background merges of deltas (see compactSoon).
+	compactMu    sync.Mutex // guards compactTimer
+	compactTimer *time.Timer
+	mergeMu      sync.Mutex // one merge at a time
+	compacting   sync.WaitGroup
+	compactions  atomic.Uint64
 }
 
 // NewStore returns a store serving the empty snapshot until the first Reload.
@@ -157,7 +163,20 @@ type FileChange struct {
 	// Accepted is set when the version went into service only because the
 	// reload accepted what the shrink guard would have held.
 	Accepted bool `json:"accepted,omitempty"`
+	// AddedCount and RemovedCount are the rules the reload brought into
+	// and took out of service for this file (a line-by-line difference
+	// from the version served before; a new file adds all its rules, a
+	// removed one removes them). Added and Removed list them, at most
+	// MaxReportedRules each, in file order.
+	AddedCount   int    `json:"added_count,omitempty"`
+	RemovedCount int    `json:"removed_count,omitempty"`
+	Added        []Rule `json:"added,omitempty"`
+	Removed      []Rule `json:"removed,omitempty"`
 }
+
+// MaxReportedRules caps the rules listed per file in FileChange.Added and
+// FileChange.Removed; the counts are always complete.
+const MaxReportedRules = 1000
 
 // Changes a reload reports.
 const (
@@ -180,6 +199,10 @@ type ReloadReport struct {
 	Rules      int           `json:"rules"`
 	Duration   time.Duration `json:"duration_ns"`
 	Files      []FileChange  `json:"files"`
+	// Delta is set when the change was applied as a delta over the lists
+	// in service (one file changed by a few lines) instead of a full
+	// compile; the merge into a new base follows in the background.
+	Delta bool `json:"delta,omitempty"`
 	// Error is set when nothing could be reloaded (Reload returned an error).
 	Error string `json:"error,omitempty"`
 }
@@ -255,11 +278,12 @@ func (s *Store) listFiles() ([]listedFile, error) {
 
 // listFile is an open list file whose size and content hash are known.
 type listFile struct {
-	f     *os.File
-	st    os.FileInfo // when it was opened
-	size  int64
-	lines int
-	hash  string
+	f      *os.File
+	st     os.FileInfo // when it was opened
+	size   int64
+	lines  int
+	hash   string
+	chunks []lineChunk // see lineDiff
 }
 
 // openList opens a list file, refusing one larger than max and anything but
@@ -287,6 +311,7 @@ func openList(path string, max int64) (*listFile, error) {
 	h := sha256.New()
 	buf := make([]byte, 256<<10)
 	lf := &listFile{f: f, st: st}
+	var ck chunker
 	for first := true; ; first = false {
 		n, err := f.Read(buf)
 		if first {
@@ -296,6 +321,7 @@ func openList(path string, max int64) (*listFile, error) {
 			}
 		}
 		h.Write(buf[:n])
+		ck.write(buf[:n])
 		lf.size += int64(n)
 		lf.lines += bytes.Count(buf[:n], []byte{'\n'})
 		if lf.size > max {
@@ -311,6 +337,7 @@ func openList(path string, max int64) (*listFile, error) {
 		}
 	}
 	lf.lines++
+	lf.chunks = ck.finish()
 	lf.hash = hex.EncodeToString(h.Sum(nil))
 	return lf, nil
 }
@@ -466,7 +493,14 @@ func (s *Store) reload(ctx context.Context, o ReloadOptions, start time.Time) (*
 		s.log.Error("list reload failed; keeping the lists in service", "trigger", trigger, "err", err, "generation", old.Generation)
 		return rep, err
 	}
-	b := newBuilder(old.dom.len(), len(old.dom.arena))
+	if s.tryDelta(ctx, o, old, listed, rep) {
+		next := s.cur.Load()
+		s.loaded.Store(true)
+		rep.Generation, rep.Rules, rep.Duration = next.Generation, next.RuleCount(), time.Since(start)
+		s.logReport(rep)
+		return rep, nil
+	}
+	b := newBuilder(old.domainCount(), len(old.dom.arena))
 	var files []*FileStatus
 	changed := false
 	// Files are processed in name order, deleted ones among them, so that
@@ -489,7 +523,8 @@ func (s *Store) reload(ctx context.Context, o ReloadOptions, start time.Time) (*
 				files = append(files, fs)
 				continue
 			}
-			rep.Files = append(rep.Files, FileChange{Name: f.Name, Change: ChangeRemoved, PreviousRules: f.Rules(), Accepted: o.Accept && f.Rules() > 0})
+			rep.Files = append(rep.Files, FileChange{Name: f.Name, Change: ChangeRemoved, PreviousRules: f.Rules(), Accepted: o.Accept && f.Rules() > 0,
+				RemovedCount: f.Rules()})
 			changed = true
 			continue
 		}
@@ -645,7 +680,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		return keepPrev(errs, hash, nil)
 	}
 	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now(), Warnings: warns,
-		Signature: signed, sigPrint: sigPrint}
+		Signature: signed, sigPrint: sigPrint, chunks: file.chunks}
 	b.finishFile(fs, m)
 	if prev != nil && prev.SHA256 != "" {
 		if reason, held := shrinkGuard(s.opts.MaxShrink, prev.Rules(), fs.Rules()); held {
@@ -657,6 +692,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 			fc.Accepted = true
 		}
 	}
+	fillChanges(&fc, old, prev, b, m, file.chunks)
 	fc.Rules, fc.Warnings = fs.Rules(), warns
 	fc.Change = ChangeAdded
 	if prev != nil && prev.SHA256 != "" {

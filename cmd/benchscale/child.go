@@ -27,6 +27,7 @@ type result struct {
 	SteadyMB float64 `json:"steady_mb"` // VmRSS after the step, collected and settled
 	FirstMB  float64 `json:"first_mb,omitempty"`
 	Reloads  int     `json:"reloads,omitempty"`
+	Delta    bool    `json:"delta,omitempty"` // the last reload was applied as a delta
 	Error    string  `json:"error,omitempty"`
 }
 
@@ -93,6 +94,7 @@ func runChild(mode, dir, format string, reloads int) result {
 		if rep.Failed() {
 			return fmt.Errorf("reload failed: %v", rep.Errors())
 		}
+		r.Delta = rep.Delta
 		return nil
 	}
 	fail := func(err error) result { r.Error = err.Error(); return r }
@@ -121,6 +123,7 @@ func runChild(mode, dir, format string, reloads int) result {
 		if !st.Current().MatchName(name).Blocked() {
 			return fail(fmt.Errorf("%s not blocked after the change", name))
 		}
+		st.WaitCompacted()
 		r.SteadyMB = settledMB()
 	case "reloads":
 		if err := reload(); err != nil {
@@ -143,6 +146,7 @@ func runChild(mode, dir, format string, reloads int) result {
 			return fail(err)
 		}
 		r.Reloads = reloads
+		st.WaitCompacted()
 		r.PeakMB = procStatusMB("VmHWM")
 		r.SteadyMB = settledMB()
 	default:

@@ -1,0 +1,504 @@
+package blocklist
+
+import (
+	"slices"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Deltas. A small change to a big list file (k lines edited, added or
+// removed) is not recompiled: the snapshot in service keeps its compiled
+// domain rules as an immutable base and gets a layer on top, a set of
+// base rules taken out, a small table of added rules and, per file, the
+// line moves of the rules after each edit. Building the layer costs the
+// change (plus a pass over the changed file's rule lines); queries consult
+// base and layer from one snapshot, without locks. In the background the
+// store merges the layer into a new base (compact), which replaces the
+// layered snapshot with the same rules and generation. IP and ASN rules,
+// far fewer, are rebuilt whole when a change touches a file that has them.
+
+// domainLayer is the delta over a snapshot's compiled domain rules.
+type domainLayer struct {
+	removed  []uint64 // bitset over the base rules
+	nremoved int
+	// add holds the added rules, with rule ids dom.len()+i; their sections
+	// index the snapshot's sections.
+	add domainTable
+	// addRange is each file's range of rules in add (files in order).
+	addRange map[string][2]int
+	// shifts are each file's line moves, applied in order to base lines.
+	shifts  map[string][]lineShift
+	filePos map[string]int // a file's place in Snapshot.Files
+}
+
+// lineShift moves lines at or after from by delta.
+type lineShift struct{ from, delta int }
+
+func (l *domainLayer) isRemoved(id uint32) bool {
+	return l != nil && int(id>>6) < len(l.removed) && l.removed[id>>6]&(1<<(id&63)) != 0
+}
+
+// shifted returns the current line of a base rule of file written on line.
+func (l *domainLayer) shifted(file string, line int) int {
+	for _, sh := range l.shifts[file] {
+		if line >= sh.from {
+			line += sh.delta
+		}
+	}
+	return line
+}
+
+// candidate is a rule offered at one level of a layered match.
+type candidate struct {
+	id    uint32
+	t     *domainTable
+	j     uint32 // index in t
+	score int
+}
+
+// levelBest keeps the best block and allow rules of one level.
+type levelBest struct {
+	blk, alw candidate
+	hasBlk   bool
+	hasAlw   bool
+}
+
+// better reports whether rule c beats b (both offered at one level): a
+// higher score, then the rule a full compile would list first (file
+// order, then line).
+func (s *Snapshot) better(c, b candidate) bool {
+	if c.score != b.score {
+		return c.score > b.score
+	}
+	cf, bf := s.sections[c.t.sect(c.j)].File, s.sections[b.t.sect(b.j)].File
+	if cf != bf {
+		return s.layer.filePos[cf] < s.layer.filePos[bf]
+	}
+	return s.domLine(c.id) < s.domLine(b.id)
+}
+
+// matchLayered is MatchName for a snapshot with a layer: every suffix of
+// the name that some rule's label count allows is looked up in the base
+// and in the added rules, rules taken out are skipped, and the most
+// specific level wins, as in a compiled snapshot holding the same rules.
+func (s *Snapshot) matchLayered(name string) Match {
+	var m Match
+	if len(name) == 0 {
+		return m
+	}
+	levels := s.dom.levels | s.layer.add.levels
+	h := uint64(fnvOffset64)
+	labels := 0
+	for i := len(name) - 1; ; i-- {
+		if i < 0 || name[i] == '.' {
+			labels++
+			if levels&(1<<min(labels, 63)) != 0 {
+				var lb levelBest
+				suffix := name[i+1:]
+				s.levelCandidates(&s.dom, 0, h, suffix, i < 0, &lb)
+				s.levelCandidates(&s.layer.add, uint32(s.dom.len()), h, suffix, i < 0, &lb)
+				if lb.hasBlk {
+					m.Rule, m.HasRule = makeRuleID(RuleDomain, int(lb.blk.id)), true
+				}
+				if lb.hasAlw {
+					m.Allow, m.HasAllow = makeRuleID(RuleDomain, int(lb.alw.id)), true
+				}
+			}
+			if i < 0 {
+				return m
+			}
+		}
+		h = (h ^ uint64(name[i])) * fnvPrime64
+	}
+}
+
+// levelCandidates offers every rule of t (ids offset by base) for suffix
+// to the best block and allow rules of the level.
+func (s *Snapshot) levelCandidates(t *domainTable, base uint32, h uint64, suffix string, atName bool, lb *levelBest) {
+	head, ok := t.lookup(h, suffix)
+	if !ok {
+		return
+	}
+	switch k := t.kind[head]; {
+	case k&kindNext != 0:
+		s.offer(t, base, head, t.ownKind(head), atName, lb)
+		s.offer(t, base, head+1, t.kind[head+1], atName, lb)
+	case k&kindMore != 0:
+		for _, d := range t.dups[head] {
+			s.offer(t, base, d.id, d.kind, atName, lb)
+		}
+	default:
+		s.offer(t, base, head, k, atName, lb)
+	}
+}
+
+func (s *Snapshot) offer(t *domainTable, base, id uint32, own uint8, atName bool, lb *levelBest) {
+	gid := base + id
+	if base == 0 && s.layer.isRemoved(gid) {
+		return
+	}
+	blockMask, allowMask := kindBlockBelow, kindAllowBelow
+	if atName {
+		blockMask, allowMask = kindBlockAtName, kindAllowAtName
+	}
+	c := candidate{id: gid, t: t, j: id}
+	sec := &s.sections[t.sect(id)]
+	if sec.Action.Enforced() {
+		c.score += 2
+	}
+	if sec.Scope == ScopeAny {
+		c.score++
+	}
+	switch {
+	case own&blockMask != 0:
+		if !lb.hasBlk || s.better(c, lb.blk) {
+			lb.blk, lb.hasBlk = c, true
+		}
+	case own&allowMask != 0:
+		if !lb.hasAlw || s.better(c, lb.alw) {
+			lb.alw, lb.hasAlw = c, true
+		}
+	}
+}
+
+// fileDomainRules calls fn, in line order, for every domain rule of file f
+// in service: base rules not taken out and added rules, with their current
+// lines and sections.
+func (s *Snapshot) fileDomainRules(f *FileStatus, fn func(name []byte, kind uint8, line int, sect uint16)) {
+	l := s.layer
+	if l == nil {
+		for i := f.dom[0]; i < f.dom[1]; i++ {
+			id := uint32(i)
+			fn(s.dom.name(id), s.dom.ownKind(id), s.dom.line(id), s.dom.sect(id))
+		}
+		return
+	}
+	i, end := f.dom[0], f.dom[1]
+	ar := l.addRange[f.Name]
+	j := ar[0]
+	for i < end || j < ar[1] {
+		for i < end && l.isRemoved(uint32(i)) {
+			i++
+		}
+		bl := -1
+		if i < end {
+			bl = l.shifted(f.Name, s.dom.line(uint32(i)))
+		}
+		if j < ar[1] && (bl < 0 || l.add.line(uint32(j)) < bl) {
+			id := uint32(j)
+			fn(l.add.name(id), l.add.ownKind(id), l.add.line(id), l.add.sect(id))
+			j++
+			continue
+		}
+		if i < end {
+			id := uint32(i)
+			fn(s.dom.name(id), s.dom.ownKind(id), bl, s.dom.sect(id))
+			i++
+		}
+	}
+}
+
+// copyFileLayered is copyFile for a snapshot with a layer: the file's
+// rules in service, in line order, with their sections renumbered.
+func (b *builder) copyFileLayered(old *Snapshot, f *FileStatus) {
+	sects := map[uint16]uint16{}
+	sect := func(i uint16) uint16 {
+		if n, ok := sects[i]; ok {
+			return n
+		}
+		n := uint16(len(b.s.sections))
+		b.s.sections = append(b.s.sections, old.sections[i])
+		if old.sections[i].Scope == ScopeOverseas {
+			b.s.overseas = true
+		}
+		sects[i] = n
+		return n
+	}
+	domBase := b.s.dom.len()
+	n := 0
+	old.fileDomainRules(f, func(name []byte, kind uint8, line int, sc uint16) {
+		b.s.dom.add(name, kind, line, sect(sc))
+		n++
+	})
+	// Local data (RPZ files only, which take no deltas) is keyed by base ids.
+	if len(old.local) > 0 {
+		for i := f.dom[0]; i < f.dom[1]; i++ {
+			if rrs, ok := old.local[makeRuleID(RuleDomain, i)]; ok && !old.layer.isRemoved(uint32(i)) {
+				b.last = makeRuleID(RuleDomain, domBase+i-f.dom[0])
+				b.setLocalData(rrs)
+			}
+		}
+	}
+	ipBase := len(b.s.ips)
+	for k, r := range old.ips[f.ip[0]:f.ip[1]] {
+		r.sect = sect(r.sect)
+		b.s.ips = append(b.s.ips, r)
+		if rrs, ok := old.local[makeRuleID(RuleIP, f.ip[0]+k)]; ok {
+			b.last = makeRuleID(RuleIP, ipBase+k)
+			b.setLocalData(rrs)
+		}
+	}
+	for _, r := range old.asns[f.asn[0]:f.asn[1]] {
+		r.sect = sect(r.sect)
+		b.s.asns = append(b.s.asns, r)
+	}
+}
+
+// compact merges a layered snapshot into a freshly compiled one with the
+// same rules and generation.
+func compact(s *Snapshot) (*Snapshot, error) {
+	b := newBuilder(s.domainCount(), len(s.dom.arena)+len(s.layer.add.arena))
+	files := make([]*FileStatus, len(s.Files))
+	for i, f := range s.Files {
+		m := b.mark()
+		b.copyFileLayered(s, f)
+		fs := *f
+		b.finishFile(&fs, m)
+		files[i] = &fs
+	}
+	next, err := b.compile(s.Generation, files)
+	if err != nil {
+		return nil, err
+	}
+	next.Created = s.Created
+	return next, nil
+}
+
+// fileDelta is one file's change as a delta: the rules of lines [from,
+// oldEnd) of the version in service give way to those of lines [from,
+// newEnd) of the new version (parsed into add), and the lines after move
+// by newEnd - oldEnd.
+type fileDelta struct {
+	file           string
+	from           int
+	oldEnd, newEnd int
+	add            *builder // the new rules, one file's worth, lines as in the new version
+	status         FileStatus
+}
+
+// applyDelta returns a snapshot of cur's rules with d applied, and the
+// rules d removed (as cur describes them) and added.
+func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, add []Rule, nrem, nadd int) {
+	var removed, added []RuleID // in cur, in d.add.s
+	next = &Snapshot{Generation: gen, Created: time.Now(), dom: cur.dom, overseas: cur.overseas, local: cur.local}
+	old := cur.layer
+	l := &domainLayer{filePos: map[string]int{}, addRange: map[string][2]int{}, shifts: map[string][]lineShift{}}
+	next.layer = l
+	if old != nil {
+		l.removed, l.nremoved = slices.Clone(old.removed), old.nremoved
+		for k, v := range old.shifts {
+			l.shifts[k] = v
+		}
+	} else {
+		l.removed = make([]uint64, (cur.dom.len()+63)/64)
+	}
+	moved := d.newEnd - d.oldEnd
+	inRegion := func(line int) bool { return line >= d.from && line < d.oldEnd }
+	noteRemoved := func(id RuleID) { removed = append(removed, id) }
+	// Sections: cur's, then the new rules'.
+	next.sections = append(cur.sections[:len(cur.sections):len(cur.sections)], d.add.s.sections...)
+	newSect := uint16(len(cur.sections))
+	for _, sec := range d.add.s.sections {
+		if sec.Scope == ScopeOverseas {
+			next.overseas = true
+		}
+	}
+	f := cur.File(d.file)
+	// Base rules of the changed file in the changed lines are taken out.
+	var stages []lineShift
+	if old != nil {
+		stages = old.shifts[d.file]
+	}
+	for i := f.dom[0]; i < f.dom[1]; i++ {
+		id := uint32(i)
+		if old.isRemoved(id) {
+			continue
+		}
+		line := cur.dom.line(id)
+		for _, sh := range stages {
+			if line >= sh.from {
+				line += sh.delta
+			}
+		}
+		if inRegion(line) {
+			noteRemoved(makeRuleID(RuleDomain, i))
+			l.removed[id>>6] |= 1 << (id & 63)
+			l.nremoved++
+		}
+	}
+	if moved != 0 {
+		l.shifts[d.file] = append(slices.Clip(l.shifts[d.file]), lineShift{from: d.oldEnd, delta: moved})
+	}
+	// The added rules, rebuilt file by file in order.
+	nd := &d.add.s.dom
+	for pos, fs := range cur.Files {
+		l.filePos[fs.Name] = pos
+		start := l.add.len()
+		var ar [2]int
+		if old != nil {
+			ar = old.addRange[fs.Name]
+		}
+		j := 0 // next new rule (changed file only)
+		for i := ar[0]; i < ar[1]; i++ {
+			id := uint32(i)
+			line := old.add.line(id)
+			if fs.Name == d.file {
+				if inRegion(line) {
+					noteRemoved(makeRuleID(RuleDomain, cur.dom.len()+i))
+					continue
+				}
+				if line >= d.oldEnd {
+					line += moved
+				}
+				for ; j < nd.len() && nd.line(uint32(j)) < line; j++ {
+					l.add.add(nd.name(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
+				}
+			}
+			l.add.add(old.add.name(id), old.add.ownKind(id), line, old.add.sect(id))
+		}
+		if fs.Name == d.file {
+			for ; j < nd.len(); j++ {
+				l.add.add(nd.name(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
+			}
+		}
+		if l.add.len() > start {
+			l.addRange[fs.Name] = [2]int{start, l.add.len()}
+		}
+	}
+	l.add.build()
+	for i := 0; i < nd.len(); i++ {
+		added = append(added, makeRuleID(RuleDomain, i))
+	}
+	// Files: the changed file's new status, every range as in cur.
+	next.Files = make([]*FileStatus, len(cur.Files))
+	for i, fs := range cur.Files {
+		if fs.Name == d.file {
+			st := d.status
+			st.dom = fs.dom
+			st.ip, st.asn, st.sect = fs.ip, fs.asn, fs.sect
+			fs = &st
+		}
+		next.Files[i] = fs
+	}
+	// IP and ASN rules: shared when the change has none, else rebuilt.
+	next.ips, next.asns = cur.ips, cur.asns
+	next.ipBlock, next.ipAllow, next.asnBlock, next.asnAllow = cur.ipBlock, cur.ipAllow, cur.asnBlock, cur.asnAllow
+	if f.ip[1] > f.ip[0] || f.asn[1] > f.asn[0] || len(d.add.s.ips) > 0 || len(d.add.s.asns) > 0 {
+		r, a := next.rebuildAddrs(cur, d, newSect)
+		removed, added = append(removed, r...), append(added, a...)
+	}
+	rem, add, nrem, nadd = diffRuleIDs(cur, removed, d.add.s, added)
+	st := next.Files[l.filePos[d.file]]
+	st.Domains = next.fileDomainCount(st)
+	if l.nremoved == 0 && l.add.len() == 0 && len(l.shifts) == 0 {
+		next.layer = nil // nothing layered (only IP or ASN rules changed)
+	}
+	return next, rem, add, nrem, nadd
+}
+
+// fileDomainCount counts file f's domain rules in service.
+func (s *Snapshot) fileDomainCount(f *FileStatus) int {
+	n := 0
+	if s.layer == nil {
+		return f.dom[1] - f.dom[0]
+	}
+	for i := f.dom[0]; i < f.dom[1]; i++ {
+		if !s.layer.isRemoved(uint32(i)) {
+			n++
+		}
+	}
+	ar := s.layer.addRange[f.Name]
+	return n + ar[1] - ar[0]
+}
+
+// rebuildAddrs rebuilds next's IP and ASN rules from cur's with d applied
+// (the changed file's rules in the changed lines replaced, later lines
+// moved) and recompiles their matchers. It returns what it removed and
+// added.
+func (next *Snapshot) rebuildAddrs(cur *Snapshot, d *fileDelta, newSect uint16) (removed, added []RuleID) {
+	moved := d.newEnd - d.oldEnd
+	var ips []ipRule
+	var asns []asnRule
+	relocal := len(cur.local) > 0
+	if relocal {
+		next.local = map[RuleID][]dns.RR{}
+		for id, rrs := range cur.local {
+			if id.Type() == RuleDomain {
+				next.local[id] = rrs
+			}
+		}
+	}
+	for i, fs := range next.Files {
+		of := cur.Files[i]
+		ipStart, asnStart := len(ips), len(asns)
+		var addIPs []ipRule
+		var addASNs []asnRule
+		if fs.Name == d.file {
+			for _, r := range d.add.s.ips {
+				r.sect += newSect
+				addIPs = append(addIPs, r)
+			}
+			for _, r := range d.add.s.asns {
+				r.sect += newSect
+				addASNs = append(addASNs, r)
+			}
+		}
+		j := 0
+		for k, r := range cur.ips[of.ip[0]:of.ip[1]] {
+			if fs.Name == d.file {
+				line := int(r.line)
+				if line >= d.from && line < d.oldEnd {
+					removed = append(removed, makeRuleID(RuleIP, of.ip[0]+k))
+					continue
+				}
+				if line >= d.oldEnd {
+					r.line = uint32(line + moved)
+				}
+				for ; j < len(addIPs) && addIPs[j].line < r.line; j++ {
+					ips = append(ips, addIPs[j])
+				}
+			}
+			if relocal {
+				if rrs, ok := cur.local[makeRuleID(RuleIP, of.ip[0]+k)]; ok {
+					next.local[makeRuleID(RuleIP, len(ips))] = rrs
+				}
+			}
+			ips = append(ips, r)
+		}
+		ips = append(ips, addIPs[j:]...)
+		j = 0
+		for k, r := range cur.asns[of.asn[0]:of.asn[1]] {
+			if fs.Name == d.file {
+				line := int(r.line)
+				if line >= d.from && line < d.oldEnd {
+					removed = append(removed, makeRuleID(RuleASN, of.asn[0]+k))
+					continue
+				}
+				if line >= d.oldEnd {
+					r.line = uint32(line + moved)
+				}
+				for ; j < len(addASNs) && addASNs[j].line < r.line; j++ {
+					asns = append(asns, addASNs[j])
+				}
+			}
+			asns = append(asns, r)
+		}
+		asns = append(asns, addASNs[j:]...)
+		if fs.Name == d.file || fs.ip != [2]int{ipStart, len(ips)} || fs.asn != [2]int{asnStart, len(asns)} {
+			cp := *fs
+			cp.ip, cp.asn = [2]int{ipStart, len(ips)}, [2]int{asnStart, len(asns)}
+			cp.IPs, cp.ASNs = len(ips)-ipStart, len(asns)-asnStart
+			next.Files[i] = &cp
+		}
+	}
+	for i := range d.add.s.ips {
+		added = append(added, makeRuleID(RuleIP, i))
+	}
+	for i := range d.add.s.asns {
+		added = append(added, makeRuleID(RuleASN, i))
+	}
+	next.ips, next.asns = ips, asns
+	next.compileAddrs()
+	return removed, added
+}

@@ -1,0 +1,187 @@
+package blocklist
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// deltaLine returns a random list line over a small universe of names and
+// addresses, so that edits collide with rules of the other file and with
+// each other: blocks, exceptions, wildcards, exact names, IPs, prefixes.
+func deltaLine(rng *rand.Rand) string {
+	name := fmt.Sprintf("n%d.example", rng.IntN(60))
+	if rng.IntN(3) == 0 {
+		name = fmt.Sprintf("s%d.%s", rng.IntN(4), name)
+	}
+	switch rng.IntN(12) {
+	case 0:
+		return "*." + name
+	case 1:
+		return "=" + name
+	case 2:
+		return "@@" + name
+	case 3:
+		return "@@*." + name
+	case 4:
+		return fmt.Sprintf("198.51.100.%d", rng.IntN(16))
+	case 5:
+		return fmt.Sprintf("@@198.51.100.%d", rng.IntN(16))
+	case 6:
+		return fmt.Sprintf("198.51.%d.0/24", 100+rng.IntN(2))
+	case 7:
+		return "# just a comment"
+	}
+	return name
+}
+
+// decisions describes how a snapshot decides every probe name and address.
+func decisions(s *Snapshot, names []string, ips []netip.Addr) string {
+	var b strings.Builder
+	desc := func(m Match) {
+		if m.HasRule {
+			r := s.Rule(m.Rule)
+			fmt.Fprintf(&b, " block=%s@%s/%s", r.Text, r.Where(), r.Action)
+		}
+		if m.HasAllow {
+			r := s.Rule(m.Allow)
+			fmt.Fprintf(&b, " allow=%s@%s", r.Text, r.Where())
+		}
+		b.WriteByte('\n')
+	}
+	for _, n := range names {
+		b.WriteString(n)
+		desc(s.MatchName(n))
+	}
+	for _, a := range ips {
+		b.WriteString(a.String())
+		desc(s.MatchIP(a))
+	}
+	fmt.Fprintf(&b, "rules %d\n", s.RuleCount())
+	for _, f := range s.Files {
+		fmt.Fprintf(&b, "%s %d/%d/%d\n", f.Name, f.Domains, f.IPs, f.ASNs)
+	}
+	return b.String()
+}
+
+// TestDeltaMatchesFullReload edits a list file at random (lines added,
+// removed and replaced, one to a few at a time) and checks after every
+// reload that the store (which applies most edits as deltas, and merges
+// them in the background) decides every name and address exactly as a
+// full load of the same files does, and reports the same rule counts.
+func TestDeltaMatchesFullReload(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 13))
+	var lines []string
+	lines = append(lines, "# platform: Big", "# action: nxdomain")
+	for range 3000 {
+		lines = append(lines, deltaLine(rng))
+	}
+	other := "# platform: Other\n# action: log\nn1.example\n@@s1.n2.example\n*.n3.example\nn4.example\n198.51.100.3\n@@198.51.101.7\n"
+	st, dir := load(t, map[string]string{"big.txt": strings.Join(lines, "\n") + "\n", "other.txt": other})
+	var names []string
+	for i := range 60 {
+		names = append(names, fmt.Sprintf("n%d.example", i), fmt.Sprintf("s%d.n%d.example", i%4, i), fmt.Sprintf("x.s%d.n%d.example", i%4, i))
+	}
+	var ips []netip.Addr
+	for i := range 20 {
+		ips = append(ips, netip.MustParseAddr(fmt.Sprintf("198.51.100.%d", i)), netip.MustParseAddr(fmt.Sprintf("198.51.101.%d", i)))
+	}
+	deltas := 0
+	for step := range 120 {
+		// 1 to 3 edits, each at a random place after the directives.
+		for range 1 + rng.IntN(3) {
+			at := 2 + rng.IntN(len(lines)-2)
+			switch rng.IntN(3) {
+			case 0:
+				lines = append(lines[:at], append([]string{deltaLine(rng)}, lines[at:]...)...)
+			case 1:
+				if len(lines) > 10 {
+					lines = append(lines[:at], lines[at+1:]...)
+				}
+			default:
+				lines[at] = deltaLine(rng)
+			}
+		}
+		write(t, dir, "big.txt", strings.Join(lines, "\n")+"\n")
+		rep := reload(t, st)
+		if rep.Delta {
+			deltas++
+		}
+		fresh, _ := load(t, map[string]string{"big.txt": strings.Join(lines, "\n") + "\n", "other.txt": other})
+		want := decisions(fresh.Current(), names, ips)
+		if got := decisions(st.Current(), names, ips); got != want {
+			t.Fatalf("step %d (delta %v): decisions differ from a full load:\n%s", step, rep.Delta, diffLines(got, want))
+		}
+		if step%10 == 0 {
+			st.WaitCompacted()
+			if got := decisions(st.Current(), names, ips); got != want {
+				t.Fatalf("step %d: after the merge, decisions differ from a full load:\n%s", step, diffLines(got, want))
+			}
+		}
+	}
+	if deltas < 60 {
+		t.Fatalf("only %d of 120 reloads were deltas", deltas)
+	}
+}
+
+func diffLines(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	var out []string
+	for i := 0; i < len(g) || i < len(w); i++ {
+		var a, b string
+		if i < len(g) {
+			a = g[i]
+		}
+		if i < len(w) {
+			b = w[i]
+		}
+		if a != b {
+			out = append(out, "got:  "+a, "want: "+b)
+		}
+		if len(out) > 20 {
+			break
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestDeltaReport checks the reload report of a one-line change: applied
+// as a delta, with the rules added and removed.
+func TestDeltaReport(t *testing.T) {
+	var b strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&b, "site%d.example\n", i)
+	}
+	st, dir := load(t, map[string]string{"big.txt": b.String()})
+	body := strings.Replace(b.String(), "site1000.example\n", "site1000.example\nnew.example\n", 1)
+	body = strings.Replace(body, "site1500.example\n", "", 1)
+	write(t, dir, "big.txt", body)
+	rep := reload(t, st)
+	fc := change(rep, "big.txt")
+	if !rep.Delta || fc.AddedCount != 1 || fc.RemovedCount != 1 || fc.Added[0].Text != "new.example" || fc.Added[0].Line != 1002 ||
+		fc.Removed[0].Text != "site1500.example" || fc.Removed[0].Line != 1501 {
+		t.Fatalf("report: delta %v %+v", rep.Delta, fc)
+	}
+	s := st.Current()
+	if m := s.MatchName("site1999.example"); !m.Blocked() || s.Rule(m.Rule).Line != 2000 {
+		t.Fatalf("site1999: %+v line %d", m, s.Rule(m.Rule).Line)
+	}
+	if s.MatchName("site1500.example").Blocked() || !s.MatchName("www.new.example").Blocked() {
+		t.Fatal("delta not in service")
+	}
+	// A full reload (a second file appears) reports the change by lines too.
+	write(t, dir, "big.txt", body+"later.example\n")
+	write(t, dir, "b.txt", "x.example\n")
+	rep = reload(t, st)
+	if fc := change(rep, "big.txt"); rep.Delta || fc.AddedCount != 1 || fc.RemovedCount != 0 || fc.Added[0].Text != "later.example" {
+		t.Fatalf("full reload report: delta %v %+v", rep.Delta, fc)
+	}
+	if fc := change(rep, "b.txt"); fc.AddedCount != 1 {
+		t.Fatalf("new file: %+v", fc)
+	}
+	os.Remove(filepath.Join(dir, "b.txt"))
+}

@@ -1,0 +1,402 @@
+package blocklist
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"hash/maphash"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// How a reload finds what changed in a file: while a file is hashed its
+// lines are cut into chunks at content-defined boundaries (a line whose
+// hash ends in six zero bits ends a chunk, and no chunk passes
+// maxChunkLines), each chunk keeping its lines' hash and count. An edit
+// changes only the chunks around it; the chunks before and after are
+// equal in both versions, however the lines moved. The changed middle is
+// the line difference of the two versions.
+
+const (
+	chunkMask     = 63
+	maxChunkLines = 1024
+)
+
+// lineChunk is a run of whole lines of a file.
+type lineChunk struct {
+	hash      uint64
+	lines     uint32
+	directive bool // a line starts with '#' and holds a ':' (it may be a directive)
+}
+
+// chunker cuts a stream into lineChunks.
+type chunker struct {
+	chunks    []lineChunk
+	cur       lineChunk
+	line      uint64 // hash of the line being read
+	lineStart bool   // no non-blank byte seen yet on this line
+	pending   bool   // bytes after the last newline
+	comment   bool   // this line starts with '#'
+	colon     bool   // ... and has a ':' (it may be a directive)
+	started   bool
+}
+
+func (c *chunker) write(b []byte) {
+	if !c.started {
+		c.started, c.lineStart, c.line = true, true, fnvOffset64
+	}
+	h, ls := c.line, c.lineStart
+	for _, x := range b {
+		if x == '\n' {
+			c.endLine(h)
+			h, ls = fnvOffset64, true
+			continue
+		}
+		if ls && x != ' ' && x != '\t' {
+			ls = false
+			c.comment = x == '#'
+		}
+		if x == ':' && c.comment {
+			c.colon = true
+		}
+		h = (h ^ uint64(x)) * fnvPrime64
+	}
+	c.line, c.lineStart = h, ls
+	c.pending = len(b) > 0 && b[len(b)-1] != '\n' || c.pending && len(b) == 0
+}
+
+func (c *chunker) endLine(h uint64) {
+	if c.comment && c.colon {
+		c.cur.directive = true
+	}
+	c.comment, c.colon = false, false
+	h = mix(h)
+	c.cur.hash = (c.cur.hash^h)*fnvPrime64 + 1
+	c.cur.lines++
+	if h&chunkMask == 0 || c.cur.lines >= maxChunkLines {
+		c.chunks = append(c.chunks, c.cur)
+		c.cur = lineChunk{}
+	}
+}
+
+// finish ends the last line (one without a newline counts too) and chunk.
+func (c *chunker) finish() []lineChunk {
+	if c.pending {
+		c.endLine(c.line)
+	}
+	if c.cur.lines > 0 {
+		c.chunks = append(c.chunks, c.cur)
+	}
+	return c.chunks
+}
+
+// lineDiff compares two versions' chunks: lines [from, oldEnd) of the old
+// version became lines [from, newEnd) of the new one, the rest is equal.
+// directive is set when either changed part has a '#' line.
+func lineDiff(old, cur []lineChunk) (from, oldEnd, newEnd int, directive bool) {
+	p := 0
+	for p < len(old) && p < len(cur) && old[p] == cur[p] {
+		p++
+	}
+	q := 0
+	for q < len(old)-p && q < len(cur)-p && old[len(old)-1-q] == cur[len(cur)-1-q] {
+		q++
+	}
+	from = 1
+	for _, c := range old[:p] {
+		from += int(c.lines)
+	}
+	oldEnd, newEnd = from, from
+	for _, c := range old[p : len(old)-q] {
+		oldEnd += int(c.lines)
+		directive = directive || c.directive
+	}
+	for _, c := range cur[p : len(cur)-q] {
+		newEnd += int(c.lines)
+		directive = directive || c.directive
+	}
+	return from, oldEnd, newEnd, directive
+}
+
+// maxDeltaShare is the largest share of a file's lines a change may touch
+// and still be applied as a delta (beyond maxDeltaLines).
+const (
+	maxDeltaShare = 4 // a quarter
+	maxDeltaLines = 16384
+)
+
+func isNativeList(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".txt", ".list":
+		return true
+	}
+	return false
+}
+
+// tryDelta applies a reload as a delta when exactly one list file (native
+// format) changed, its change is small, and no policy needs the whole
+// file (signatures, checks, held or broken versions, the shrink guard).
+// It reports whether it published; otherwise the full reload runs.
+func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, listed []listedFile, rep *ReloadReport) bool {
+	if !s.loaded.Load() || s.opts.Verify != nil || len(s.opts.Checks) > 0 || len(listed) != len(old.Files) {
+		return false
+	}
+	var (
+		file *listFile
+		lf   listedFile
+		prev *FileStatus
+	)
+	defer func() {
+		if file != nil {
+			file.close()
+		}
+	}()
+	for i, l := range listed {
+		f := old.Files[i]
+		if f.Name != l.name || f.Stale || f.Withheld != nil || f.SHA256 == "" || ctx.Err() != nil {
+			return false
+		}
+		st, err := openList(l.path, s.opts.MaxFileSize)
+		if err != nil {
+			return false
+		}
+		if st.hash == f.SHA256 {
+			st.close()
+			continue
+		}
+		if file != nil || !isNativeList(l.path) || f.chunks == nil {
+			st.close()
+			return false
+		}
+		file, lf, prev = st, l, f
+	}
+	if file == nil {
+		return false
+	}
+	// A version still being written is the full reload's to wait for.
+	if (s.opts.Writing != nil && s.opts.Writing(lf.path)) || (s.opts.Settle > 0 && time.Since(changeTime(file.st)) < s.opts.Settle) {
+		return false
+	}
+	from, oldEnd, newEnd, directive := lineDiff(prev.chunks, file.chunks)
+	changed := oldEnd - from + newEnd - from
+	if directive || (changed > maxDeltaLines && changed*maxDeltaShare > file.lines) {
+		return false
+	}
+	nb := newBuilder(0, 0)
+	nb.startFile()
+	if _, err := file.f.Seek(0, io.SeekStart); err != nil {
+		return false
+	}
+	hr := &hashingReader{f: file.f, limit: file.size + 1, h: newSHA256()}
+	if hr.start() != nil {
+		return false
+	}
+	errs := parseListWindow(lf.name, hr, nb, from, newEnd)
+	if len(errs) > 0 || nb.sectErr || hexSum(hr.h) != file.hash {
+		return false // the full reload reports it
+	}
+	fs := *prev
+	fs.SHA256, fs.Size, fs.LoadedAt, fs.chunks = file.hash, file.size, time.Now(), file.chunks
+	s.gen++
+	next, removed, added, nrem, nadd := applyDelta(old, &fileDelta{file: lf.name, from: from, oldEnd: oldEnd, newEnd: newEnd, add: nb, status: fs}, s.gen)
+	nf := next.File(lf.name)
+	fc := FileChange{Name: lf.name, Change: ChangeUpdated, Rules: nf.Rules(), PreviousRules: prev.Rules(),
+		AddedCount: nadd, RemovedCount: nrem, Added: added, Removed: removed}
+	if _, held := shrinkGuard(s.opts.MaxShrink, prev.Rules(), nf.Rules()); held {
+		if !o.Accept {
+			s.gen--
+			return false // the full reload holds it and says why
+		}
+		fc.Accepted = true
+	}
+	for _, f := range next.Files {
+		if f.Name == lf.name {
+			rep.Files = append(rep.Files, fc)
+			continue
+		}
+		rep.Files = append(rep.Files, FileChange{Name: f.Name, Change: ChangeUnchanged, Rules: f.Rules(), PreviousRules: f.Rules()})
+	}
+	s.cur.Store(next)
+	rep.Changed, rep.Delta = true, true
+	if next.layer != nil {
+		s.compactSoon(next)
+	}
+	return true
+}
+
+// compactDelay is how long the lists must go unchanged before a layered
+// snapshot is merged; a layer over compactLimit rules is merged at once.
+const (
+	compactDelay = time.Second
+	compactLimit = 1 << 14
+)
+
+// compactSoon merges the layer of snap into a new base in the background:
+// after compactDelay without another change (a burst of edits is merged
+// once), or at once when the layer is large. A snapshot replaced in the
+// meantime is not merged (its successor is). Merges run one at a time.
+func (s *Store) compactSoon(snap *Snapshot) {
+	l := snap.layer
+	size := l.nremoved + l.add.len()
+	delay := compactDelay
+	if size > compactLimit && size*32 > snap.dom.len() {
+		delay = 0
+	}
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	if s.compactTimer != nil && s.compactTimer.Stop() {
+		s.compacting.Done() // the merge it would have run is superseded
+	}
+	s.compacting.Add(1)
+	s.compactTimer = time.AfterFunc(delay, func() {
+		defer s.compacting.Done()
+		s.mergeMu.Lock()
+		defer s.mergeMu.Unlock()
+		if s.cur.Load() != snap {
+			return
+		}
+		merged, err := compact(snap)
+		if err != nil {
+			s.log.Error("merging a list delta failed; the layered lists keep serving", "err", err)
+			return
+		}
+		if s.cur.CompareAndSwap(snap, merged) {
+			s.compactions.Add(1)
+		}
+	})
+}
+
+// WaitCompacted waits until a pending merge of a delta has run (for tests
+// and benchmarks).
+func (s *Store) WaitCompacted() {
+	s.compactMu.Lock()
+	if s.compactTimer != nil && s.compactTimer.Stop() {
+		// Run it now instead of after its delay.
+		s.compactTimer.Reset(0)
+	}
+	s.compactMu.Unlock()
+	s.compacting.Wait()
+}
+
+// fillChanges sets the added and removed rules of a file a full reload
+// loaded (rules of the new version in [m, end) of b), from the line
+// difference with the version before (prev in old, nil when new).
+func fillChanges(fc *FileChange, old *Snapshot, prev *FileStatus, b *builder, m mark, chunks []lineChunk) {
+	from, oldEnd, newEnd := 1, int(^uint(0)>>1), int(^uint(0)>>1)
+	if prev != nil && prev.chunks != nil && chunks != nil {
+		from, oldEnd, newEnd, _ = lineDiff(prev.chunks, chunks)
+	}
+	var removed, added []RuleID
+	if prev != nil && prev.SHA256 != "" && !prev.Stale {
+		eachFileRule(old, prev, func(id RuleID, line int) {
+			if line >= from && line < oldEnd {
+				removed = append(removed, id)
+			}
+		})
+	}
+	cur := b.s
+	e := b.mark()
+	for i := m.dom; i < e.dom; i++ {
+		if l := cur.dom.line(uint32(i)); l >= from && l < newEnd {
+			added = append(added, makeRuleID(RuleDomain, i))
+		}
+	}
+	for i := m.ip; i < e.ip; i++ {
+		if l := int(cur.ips[i].line); l >= from && l < newEnd {
+			added = append(added, makeRuleID(RuleIP, i))
+		}
+	}
+	for i := m.asn; i < e.asn; i++ {
+		if l := int(cur.asns[i].line); l >= from && l < newEnd {
+			added = append(added, makeRuleID(RuleASN, i))
+		}
+	}
+	fc.Removed, fc.Added, fc.RemovedCount, fc.AddedCount = diffRuleIDs(old, removed, cur, added)
+}
+
+// diffRuleIDs compares the rules of a changed region: rules of the old
+// version (ids in old) and of the new one (ids in cur). A rule in both
+// (the same text under the same directives, moved or not) cancels out;
+// the rest are returned, at most MaxReportedRules of each, with counts.
+func diffRuleIDs(old *Snapshot, removed []RuleID, cur *Snapshot, added []RuleID) (rem, add []Rule, nrem, nadd int) {
+	pick := func(s *Snapshot, ids []RuleID, keep func(int) bool) ([]Rule, int) {
+		var out []Rule
+		n := 0
+		for i, id := range ids {
+			if keep != nil && !keep(i) {
+				continue
+			}
+			n++
+			if len(out) < MaxReportedRules {
+				out = append(out, s.Rule(id))
+			}
+		}
+		return out, n
+	}
+	if len(removed) == 0 || len(added) == 0 {
+		rem, nrem = pick(old, removed, nil)
+		add, nadd = pick(cur, added, nil)
+		return
+	}
+	seed := maphash.MakeSeed()
+	var buf []byte
+	key := func(s *Snapshot, id RuleID) uint64 {
+		sec := s.Section(id)
+		buf = s.AppendRuleText(buf[:0], id)
+		buf = fmt.Appendf(buf, "\x00%s\x00%d\x00%d\x00%v", sec.Platform, sec.Action, sec.Scope, sec.Why)
+		return maphash.Bytes(seed, buf)
+	}
+	left := make(map[uint64]int32, len(removed))
+	for _, id := range removed {
+		left[key(old, id)]++
+	}
+	keepAdded := make([]bool, len(added))
+	for i, id := range added {
+		if k := key(cur, id); left[k] > 0 {
+			left[k]--
+		} else {
+			keepAdded[i] = true
+		}
+	}
+	keepRemoved := make([]bool, len(removed))
+	for i, id := range removed {
+		if k := key(old, id); left[k] > 0 {
+			left[k]--
+			keepRemoved[i] = true
+		}
+	}
+	rem, nrem = pick(old, removed, func(i int) bool { return keepRemoved[i] })
+	add, nadd = pick(cur, added, func(i int) bool { return keepAdded[i] })
+	return
+}
+
+// eachFileRule calls fn for every rule of file f in service in s, with its
+// current line.
+func eachFileRule(s *Snapshot, f *FileStatus, fn func(RuleID, int)) {
+	n := s.dom.len()
+	for i := f.dom[0]; i < f.dom[1]; i++ {
+		if !s.layer.isRemoved(uint32(i)) {
+			fn(makeRuleID(RuleDomain, i), s.domLine(uint32(i)))
+		}
+	}
+	if s.layer != nil {
+		ar := s.layer.addRange[f.Name]
+		for i := ar[0]; i < ar[1]; i++ {
+			fn(makeRuleID(RuleDomain, n+i), s.layer.add.line(uint32(i)))
+		}
+	}
+	for i := f.ip[0]; i < f.ip[1]; i++ {
+		fn(makeRuleID(RuleIP, i), int(s.ips[i].line))
+	}
+	for i := f.asn[0]; i < f.asn[1]; i++ {
+		fn(makeRuleID(RuleASN, i), int(s.asns[i].line))
+	}
+}
+
+func newSHA256() hash.Hash { return sha256.New() }
+
+func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
