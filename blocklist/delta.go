@@ -417,7 +417,6 @@ func (s *Snapshot) fileDomainCount(f *FileStatus) int {
 // moved) and recompiles their matchers. It returns what it removed and
 // added.
 func (next *Snapshot) rebuildAddrs(cur *Snapshot, d *fileDelta, newSect uint16) (removed, added []RuleID) {
-	moved := d.newEnd - d.oldEnd
 	var ips []ipRule
 	var asns []asnRule
 	relocal := len(cur.local) > 0
@@ -434,57 +433,24 @@ func (next *Snapshot) rebuildAddrs(cur *Snapshot, d *fileDelta, newSect uint16) 
 		ipStart, asnStart := len(ips), len(asns)
 		var addIPs []ipRule
 		var addASNs []asnRule
-		if fs.Name == d.file {
-			for _, r := range d.add.s.ips {
-				r.sect += newSect
-				addIPs = append(addIPs, r)
-			}
-			for _, r := range d.add.s.asns {
-				r.sect += newSect
-				addASNs = append(addASNs, r)
-			}
+		isF := fs.Name == d.file
+		if isF {
+			addIPs, addASNs = d.add.s.ips, d.add.s.asns
 		}
-		j := 0
-		for k, r := range cur.ips[of.ip[0]:of.ip[1]] {
-			if fs.Name == d.file {
-				line := int(r.line)
-				if line >= d.from && line < d.oldEnd {
-					removed = append(removed, makeRuleID(RuleIP, of.ip[0]+k))
-					continue
-				}
-				if line >= d.oldEnd {
-					r.line = uint32(line + moved)
-				}
-				for ; j < len(addIPs) && addIPs[j].line < r.line; j++ {
-					ips = append(ips, addIPs[j])
-				}
-			}
-			if relocal {
+		ipLine := func(r *ipRule) (*uint32, *uint16) { return &r.line, &r.sect }
+		asnLine := func(r *asnRule) (*uint32, *uint16) { return &r.line, &r.sect }
+		var keep func(k, at int)
+		if relocal {
+			keep = func(k, at int) {
 				if rrs, ok := cur.local[makeRuleID(RuleIP, of.ip[0]+k)]; ok {
-					next.local[makeRuleID(RuleIP, len(ips))] = rrs
+					next.local[makeRuleID(RuleIP, at)] = rrs
 				}
 			}
-			ips = append(ips, r)
 		}
-		ips = append(ips, addIPs[j:]...)
-		j = 0
-		for k, r := range cur.asns[of.asn[0]:of.asn[1]] {
-			if fs.Name == d.file {
-				line := int(r.line)
-				if line >= d.from && line < d.oldEnd {
-					removed = append(removed, makeRuleID(RuleASN, of.asn[0]+k))
-					continue
-				}
-				if line >= d.oldEnd {
-					r.line = uint32(line + moved)
-				}
-				for ; j < len(addASNs) && addASNs[j].line < r.line; j++ {
-					asns = append(asns, addASNs[j])
-				}
-			}
-			asns = append(asns, r)
-		}
-		asns = append(asns, addASNs[j:]...)
+		ips = spliceRules(ips, cur.ips[of.ip[0]:of.ip[1]], addIPs, isF, d, newSect, ipLine, keep,
+			func(k int) { removed = append(removed, makeRuleID(RuleIP, of.ip[0]+k)) })
+		asns = spliceRules(asns, cur.asns[of.asn[0]:of.asn[1]], addASNs, isF, d, newSect, asnLine, nil,
+			func(k int) { removed = append(removed, makeRuleID(RuleASN, of.asn[0]+k)) })
 		if fs.Name == d.file || fs.ip != [2]int{ipStart, len(ips)} || fs.asn != [2]int{asnStart, len(asns)} {
 			cp := *fs
 			cp.ip, cp.asn = [2]int{ipStart, len(ips)}, [2]int{asnStart, len(asns)}
@@ -501,4 +467,48 @@ func (next *Snapshot) rebuildAddrs(cur *Snapshot, d *fileDelta, newSect uint16) 
 	next.ips, next.asns = ips, asns
 	next.compileAddrs()
 	return removed, added
+}
+
+// spliceRules appends to out one file's IP or ASN rules with d applied:
+// when isF, the rules in the changed lines are dropped (drop is told
+// their index), later ones moved, and add (sections renumbered from
+// newSect) put in line order; keep, when set, is told where each kept rule
+// went.
+func spliceRules[R any](out, rules, add []R, isF bool, d *fileDelta, newSect uint16,
+	fields func(*R) (*uint32, *uint16), keep func(k, at int), drop func(k int)) []R {
+	moved := d.newEnd - d.oldEnd
+	j := 0
+	put := func(r R) {
+		_, sect := fields(&r)
+		*sect += newSect
+		out = append(out, r)
+	}
+	for k, r := range rules {
+		if isF {
+			lp, _ := fields(&r)
+			line := int(*lp)
+			if line >= d.from && line < d.oldEnd {
+				drop(k)
+				continue
+			}
+			if line >= d.oldEnd {
+				*lp = uint32(line + moved)
+			}
+			for ; j < len(add); j++ {
+				al, _ := fields(&add[j])
+				if *al >= *lp {
+					break
+				}
+				put(add[j])
+			}
+		}
+		if keep != nil {
+			keep(k, len(out))
+		}
+		out = append(out, r)
+	}
+	for ; j < len(add); j++ {
+		put(add[j])
+	}
+	return out
 }
