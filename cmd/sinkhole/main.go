@@ -64,10 +64,11 @@ const argsKey = "args"
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
-		Name:    "sinkhole",
-		Usage:   "a forwarding DNS resolver that enforces a regulator's blocklist",
-		Version: buildInfo().Version,
-		Writer:  stdout, ErrWriter: stderr,
+		Name:        "sinkhole",
+		Usage:       "a forwarding DNS resolver that enforces a regulator's blocklist",
+		Description: appDescription,
+		Version:     buildInfo().Version,
+		Writer:      stdout, ErrWriter: stderr,
 		Commands: []*cli.Command{
 			serveCommand(),
 			reloadCommand(),

@@ -20,6 +20,30 @@ var (
 	date   string // commit or build time, RFC 3339
 )
 
+// appDescription is the description of "sinkhole help" and of the manual
+// page (sinkhole man), in the Markdown urfave/cli turns into roff.
+const appDescription = `sinkhole forwards ordinary DNS queries to upstream resolvers and answers
+every name on its lists (with subdomains and CNAME targets), and every answer
+pointing at a listed IP, prefix, ASN or overseas country, with a block answer
+carrying EDE 16 (Censored) that names the list file, line and platform. Lists
+reload atomically when a file changes, on SIGHUP and on "sinkhole reload";
+a broken file never replaces its last good version.
+
+Every serve option is a flag, an environment variable (SINKHOLE_BLOCK_TTL for
+--block-ttl) and a
+key of the YAML file given by --config (flags win over the environment, the
+environment over the file). "sinkhole serve --help" groups them by category.
+
+Exit status: 0 success; 1 the command found a problem (a list error, a
+refused token, a start failure); 2 bad flags, arguments or configuration;
+3 the running server could not be reached.
+
+Files: /etc/sinkhole/sinkhole.yaml (configuration), /etc/sinkhole/lists/
+(list files), /etc/sinkhole/credentials/ (secrets passed by systemd's
+LoadCredential=), /var/log/sinkhole/ (audit log), /var/lib/sinkhole/ (state).
+The README, every option commented and the list format are in
+/usr/share/doc/sinkhole/.`
+
 // build describes this binary.
 type build struct {
 	Version, Commit, Date, Go, Platform string

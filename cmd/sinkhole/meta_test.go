@@ -312,3 +312,16 @@ func TestPackagedConfigs(t *testing.T) {
 		t.Errorf("packaging/container.yaml: %v %+v", err, cfg)
 	}
 }
+
+// A file broken at a cold start has no last good version: the log says it
+// is not loaded, not that an earlier version serves.
+func TestColdStartBrokenFileMessage(t *testing.T) {
+	up := startUpstream(t)
+	lists := writeLists(t, map[string]string{"good.txt": "a.test\n", "bad.txt": "b.test\nhttps://c.test/\n"})
+	ts := startSinkhole(t, lists, "--upstream", up.Addr)
+	ts.stop()
+	log := ts.stderr.String()
+	if strings.Contains(log, "last good version stays in service") || !strings.Contains(log, "not loaded (there is no earlier good version)") {
+		t.Errorf("cold start with a broken file:\n%s", log)
+	}
+}
