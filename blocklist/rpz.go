@@ -81,6 +81,7 @@ type rpzParser struct {
 	nerrs int
 	// interned local data: identical record sets share one slice.
 	local map[string][]dns.RR
+	zone  rpzZoneDirectives // the apex's TXT directives
 }
 
 // parseRPZGeneral parses one RPZ zone file with miekg/dns's zone parser
@@ -115,7 +116,7 @@ func parseRPZData(file string, data []byte, sink entrySink) []*LineError {
 			continue
 		}
 		if pol != int(rpzPassthru) {
-			sink.beginSection(Section{File: file, Action: rpzActions[pol]})
+			sink.beginSection(Section{File: file, Action: rpzActions[pol], Platform: p.zone.platform, Why: p.zone.why})
 		} else if len(rules[rpzNXDomain])+len(rules[rpzNoData])+len(rules[rpzDrop])+len(rules[rpzLocalData]) == 0 {
 			// Exceptions need a section too; its action is never used.
 			sink.beginSection(Section{File: file, Action: ActionNXDomain})
@@ -258,8 +259,8 @@ func (p *rpzParser) rule(o *rpzOwner, apex string) (rpzRule, bool) {
 	first := rrText(o.rrs[0])
 	if o.name == apex {
 		for _, rr := range o.rrs {
-			if t := rr.Header().Rrtype; t != dns.TypeNS {
-				p.warn(o.line, rrText(rr), "record at the zone apex is not a policy trigger; ignored")
+			if msg := p.zone.apexRecord(rr); msg != "" {
+				p.warn(o.line, rrText(rr), msg)
 			}
 		}
 		return rpzRule{}, false

@@ -68,6 +68,7 @@ type rpzRec struct {
 }
 
 type rpzStream struct {
+	zone  rpzZoneDirectives // the apex's TXT directives, for every rule after them
 	file  string
 	sink  entrySink
 	errs  []*LineError
@@ -580,8 +581,8 @@ func (p *rpzStream) flush() {
 	line := p.curLine
 	if string(p.cur) == p.apex {
 		for _, r := range recs {
-			if r.rr == nil || r.rr.Header().Rrtype != dns.TypeNS {
-				p.sink.warn(&LineError{File: p.file, Line: r.line, Text: p.text(r), Msg: "record at the zone apex is not a policy trigger; ignored"})
+			if msg := p.zone.apexRecord(r.rr); msg != "" {
+				p.sink.warn(&LineError{File: p.file, Line: r.line, Text: p.text(r), Msg: msg})
 			}
 		}
 		return
@@ -703,7 +704,7 @@ func (p *rpzStream) emit(r rpzRule) {
 	if !allow {
 		act = rpzActions[r.policy]
 	}
-	p.sink.useSection(Section{File: p.file, Action: act})
+	p.sink.useSection(Section{File: p.file, Action: act, Platform: p.zone.platform, Why: p.zone.why})
 	if r.ip {
 		p.sink.addPrefix(r.prefix, allow, r.line)
 	} else {

@@ -70,3 +70,36 @@ func TestWhyDirectiveErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRPZApexDirectives: TXT directives at an RPZ zone's apex apply to all
+// its rules, in both RPZ readers; an apex ZONEMD is zone data, not a
+// warning.
+func TestRPZApexDirectives(t *testing.T) {
+	zone := `$ORIGIN rpz.test.
+@ 60 IN SOA ns. admin. 1 60 60 600 60
+@ 60 IN NS ns.
+@ 60 IN ZONEMD 1 1 1 ` + strings.Repeat("ab", 48) + `
+@ 60 IN TXT "authority: Ministry of Finance"
+@ 60 IN TXT "platform: Binance"
+@ 60 IN TXT "note: something else"
+binance.com 60 IN CNAME .
+*.binance.com 60 IN CNAME .
+`
+	parsers := map[string]func(*recorder) []*LineError{
+		"stream":  func(r *recorder) []*LineError { return parseRPZ("z.rpz", strings.NewReader(zone), r) },
+		"general": func(r *recorder) []*LineError { return parseRPZData("z.rpz", []byte(zone), r) },
+	}
+	for name, parse := range parsers {
+		r := &recorder{}
+		errs := parse(r)
+		if len(errs) != 0 {
+			t.Fatalf("%s: %v", name, errs)
+		}
+		if r.sec.Authority != "Ministry of Finance" || r.sec.Platform != "Binance" || len(r.out) != 2 {
+			t.Fatalf("%s: section %+v, rules %v", name, r.sec, r.out)
+		}
+		if len(r.warns) != 1 || !strings.Contains(r.warns[0].Text, "note: something else") {
+			t.Fatalf("%s: warnings %v", name, r.warns)
+		}
+	}
+}

@@ -537,6 +537,17 @@ func (e *Exporter) answer(req *query.Request) *dns.Msg {
 			m.Answer = []dns.RR{soa}
 		case dns.TypeNS:
 			m.Answer = []dns.RR{e.ns()}
+		case dns.TypeTXT:
+			for _, r := range cur.records {
+				if r.owner == "" && r.rtype == dns.TypeTXT {
+					if rr, err := r.rr(e.apex); err == nil {
+						m.Answer = append(m.Answer, rr)
+					}
+				}
+			}
+			if len(m.Answer) == 0 {
+				m.Ns = []dns.RR{soa}
+			}
 		case dns.TypeZONEMD:
 			if cur.zonemd != nil {
 				m.Answer = []dns.RR{cur.zonemd}

@@ -98,6 +98,7 @@ func buildRecords(snap *blocklist.Snapshot, o BuildOptions) ([]record, Skipped) 
 		skipped Skipped
 		seen    = map[string]bool{} // owners written
 		allowIP = map[netip.Prefix]bool{}
+		why     uniformWhy // the directives every exported block shares
 	)
 	for t := range snap.Triggers() {
 		if t.Type == blocklist.RuleIP && t.Allow {
@@ -168,6 +169,7 @@ func buildRecords(snap *blocklist.Snapshot, o BuildOptions) ([]record, Skipped) 
 		}
 		if t.Type == blocklist.RuleIP {
 			add(blocklist.RPZIPName(t.Prefix), recs...)
+			why.see(sec)
 			continue
 		}
 		for _, ow := range owners {
@@ -180,9 +182,11 @@ func buildRecords(snap *blocklist.Snapshot, o BuildOptions) ([]record, Skipped) 
 			}
 			if m := snap.MatchName(probe); m.Blocked() && m.Rule == t.ID {
 				add(ow, recs...)
+				why.see(sec)
 			}
 		}
 	}
+	out = append(out, why.records(o.TTL)...)
 	slices.SortFunc(out, compareRecords)
 	return out, skipped
 }
