@@ -298,8 +298,15 @@ func TestDnstapEncryptedTransports(t *testing.T) {
 	got := map[seen]int{}
 	for _, r := range readDnstapFile(t, path) {
 		m := r.Message
-		if m.GetType() != dnstappb.Message_CLIENT_RESPONSE {
+		var dm dns.Msg
+		if m.GetType() == dnstappb.Message_CLIENT_QUERY {
+			if err := dm.Unpack(m.QueryMessage); err != nil || dm.Question[0].Name != "www.blocked.example." {
+				t.Errorf("%v query message: %v %v", m.GetSocketProtocol(), err, dm.Question)
+			}
 			continue
+		}
+		if err := dm.Unpack(m.ResponseMessage); err != nil || dm.Rcode != dns.RcodeNameError {
+			t.Errorf("%v response message: %v %v", m.GetSocketProtocol(), err, &dm)
 		}
 		if m.Policy == nil || string(m.Policy.Rule) != "list.txt:2 (Example Exchange)" || m.Policy.GetAction() != dnstappb.Policy_NXDOMAIN {
 			t.Errorf("%v: policy %v", m.GetSocketProtocol(), m.Policy)
