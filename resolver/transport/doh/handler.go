@@ -135,8 +135,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.AltSvc != "" && r.ProtoMajor < 3 {
 		hd.Set("Alt-Svc", h.cfg.AltSvc)
 	}
-	w.WriteHeader(http.StatusOK)
-	w.Write(resp)
+	w.Write(resp) // status 200 with the body, in one write
 }
 
 // clientName splits "/dns-query" or "/dns-query/NAME". A name is 1 to 63
