@@ -59,6 +59,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "doh-client" {
+		return dohClient(ctx, args[1:], stdout, stderr) // the cached-doh workload's load generator
+	}
 	fs := flag.NewFlagSet("benchrun", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c Config
@@ -206,6 +209,9 @@ func (b *bench) run(ctx context.Context, args []string) (err error) {
 	}
 	env := &ServerEnv{Dir: b.dir, Files: b.files, Upstream: b.upstreamAddr, Sinkhole: b.cfg.Sinkhole,
 		Unbound: tools["unbound"], Dnsmasq: tools["dnsmasq"], DnsmasqCache: b.cfg.DnsmasqCache, Profile: b.cfg.Profile != ""}
+	if env.CertFile, env.KeyFile, err = writeBenchCert(b.dir); err != nil {
+		return err
+	}
 	for _, name := range b.cfg.Servers {
 		if err := ctx.Err(); err != nil {
 			return err

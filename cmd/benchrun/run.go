@@ -184,9 +184,14 @@ func (b *bench) measure(ctx context.Context, srv *Server, p *Proc, w Workload) (
 func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workload, warm bool) (*Measurement, error) {
 	m := &Measurement{}
 	file := b.files.Queries[w.queries()]
-	base := []string{"taskset", "-c", strconv.Itoa(b.cfg.PerfCPU), b.dnsperf, "-s", "127.0.0.1", "-p", strconv.Itoa(srv.Port), "-d", file}
+	port, modeArgs := srv.perfTarget(w)
+	base := []string{"taskset", "-c", strconv.Itoa(b.cfg.PerfCPU), b.perfTool(w)}
+	if w.Mode == "doh" {
+		base = append(base, "doh-client")
+	}
+	base = append(base, "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", file)
 	if w.Mode != "" {
-		base = append(base, "-m", w.Mode)
+		base = append(append(base, "-m", w.Mode), modeArgs...)
 	}
 	out := func(kind string) string {
 		return filepath.Join(b.dir, fmt.Sprintf("dnsperf-%s-%s-%s.txt", srv.Name, w.Name, kind))
