@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -72,6 +73,7 @@ type listParser struct {
 	// allowSuffix is set by "# allow-public-suffix": rules on public
 	// suffixes are accepted from there on.
 	allowSuffix bool
+	suffixes    suffixChecker
 }
 
 // maxLineLen caps one list line; a longer line is an error.
@@ -88,7 +90,7 @@ func parseList(file string, r io.Reader, sink entrySink) []*LineError {
 // the directives before from are applied (so the entries get the sections
 // in force), the rest of the file is read but not parsed.
 func parseListWindow(file string, r io.Reader, sink entrySink, from, end int) []*LineError {
-	p := &listParser{file: file, sink: sink, sec: Section{File: file}, name: make([]byte, 0, 256)}
+	p := &listParser{file: file, sink: sink, sec: Section{File: file}, name: make([]byte, 0, 256), suffixes: suffixChecker{hint: suffixHintList}}
 	br := bufio.NewReaderSize(r, maxLineLen)
 	lineNo := 0
 	for {
@@ -119,6 +121,12 @@ func parseListWindow(file string, r io.Reader, sink entrySink, from, end int) []
 			}
 			break
 		}
+	}
+	if hits := p.suffixes.finish(); len(hits) > 0 {
+		for _, h := range hits {
+			p.fail(h.line, []byte(h.name), h.msg)
+		}
+		slices.SortStableFunc(p.errs, func(a, b *LineError) int { return a.Line - b.Line })
 	}
 	if p.nerrs > len(p.errs) {
 		p.errs = append(p.errs, &LineError{File: file, Msg: strconv.Itoa(p.nerrs-len(p.errs)) + " more errors not shown"})
@@ -274,13 +282,11 @@ func (p *listParser) hostsLine(n int, raw, line []byte) {
 			continue
 		}
 		name, msg := p.domain(f)
-		if msg == "" {
-			msg = p.broad(name, MatchSubtree)
-		}
 		if msg != "" {
 			p.fail(n, raw, msg)
 			continue
 		}
+		p.broad(name, MatchSubtree, n)
 		p.openSection()
 		p.sink.addDomain(name, MatchSubtree, false, n)
 	}
@@ -334,24 +340,22 @@ func (p *listParser) entry(n int, raw, tok []byte) {
 		return
 	}
 	name, msg := p.domain(tok)
-	if msg == "" {
-		msg = p.broad(name, kind)
-	}
 	if msg != "" {
 		p.fail(n, raw, msg)
 		return
 	}
+	p.broad(name, kind, n)
 	p.openSection()
 	p.sink.addDomain(name, kind, allow, n)
 }
 
-// broad returns why a rule of kind on name is over-broad (a public
-// suffix), or "".
-func (p *listParser) broad(name []byte, kind MatchKind) string {
+// broad queues a rule of kind on name for the public suffix check (an
+// over-broad rule is an error of the file, reported when it ends).
+func (p *listParser) broad(name []byte, kind MatchKind, line int) {
 	if p.allowSuffix || kind == MatchExact {
-		return ""
+		return
 	}
-	return publicSuffixMsg(name, suffixHintList)
+	p.suffixes.add(name, line)
 }
 
 // adblockName extracts "example.com" from "||example.com^" (also "^|").

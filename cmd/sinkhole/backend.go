@@ -53,7 +53,7 @@ func (in *instance) Status() *admin.Status {
 	st := &admin.Status{
 		Version: version, Started: in.started, Uptime: admin.Duration(time.Since(in.started).Round(time.Second)),
 		Listen: in.dns.Addrs(), Generation: snap.Generation, Reloaded: snap.Created,
-		Rules: snap.RuleCount(), Warnings: in.geoWarnings(),
+		Rules: snap.RuleCount(), Warnings: append(in.geoWarnings(), in.listWarnings()...),
 	}
 	rd := in.Readiness()
 	st.Ready, st.Missing = rd.Ready, rd.Missing

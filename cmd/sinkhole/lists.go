@@ -251,6 +251,9 @@ func describeMissing(ms []admin.Missing) string {
 // or at once with a warning (fast). fail gives up after --start-timeout,
 // and at once when the lists add up to no rules with nothing to wait for.
 func (in *instance) awaitSources() error {
+	for _, w := range in.listWarnings() {
+		in.log.Warn(w)
+	}
 	sf := in.cfg.safety
 	pending, noRules := in.startPending()
 	if len(pending) == 0 && !noRules {
@@ -294,4 +297,17 @@ func (in *instance) awaitSources() error {
 			return fmt.Errorf("no version of every list source after --start-timeout %s: %s", sf.startTimeout, describeMissing(pending))
 		}
 	}
+}
+
+// listWarnings are the status warnings about the lists in service: files
+// that serve no rule (a cold start takes an emptied file as it is; the
+// shrink guard only holds a change it sees).
+func (in *instance) listWarnings() []string {
+	var out []string
+	for _, f := range in.store.Current().Files {
+		if f.SHA256 != "" && f.Rules() == 0 {
+			out = append(out, "list file "+f.Name+" has no rules: it enforces nothing")
+		}
+	}
+	return out
 }

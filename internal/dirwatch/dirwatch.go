@@ -223,6 +223,9 @@ func (w *Watcher) Writing(path string) bool {
 	if w == nil || w.writes == nil {
 		return false
 	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	w.mu.Lock()
 	dir := filepath.Dir(path)
 	for _, p := range w.paths {

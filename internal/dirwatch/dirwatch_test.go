@@ -118,6 +118,10 @@ func TestWriting(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// Asked by a relative path, or through a symlink to the directory.
+	if rel, err := filepath.Rel(mustGetwd(t), p); err == nil && !w.Writing(rel) {
+		t.Fatalf("Writing(%s) is false", rel)
+	}
 	drain(ch)
 	f.WriteString(" and the rest\n")
 	f.Close()
@@ -125,4 +129,12 @@ func TestWriting(t *testing.T) {
 	if w.Writing(p) {
 		t.Fatal("a closed file is still being written")
 	}
+}
+
+func mustGetwd(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
 }
