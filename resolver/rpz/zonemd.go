@@ -27,24 +27,18 @@ const (
 // algorithms).
 var ErrNoZonemd = errors.New("the zone has no ZONEMD record with a supported scheme (SIMPLE) and hash (SHA-384, SHA-512)")
 
-// canonicalRR is one record in RFC 4034 canonical wire form, with the
-// owner's labels kept for canonical name ordering.
+// canonicalRR is one record in RFC 4034 canonical wire form, located in
+// an arena: its sort key (the owner's labels right to left, escaped so
+// that byte order is canonical name order, then the type and the RDATA)
+// and its wire form (owner | type | class | TTL | RDLENGTH | RDATA).
 type canonicalRR struct {
-	wire   []byte // owner | type | class | TTL | RDLENGTH | RDATA
-	owner  []byte // the owner in wire form (a prefix of wire)
-	rtype  uint16
-	rdata  []byte // a suffix of wire
-	labels [][]byte
+	key, wire [2]int // start and end in the arena
 }
 
-// canonicalize packs rr in canonical form (RFC 4034 section 6.2): the owner
-// and the domain names inside the RDATA of the types listed there in
-// lower case, no compression, the record's own TTL.
-func canonicalize(rr dns.RR) (canonicalRR, error) {
-	cp := dns.Copy(rr)
-	h := cp.Header()
-	h.Name = strings.ToLower(h.Name)
-	switch r := cp.(type) {
+// lowerNames lists the types whose RDATA names RFC 4034 section 6.2 (as
+// amended by RFC 6840) puts in lower case.
+func lowerNames(rr dns.RR) dns.RR {
+	switch r := rr.(type) {
 	case *dns.NS:
 		r.Ns = strings.ToLower(r.Ns)
 	case *dns.CNAME:
@@ -86,44 +80,86 @@ func canonicalize(rr dns.RR) (canonicalRR, error) {
 	case *dns.RRSIG:
 		r.SignerName = strings.ToLower(r.SignerName)
 	}
-	buf := make([]byte, dns.Len(cp)+16)
-	n, err := dns.PackRR(cp, buf, 0, nil, false)
+	return rr
+}
+
+// hasUpper reports whether the presentation form of rr has an upper-case
+// ASCII letter (most records have none, and need no lower-cased copy).
+func hasUpper(rr dns.RR) bool {
+	switch r := rr.(type) {
+	case *dns.CNAME:
+		return upper(r.Hdr.Name) || upper(r.Target)
+	case *dns.A, *dns.AAAA, *dns.ZONEMD:
+		return upper(rr.Header().Name)
+	}
+	return true
+}
+
+func upper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalizer packs records in canonical form into one arena.
+type canonicalizer struct {
+	arena []byte
+	buf   []byte
+}
+
+// add packs rr (RFC 4034 section 6.2: owner and the RDATA names of the
+// listed types in lower case, no compression, the record's own TTL).
+func (z *canonicalizer) add(rr dns.RR) (canonicalRR, error) {
+	if hasUpper(rr) {
+		rr = dns.Copy(rr)
+		rr.Header().Name = strings.ToLower(rr.Header().Name)
+		lowerNames(rr)
+	}
+	if need := dns.Len(rr) + 16; cap(z.buf) < need {
+		z.buf = make([]byte, need*2)
+	}
+	n, err := dns.PackRR(rr, z.buf[:cap(z.buf)], 0, nil, false)
 	if err != nil {
 		return canonicalRR{}, fmt.Errorf("%s: %w", rr.Header().Name, err)
 	}
-	buf = buf[:n]
-	c := canonicalRR{wire: buf, rtype: h.Rrtype}
-	off := 0
-	for off < len(buf) && buf[off] != 0 {
-		l := int(buf[off])
-		c.labels = append(c.labels, buf[off+1:off+1+l])
-		off += 1 + l
+	wire := z.buf[:n]
+	// The owner's label offsets, to write them right to left.
+	var offs [128]int
+	nl, off := 0, 0
+	for off < len(wire) && wire[off] != 0 && nl < len(offs) {
+		offs[nl] = off
+		nl++
+		off += 1 + int(wire[off])
 	}
-	off++
-	c.owner = buf[:off]
-	c.rdata = buf[off+10:]
-	slices.Reverse(c.labels)
+	off++ // the root label
+	var c canonicalRR
+	c.key[0] = len(z.arena)
+	for i := nl - 1; i >= 0; i-- {
+		l := int(wire[offs[i]])
+		for _, b := range wire[offs[i]+1 : offs[i]+1+l] {
+			// 0x00 ends a label in the key; 0x00 and 0x01 inside one are
+			// escaped so that byte order stays label order.
+			if b <= 1 {
+				z.arena = append(z.arena, 1, b+1)
+				continue
+			}
+			z.arena = append(z.arena, b)
+		}
+		z.arena = append(z.arena, 0)
+	}
+	// The end of the name sorts before any label: a name before its
+	// children, whatever the type.
+	z.arena = append(z.arena, 0)
+	z.arena = append(z.arena, wire[off:off+2]...) // type
+	z.arena = append(z.arena, wire[off+10:]...)   // RDATA
+	c.key[1] = len(z.arena)
+	c.wire[0] = len(z.arena)
+	z.arena = append(z.arena, wire...)
+	c.wire[1] = len(z.arena)
 	return c, nil
-}
-
-// compareCanonical orders records by owner name in canonical order (RFC
-// 4034 section 6.1), then type, then RDATA as octet strings (section 6.3).
-func compareCanonical(a, b canonicalRR) int {
-	for i := 0; i < len(a.labels) && i < len(b.labels); i++ {
-		if c := bytes.Compare(a.labels[i], b.labels[i]); c != 0 {
-			return c
-		}
-	}
-	if c := len(a.labels) - len(b.labels); c != 0 {
-		return c
-	}
-	if a.rtype != b.rtype {
-		if a.rtype < b.rtype {
-			return -1
-		}
-		return 1
-	}
-	return bytes.Compare(a.rdata, b.rdata)
 }
 
 // ZoneDigest computes the SIMPLE-scheme digest (RFC 8976 section 3.3) of a
@@ -142,6 +178,7 @@ func ZoneDigest(apex string, rrs []dns.RR, hashAlg uint8) ([]byte, error) {
 	}
 	apex = strings.ToLower(dns.Fqdn(apex))
 	recs := make([]canonicalRR, 0, len(rrs))
+	z := &canonicalizer{arena: make([]byte, 0, len(rrs)*64)}
 	for _, rr := range rrs {
 		hdr := rr.Header()
 		if hdr.Class != dns.ClassINET {
@@ -155,20 +192,22 @@ func ZoneDigest(apex string, rrs []dns.RR, hashAlg uint8) ([]byte, error) {
 				continue
 			}
 		}
-		c, err := canonicalize(rr)
+		c, err := z.add(rr)
 		if err != nil {
 			return nil, err
 		}
 		recs = append(recs, c)
 	}
-	slices.SortFunc(recs, compareCanonical)
+	a := z.arena
+	slices.SortFunc(recs, func(x, y canonicalRR) int { return bytes.Compare(a[x.key[0]:x.key[1]], a[y.key[0]:y.key[1]]) })
 	var prev []byte
 	for _, c := range recs {
-		if prev != nil && bytes.Equal(prev, c.wire) {
+		w := a[c.wire[0]:c.wire[1]]
+		if prev != nil && bytes.Equal(prev, w) {
 			continue // a duplicate record counts once
 		}
-		h.Write(c.wire)
-		prev = c.wire
+		h.Write(w)
+		prev = w
 	}
 	return h.Sum(nil), nil
 }

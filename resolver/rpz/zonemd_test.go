@@ -138,3 +138,36 @@ a.b.c.d.e 300 IN MX 10 Mail.Example.
 		t.Fatal(err)
 	}
 }
+
+// TestCanonicalOrder checks the sort keys against RFC 4034 section 6.1's
+// example of canonical name order, and that a name's records come before
+// its children's whatever their types.
+func TestCanonicalOrder(t *testing.T) {
+	names := []string{"example.", "a.example.", "yljkjljk.a.example.", "Z.a.example.", "zABC.a.EXAMPLE.", "z.example.", `\001.z.example.`, "*.z.example.", `\200.z.example.`}
+	z := &canonicalizer{}
+	var keys []string
+	for _, n := range names {
+		rr, err := dns.NewRR(n + " 60 IN TYPE65280 \\# 0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := z.add(rr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, string(z.arena[c.key[0]:c.key[1]]))
+	}
+	for i := 1; i < len(keys); i++ {
+		if keys[i-1] >= keys[i] {
+			t.Errorf("%s does not sort before %s", names[i-1], names[i])
+		}
+	}
+	// A parent's high-numbered type still sorts before a child's A.
+	p, _ := dns.NewRR("example. 60 IN TYPE65280 \\# 0")
+	c, _ := dns.NewRR("a.example. 60 IN A 192.0.2.1")
+	kp, _ := z.add(p)
+	kc, _ := z.add(c)
+	if string(z.arena[kp.key[0]:kp.key[1]]) >= string(z.arena[kc.key[0]:kc.key[1]]) {
+		t.Error("parent record sorts after its child's")
+	}
+}
