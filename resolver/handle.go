@@ -126,7 +126,6 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 		w.q.Limit = w.q.UDPSize
 	}
 	o := &w.offered
-	o.Reset()
 	o.Snapshot, o.Out = s.cfg.Snapshot(), w.out
 	if s.offers.Offer(&w.q, o) != query.Answered || o.N > w.q.Limit {
 		return 0, false

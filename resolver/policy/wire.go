@@ -33,7 +33,7 @@ func (qs *Question) Offer(q *query.WireQuery, o *query.Offered) query.Verdict {
 	if !ok {
 		return query.Decline
 	}
-	o.N = n
+	o.N, o.Cached = n, false
 	o.Info = query.Info{Decision: &o.Decision}
 	return query.Answered
 }

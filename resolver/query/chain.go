@@ -42,8 +42,9 @@ const (
 )
 
 // Offered is what an offer works with and reports. The caller sets
-// Snapshot and Out; an offer that answers sets N, Name and Info. It is
-// per read loop (or per stream query) scratch: nothing is allocated.
+// Snapshot and Out; an offer that answers sets N, Name, Info and Cached
+// (the caller reads them only then). It is per read loop (or per stream
+// query) scratch: nothing is allocated.
 type Offered struct {
 	// Snapshot is the list snapshot the query is decided under.
 	Snapshot *blocklist.Snapshot
@@ -63,11 +64,6 @@ type Offered struct {
 	// Decision and NameBuf are scratch for the stage that answers.
 	Decision Decision
 	NameBuf  [256]byte
-}
-
-// Reset clears what an earlier offer reported.
-func (o *Offered) Reset() {
-	o.N, o.Name, o.Info, o.Cached = 0, "", Info{}, false
 }
 
 // Decider decides, under the request's snapshot, an upstream answer the

@@ -153,28 +153,50 @@ func KeyFlags(key []byte) (do, cd, ad bool) {
 }
 
 // DottedName writes q's name in the canonical dotted form the matchers use
-// into dst. It declines names with bytes a list entry cannot hold (such
-// names go the full path, which spells them as miekg/dns does).
+// into dst's array (which must hold 255 bytes; dst's length is ignored). It
+// declines names with bytes a list entry cannot hold (such names go the
+// full path, which spells them as miekg/dns does).
 func (q *WireQuery) DottedName(dst []byte) ([]byte, bool) {
-	key := q.Key
+	key, buf := q.Key, dst[:cap(dst)]
+	n := 0
 	for i := 0; i < len(key); {
 		l := int(key[i])
 		if l == 0 {
-			return dst, true
+			return buf[:n], true
 		}
-		if len(dst) > 0 {
-			dst = append(dst, '.')
-		}
-		for _, c := range key[i+1 : i+1+l] {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if n > 0 {
+			if n >= len(buf) {
 				return nil, false
 			}
-			dst = append(dst, c)
+			buf[n] = '.'
+			n++
+		}
+		if i+1+l > len(key) || n+l > len(buf) {
+			return nil, false
+		}
+		for _, c := range key[i+1 : i+1+l] {
+			if !nameByte[c] {
+				return nil, false
+			}
+			buf[n] = c
+			n++
 		}
 		i += 1 + l
 	}
 	return nil, false
 }
+
+// nameByte holds the bytes a list entry can hold (in a lower-cased name).
+var nameByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	t['-'], t['_'] = true, true
+	return t
+}()
 
 // WireName returns the question name of a cache key in wire form (lower
 // case), without type, class and flags.
