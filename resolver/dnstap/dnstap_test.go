@@ -372,6 +372,11 @@ func TestSocketCollectorRestart(t *testing.T) {
 			if w.Reconnects() != 1 {
 				t.Errorf("reconnects %d, want 1", w.Reconnects())
 			}
+			// Every record is accounted for: written to a socket, or dropped.
+			closeWriter(t, w)
+			if total := w.Sent() + w.Dropped(); total != 50+1000+1 {
+				t.Errorf("sent %d + dropped %d = %d, want %d", w.Sent(), w.Dropped(), total, 1051)
+			}
 		})
 	}
 }
@@ -392,4 +397,24 @@ func BenchmarkWrite(b *testing.B) {
 	b.StopTimer()
 	w.Close(context.Background())
 	b.ReportMetric(float64(w.Dropped())/float64(b.N), "dropped/op")
+}
+
+// Closing with no collector ever reached counts what was queued as dropped
+// and returns at once.
+func TestCloseWithoutCollector(t *testing.T) {
+	w, err := New(Config{Target: "unix:" + filepath.Join(t.TempDir(), "absent.sock"), Queue: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		w.Write(sample(t, i))
+	}
+	start := time.Now()
+	closeWriter(t, w)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if w.Sent() != 0 || w.Dropped() != 20 {
+		t.Errorf("sent %d dropped %d, want 0 and 20", w.Sent(), w.Dropped())
+	}
 }

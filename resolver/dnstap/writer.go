@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -170,16 +171,16 @@ func (w *Writer) Close(ctx context.Context) error {
 func (w *Writer) runFile() {
 	defer close(w.done)
 	defer w.file.Close()
-	bw := bufio.NewWriterSize(w.file, 64<<10)
-	bw.Write(appendControl(nil, ctlStart, ContentType))
+	b := newBatch(w.file)
+	b.bw.Write(appendControl(nil, ctlStart, ContentType))
 	w.connected.Store(true)
-	err := w.pump(bw, nil)
-	bw.Write(appendControl(nil, ctlStop))
-	if ferr := bw.Flush(); err == nil {
+	err := w.pump(b, nil)
+	b.bw.Write(appendControl(nil, ctlStop))
+	if ferr := w.flush(b); err == nil || errors.Is(err, errStopped) {
 		err = ferr
 	}
 	w.connected.Store(false)
-	if err != nil && !errors.Is(err, errStopped) {
+	if err != nil {
 		w.log.Error("dnstap file write failed; records are dropped", "err", err)
 		w.drain()
 	}
@@ -191,13 +192,13 @@ var errStopped = errors.New("dnstap writer closed")
 // pump writes queued records to bw, flushing whenever the queue runs
 // empty, until Close (errStopped, after writing what was queued), a write
 // error, or a message on gone (the collector closed its side).
-func (w *Writer) pump(bw *bufio.Writer, gone <-chan error) error {
+func (w *Writer) pump(b *batch, gone <-chan error) error {
 	for {
 		var bp *[]byte
 		select {
 		case bp = <-w.queue:
 		default:
-			if err := bw.Flush(); err != nil {
+			if err := w.flush(b); err != nil {
 				return err
 			}
 			select {
@@ -211,7 +212,7 @@ func (w *Writer) pump(bw *bufio.Writer, gone <-chan error) error {
 				for {
 					select {
 					case bp := <-w.queue:
-						if err := w.writeFrame(bw, bp); err != nil {
+						if err := w.writeFrame(b, bp); err != nil {
 							return err
 						}
 					default:
@@ -220,21 +221,50 @@ func (w *Writer) pump(bw *bufio.Writer, gone <-chan error) error {
 				}
 			}
 		}
-		if err := w.writeFrame(bw, bp); err != nil {
+		if err := w.writeFrame(b, bp); err != nil {
 			return err
 		}
 	}
 }
 
-func (w *Writer) writeFrame(bw *bufio.Writer, bp *[]byte) error {
-	_, err := bw.Write(*bp)
-	w.put(bp)
-	if err != nil {
-		w.dropped.Add(1)
-		return err
+// batch is a buffered stream and the frames in its buffer: they count as
+// sent once a flush succeeds, as dropped when the stream fails first.
+type batch struct {
+	bw *bufio.Writer
+	n  uint64
+}
+
+func newBatch(wr io.Writer) *batch { return &batch{bw: bufio.NewWriterSize(wr, 64<<10)} }
+
+func (w *Writer) writeFrame(b *batch, bp *[]byte) error {
+	if b.bw.Buffered() > 0 && b.bw.Available() < len(*bp) {
+		// The write would flush the frames buffered: count them first.
+		if err := w.flush(b); err != nil {
+			w.put(bp)
+			w.dropped.Add(1)
+			return err
+		}
 	}
-	w.sent.Add(1)
-	return nil
+	_, err := b.bw.Write(*bp)
+	w.put(bp)
+	b.n++
+	if err != nil {
+		w.dropped.Add(b.n)
+		b.n = 0
+	}
+	return err
+}
+
+// flush writes the buffered frames out and counts them.
+func (w *Writer) flush(b *batch) error {
+	err := b.bw.Flush()
+	if err != nil {
+		w.dropped.Add(b.n)
+	} else {
+		w.sent.Add(b.n)
+	}
+	b.n = 0
+	return err
 }
 
 // drain drops what is queued (once the file is broken).
@@ -245,6 +275,20 @@ func (w *Writer) drain() {
 			w.put(bp)
 			w.dropped.Add(1)
 		case <-w.stop:
+			return
+		}
+	}
+}
+
+// discard counts what is still queued as dropped (closing with no
+// collector to send it to).
+func (w *Writer) discard() {
+	for {
+		select {
+		case bp := <-w.queue:
+			w.put(bp)
+			w.dropped.Add(1)
+		default:
 			return
 		}
 	}
@@ -265,6 +309,7 @@ func (w *Writer) runSocket() {
 			}
 			select {
 			case <-w.stop:
+				w.discard()
 				return
 			case <-time.After(backoff):
 			}
@@ -317,16 +362,18 @@ func (w *Writer) stream(conn net.Conn) bool {
 		}
 		gone <- err
 	}()
-	bw := bufio.NewWriterSize(conn, 64<<10)
-	err := w.pump(bw, gone)
+	b := newBatch(conn)
+	err := w.pump(b, gone)
 	if !errors.Is(err, errStopped) {
+		w.dropped.Add(b.n) // buffered, never written
+		b.n = 0
 		if err != nil {
 			w.log.Debug("dnstap stream ended", "err", err)
 		}
 		return false
 	}
-	bw.Write(appendControl(nil, ctlStop))
-	bw.Flush()
+	b.bw.Write(appendControl(nil, ctlStop))
+	w.flush(b)
 	select {
 	case <-finish:
 	case <-gone:
