@@ -131,7 +131,7 @@ static:
 DIST        ?= dist
 DEB_ARCH    ?= $(shell $(GO) env GOARCH)
 # v0.2.0 -> 0.2.0; v0.2.0-3-gabc1234 -> 0.2.0+git3.abc1234; no tag -> 0~git<commit>
-DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$${v\#v}" | sed -E 's/-([0-9]+)-g([0-9a-f]+)$$/+git\1.\2/' || echo "0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+DEB_VERSION ?= $(shell d=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null | sed -E 's/^v//; s/-([0-9]+)-g([0-9a-f]+)$$/+git\1.\2/'); echo "$${d:-0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}")
 
 bin/nfpm: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o ../bin/nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm
@@ -167,7 +167,7 @@ RELEASE ?= 0.2.0
 release:
 	@test -z "$$(git status --porcelain)" || { echo "make release: the work tree has changes"; exit 1; }
 	@grep -q '^## \[$(RELEASE)\]' CHANGELOG.md || { echo "make release: CHANGELOG.md has no section [$(RELEASE)]"; exit 1; }
-	git tag -a v$(RELEASE) -m "sinkhole $(RELEASE)" -m "$$(awk '/^## \[$(RELEASE)\]/{f=1;next} /^## \[/{f=0} f' CHANGELOG.md)"
+	git tag -a --cleanup=verbatim v$(RELEASE) -m "sinkhole $(RELEASE)" -m "$$(awk '/^## \[$(RELEASE)\]/{f=1;next} /^## \[/{f=0} f' CHANGELOG.md)"
 	$(MAKE) deb VERSION=v$(RELEASE)
 
 clean:
