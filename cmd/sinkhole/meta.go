@@ -44,6 +44,10 @@ LoadCredential=), /var/log/sinkhole/ (audit log), /var/lib/sinkhole/ (state).
 The README, every option commented and the list format are in
 /usr/share/doc/sinkhole/.`
 
+// The version everything reports (status, metrics, --version) is the one
+// "sinkhole version" prints.
+func init() { version = buildInfo().Version }
+
 // build describes this binary.
 type build struct {
 	Version, Commit, Date, Go, Platform string
