@@ -173,8 +173,8 @@ func (s *Server) admit(pkt []byte, from netip.AddrPort, proto string, maxSize in
 // request (nil when the packet was not a query) and the response (nil to
 // stay silent).
 func (s *Server) handle(ctx context.Context, pkt []byte, from netip.AddrPort, proto string) (*dns.Msg, *dns.Msg) {
-	if pkt[2]&0x80 != 0 {
-		return nil, nil // never answer answers
+	if len(pkt) < 12 || pkt[2]&0x80 != 0 {
+		return nil, nil // not even a header (the transports drop those first), or an answer: never answer answers
 	}
 	if why := malformed(pkt); why != "" {
 		s.malformed.Add(1)
