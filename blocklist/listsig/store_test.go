@@ -118,3 +118,38 @@ func TestWatched(t *testing.T) {
 		}
 	}
 }
+
+// TestRollbackAcrossRestarts: with Seen, a store that starts afresh still
+// refuses a version signed before the newest one accepted earlier.
+func TestRollbackAcrossRestarts(t *testing.T) {
+	keys := t.TempDir()
+	pub, sec := writeKeys(t, keys, "regulator")
+	ring, _ := NewKeyring([]string{pub})
+	dir := t.TempDir()
+	list := filepath.Join(dir, "exchanges.txt")
+	seenPath := filepath.Join(t.TempDir(), "signed-times.json")
+	newStore := func() *blocklist.Store {
+		seen, err := OpenSeenTimes(seenPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return blocklist.NewStore(blocklist.Options{Dirs: []string{dir}, Verify: &Verifier{Keys: ring, Seen: seen},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	os.WriteFile(list, []byte("okx.com\n"), 0o644)
+	signFile(t, sec, list, t0)
+	st := newStore()
+	st.Reload(context.Background(), "start")
+	if !st.Current().MatchName("okx.com").Blocked() {
+		t.Fatal("signed list not served")
+	}
+	// Down; an older version is put in place; up again.
+	os.WriteFile(list, []byte("binance.com\n"), 0o644)
+	signFile(t, sec, list, t0.Add(-time.Minute))
+	st = newStore()
+	st.Reload(context.Background(), "start")
+	if f := st.Current().File("exchanges.txt"); f.Refused == nil || f.Refused.Reason != ReasonRollback || st.Current().MatchName("binance.com").Blocked() {
+		t.Fatalf("rollback across a restart: %+v", f)
+	}
+}

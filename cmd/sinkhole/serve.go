@@ -165,12 +165,13 @@ type serveConfig struct {
 	tcpIdle         time.Duration
 	failThreshold   int
 	probeInterval   time.Duration
-	trust           *listsig.Keyring  // --trusted-key (trust.go); nil: lists need no signature
-	trustExempt     map[string]bool   // feed zones, checked by TSIG and ZONEMD instead (trust.go)
-	trustNames      map[string]string // list URL copies: the name their signature carries
-	identity        string            // --identity: CHAOS id.server, hostname.bind
-	versionString   string            // --version-string: CHAOS version.bind
-	blockPage       blockPageConfig   // --block-page* (blockpage.go)
+	trust           *listsig.Keyring   // --trusted-key (trust.go); nil: lists need no signature
+	trustExempt     map[string]bool    // feed zones, checked by TSIG and ZONEMD instead (trust.go)
+	trustNames      map[string]string  // list URL copies: the name their signature carries
+	trustSeen       *listsig.SeenTimes // newest signing times accepted, kept in --state-dir
+	identity        string             // --identity: CHAOS id.server, hostname.bind
+	versionString   string             // --version-string: CHAOS version.bind
+	blockPage       blockPageConfig    // --block-page* (blockpage.go)
 }
 
 func serveConfigFrom(c *cli.Context) (*serveConfig, error) {

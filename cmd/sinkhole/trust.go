@@ -49,6 +49,9 @@ func trustConfigFrom(c *cli.Context, cfg *serveConfig) error {
 		return usagef("--trusted-key: %v", err)
 	}
 	cfg.trust = ring
+	if cfg.trustSeen, err = listsig.OpenSeenTimes(filepath.Join(cfg.feeds.StateDir, signedTimesFile)); err != nil {
+		return usagef("--trusted-key: %v (delete it to start afresh)", err)
+	}
 	cfg.trustExempt, cfg.trustNames = map[string]bool{}, map[string]string{}
 	for _, f := range cfg.feeds.Feeds {
 		if f.Key == nil || !f.RequireZonemd {
@@ -87,8 +90,13 @@ func (cfg *serveConfig) listVerifier() blocklist.Verifier {
 		Keys:       cfg.trust,
 		Exempt:     func(p string) bool { return cfg.trustExempt[filepath.Clean(p)] },
 		SignedName: func(p string) string { return cfg.trustNames[filepath.Clean(p)] },
+		Seen:       cfg.trustSeen,
 	}
 }
+
+// signedTimesFile, in --state-dir, keeps the newest signing time accepted
+// for each list file, so a rollback is refused across restarts too.
+const signedTimesFile = "signed-times.json"
 
 // watchedListFile is what the lists directory watcher reloads on: list
 // files, and their signatures when keys are configured.

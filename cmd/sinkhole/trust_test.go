@@ -91,7 +91,8 @@ func TestServeRefusesUnsignedLists(t *testing.T) {
 	sign(list, priv, t0)
 	os.WriteFile(filepath.Join(lists, "unsigned.txt"), []byte("unsigned.example\n"), 0o644)
 	up := startUpstream(t, "okx.com. 60 IN A 192.0.2.1", "unsigned.example. 60 IN A 192.0.2.2")
-	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--trusted-key", pub, "--reload-debounce", "10ms", "--cache-size", "0")
+	state := t.TempDir()
+	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--trusted-key", pub, "--reload-debounce", "10ms", "--cache-size", "0", "--state-dir", state)
 	blocked := func(name string) bool { return censored(ts.addr, name) }
 	if !blocked("binance.com") || blocked("unsigned.example") {
 		t.Fatal("signed list not enforced, or unsigned one enforced, at start")
@@ -154,6 +155,14 @@ func TestServeRefusesUnsignedLists(t *testing.T) {
 	}
 	if v := ts.metrics(t).Value("sinkhole_list_file_signed_timestamp_seconds", "file", "exchanges.txt"); v != float64(t0.Add(2*time.Minute).Unix()) {
 		t.Fatalf("signed timestamp metric %v", v)
+	}
+	// Restarted with an older version in place: still a rollback.
+	ts.stop()
+	os.WriteFile(list, []byte("binance.com\n"), 0o644)
+	sign(list, priv, t0.Add(time.Minute))
+	ts = startSinkhole(t, lists, "--upstream", up.Addr, "--trusted-key", pub, "--cache-size", "0", "--state-dir", state)
+	if r, _ := file("exchanges.txt"); r != listsig.ReasonRollback || blocked("binance.com") {
+		t.Fatalf("rollback after a restart: refusal %q", r)
 	}
 }
 
