@@ -428,7 +428,11 @@ func (s *Snapshot) LocalData(id RuleID) []dns.RR { return s.local[id] }
 
 // MemoryBytes estimates the heap held by the compiled rules.
 func (s *Snapshot) MemoryBytes() int {
-	return s.dom.heapBytes() + len(s.ips)*40 + len(s.asns)*16 + s.ipBlock.heapBytes() + s.ipAllow.heapBytes()
+	n := s.dom.heapBytes() + len(s.ips)*40 + len(s.asns)*16 + s.ipBlock.heapBytes() + s.ipAllow.heapBytes()
+	if l := s.layer; l != nil {
+		n += l.add.heapBytes() + 8*len(l.removed)
+	}
+	return n
 }
 
 // builder accumulates the rules of several files into one snapshot. It is

@@ -9,6 +9,7 @@ import (
 	"hash/maphash"
 	"io"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -266,6 +267,7 @@ func (s *Store) compactSoon(snap *Snapshot) {
 		}
 		if s.cur.CompareAndSwap(snap, merged) {
 			s.compactions.Add(1)
+			releaseMemory(merged)
 		}
 	})
 }
@@ -400,3 +402,18 @@ func eachFileRule(s *Snapshot, f *FileStatus, fn func(RuleID, int)) {
 func newSHA256() hash.Hash { return sha256.New() }
 
 func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+// releaseBytes is the size of compiled lists above which the memory a
+// replaced version held is handed back to the system at once.
+const releaseBytes = 32 << 20
+
+// releaseMemory returns the pages of the lists snap replaced to the
+// system when the lists are big: the Go runtime would otherwise keep them
+// for minutes, and a server reloading a million-name list every few
+// minutes would hold several versions' worth of resident memory. It costs
+// one garbage collection, after the new version is in service.
+func releaseMemory(snap *Snapshot) {
+	if snap.MemoryBytes() >= releaseBytes {
+		debug.FreeOSMemory()
+	}
+}

@@ -28,7 +28,9 @@ type result struct {
 	FirstMB  float64 `json:"first_mb,omitempty"`
 	Reloads  int     `json:"reloads,omitempty"`
 	Delta    bool    `json:"delta,omitempty"` // the last reload was applied as a delta
-	Error    string  `json:"error,omitempty"`
+	// MergePeakMB is VmHWM once the background merge of the delta ran.
+	MergePeakMB float64 `json:"merge_peak_mb,omitempty"`
+	Error       string  `json:"error,omitempty"`
 }
 
 // procStatusMB reads a VmXXX line of /proc/self/status in MB.
@@ -124,6 +126,7 @@ func runChild(mode, dir, format string, reloads int) result {
 			return fail(fmt.Errorf("%s not blocked after the change", name))
 		}
 		st.WaitCompacted()
+		r.MergePeakMB = procStatusMB("VmHWM")
 		r.SteadyMB = settledMB()
 	case "reloads":
 		if err := reload(); err != nil {

@@ -18,7 +18,7 @@ func (rep *report) markdown() string {
 	b.WriteString(beginMarker + "\n## Regulator-scale lists (make bench-scale)\n\n")
 	fmt.Fprintf(&b, "Measured %s by `make bench-scale` (cmd/benchscale), %s, %d CPUs; load average before the run %s.\n\n",
 		rep.started.Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), loadAvg())
-	b.WriteString("Each figure is the median of the runs (all runs in brackets). CPU is the process's user + system time (getrusage) over the step, the figure to compare on a shared machine; wall is elapsed time. Peak RSS is `VmHWM` over the step (reset before it with `/proc/self/clear_refs`), steady RSS is `VmRSS` after the step once the garbage collector ran. Each run is a fresh process with `GOGC` 25, as `sinkhole serve` sets it. Names are generated, about 28 characters (`label-N.label.tld`); RPZ zones hold `name CNAME .` and `*.name CNAME .` per name.\n\n")
+	b.WriteString("Each figure is the median of the runs (all runs in brackets). CPU is the process's user + system time (getrusage) over the step, the figure to compare on a shared machine; wall is elapsed time. Peak RSS is `VmHWM` over the step (reset before it with `/proc/self/clear_refs`); for a change applied as a delta the peak with the background merge into a new base follows. Steady RSS is `VmRSS` after the step (and the merge) once the garbage collector ran. (delta) marks a change applied as a delta. Each run is a fresh process with `GOGC` 25, as `sinkhole serve` sets it. Names are generated, about 28 characters (`label-N.label.tld`); RPZ zones hold `name CNAME .` and `*.name CNAME .` per name.\n\n")
 	b.WriteString("| Measurement | Rules | CPU | Wall | Peak RSS | Steady RSS |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rep.rows {
 		rules, _ := median(r.runs, func(x result) float64 { return float64(x.Rules) })
@@ -37,7 +37,14 @@ func (rep *report) markdown() string {
 			steadyCell = fmt.Sprintf("%.0f MB after, %.0f MB before (%.2fx)", steady, first, steady/first)
 			peakCell += fmt.Sprintf(", %.2fx steady", peak/first)
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s (%s) | %s | %s | %s |\n", r.what, rules, ms(cpu),
+		if merge, ok := median(r.runs, func(x result) float64 { return x.MergePeakMB }); ok && merge > 0 {
+			peakCell += fmt.Sprintf("; %.0f MB with the background merge (%.2fx)", merge, merge/first)
+		}
+		what := r.what
+		if r.runs[0].Delta {
+			what += " (delta)"
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s (%s) | %s | %s | %s |\n", what, rules, ms(cpu),
 			all(r.runs, func(x result) float64 { return x.CPUMS / 1000 }, " s"), ms(wall), peakCell, steadyCell)
 	}
 	b.WriteString("\n### Commands\n\n```sh\n# make bench-scale runs\n" + rep.cmdline + "\n# each measurement, in a fresh process, on a generated list in $DIR\n")
