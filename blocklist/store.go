@@ -847,7 +847,7 @@ func (s *Store) logReport(rep *ReloadReport) {
 		lvl = slog.LevelWarn
 	}
 	s.log.Log(context.Background(), lvl, "lists reloaded", "trigger", rep.Trigger, "generation", rep.Generation,
-		"changed", rep.Changed, "rules", rep.Rules, "files", len(rep.Files), "failed", rep.Failed(), "withheld", len(rep.Withheld()), "duration", rep.Duration)
+		"changed", rep.Changed, "delta", rep.Delta, "rules", rep.Rules, "files", len(rep.Files), "failed", rep.Failed(), "withheld", len(rep.Withheld()), "duration", rep.Duration)
 }
 
 // CheckFile parses one file offline (for "sinkhole check") and returns its

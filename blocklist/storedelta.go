@@ -143,7 +143,7 @@ func isNativeList(path string) bool {
 // file (signatures, checks, held or broken versions, the shrink guard).
 // It reports whether it published; otherwise the full reload runs.
 func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, listed []listedFile, rep *ReloadReport) bool {
-	if !s.loaded.Load() || s.opts.Verify != nil || len(s.opts.Checks) > 0 || len(listed) != len(old.Files) {
+	if !s.loaded.Load() || len(listed) != len(old.Files) {
 		return false
 	}
 	var (
@@ -178,9 +178,36 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	if file == nil {
 		return false
 	}
-	// A version still being written is the full reload's to wait for.
-	if (s.opts.Writing != nil && s.opts.Writing(lf.path)) || (s.opts.Settle > 0 && time.Since(changeTime(file.st)) < s.opts.Settle) {
-		return false
+	// The changed version must be whole (waited for as the full reload
+	// does), pass the checks and carry a good signature; anything else is
+	// the full reload's to report.
+	if s.opts.Settle > 0 || s.opts.Writing != nil {
+		file.close()
+		var err error
+		if file, err = s.openStable(lf); err != nil {
+			file = nil
+			return false
+		}
+		if file.hash == prev.SHA256 {
+			return false
+		}
+	}
+	for _, check := range s.opts.Checks {
+		v := &Version{Name: lf.name, Path: lf.path, Dir: lf.dir, SHA256: file.hash, Size: file.size, Content: io.NewSectionReader(file.f, 0, file.size)}
+		if check(v) != nil {
+			return false
+		}
+	}
+	var (
+		signed   *Signature
+		sigPrint string
+	)
+	if s.opts.Verify != nil {
+		sigPrint = s.opts.Verify.Fingerprint(lf.path)
+		var refusal *Refusal
+		if signed, refusal = s.verifyFile(lf.name, lf.path, file, prev); refusal != nil {
+			return false
+		}
 	}
 	from, oldEnd, newEnd, directive := lineDiff(prev.chunks, file.chunks)
 	changed := oldEnd - from + newEnd - from
@@ -202,6 +229,9 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	}
 	fs := *prev
 	fs.SHA256, fs.Size, fs.LoadedAt, fs.chunks = file.hash, file.size, time.Now(), file.chunks
+	if s.opts.Verify != nil {
+		fs.Signature, fs.sigPrint = signed, sigPrint
+	}
 	s.gen++
 	next, removed, added, nrem, nadd := applyDelta(old, &fileDelta{file: lf.name, from: from, oldEnd: oldEnd, newEnd: newEnd, add: nb, status: fs}, s.gen)
 	nf := next.File(lf.name)

@@ -554,8 +554,9 @@ func zoneText(z *zoneCopy, feed, primary string) []byte {
 	for k := range z.rrs {
 		keys = append(keys, k)
 	}
+	atApex := apex + " " // keys of apex records start with it
 	slices.SortFunc(keys, func(a, c string) int {
-		aa, ca := strings.HasPrefix(a, apex+" "), strings.HasPrefix(c, apex+" ")
+		aa, ca := strings.HasPrefix(a, atApex), strings.HasPrefix(c, atApex)
 		if aa != ca {
 			if aa {
 				return -1
