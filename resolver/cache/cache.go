@@ -1,11 +1,13 @@
 // Package cache is the resolver's answer cache: a chain stage that keeps
 // final, already-policed answers in wire form, keyed by the lower-cased
-// question and the DO/CD bits, tied to the list generation they were
-// decided under.
+// question and the DO, CD and AD bits, tied to the list generation they
+// were decided under.
 //
-// Hits are served by patching the stored bytes (message ID, the client's
-// question spelling, TTLs counted down, an OPT record for EDNS clients),
-// with no dns.Msg built. The cache clamps TTLs, caches negative answers for
+// Hits are served by its offer (the fast path) by patching the stored
+// bytes (message ID, the client's question spelling, TTLs counted down,
+// sinkhole's OPT record for EDNS clients), with no dns.Msg built. Entries
+// of an older list generation are decided again from the upstream answer
+// they hold, through Config.Decider, without asking upstream. The cache clamps TTLs, caches negative answers for
 // the SOA minimum (RFC 2308), evicts with CLOCK (second chance: entries hit
 // since the hand last passed survive), coalesces concurrent misses into one
 // upstream query, prefetches popular entries shortly before they expire,

@@ -1,7 +1,10 @@
 // Package policy holds the chain stages that apply the lists: Question
-// checks the query name before anything else, Answer checks what the
-// upstream returned (CNAME and DNAME targets, addresses, their ASN and
-// country), and Blocker builds the response a block gets.
+// checks the query name before anything else (and its offer, wire.go,
+// answers names blocked outright straight from the packet), Answer checks
+// what the upstream returned (CNAME and DNAME targets, addresses, their
+// ASN and country), Blocker builds the response a block gets, and Decider
+// runs the two policies on an answer the cache holds (after a reload)
+// without asking upstream. explain.go explains a decision for operators.
 package policy
 
 import (

@@ -3,7 +3,9 @@
 // and IXFR and sends NOTIFY on every change (sinkhole as the regulator's
 // primary), and a Secondary keeps a copy of a primary's RPZ zone by AXFR,
 // IXFR, SOA refresh and NOTIFY, writing it where the list store loads it
-// (sinkhole as an ISP's resolver).
+// (sinkhole as an ISP's resolver). The exported zone is also answered to
+// queries, by the export's chain stage (Exporter.Stage), first in the
+// chain.
 package rpz
 
 import (
