@@ -472,19 +472,32 @@ func (s *Store) ReloadWith(ctx context.Context, o ReloadOptions) (*ReloadReport,
 // retryIfSettling schedules one reload after Settle when a file of rep was
 // still being written, so it goes into service once it settles even if no
 // further change event comes.
+//
+// While a file stays unsettled (a writer that holds it open) the retries
+// back off, doubling up to maxSettleRetry: every reload reads every file.
 func (s *Store) retryIfSettling(rep *ReloadReport) {
-	settling := false
+	var oldest time.Time
 	for _, f := range rep.Files {
-		settling = settling || f.Change == ChangeSettling
+		if f.Change == ChangeSettling && (oldest.IsZero() || f.Withheld.Since.Before(oldest)) {
+			oldest = f.Withheld.Since
+		}
 	}
-	if !settling || !s.retry.CompareAndSwap(false, true) {
+	if oldest.IsZero() || !s.retry.CompareAndSwap(false, true) {
 		return
 	}
-	time.AfterFunc(max(s.opts.Settle, 50*time.Millisecond), func() {
+	delay := max(s.opts.Settle, 50*time.Millisecond)
+	for waited := time.Since(oldest); delay < maxSettleRetry && delay < waited; {
+		delay *= 2
+	}
+	time.AfterFunc(min(delay, maxSettleRetry), func() {
 		s.retry.Store(false)
 		s.Reload(context.Background(), "settle")
 	})
 }
+
+// maxSettleRetry bounds the time between the store's own reloads of a
+// file that stays unsettled.
+const maxSettleRetry = 5 * time.Second
 
 // reload does the work of Reload, under its lock.
 func (s *Store) reload(ctx context.Context, o ReloadOptions, start time.Time) (*ReloadReport, error) {
@@ -830,7 +843,11 @@ func (s *Store) logReport(rep *ReloadReport) {
 			s.log.Error("list file held: its last good version stays in service; \"sinkhole reload --accept\" applies the new one",
 				"file", f.Name, "reason", f.Withheld.Reason, "new_rules", f.Withheld.Rules, "serving_rules", f.Rules)
 		case ChangeSettling:
-			s.log.Info("list file is being written: read again once it settles", "file", f.Name, "reason", f.Withheld.Reason, "serving_rules", f.Rules)
+			lvl := slog.LevelInfo
+			if time.Since(f.Withheld.Since) > time.Second {
+				lvl = slog.LevelDebug // said already; still being written
+			}
+			s.log.Log(context.Background(), lvl, "list file is being written: read again once it settles", "file", f.Name, "reason", f.Withheld.Reason, "serving_rules", f.Rules)
 		case ChangeAdded, ChangeUpdated, ChangeRemoved:
 			if f.Accepted {
 				s.log.Warn("list file change accepted past the shrink guard", "file", f.Name, "change", f.Change, "rules", f.Rules, "previous_rules", f.PreviousRules)

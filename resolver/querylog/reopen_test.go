@@ -64,8 +64,11 @@ func TestReopen(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			if d := time.Since(start); d > 1500*time.Millisecond {
+			// The check runs every 0.5 s; a busy machine may add to it.
+			if d := time.Since(start); d > 3*time.Second {
 				t.Fatalf("reopened after %s, want within about a second", d)
+			} else {
+				t.Logf("reopened after %s", d.Round(time.Millisecond))
 			}
 			if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
 				t.Fatalf("reopened file mode %v", st.Mode().Perm())
