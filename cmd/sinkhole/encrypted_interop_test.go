@@ -250,6 +250,10 @@ func TestEncryptedUpstreamsUnbound(t *testing.T) {
 			if len(ups) == 2 && ups[0].Failures == 0 {
 				t.Errorf("dead upstream %+v", ups[0])
 			}
+			scheme, _, _ := strings.Cut(last.Addr, "://")
+			if v := ts.metrics(t).Value("sinkhole_upstream_requests_total", "upstream", last.Addr, "transport", scheme); v < 1 {
+				t.Errorf("requests to %s counted %v under transport %s", last.Addr, v, scheme)
+			}
 		})
 	}
 	// Without the CA the upstream's certificate is refused: SERVFAIL.

@@ -214,15 +214,15 @@ func TestUpstreamMetrics(t *testing.T) {
 	m.ObserveUpstream("192.0.2.55:53", time.Millisecond, errors.New("connection refused"))
 	s := get(t, m)
 	for k, v := range map[string]float64{
-		scrape.Key("sinkhole_upstream_requests_total", "upstream", "192.0.2.53:53"):                                 3,
-		scrape.Key("sinkhole_upstream_requests_total", "upstream", "192.0.2.54:53"):                                 0,
-		scrape.Key("sinkhole_upstream_requests_total", "upstream", "192.0.2.55:53"):                                 1,
-		scrape.Key("sinkhole_upstream_errors_total", "upstream", "192.0.2.53:53", "kind", "timeout"):                1,
-		scrape.Key("sinkhole_upstream_errors_total", "upstream", "192.0.2.53:53", "kind", "mismatch"):               1,
-		scrape.Key("sinkhole_upstream_errors_total", "upstream", "192.0.2.53:53", "kind", "network"):                0,
-		scrape.Key("sinkhole_upstream_errors_total", "upstream", "192.0.2.55:53", "kind", "network"):                1,
-		scrape.Key("sinkhole_upstream_request_duration_seconds_count", "upstream", "192.0.2.53:53"):                 3,
-		scrape.Key("sinkhole_upstream_request_duration_seconds_bucket", "upstream", "192.0.2.53:53", "le", "0.005"): 2,
+		scrape.Key("sinkhole_upstream_requests_total", "upstream", "192.0.2.53:53", "transport", "dns"):                                 3,
+		scrape.Key("sinkhole_upstream_requests_total", "upstream", "192.0.2.54:53", "transport", "dns"):                                 0,
+		scrape.Key("sinkhole_upstream_requests_total", "upstream", "192.0.2.55:53", "transport", "dns"):                                 1,
+		scrape.Key("sinkhole_upstream_errors_total", "upstream", "192.0.2.53:53", "transport", "dns", "kind", "timeout"):                1,
+		scrape.Key("sinkhole_upstream_errors_total", "upstream", "192.0.2.53:53", "transport", "dns", "kind", "mismatch"):               1,
+		scrape.Key("sinkhole_upstream_errors_total", "upstream", "192.0.2.53:53", "transport", "dns", "kind", "network"):                0,
+		scrape.Key("sinkhole_upstream_errors_total", "upstream", "192.0.2.55:53", "transport", "dns", "kind", "network"):                1,
+		scrape.Key("sinkhole_upstream_request_duration_seconds_count", "upstream", "192.0.2.53:53", "transport", "dns"):                 3,
+		scrape.Key("sinkhole_upstream_request_duration_seconds_bucket", "upstream", "192.0.2.53:53", "transport", "dns", "le", "0.005"): 2,
 	} {
 		if got, ok := s.Values[k]; !ok || got != v {
 			t.Errorf("%s = %v (present %v), want %v", k, got, ok, v)

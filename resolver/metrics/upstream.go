@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,17 +47,17 @@ func newUpstreamMetrics(addrs []string) *upstreamMetrics {
 	u := &upstreamMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "upstream_requests_total",
-			Help: "Exchanges with each upstream resolver (every try, a UDP try retried over TCP counts once).",
-		}, []string{"upstream"}),
+			Help: "Exchanges with each upstream resolver (every try, a UDP try retried over TCP counts once), by transport (dns: UDP then TCP; tls, https, quic).",
+		}, []string{"upstream", "transport"}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "upstream_errors_total",
 			Help: "Failed exchanges with each upstream, by kind: timeout, mismatch (answer not matching the question), network.",
-		}, []string{"upstream", "kind"}),
+		}, []string{"upstream", "transport", "kind"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "upstream_request_duration_seconds",
 			Help:    "Time of each exchange with each upstream, failed ones included.",
 			Buckets: UpstreamBuckets,
-		}, []string{"upstream"}),
+		}, []string{"upstream", "transport"}),
 		known: map[string]*upstreamSeries{},
 		extra: map[string]*upstreamSeries{},
 	}
@@ -73,11 +74,21 @@ func (u *upstreamMetrics) register(reg *prometheus.Registry) {
 }
 
 func (u *upstreamMetrics) series(addr string) *upstreamSeries {
-	s := &upstreamSeries{requests: u.requests.WithLabelValues(addr), latency: u.latency.WithLabelValues(addr)}
+	tr := upstreamTransport(addr)
+	s := &upstreamSeries{requests: u.requests.WithLabelValues(addr, tr), latency: u.latency.WithLabelValues(addr, tr)}
 	for k, name := range errKindNames {
-		s.errs[k] = u.errs.WithLabelValues(addr, name)
+		s.errs[k] = u.errs.WithLabelValues(addr, tr, name)
 	}
 	return s
+}
+
+// upstreamTransport is the transport label of an upstream address: the
+// scheme of tls://, https:// and quic:// upstreams, "dns" for plain ones.
+func upstreamTransport(addr string) string {
+	if scheme, _, ok := strings.Cut(addr, "://"); ok {
+		return scheme
+	}
+	return "dns"
 }
 
 func (u *upstreamMetrics) lookup(addr string) *upstreamSeries {
