@@ -34,10 +34,13 @@ func (b *bench) describe(ctx context.Context, tools map[string]string, args []st
 			"The same names are given to sinkhole as a list file (a name blocks itself and its subdomains), to Unbound as an RPZ zone "+
 			"(`name CNAME .` and `*.name CNAME .`, NXDOMAIN) and to dnsmasq as `address=/name/` (NXDOMAIN for the name and its subdomains).",
 			thousands(float64(len(c.Listed))), b.cfg.Seed, b.nameShape(), distinct(tlds)),
-		fmt.Sprintf("Workloads, all type A without EDNS, over UDP but for *cached-tcp*: *cached* loops over %s allowed names, asked twice before the runs so every server has them cached; "+
+		fmt.Sprintf("Workloads, all type A without EDNS, over UDP but for *cached-tcp*, *cached-dot* and *cached-doh*: *cached* loops over %s allowed names, asked twice before the runs so every server has them cached; "+
 			"*blocked* loops over %s blocked names, half of them listed names and half subdomains of listed names; "+
 			"*mix* loops over %s queries, %d %% the cached allowed names and %d %% blocked names, shuffled; "+
-			"*cached-tcp* asks the cached names over TCP (`dnsperf -m tcp`: each client keeps its connection open and pipelines its queries).",
+			"*cached-tcp* asks the cached names over TCP (`dnsperf -m tcp`: each client keeps its connection open and pipelines its queries); "+
+			"*cached-dot* asks them over TLS the same way (`dnsperf -m dot`), *cached-doh* over HTTPS (HTTP/2 POST, each client's connection kept open with `-q` streams in flight) "+
+			"with `benchrun doh-client`, which takes dnsperf's options and prints its statistics (dnsperf 2.10's DoH client loses answers that share a TLS record, so it cannot load a server that multiplexes streams); "+
+			"a self-signed certificate serves both.",
 			thousands(float64(len(c.Allowed))), thousands(float64(len(c.Blocked))), thousands(float64(len(c.Mix))), 100-mixBlockedPct, mixBlockedPct),
 		fmt.Sprintf("Each server runs alone, pinned to CPU %d (`taskset`); dnsperf and the upstream (cmd/benchupstream, which answers A and AAAA for every name) are pinned to CPU %d. "+
 			"Every server forwards to that upstream on 127.0.0.1.", b.cfg.ServerCPU, b.cfg.PerfCPU),
@@ -63,7 +66,7 @@ func (b *bench) describe(ctx context.Context, tools map[string]string, args []st
 	for _, s := range r.Servers {
 		r.Commands = append(r.Commands, "# "+s.Name, strings.ReplaceAll(shellJoin(s.Argv), b.dir, "$WORK"))
 	}
-	r.Commands = append(r.Commands, "# dnsperf, for each server ($PORT) and each workload ($WORKLOAD: cached, blocked, mix; cached-tcp asks the cached file with -m tcp)")
+	r.Commands = append(r.Commands, "# dnsperf, for each server ($PORT) and each workload ($WORKLOAD: cached, blocked, mix; cached-tcp and cached-dot ask the cached file with -m tcp and -m dot, cached-doh with benchrun doh-client on the DoH port)")
 	r.Commands = append(r.Commands, b.perfCommands...)
 	if conf := readFile(b.dir + "/unbound.conf"); conf != "" {
 		r.Commands = append(r.Commands, "# $WORK/unbound.conf")

@@ -294,6 +294,15 @@ func TestEncryptedCertificateReload(t *testing.T) {
 	if st := statusOf(t, es.testServer); st.TLS == nil || st.TLS.NotAfter.IsZero() || !strings.Contains(strings.Join(st.TLS.Names, ","), tlsName) {
 		t.Fatalf("status TLS: %+v", st.TLS)
 	}
+	var text strings.Builder
+	st := statusOf(t, es.testServer)
+	printStatus(&text, &st)
+	for _, want := range []string{"encrypted: dot " + es.dot + ", doh " + es.https + ", doh3 " + es.h3 + ", doq " + es.quic,
+		"certificate: " + tlsName + " 127.0.0.1, issuer CN=sinkhole test CA"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("sinkhole status has no %q:\n%s", want, text.String())
+		}
+	}
 
 	next := es.ca.Issue(t, time.Now().Add(48*time.Hour), tlsName, "127.0.0.1", "dns2.sinkhole.test")
 	next.Write(t, es.certDir)
@@ -317,7 +326,7 @@ func TestEncryptedCertificateReload(t *testing.T) {
 	if got := served().PeerCertificates[0]; got.SerialNumber.Cmp(next.Leaf.SerialNumber) != 0 {
 		t.Errorf("after a broken pair the server presents serial %v, want the last good %v", got.SerialNumber, next.Leaf.SerialNumber)
 	}
-	st := statusOf(t, es.testServer)
+	st = statusOf(t, es.testServer)
 	if !strings.Contains(st.TLS.LastError, "cert.pem") || !strings.Contains(strings.Join(st.Warnings, "\n"), "last good pair serves") {
 		t.Errorf("status after a broken pair: %+v, warnings %q", st.TLS, st.Warnings)
 	}
