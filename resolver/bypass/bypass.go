@@ -83,6 +83,9 @@ func (s *Stage) Answered() (canary, privateRelay uint64) { return s.canary.Load(
 
 // ServeDNS answers a signal name, or hands the query on.
 func (s *Stage) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, error) {
+	if req.Msg.Question[0].Qclass != dns.ClassINET {
+		return s.Next.ServeDNS(ctx, req)
+	}
 	var text string
 	switch {
 	case s.Canary && req.Name == FirefoxCanary:
@@ -95,9 +98,6 @@ func (s *Stage) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, err
 		return s.Next.ServeDNS(ctx, req)
 	}
 	q := req.Msg.Question[0]
-	if q.Qclass != dns.ClassINET {
-		return s.Next.ServeDNS(ctx, req)
-	}
 	m := query.Reply(req.Msg, dns.RcodeNameError)
 	m.Question = req.Msg.Question
 	m.Ns = []dns.RR{&dns.SOA{
