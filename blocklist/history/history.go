@@ -70,8 +70,7 @@ type History struct {
 	mu       sync.Mutex
 	versions []Version // ring, oldest at start
 	start    int
-	prev     *blocklist.Snapshot // for diffFiles
-	last     []Diff              // the last reload's diffs
+	last     []Diff // the last reload's diffs
 	lastGen  uint64
 	// latest is each file's last recorded version, so that a version
 	// reported again (held or broken at every reload) is recorded once.
@@ -86,7 +85,7 @@ func New(size int, log *slog.Logger) *History {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &History{size: size, log: log, prev: blocklist.Empty(), latest: map[string]Version{}}
+	return &History{size: size, log: log, latest: map[string]Version{}}
 }
 
 // SplitTrigger turns a store trigger ("api 192.0.2.1:40000", "SIGHUP",
@@ -106,11 +105,7 @@ func (h *History) Observe(snap *blocklist.Snapshot, rep *blocklist.ReloadReport)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	kind, who := SplitTrigger(rep.Trigger)
-	var diffs []Diff
-	if snap != h.prev {
-		diffs = diffFiles(h.prev, snap, rep)
-		h.prev = snap
-	}
+	diffs := diffsOf(rep)
 	for _, d := range diffs {
 		h.log.Info("list file rules changed", "file", d.File, "added", d.AddedCount, "removed", d.RemovedCount,
 			"added_rules", d.Added, "removed_rules", d.Removed, "generation", rep.Generation)

@@ -14,29 +14,6 @@ import (
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 )
 
-func TestMinus(t *testing.T) {
-	many := make([]string, 30)
-	for i := range many {
-		many[i] = fmt.Sprintf("n%d.example", i)
-	}
-	for _, tc := range []struct {
-		a, b []string
-		list []string
-		n    int
-	}{
-		{nil, nil, nil, 0},
-		{[]string{"a", "b"}, []string{"b"}, []string{"a"}, 1},
-		{[]string{"a", "a", "b"}, []string{"a"}, []string{"a", "b"}, 2}, // a repeated rule counts
-		{[]string{"b", "a"}, []string{"a", "b"}, nil, 0},                // order is not a change
-		{many, nil, many[:MaxListed], 30},
-	} {
-		list, n := minus(tc.a, tc.b)
-		if !reflect.DeepEqual(list, tc.list) || n != tc.n {
-			t.Errorf("minus(%v, %v) = %v, %d; want %v, %d", tc.a, tc.b, list, n, tc.list, tc.n)
-		}
-	}
-}
-
 func TestSplitTrigger(t *testing.T) {
 	for in, want := range map[string][2]string{
 		"api 192.0.2.1:40000": {"api", "192.0.2.1:40000"},
