@@ -204,17 +204,9 @@ func (p *listParser) directive(n int, line []byte) {
 		}
 		p.sec.Platform = val
 	case "authority", "order", "contact":
-		if msg := whyValue(val); msg != "" {
+		if msg := p.sec.Why.set(key, val); msg != "" {
 			p.fail(n, line, key+" "+msg)
 			return
-		}
-		switch key {
-		case "authority":
-			p.sec.Authority = val
-		case "order":
-			p.sec.Order = val
-		default:
-			p.sec.Contact = val
 		}
 	case "scope":
 		s, err := ParseScope(val)
@@ -243,6 +235,23 @@ func (p *listParser) directive(n int, line []byte) {
 // maxWhyLen caps an authority, order or contact value (they go into every
 // block's EDE text, which a UDP answer must carry).
 const maxWhyLen = 120
+
+// set sets the authority, order or contact (key) to v after checking it;
+// it returns what is wrong with v, or "".
+func (w *Why) set(key, v string) string {
+	if msg := whyValue(v); msg != "" {
+		return msg
+	}
+	switch key {
+	case "authority":
+		w.Authority = v
+	case "order":
+		w.Order = v
+	default:
+		w.Contact = v
+	}
+	return ""
+}
 
 // whyValue checks an authority, order or contact value; it returns what is
 // wrong, or "".

@@ -46,16 +46,8 @@ func (z *rpzZoneDirectives) apexRecord(rr dns.RR) string {
 			}
 			z.platform = val
 		case "authority", "order", "contact":
-			if msg := whyValue(val); msg != "" {
+			if msg := z.why.set(key, val); msg != "" {
 				return key + " at the zone apex " + msg + "; ignored"
-			}
-			switch key {
-			case "authority":
-				z.why.Authority = val
-			case "order":
-				z.why.Order = val
-			default:
-				z.why.Contact = val
 			}
 		default:
 			return ignored

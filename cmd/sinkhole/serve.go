@@ -22,6 +22,7 @@ import (
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/blocklist/listsig"
+	"github.com/sinkhole-dns/sinkhole/blocklist/urlfeed"
 	"github.com/sinkhole-dns/sinkhole/blockpage"
 	"github.com/sinkhole-dns/sinkhole/feeds"
 	"github.com/sinkhole-dns/sinkhole/geo"
@@ -539,6 +540,7 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 	}
 	in.obs.metrics.SetProtection(in.protection())
 	in.obs.metrics.SetUpstreamAnswers(in.pool.Health)
+	in.obs.metrics.SetListURLs(func() []urlfeed.Status { return in.feeds.Status().URLs })
 	in.obs.metrics.SetUpstreamHealth(in.pool.Health)
 	if err := in.dns.Start(); err != nil {
 		return nil, err

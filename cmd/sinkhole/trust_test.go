@@ -255,6 +255,9 @@ func TestSignedListURL(t *testing.T) {
 		if !censored(ts.addr, "binance.com") || censored(ts.addr, "okx.com") {
 			t.Fatalf("%s: the last good version does not serve", step.name)
 		}
+		if v := ts.metrics(t).Value("sinkhole_list_url_refused", "list", "regulator"); v != 1 {
+			t.Fatalf("%s: sinkhole_list_url_refused %v", step.name, v)
+		}
 	}
 	if b, _ := os.ReadFile(filepath.Join(state, "regulator.txt")); string(b) != "binance.com\n" {
 		t.Fatalf("the copy on disk was replaced: %q", b)

@@ -31,32 +31,29 @@ func unboundAuthZone(t *testing.T, bin, dir, addr, good, bad string) *daemon {
 	access-control: 127.0.0.0/8 allow
 	verbosity: 2
 	local-zone: "test." nodefault
-auth-zone:
-	name: rpz.test
-	primary: %[4]s
-	zonefile: "%[1]s/good.zone"
-	for-downstream: yes
-	for-upstream: no
-	fallback-enabled: no
-	zonemd-check: yes
-	zonemd-reject-absence: yes
-auth-zone:
-	name: bad.test
-	primary: %[5]s
-	zonefile: "%[1]s/bad.zone"
-	for-downstream: yes
-	for-upstream: no
-	fallback-enabled: no
-	zonemd-check: yes
-	zonemd-reject-absence: yes
-remote-control:
+%[4]sremote-control:
 	control-enable: no
-`, dir, host, port, strings.Replace(good, ":", "@", 1), strings.Replace(bad, ":", "@", 1))
+`, dir, host, port, authZone(dir, "rpz.test", good)+authZone(dir, "bad.test", bad))
 	p := filepath.Join(dir, "unbound.conf")
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return startDaemon(t, bin, "-d", "-c", p)
+}
+
+// authZone is an Unbound auth-zone pulled from primary that must carry a
+// matching ZONEMD.
+func authZone(dir, zone, primary string) string {
+	return fmt.Sprintf(`auth-zone:
+	name: %s
+	primary: %s
+	zonefile: "%s/%s.zone"
+	for-downstream: yes
+	for-upstream: no
+	fallback-enabled: no
+	zonemd-check: yes
+	zonemd-reject-absence: yes
+`, zone, strings.Replace(primary, ":", "@", 1), dir, zone)
 }
 
 // badZonemdPrimary serves bad.test (UDP SOA, TCP AXFR) with a ZONEMD that

@@ -141,7 +141,7 @@ func TestSecondaryFollowsPrimary(t *testing.T) {
 
 // rawPrimary serves AXFR of fixed records (in zone-file syntax), whatever
 // they are, over TCP.
-func rawPrimary(t testing.TB, records ...string) string {
+func rawPrimary(t *testing.T, records ...string) string {
 	t.Helper()
 	var rrs []dns.RR
 	for _, r := range records {
@@ -151,19 +151,9 @@ func rawPrimary(t testing.TB, records ...string) string {
 		}
 		rrs = append(rrs, rr)
 	}
-	srv := &dns.Server{Addr: "127.0.0.1:0", Net: "tcp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
-		ch := make(chan *dns.Envelope, 1)
-		ch <- &dns.Envelope{RR: append(append([]dns.RR{}, rrs...), rrs[0])}
-		close(ch)
-		new(dns.Transfer).Out(w, m, ch)
-		w.Close()
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ListenAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return srv.Listener.Addr().String()
+	p := startSwapPrimary(t)
+	p.zone.Store(&rrs)
+	return p.addr
 }
 
 func TestSecondaryKeepsLastGoodZone(t *testing.T) {
