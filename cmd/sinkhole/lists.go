@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -276,6 +277,9 @@ func (in *instance) awaitSources() error {
 		"missing", describeMissing(pending), "no_rules", noRules, "timeout", sf.startTimeout)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	hup := make(chan os.Signal, 1) // "systemctl reload" while waiting: reread, do not die
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	deadline := time.Now().Add(sf.startTimeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -283,6 +287,8 @@ func (in *instance) awaitSources() error {
 		select {
 		case <-ctx.Done():
 			return errors.New("stopped while waiting for the list sources")
+		case <-hup:
+			in.reloadLists(context.Background(), "SIGHUP", false)
 		case <-tick.C:
 		}
 		pending, noRules = in.startPending()

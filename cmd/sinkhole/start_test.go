@@ -91,6 +91,9 @@ func TestStartStrategyEmptyLists(t *testing.T) {
 		if strings.Contains(stderr.String(), `"msg":"dns listening"`) {
 			t.Fatal("blocking served DNS with no rules")
 		}
+		// SIGHUP while waiting rereads the lists instead of ending the process.
+		cmd.Process.Signal(syscall.SIGHUP)
+		waitUntil(t, "the SIGHUP reload", 10*time.Second, func() bool { return strings.Contains(stderr.String(), `"trigger":"SIGHUP"`) })
 		os.WriteFile(filepath.Join(lists, "main.txt"), []byte("okx.com\n"), 0o644)
 		waitUntil(t, "DNS served once a list arrived", 10*time.Second, func() bool {
 			return strings.Contains(stderr.String(), `"msg":"dns listening"`)
