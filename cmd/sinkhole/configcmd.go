@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
+	"github.com/sinkhole-dns/sinkhole/blocklist/listsig"
 	"github.com/sinkhole-dns/sinkhole/geo"
 	"github.com/sinkhole-dns/sinkhole/internal/tlscert"
 )
@@ -163,7 +164,16 @@ func checkConfig(w io.Writer, cfg *serveConfig) error {
 	} else if !st.IsDir() {
 		bad("lists", cfg.lists+": not a directory")
 	} else {
-		store := blocklist.NewStore(blocklist.Options{Dirs: []string{cfg.lists}, Logger: quiet})
+		// As serve loads them: signatures checked against --trusted-key
+		// (but the signing times seen are not recorded: a check writes
+		// nothing to the state directory).
+		verify := cfg.listVerifier()
+		if v, isSig := verify.(*listsig.Verifier); isSig {
+			readOnly := *v
+			readOnly.Seen = nil
+			verify = &readOnly
+		}
+		store := blocklist.NewStore(blocklist.Options{Dirs: []string{cfg.lists}, Logger: quiet, Verify: verify})
 		rep, err := store.Reload(context.Background(), "check-config")
 		if err != nil {
 			bad("lists", err.Error())

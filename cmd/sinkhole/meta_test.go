@@ -252,6 +252,24 @@ func TestCheckConfig(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "ERROR    certificate: ") {
 		t.Fatalf("mismatched key: exit %d\n%s", code, out)
 	}
+	// Signed lists: with --trusted-key an unsigned file is a problem.
+	keys := t.TempDir()
+	pub, sec := filepath.Join(keys, "k.pub"), filepath.Join(keys, "k.key")
+	if _, errOut, code := runBin(t, "keygen", "--public-key", pub, "--secret-key", sec); code != 0 {
+		t.Fatalf("keygen: exit %d %s", code, errOut)
+	}
+	signed := writeLists(t, map[string]string{"a.txt": "a.test\n"})
+	out, _, code = runBin(t, append(append([]string{}, base...), "--lists", signed, "--trusted-key", pub)...)
+	if code != 1 || !strings.Contains(out, "ERROR    lists: ") || !strings.Contains(out, "unsigned") {
+		t.Fatalf("unsigned list with --trusted-key: exit %d\n%s", code, out)
+	}
+	if _, errOut, code := runBin(t, "sign", "--secret-key", sec, filepath.Join(signed, "a.txt")); code != 0 {
+		t.Fatalf("sign: exit %d %s", code, errOut)
+	}
+	out, _, code = runBin(t, append(append([]string{}, base...), "--lists", signed, "--trusted-key", pub)...)
+	if code != 0 || !strings.Contains(out, "configuration ok") {
+		t.Fatalf("signed list: exit %d\n%s", code, out)
+	}
 	// Bad options: exit 2 before anything is loaded.
 	if _, errOut, code := runBin(t, "serve", "--check-config", "--upstream", "127.0.0.1:1", "--lists", good, "--block-action", "explode"); code != 2 || !strings.Contains(errOut, "--block-action") {
 		t.Fatalf("bad option: exit %d %s", code, errOut)
