@@ -143,6 +143,15 @@ func TestServeRefusesUnsignedLists(t *testing.T) {
 			t.Fatalf("%s: sinkhole_list_file_refused %v", s.name, v)
 		}
 	}
+	// sinkhole status shows the signer of the version in service and the refusal.
+	// (Exit status 1: unsigned.txt never loaded, so the server is not ready.)
+	out, _, code := runBin(t, "status", "--admin", ts.in.admin.Addr())
+	for _, w := range []string{"REFUSED rollback (last good version serving)", "SIGNED BY", listsig.KeyID(priv.ID()), t0.UTC().Format(time.RFC3339),
+		"rollback (key " + listsig.KeyID(priv.ID()) + ", signed " + t0.Add(-time.Minute).UTC().Format(time.RFC3339) + ")", "REFUSED unsigned (not loaded)"} {
+		if code > 1 || !strings.Contains(out, w) {
+			t.Fatalf("sinkhole status lacks %q: exit %d\n%s", w, code, out)
+		}
+	}
 	if log := ts.stderr.String(); !strings.Contains(log, "level=ERROR msg=\"list file refused") || !strings.Contains(log, "reason=rollback") {
 		t.Fatalf("no ERROR log of the refusals:\n%s", log)
 	}
