@@ -2,6 +2,7 @@ package blocklist
 
 import (
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/miekg/dns"
@@ -265,16 +266,46 @@ func compact(s *Snapshot) (*Snapshot, error) {
 	return next, nil
 }
 
-// fileDelta is one file's change as a delta: the rules of lines [from,
-// oldEnd) of the version in service give way to those of lines [from,
-// newEnd) of the new version (parsed into add), and the lines after move
-// by newEnd - oldEnd.
+// fileDelta is one file's change as a delta: the rules of the old lines of
+// each hunk give way to those of its new lines (parsed into add), and the
+// lines between hunks move with them.
 type fileDelta struct {
-	file           string
-	from           int
-	oldEnd, newEnd int
-	add            *builder // the new rules, one file's worth, lines as in the new version
-	status         FileStatus
+	file   string
+	hunks  []hunk
+	add    *builder // the new rules, one file's worth, lines as in the new version
+	status FileStatus
+}
+
+// mapLine returns where an old line not in a hunk is in the new version,
+// or false for a line a hunk replaced.
+func (d *fileDelta) mapLine(line int) (int, bool) {
+	if inHunks(d.hunks, line, true) {
+		return 0, false
+	}
+	k := sort.Search(len(d.hunks), func(k int) bool { return d.hunks[k].oldEnd > line })
+	if k == 0 {
+		return line, true
+	}
+	h := d.hunks[k-1] // the last hunk before line
+	return line + h.newEnd - h.oldEnd, true
+}
+
+// shifts returns the line moves of d as stages for domainLayer.shifted:
+// the last hunk's first, so that each compares old lines.
+func (d *fileDelta) shifts() []lineShift {
+	var out []lineShift
+	prev := 0 // the move of the hunks before
+	moves := make([]int, len(d.hunks))
+	for k, h := range d.hunks {
+		moves[k] = h.newEnd - h.oldEnd - prev
+		prev = h.newEnd - h.oldEnd
+	}
+	for k := len(d.hunks) - 1; k >= 0; k-- {
+		if moves[k] != 0 {
+			out = append(out, lineShift{from: d.hunks[k].oldEnd, delta: moves[k]})
+		}
+	}
+	return out
 }
 
 // applyDelta returns a snapshot of cur's rules with d applied, and the
@@ -293,8 +324,6 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 	} else {
 		l.removed = make([]uint64, (cur.dom.len()+63)/64)
 	}
-	moved := d.newEnd - d.oldEnd
-	inRegion := func(line int) bool { return line >= d.from && line < d.oldEnd }
 	noteRemoved := func(id RuleID) { removed = append(removed, id) }
 	// Sections: cur's, then the new rules'.
 	next.sections = append(cur.sections[:len(cur.sections):len(cur.sections)], d.add.s.sections...)
@@ -321,14 +350,14 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 				line += sh.delta
 			}
 		}
-		if inRegion(line) {
+		if _, kept := d.mapLine(line); !kept {
 			noteRemoved(makeRuleID(RuleDomain, i))
 			l.removed[id>>6] |= 1 << (id & 63)
 			l.nremoved++
 		}
 	}
-	if moved != 0 {
-		l.shifts[d.file] = append(slices.Clip(l.shifts[d.file]), lineShift{from: d.oldEnd, delta: moved})
+	if st := d.shifts(); len(st) > 0 {
+		l.shifts[d.file] = append(slices.Clip(l.shifts[d.file]), st...)
 	}
 	// The added rules, rebuilt file by file in order.
 	nd := &d.add.s.dom
@@ -344,12 +373,10 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 			id := uint32(i)
 			line := old.add.line(id)
 			if fs.Name == d.file {
-				if inRegion(line) {
+				var kept bool
+				if line, kept = d.mapLine(line); !kept {
 					noteRemoved(makeRuleID(RuleDomain, cur.dom.len()+i))
 					continue
-				}
-				if line >= d.oldEnd {
-					line += moved
 				}
 				for ; j < nd.len() && nd.line(uint32(j)) < line; j++ {
 					l.add.add(nd.name(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
@@ -476,7 +503,6 @@ func (next *Snapshot) rebuildAddrs(cur *Snapshot, d *fileDelta, newSect uint16) 
 // went.
 func spliceRules[R any](out, rules, add []R, isF bool, d *fileDelta, newSect uint16,
 	fields func(*R) (*uint32, *uint16), keep func(k, at int), drop func(k int)) []R {
-	moved := d.newEnd - d.oldEnd
 	j := 0
 	put := func(r R) {
 		_, sect := fields(&r)
@@ -486,14 +512,12 @@ func spliceRules[R any](out, rules, add []R, isF bool, d *fileDelta, newSect uin
 	for k, r := range rules {
 		if isF {
 			lp, _ := fields(&r)
-			line := int(*lp)
-			if line >= d.from && line < d.oldEnd {
+			line, kept := d.mapLine(int(*lp))
+			if !kept {
 				drop(k)
 				continue
 			}
-			if line >= d.oldEnd {
-				*lp = uint32(line + moved)
-			}
+			*lp = uint32(line)
 			for ; j < len(add); j++ {
 				al, _ := fields(&add[j])
 				if *al >= *lp {

@@ -92,8 +92,13 @@ func TestDeltaMatchesFullReload(t *testing.T) {
 	}
 	deltas := 0
 	for step := range 120 {
-		// 1 to 3 edits, each at a random place after the directives.
-		for range 1 + rng.IntN(3) {
+		// 1 to 3 edits (now and then 12), each at a random place after
+		// the directives.
+		edits := 1 + rng.IntN(3)
+		if step%7 == 0 {
+			edits = 12
+		}
+		for range edits {
 			at := 2 + rng.IntN(len(lines)-2)
 			switch rng.IntN(3) {
 			case 0:
@@ -184,4 +189,45 @@ func TestDeltaReport(t *testing.T) {
 		t.Fatalf("new file: %+v", fc)
 	}
 	os.Remove(filepath.Join(dir, "b.txt"))
+}
+
+// TestLineDiff checks the changed runs found between two versions of a
+// file: two edits far apart are two runs, and the lines between them are
+// matched however they moved.
+func TestLineDiff(t *testing.T) {
+	chunks := func(lines []string) []lineChunk {
+		var c chunker
+		c.write([]byte(strings.Join(lines, "\n") + "\n"))
+		return c.finish()
+	}
+	var old []string
+	for i := range 5000 {
+		old = append(old, fmt.Sprintf("line%d.example", i))
+	}
+	cur := append([]string(nil), old[:1000]...)
+	cur = append(cur, "new1.example", "new2.example")
+	cur = append(cur, old[1000:4000]...)
+	cur = append(cur, old[4001:]...)
+	hunks, directive := lineDiff(chunks(old), chunks(cur))
+	if directive || len(hunks) != 2 {
+		t.Fatalf("hunks %+v directive %v", hunks, directive)
+	}
+	// Every line outside the runs is the same line in both versions.
+	d := &fileDelta{hunks: hunks}
+	for i, l := range old {
+		if n, kept := d.mapLine(i + 1); kept && cur[n-1] != l {
+			t.Fatalf("old line %d (%s) maps to new line %d (%s)", i+1, l, n, cur[n-1])
+		}
+	}
+	for _, want := range []int{1001, 4001} { // old lines the edits touch
+		if _, kept := d.mapLine(want); kept && want == 4001 {
+			t.Fatalf("removed line %d kept", want)
+		}
+	}
+	if got, want := chunks(old), chunks(old); len(got) != len(want) {
+		t.Fatal("chunking is not deterministic")
+	}
+	if h, _ := lineDiff(chunks(old), chunks(old)); len(h) != 0 {
+		t.Fatalf("equal versions: %+v", h)
+	}
 }

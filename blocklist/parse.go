@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -83,13 +82,14 @@ const maxLineLen = 64 << 10
 // reads line by line (a file of any size costs a fixed buffer) and returns
 // every problem found; the caller decides whether the file loads.
 func parseList(file string, r io.Reader, sink entrySink) []*LineError {
-	return parseListWindow(file, r, sink, 1, math.MaxInt)
+	return parseListWindow(file, r, sink, nil)
 }
 
-// parseListWindow is parseList for the entries of lines [from, end) only:
-// the directives before from are applied (so the entries get the sections
-// in force), the rest of the file is read but not parsed.
-func parseListWindow(file string, r io.Reader, sink entrySink, from, end int) []*LineError {
+// parseListWindow is parseList for the entries of the new lines of hunks
+// only (all of them when hunks is nil): the directives of the other lines
+// are applied (so the entries get the sections in force), the rest is
+// read but not parsed.
+func parseListWindow(file string, r io.Reader, sink entrySink, hunks []hunk) []*LineError {
 	p := &listParser{file: file, sink: sink, sec: Section{File: file}, name: make([]byte, 0, 256), suffixes: suffixChecker{hint: suffixHintList}}
 	br := bufio.NewReaderSize(r, maxLineLen)
 	lineNo := 0
@@ -108,9 +108,9 @@ func parseListWindow(file string, r io.Reader, sink entrySink, from, end int) []
 			}
 			continue
 		}
-		if len(line) > 0 && lineNo >= from && lineNo < end {
+		if len(line) > 0 && (hunks == nil || inHunks(hunks, lineNo, false)) {
 			p.parseLine(lineNo, bytes.TrimSuffix(line, []byte{'\n'}))
-		} else if len(line) > 0 && lineNo < from {
+		} else if len(line) > 0 {
 			if t := trimSpace(line); len(t) > 0 && t[0] == '#' {
 				p.parseLine(lineNo, bytes.TrimSuffix(line, []byte{'\n'}))
 			}

@@ -462,8 +462,8 @@ func (s *Store) ReloadWith(ctx context.Context, o ReloadOptions) (*ReloadReport,
 	for _, fn := range s.listeners {
 		fn(s.cur.Load(), rep)
 	}
-	if rep.Changed && !rep.Delta && err == nil && s.reloads.Load() > 0 {
-		go releaseMemory(s.cur.Load()) // the replaced version's pages
+	if rep.Changed && !rep.Delta && err == nil {
+		go releaseMemory(s.cur.Load()) // the replaced version's (and the parse's) pages
 	}
 	s.retryIfSettling(rep)
 	return rep, err

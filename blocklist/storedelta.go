@@ -10,6 +10,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"time"
 )
@@ -95,32 +96,80 @@ func (c *chunker) finish() []lineChunk {
 	return c.chunks
 }
 
-// lineDiff compares two versions' chunks: lines [from, oldEnd) of the old
-// version became lines [from, newEnd) of the new one, the rest is equal.
-// directive is set when either changed part has a '#' line.
-func lineDiff(old, cur []lineChunk) (from, oldEnd, newEnd int, directive bool) {
-	p := 0
-	for p < len(old) && p < len(cur) && old[p] == cur[p] {
-		p++
+// hunk is one changed run of lines: lines [oldFrom, oldEnd) of the old
+// version became lines [newFrom, newEnd) of the new one.
+type hunk struct{ oldFrom, oldEnd, newFrom, newEnd int }
+
+// diffWindow is how far (in chunks, on each side) lineDiff looks for the
+// chunks after an edit before it takes the rest of both versions as one
+// change.
+const diffWindow = 32
+
+// lineDiff compares two versions' chunks and returns the changed runs of
+// lines, in order; lines outside them are equal in both versions (in
+// order, however they moved). directive is set when a changed run of
+// either version has a line that may be a directive.
+func lineDiff(old, cur []lineChunk) (hunks []hunk, directive bool) {
+	i, j := 0, 0
+	oldLine, newLine := 1, 1
+	span := func(k, l int) {
+		h := hunk{oldFrom: oldLine, newFrom: newLine}
+		for _, c := range old[i : i+k] {
+			oldLine += int(c.lines)
+			directive = directive || c.directive
+		}
+		for _, c := range cur[j : j+l] {
+			newLine += int(c.lines)
+			directive = directive || c.directive
+		}
+		h.oldEnd, h.newEnd = oldLine, newLine
+		hunks = append(hunks, h)
+		i, j = i+k, j+l
 	}
-	q := 0
-	for q < len(old)-p && q < len(cur)-p && old[len(old)-1-q] == cur[len(cur)-1-q] {
-		q++
+	for i < len(old) && j < len(cur) {
+		if old[i] == cur[j] {
+			oldLine += int(old[i].lines)
+			newLine += int(cur[j].lines)
+			i, j = i+1, j+1
+			continue
+		}
+		found := false
+		for sum := 1; sum <= 2*diffWindow && !found; sum++ {
+			for k := max(0, sum-diffWindow); k <= min(sum, diffWindow); k++ {
+				l := sum - k
+				if i+k < len(old) && j+l < len(cur) && old[i+k] == cur[j+l] {
+					span(k, l)
+					found = true
+					break
+				}
+			}
+		}
+		if !found {
+			break
+		}
 	}
-	from = 1
-	for _, c := range old[:p] {
-		from += int(c.lines)
+	if i < len(old) || j < len(cur) {
+		span(len(old)-i, len(cur)-j)
 	}
-	oldEnd, newEnd = from, from
-	for _, c := range old[p : len(old)-q] {
-		oldEnd += int(c.lines)
-		directive = directive || c.directive
+	return hunks, directive
+}
+
+// inHunks reports whether line (old version when old, else new) is in a
+// changed run.
+func inHunks(hunks []hunk, line int, old bool) bool {
+	k := sort.Search(len(hunks), func(k int) bool {
+		if old {
+			return hunks[k].oldEnd > line
+		}
+		return hunks[k].newEnd > line
+	})
+	if k == len(hunks) {
+		return false
 	}
-	for _, c := range cur[p : len(cur)-q] {
-		newEnd += int(c.lines)
-		directive = directive || c.directive
+	if old {
+		return line >= hunks[k].oldFrom
 	}
-	return from, oldEnd, newEnd, directive
+	return line >= hunks[k].newFrom
 }
 
 // maxDeltaShare is the largest share of a file's lines a change may touch
@@ -209,8 +258,11 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 			return false
 		}
 	}
-	from, oldEnd, newEnd, directive := lineDiff(prev.chunks, file.chunks)
-	changed := oldEnd - from + newEnd - from
+	hunks, directive := lineDiff(prev.chunks, file.chunks)
+	changed := 0
+	for _, h := range hunks {
+		changed += h.oldEnd - h.oldFrom + h.newEnd - h.newFrom
+	}
 	if directive || (changed > maxDeltaLines && changed*maxDeltaShare > file.lines) {
 		return false
 	}
@@ -223,7 +275,7 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	if hr.start() != nil {
 		return false
 	}
-	errs := parseListWindow(lf.name, hr, nb, from, newEnd)
+	errs := parseListWindow(lf.name, hr, nb, hunks)
 	if len(errs) > 0 || nb.sectErr || hexSum(hr.h) != file.hash {
 		return false // the full reload reports it
 	}
@@ -233,7 +285,7 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 		fs.Signature, fs.sigPrint = signed, sigPrint
 	}
 	s.gen++
-	next, removed, added, nrem, nadd := applyDelta(old, &fileDelta{file: lf.name, from: from, oldEnd: oldEnd, newEnd: newEnd, add: nb, status: fs}, s.gen)
+	next, removed, added, nrem, nadd := applyDelta(old, &fileDelta{file: lf.name, hunks: hunks, add: nb, status: fs}, s.gen)
 	nf := next.File(lf.name)
 	fc := FileChange{Name: lf.name, Change: ChangeUpdated, Rules: nf.Rules(), PreviousRules: prev.Rules(),
 		AddedCount: nadd, RemovedCount: nrem, Added: added, Removed: removed}
@@ -318,14 +370,15 @@ func (s *Store) WaitCompacted() {
 // loaded (rules of the new version in [m, end) of b), from the line
 // difference with the version before (prev in old, nil when new).
 func fillChanges(fc *FileChange, old *Snapshot, prev *FileStatus, b *builder, m mark, chunks []lineChunk) {
-	from, oldEnd, newEnd := 1, int(^uint(0)>>1), int(^uint(0)>>1)
+	all := int(^uint(0) >> 1)
+	hunks := []hunk{{1, all, 1, all}}
 	if prev != nil && prev.chunks != nil && chunks != nil {
-		from, oldEnd, newEnd, _ = lineDiff(prev.chunks, chunks)
+		hunks, _ = lineDiff(prev.chunks, chunks)
 	}
 	var removed, added []RuleID
 	if prev != nil && prev.SHA256 != "" && !prev.Stale {
 		eachFileRule(old, prev, func(id RuleID, line int) {
-			if line >= from && line < oldEnd {
+			if inHunks(hunks, line, true) {
 				removed = append(removed, id)
 			}
 		})
@@ -333,17 +386,17 @@ func fillChanges(fc *FileChange, old *Snapshot, prev *FileStatus, b *builder, m 
 	cur := b.s
 	e := b.mark()
 	for i := m.dom; i < e.dom; i++ {
-		if l := cur.dom.line(uint32(i)); l >= from && l < newEnd {
+		if inHunks(hunks, cur.dom.line(uint32(i)), false) {
 			added = append(added, makeRuleID(RuleDomain, i))
 		}
 	}
 	for i := m.ip; i < e.ip; i++ {
-		if l := int(cur.ips[i].line); l >= from && l < newEnd {
+		if inHunks(hunks, int(cur.ips[i].line), false) {
 			added = append(added, makeRuleID(RuleIP, i))
 		}
 	}
 	for i := m.asn; i < e.asn; i++ {
-		if l := int(cur.asns[i].line); l >= from && l < newEnd {
+		if inHunks(hunks, int(cur.asns[i].line), false) {
 			added = append(added, makeRuleID(RuleASN, i))
 		}
 	}

@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 var genTLDs = []string{"com", "net", "org", "io", "co", "info", "xyz", "app", "me", "cc", "tv", "id", "ru", "cn", "de", "uk"}
@@ -30,17 +33,35 @@ func (g *nameGen) label(lo, hi int) {
 	}
 }
 
-// name returns the i-th name; the slice is reused by the next call.
+// name returns the i-th name; the slice is reused by the next call. A
+// name that is itself a public suffix (a random label can hit one of the
+// list's private suffixes, which sinkhole refuses to list) is drawn again.
 func (g *nameGen) name(i int) []byte {
-	g.buf = g.buf[:0]
-	g.label(7, 14)
-	g.buf = append(g.buf, '-')
-	g.buf = strconv.AppendInt(g.buf, int64(i), 36)
-	g.buf = append(g.buf, '.')
-	g.label(4, 9)
-	g.buf = append(g.buf, '.')
-	g.buf = append(g.buf, genTLDs[g.rng.IntN(len(genTLDs))]...)
-	return g.buf
+	for {
+		g.buf = g.buf[:0]
+		g.label(7, 14)
+		g.buf = append(g.buf, '-')
+		g.buf = strconv.AppendInt(g.buf, int64(i), 36)
+		g.buf = append(g.buf, '.')
+		g.label(4, 9)
+		g.buf = append(g.buf, '.')
+		g.buf = append(g.buf, genTLDs[g.rng.IntN(len(genTLDs))]...)
+		if s := string(g.buf); !isPublicSuffix(s) {
+			return g.buf
+		}
+	}
+}
+
+// isPublicSuffix reports whether name, or the name without its first
+// label, is a public suffix ("*.name CNAME ." lists the name's subtree).
+func isPublicSuffix(name string) bool {
+	ps, _ := publicsuffix.PublicSuffix(name)
+	if ps == name {
+		return true
+	}
+	_, parent, _ := strings.Cut(name, ".")
+	ps, _ = publicsuffix.PublicSuffix(parent)
+	return ps == parent && strings.Contains(parent, ".")
 }
 
 // rpzZone is the apex of the generated RPZ zones.
