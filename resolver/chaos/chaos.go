@@ -8,6 +8,7 @@ package chaos
 
 import (
 	"context"
+	"strings"
 
 	"github.com/miekg/dns"
 
@@ -60,12 +61,17 @@ func (s *Stage) ServeDNS(ctx context.Context, req *query.Request) (*dns.Msg, err
 	return m, nil
 }
 
-// split cuts text into the 255-byte strings a TXT record holds.
+// split cuts text into the 255-byte strings a TXT record holds, with
+// backslashes escaped (miekg/dns reads the strings in presentation form):
+// the client receives the text byte for byte.
 func split(text string) []string {
 	var out []string
-	for len(text) > 255 {
-		out = append(out, text[:255])
-		text = text[255:]
+	for {
+		n := min(len(text), 255)
+		out = append(out, strings.ReplaceAll(text[:n], `\`, `\\`))
+		text = text[n:]
+		if text == "" {
+			return out
+		}
 	}
-	return append(out, text)
 }
