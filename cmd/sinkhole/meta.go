@@ -213,10 +213,32 @@ func bashCompletion(app *cli.App) string {
 	for _, c := range commands {
 		fmt.Fprintf(&b, "\t%s) COMPREPLY=($(compgen -W '%s' -- \"$cur\")) ;;\n", c, strings.Join(words[c], " "))
 	}
-	b.WriteString("\tesac\n\tif [[ $cur != -* && ${COMP_WORDS[COMP_CWORD-1]} == --@(config|lists|admin-token-file|audit-log|query-log|geoip-country|geoip-asn|state-dir) ]]; then\n")
+	fmt.Fprintf(&b, "\tesac\n\tif [[ $cur != -* && ${COMP_WORDS[COMP_CWORD-1]} == --@(%s) ]]; then\n", strings.Join(pathFlags(app), "|"))
 	b.WriteString("\t\tCOMPREPLY=($(compgen -f -- \"$cur\"))\n\tfi\n}\n")
 	b.WriteString("complete -F _sinkhole sinkhole\n")
 	return b.String()
+}
+
+// pathFlags are the flags whose value is a file or directory: path flags,
+// and those whose placeholder says FILE or DIR.
+func pathFlags(app *cli.App) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, cmd := range app.Commands {
+		for _, f := range cmd.Flags {
+			_, isPath := f.(*cli.PathFlag)
+			usage := ""
+			if u, ok := f.(cli.DocGenerationFlag); ok {
+				usage = u.GetUsage()
+			}
+			if name := f.Names()[0]; !seen[name] && (isPath || strings.Contains(usage, "`FILE`") || strings.Contains(usage, "`DIR`")) {
+				seen[name] = true
+				out = append(out, name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // zshCompletion writes a zsh completion script (#compdef) from the app's

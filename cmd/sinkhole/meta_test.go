@@ -94,6 +94,9 @@ func TestCompletion(t *testing.T) {
 	if got := complete("sinkhole", "serve", "--block-a"); got != "--block-action" {
 		t.Errorf("sinkhole serve --block-a<TAB>: %q", got)
 	}
+	if got := complete("sinkhole", "serve", "--config", "meta"); got != "meta.go meta_test.go" {
+		t.Errorf("sinkhole serve --config meta<TAB> (files): %q", got)
+	}
 	if got := complete("sinkhole", "completion", "z"); got != "zsh" {
 		t.Errorf("sinkhole completion z<TAB>: %q", got)
 	}
