@@ -140,6 +140,9 @@ func (e *encryptedConfig) upstreamsFrom(c *cli.Context) error {
 // encrypted is the running encrypted listeners.
 type encrypted struct {
 	cert *tlscert.Store
+	// h3 and quic count the handshakes of the QUIC listeners (DoH over
+	// HTTP/3, DoQ), which report no failures themselves.
+	h3, quic tlscert.Handshakes
 	dot  []*dot.Listener
 	doh  *doh.Server
 	doq  []*doq.Listener
@@ -174,14 +177,14 @@ func (in *instance) startEncrypted() (err error) {
 		in.enc.dot = append(in.enc.dot, l)
 	}
 	if len(e.https)+len(e.h3) > 0 {
-		in.enc.doh, err = doh.Start(doh.Config{HTTPS: e.https, H3: e.h3, TLS: tc, IdleTimeout: in.cfg.tcpIdle, MaxConns: in.cfg.tcpMaxConns,
+		in.enc.doh, err = doh.Start(doh.Config{HTTPS: e.https, H3: e.h3, TLS: tc, H3TLS: in.enc.h3.Config(tc), IdleTimeout: in.cfg.tcpIdle, MaxConns: in.cfg.tcpMaxConns,
 			Handler: doh.HandlerConfig{Server: in.dns, TrustedProxies: e.trustedProxies}, Logger: in.log})
 		if err != nil {
 			return err
 		}
 	}
 	for _, a := range e.quic {
-		l, err := doq.Listen(doq.Config{Addr: a, TLS: tc, Server: in.dns, IdleTimeout: in.cfg.tcpIdle, MaxConns: in.cfg.tcpMaxConns, Logger: in.log})
+		l, err := doq.Listen(doq.Config{Addr: a, TLS: in.enc.quic.Config(tc), Server: in.dns, IdleTimeout: in.cfg.tcpIdle, MaxConns: in.cfg.tcpMaxConns, Logger: in.log})
 		if err != nil {
 			return err
 		}
@@ -208,9 +211,20 @@ func (in *instance) handshakeFailures() map[string]uint64 {
 		out[dot.Proto] += l.HandshakeFailures()
 	}
 	if in.enc.doh != nil {
-		if https, _ := in.enc.doh.Addrs(); len(https) > 0 {
+		https, h3 := in.enc.doh.Addrs()
+		if len(https) > 0 {
 			out[doh.Proto] = in.enc.doh.HandshakeFailures()
 		}
+		if len(h3) > 0 {
+			out[doh.ProtoH3] = in.enc.h3.Failures(in.enc.doh.H3Accepted())
+		}
+	}
+	if len(in.enc.doq) > 0 {
+		var done uint64
+		for _, l := range in.enc.doq {
+			done += l.Accepted()
+		}
+		out[doq.Proto] = in.enc.quic.Failures(done)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -511,6 +512,52 @@ func TestDoQProtocolErrors(t *testing.T) {
 		r, err := doqExchange(ctx, c2, newQuery(fmt.Sprintf("n%d.allowed.example", i), dns.TypeA))
 		if err != nil || r.Rcode != dns.RcodeNameError {
 			t.Fatalf("query %d on a reused connection: %v %v", i, r, err)
+		}
+	}
+}
+
+// Failed handshakes are counted per transport, QUIC ones too: a client
+// that does not trust the certificate fails on every listener.
+func TestEncryptedHandshakeFailuresCounted(t *testing.T) {
+	up := startUpstream(t, encRecords...)
+	es := startEncrypted(t, writeLists(t, map[string]string{"list.txt": encLists}), "--upstream", up.Addr)
+	other := certtest.NewCA(t, "another CA")
+	wrong := func(alpn ...string) *tls.Config {
+		return &tls.Config{RootCAs: other.Pool(), ServerName: tlsName, NextProtos: alpn}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	if c, err := tls.Dial("tcp", es.dot, wrong("dot")); err == nil {
+		c.Close()
+		t.Error("DoT handshake with an untrusted certificate succeeded")
+	}
+	if c, err := tls.Dial("tcp", es.https, wrong("h2")); err == nil {
+		c.Close()
+		t.Error("DoH handshake with an untrusted certificate succeeded")
+	}
+	for _, c := range []struct{ addr, alpn string }{{es.h3, "h3"}, {es.quic, "doq"}} {
+		if conn, err := quic.DialAddr(ctx, c.addr, wrong(c.alpn), nil); err == nil {
+			conn.CloseWithError(0, "")
+			t.Errorf("%s handshake with an untrusted certificate succeeded", c.alpn)
+		}
+	}
+	// A good handshake on each QUIC listener is not counted.
+	if _, _, err := es.ask("doq", newQuery("allowed.example", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := es.ask("doh3", newQuery("allowed.example", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"dot": 1, "doh": 1, "doh3": 1, "doq": 1}
+	var got map[string]uint64
+	waitUntil(t, "every failed handshake counted", 10*time.Second, func() bool {
+		got = statusOf(t, es.testServer).TLS.HandshakeFailures
+		return maps.Equal(got, want)
+	})
+	m := es.metrics(t)
+	for proto := range want {
+		if v := m.Value("sinkhole_tls_handshake_failures_total", "proto", proto); v != 1 {
+			t.Errorf("sinkhole_tls_handshake_failures_total{proto=%q} = %v", proto, v)
 		}
 	}
 }

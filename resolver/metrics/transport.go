@@ -10,7 +10,7 @@ import (
 // every scrape (cheap, safe for concurrent use).
 type Encrypted struct {
 	// HandshakeFailures returns the failed TLS handshakes per transport
-	// (dot, doh).
+	// (dot, doh, doh3, doq).
 	HandshakeFailures func() map[string]uint64
 	// CertExpiry returns the expiry time of the certificate in service.
 	CertExpiry func() time.Time
@@ -18,7 +18,7 @@ type Encrypted struct {
 
 var (
 	handshakeDesc = prometheus.NewDesc(namespace+"_tls_handshake_failures_total",
-		"TLS handshakes that failed or timed out on the encrypted listeners, by transport (dot, doh).",
+		"TLS handshakes that failed or timed out on the encrypted listeners, by transport (dot, doh, doh3, doq).",
 		[]string{"proto"}, nil)
 	certExpiryDesc = prometheus.NewDesc(namespace+"_tls_certificate_expiry_timestamp_seconds",
 		"Unix time the TLS certificate in service expires.", nil, nil)

@@ -25,7 +25,10 @@ type Config struct {
 	H3    []string // HTTP/3 (QUIC, UDP) addresses
 	// TLS is the servers' TLS configuration (certificate via
 	// GetCertificate); each listener sets its ALPN on a copy.
-	TLS     *tls.Config
+	TLS *tls.Config
+	// H3TLS, when set, is the HTTP/3 listeners' configuration instead of
+	// TLS (to count their handshakes apart).
+	H3TLS   *tls.Config
 	Handler HandlerConfig
 	// IdleTimeout closes idle connections (default 10s); requests must
 	// send their headers within it too.
@@ -44,6 +47,7 @@ type Server struct {
 	h3       []*http3.Server
 	h3Conns  []net.PacketConn
 	failures atomic.Uint64
+	h3Done   atomic.Uint64 // HTTP/3 connections whose handshake completed
 	conns    atomic.Int64
 	rejected atomic.Uint64
 	wg       sync.WaitGroup
@@ -88,13 +92,18 @@ func Start(cfg Config) (_ *Server, err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	for _, pc := range s.h3Conns {
-		tc := http3.ConfigureTLSConfig(cfg.TLS.Clone())
+		base := cfg.TLS
+		if cfg.H3TLS != nil {
+			base = cfg.H3TLS
+		}
+		tc := http3.ConfigureTLSConfig(base.Clone())
 		srv := &http3.Server{
 			Handler:     mux,
 			TLSConfig:   tc,
 			IdleTimeout: cfg.IdleTimeout,
 			QUICConfig:  &quic.Config{MaxIdleTimeout: cfg.IdleTimeout, HandshakeIdleTimeout: cfg.IdleTimeout},
 			Logger:      cfg.Logger,
+			ConnContext: s.countHandshake,
 		}
 		s.h3 = append(s.h3, srv)
 		s.wg.Add(1)
@@ -151,6 +160,22 @@ func (s *Server) Addrs() (https, h3 []string) {
 
 // HandshakeFailures counts failed TLS handshakes on the HTTPS listeners.
 func (s *Server) HandshakeFailures() uint64 { return s.failures.Load() }
+
+// countHandshake counts an HTTP/3 connection once its handshake completes
+// (the http3 server hands connections over before, for 0-RTT).
+func (s *Server) countHandshake(ctx context.Context, c *quic.Conn) context.Context {
+	go func() {
+		select {
+		case <-c.HandshakeComplete():
+			s.h3Done.Add(1)
+		case <-c.Context().Done():
+		}
+	}()
+	return ctx
+}
+
+// H3Accepted counts the HTTP/3 connections whose handshake completed.
+func (s *Server) H3Accepted() uint64 { return s.h3Done.Load() }
 
 // Rejected counts HTTPS connections closed at once for being over MaxConns.
 func (s *Server) Rejected() uint64 { return s.rejected.Load() }

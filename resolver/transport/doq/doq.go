@@ -65,6 +65,7 @@ type Listener struct {
 	pc       net.PacketConn
 	ln       *quic.Listener
 	conns    atomic.Int64
+	accepted atomic.Uint64 // connections whose handshake completed
 	rejected atomic.Uint64
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -116,6 +117,9 @@ func Listen(cfg Config) (*Listener, error) {
 // Addr is the bound address.
 func (l *Listener) Addr() string { return l.pc.LocalAddr().String() }
 
+// Accepted counts the connections whose handshake completed.
+func (l *Listener) Accepted() uint64 { return l.accepted.Load() }
+
 // Rejected counts connections closed for being over MaxConns.
 func (l *Listener) Rejected() uint64 { return l.rejected.Load() }
 
@@ -126,6 +130,7 @@ func (l *Listener) accept() {
 		if err != nil {
 			return // closed
 		}
+		l.accepted.Add(1)
 		if l.conns.Add(1) > int64(l.cfg.MaxConns) {
 			l.conns.Add(-1)
 			l.rejected.Add(1)
