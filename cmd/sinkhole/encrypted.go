@@ -143,9 +143,9 @@ type encrypted struct {
 	// h3 and quic count the handshakes of the QUIC listeners (DoH over
 	// HTTP/3, DoQ), which report no failures themselves.
 	h3, quic tlscert.Handshakes
-	dot  []*dot.Listener
-	doh  *doh.Server
-	doq  []*doq.Listener
+	dot      []*dot.Listener
+	doh      *doh.Server
+	doq      []*doq.Listener
 }
 
 // startEncrypted loads the certificate and starts the encrypted listeners
