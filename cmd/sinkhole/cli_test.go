@@ -257,7 +257,9 @@ func TestSIGHUPAndSIGTERM(t *testing.T) {
 		if err == nil {
 			json.NewDecoder(resp.Body).Decode(&st)
 			resp.Body.Close()
-			if st.Rules == 2 {
+			// The reload is logged just after it goes into service: wait
+			// for both.
+			if st.Rules == 2 && strings.Contains(stderr.String(), `"trigger":"SIGHUP"`) {
 				break
 			}
 		}
