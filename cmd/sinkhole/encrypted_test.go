@@ -561,3 +561,32 @@ func TestEncryptedHandshakeFailuresCounted(t *testing.T) {
 		}
 	}
 }
+
+// Bad encrypted-DNS options are usage errors naming the flag.
+func TestEncryptedOptionErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen-tls", "127.0.0.1:853"}, "need --tls-cert and --tls-key"},
+		{[]string{"--listen-quic", "nonsense"}, "--listen-quic"},
+		{[]string{"--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"--trusted-proxy", "10.0.0.1/8", "--listen-https", "127.0.0.1:443", "--tls-cert", "c", "--tls-key", "k"}, "host bits set"},
+		{[]string{"--trusted-proxy", "10.0.0.0/8"}, "applies to DoH only"},
+		{[]string{"--upstream-spki-pin", "short"}, "--upstream-spki-pin"},
+		{[]string{"--upstream-bootstrap", "tls://192.0.2.1"}, "--upstream-bootstrap"},
+		{[]string{"--upstream", "tls://dns.example"}, "want tls://IP"},
+		{[]string{"--listen-tls", "0.0.0.0:853", "--tls-cert", "c", "--tls-key", "k", "--allow", "0.0.0.0/1"}, "--allow"}, // open-resolver rule
+	} {
+		_, err := loadServeConfig(t, append([]string{"--upstream", "192.0.2.1"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	cfg, err := loadServeConfig(t, "--upstream", "tls://192.0.2.1#dns.example", "--upstream", "https://dns.example/dns-query",
+		"--upstream-bootstrap", "192.0.2.53", "--listen-tls", "127.0.0.1:853", "--tls-cert", "c", "--tls-key", "k")
+	if err != nil || strings.Join(cfg.upstreams, " ") != "tls://192.0.2.1:853#dns.example https://dns.example:443/dns-query" ||
+		cfg.enc.upstreamTLS.Bootstrap[0] != "192.0.2.53:53" || !cfg.enc.canary || !cfg.enc.privateRelay {
+		t.Errorf("good options: %v %+v", err, cfg)
+	}
+}
