@@ -56,15 +56,24 @@ type HandlerConfig struct {
 
 // Handler answers DoH requests.
 type Handler struct {
-	cfg HandlerConfig
+	cfg    HandlerConfig
+	altSvc []string // the Alt-Svc header's value, nil for none
 }
+
+// contentTypeValue is the answers' Content-Type header value (shared, never
+// modified).
+var contentTypeValue = []string{contentType}
 
 // NewHandler returns the handler.
 func NewHandler(cfg HandlerConfig) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Handler{cfg: cfg}
+	h := &Handler{cfg: cfg}
+	if cfg.AltSvc != "" {
+		h.altSvc = []string{cfg.AltSvc}
+	}
+	return h
 }
 
 // ServeHTTP answers one request: 200 with the DNS answer (a DNS error is
@@ -128,12 +137,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// end the stream without an answer, as UDP sends none.
 		panic(http.ErrAbortHandler)
 	}
+	// Canonical keys set directly, shared values: no allocation for them;
+	// no Date header (an HTTP cache has Cache-Control, RFC 8484 5.1).
 	hd := w.Header()
-	hd.Set("Content-Type", contentType)
-	hd.Set("Content-Length", strconv.Itoa(len(resp)))
-	hd.Set("Cache-Control", "max-age="+strconv.FormatUint(uint64(resolver.CacheLifetime(resp)), 10))
-	if h.cfg.AltSvc != "" && r.ProtoMajor < 3 {
-		hd.Set("Alt-Svc", h.cfg.AltSvc)
+	hd["Content-Type"] = contentTypeValue
+	hd["Content-Length"] = []string{strconv.Itoa(len(resp))}
+	hd["Cache-Control"] = []string{"max-age=" + strconv.FormatUint(uint64(resolver.CacheLifetime(resp)), 10)}
+	hd["Date"] = nil
+	if h.altSvc != nil && r.ProtoMajor < 3 {
+		hd["Alt-Svc"] = h.altSvc
 	}
 	w.Write(resp) // status 200 with the body, in one write
 }
