@@ -349,6 +349,7 @@ func (s *Store) compactSoon(snap *Snapshot) {
 		}
 		if s.cur.CompareAndSwap(snap, merged) {
 			s.compactions.Add(1)
+			snap = nil // the layered version is garbage now: let its pages go
 			releaseMemory(merged)
 		}
 	})
@@ -488,7 +489,7 @@ func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
 // releaseBytes is the size of compiled lists above which the memory a
 // replaced version held is handed back to the system at once.
-const releaseBytes = 32 << 20
+const releaseBytes = 16 << 20
 
 // releaseMemory returns the pages of the lists snap replaced to the
 // system when the lists are big: the Go runtime would otherwise keep them
