@@ -37,7 +37,7 @@ func (rep *report) markdown() string {
 			steadyCell = fmt.Sprintf("%.0f MB after, %.0f MB before (%.2fx)", steady, first, steady/first)
 			peakCell += fmt.Sprintf(", %.2fx steady", peak/first)
 		}
-		if merge, ok := median(r.runs, func(x result) float64 { return x.MergePeakMB }); ok && merge > 0 {
+		if merge, ok := median(r.runs, func(x result) float64 { return x.MergePeakMB }); ok && merge > 0 && r.runs[0].Delta {
 			peakCell += fmt.Sprintf("; %.0f MB with the background merge (%.2fx)", merge, merge/first)
 		}
 		what := r.what
