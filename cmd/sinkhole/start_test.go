@@ -277,9 +277,10 @@ func TestAuditLogSurvives(t *testing.T) {
 	} else {
 		t.Logf("reopened after %s", d.Round(time.Millisecond))
 	}
-	if !strings.Contains(p.stderr.String(), `"msg":"log reopened","log":"audit"`) {
-		t.Fatalf("no WARN about the reopen:\n%s", p.stderr.String())
-	}
+	// The reopen is logged just after the new file takes lines.
+	waitUntil(t, "a WARN about the reopen", 5*time.Second, func() bool {
+		return strings.Contains(p.stderr.String(), `"msg":"log reopened","log":"audit"`)
+	})
 
 	// logrotate: rename, then SIGUSR1.
 	os.Rename(audit, audit+".1")
