@@ -77,6 +77,11 @@ type Options struct {
 	// whose files are replaced by rename and checked against their
 	// recorded SHA-256 (ChecksumCheck): they need no settling.
 	Verified []string
+	// LastGood, when set, is a directory where the last good version of
+	// each file of Dirs[0] is kept, so that a cold start holds a version
+	// the shrink guard would hold against it (see lastgood.go). Off when
+	// MaxShrink is 1.
+	LastGood string
 }
 
 // ReloadOptions are the options of one reload.
@@ -107,6 +112,7 @@ type Store struct {
 	mergeMu      sync.Mutex // one merge at a time
 	compacting   sync.WaitGroup
 	compactions  atomic.Uint64
+	lg           *lastGood // Options.LastGood
 }
 
 // NewStore returns a store serving the empty snapshot until the first Reload.
@@ -120,7 +126,7 @@ func NewStore(opts Options) *Store {
 	if opts.MaxShrink <= 0 {
 		opts.MaxShrink = DefaultMaxShrink
 	}
-	s := &Store{opts: opts, log: opts.Logger}
+	s := &Store{opts: opts, log: opts.Logger, lg: newLastGood(opts)}
 	s.cur.Store(Empty())
 	return s
 }
@@ -459,6 +465,7 @@ func (s *Store) ReloadWith(ctx context.Context, o ReloadOptions) (*ReloadReport,
 		rep.Duration = time.Since(start)
 		rep.Error = err.Error()
 	}
+	s.afterReloadLastGood(rep)
 	for _, fn := range s.listeners {
 		fn(s.cur.Load(), rep)
 	}
@@ -502,7 +509,7 @@ const maxSettleRetry = 5 * time.Second
 // reload does the work of Reload, under its lock.
 func (s *Store) reload(ctx context.Context, o ReloadOptions, start time.Time) (*ReloadReport, error) {
 	trigger := o.Trigger
-	old := s.cur.Load()
+	old := s.seedLastGood(s.cur.Load()) // a cold start compares with the last good versions
 	rep := &ReloadReport{Trigger: trigger, Generation: old.Generation}
 	listed, err := s.listFiles()
 	if err != nil {

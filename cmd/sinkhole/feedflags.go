@@ -14,7 +14,7 @@ func feedFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "rpz-feed", Usage: "be a secondary for an RPZ zone: `NAME=ZONE@PRIMARY[:PORT]` (repeatable)"},
 		&cli.StringSliceFlag{Name: "rpz-tsig", Usage: "sign the transfers of feed NAME with the TSIG key in FILE (tsig-keygen format): `NAME=FILE` (repeatable)"},
-		&cli.StringFlag{Name: "state-dir", Value: "./state", Usage: "keep RPZ feed zones, list URL copies and the export serial in `DIR`"},
+		&cli.StringFlag{Name: "state-dir", Value: "./state", Usage: "keep the last good version of each --lists file, RPZ feed zones, list URL copies and the export serial in `DIR`"},
 		&cli.StringFlag{Name: "rpz-export", Usage: "serve the loaded lists as the RPZ zone `ZONE` over AXFR and IXFR"},
 		&cli.StringSliceFlag{Name: "rpz-allow-transfer", Usage: "networks that may transfer the exported zone, `CIDR` (repeatable; default loopback)"},
 		&cli.StringSliceFlag{Name: "rpz-notify", Usage: "send NOTIFY for the exported zone to `ADDR`, IP or IP:port (repeatable)"},

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,12 +94,21 @@ func (in *instance) storeOptions(dirs []string) blocklist.Options {
 		MaxShrink: in.cfg.safety.maxShrink,
 		Verify:    in.cfg.listVerifier(),
 	}
+	if sd := in.cfg.feeds.StateDir; sd != "" {
+		// The last good version of each --lists file, so that a restart
+		// holds what a reload would (README: Safety of the lists).
+		o.LastGood = filepath.Join(sd, lastGoodDir)
+	}
 	if state := dirs[1:]; len(state) > 0 {
 		o.Verified = state
 		o.Checks = append(o.Checks, blocklist.ChecksumCheck(state...))
 	}
 	return o
 }
+
+// lastGoodDir, in --state-dir, keeps the last good version of each
+// --lists file.
+const lastGoodDir = "last-good"
 
 // watchLists starts the watch of the --lists directory (by path: a
 // directory or symlink replaced under it is followed).
@@ -117,10 +127,14 @@ func (in *instance) watchLists() error {
 	return nil
 }
 
-// stopWatchingLists ends the watch (if it started).
+// stopWatchingLists ends the watch (if it started), then waits for the
+// copy of a last good version being written.
 func (in *instance) stopWatchingLists() {
 	if w := in.watch.Swap(nil); w != nil {
 		w.Close()
+	}
+	if in.store != nil {
+		in.store.WaitLastGood()
 	}
 }
 

@@ -98,6 +98,10 @@ func startSinkholeWith(t *testing.T, listen string, stdout io.Writer, lists stri
 		// tests the strategies).
 		args = append([]string{"--start-strategy", "fast"}, args...)
 	}
+	if !slices.Contains(args, "--state-dir") {
+		// Not the working directory's ./state (shared by every test).
+		args = append([]string{"--state-dir", t.TempDir()}, args...)
+	}
 	if !slices.Contains(args, "--audit-log") {
 		ts.audit = filepath.Join(t.TempDir(), "audit.log")
 		args = append([]string{"--audit-log", ts.audit}, args...)
