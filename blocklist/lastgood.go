@@ -77,7 +77,7 @@ type lastGood struct {
 	running bool
 	idle    *sync.Cond
 	writing func(path string) bool // Options.Writing
-	seeded  map[string]bool // files served from their copy at the cold start
+	seeded  map[string]bool        // files served from their copy at the cold start
 }
 
 // newLastGood returns nil when the copies are off (no directory, no
