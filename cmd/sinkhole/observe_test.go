@@ -525,7 +525,7 @@ func serveError(t *testing.T, args []string) (int, string, string) {
 	var stderr syncBuffer
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	code := run(ctx, append([]string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, args...), &bytes.Buffer{}, &stderr)
+	code := run(ctx, append([]string{"sinkhole", "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--state-dir", t.TempDir()}, args...), &bytes.Buffer{}, &stderr)
 	var last string
 	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
 		if strings.HasPrefix(l, "sinkhole: ") {

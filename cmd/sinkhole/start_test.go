@@ -23,6 +23,7 @@ func serveExit(t *testing.T, args ...string) (int, string, time.Duration) {
 	t.Helper()
 	cmd := exec.Command(sinkholeBin(t), append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--audit-log", filepath.Join(t.TempDir(), "audit.log")}, args...)...)
+	cmd.Dir = t.TempDir() // its ./state
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	start := time.Now()
@@ -78,6 +79,7 @@ func TestStartStrategyEmptyLists(t *testing.T) {
 		cmd := exec.Command(sinkholeBin(t), "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json",
 			"--audit-log", filepath.Join(t.TempDir(), "audit.log"), "--lists", lists, "--upstream", up.Addr,
 			"--start-strategy", "blocking", "--reload-debounce", "20ms")
+		cmd.Dir = t.TempDir() // its ./state
 		stderr := &syncBuffer{}
 		cmd.Stderr = stderr
 		if err := cmd.Start(); err != nil {
