@@ -81,8 +81,19 @@ type lastGood struct {
 }
 
 // newLastGood returns nil when the copies are off (no directory, no
-// lists directory or the shrink guard off).
+// lists directory or the shrink guard off). With the guard off, the
+// copies kept before are removed: they no longer follow the lists, and
+// turning the guard on again must not hold files against old versions.
 func newLastGood(o Options) *lastGood {
+	if o.LastGood != "" && o.MaxShrink >= 1 {
+		if _, err := os.Stat(o.LastGood); err == nil {
+			if err := os.RemoveAll(o.LastGood); err != nil {
+				o.Logger.Warn("the shrink guard is off: could not remove the last good versions", "dir", o.LastGood, "err", err)
+			} else {
+				o.Logger.Info("the shrink guard is off: the last good versions kept are removed", "dir", o.LastGood)
+			}
+		}
+	}
 	if o.LastGood == "" || len(o.Dirs) == 0 || o.MaxShrink >= 1 {
 		return nil
 	}

@@ -160,6 +160,23 @@ func TestLastGoodColdStart(t *testing.T) {
 	}
 }
 
+// With the guard off the copies are removed: turning it on again does not
+// hold a file against a version from before.
+func TestLastGoodGuardOffRemovesCopies(t *testing.T) {
+	lists, state := t.TempDir(), filepath.Join(t.TempDir(), "last-good")
+	write(t, lists, "l.txt", names("a", 10))
+	lastGoodStore(t, lists, state, 0)
+	write(t, lists, "l.txt", names("a", 2))
+	lastGoodStore(t, lists, state, 1)
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatalf("copies kept with the guard off: %v", err)
+	}
+	write(t, lists, "l.txt", names("a", 1))
+	if _, rep := lastGoodStore(t, lists, state, 0); change(rep, "l.txt").Change == ChangeHeld {
+		t.Fatalf("held against a version from before the guard was off: %+v", change(rep, "l.txt"))
+	}
+}
+
 // Copies of another lists directory are not used.
 func TestLastGoodOtherListsDir(t *testing.T) {
 	lists, state := t.TempDir(), filepath.Join(t.TempDir(), "last-good")
