@@ -244,18 +244,7 @@ func startUnboundWith(t *testing.T, upstream, extra string) string {
 	for try := 0; ; try++ {
 		addr := freeAddr(t)
 		host, port := hostPortOf(t, addr)
-		conf := fmt.Sprintf(`server:
-	interface: %[2]s@%[3]s
-	do-daemonize: no
-	use-syslog: no
-	logfile: ""
-	chroot: ""
-	username: ""
-	directory: "%[1]s"
-	pidfile: "%[1]s/unbound.pid"
-	do-ip6: no
-	do-not-query-localhost: no
-	access-control: 127.0.0.0/8 allow_snoop
+		conf := fmt.Sprintf(unboundServer+`	access-control: 127.0.0.0/8 allow_snoop
 	%[6]s
 	verbosity: 1
 	qname-minimisation: no

@@ -105,18 +105,7 @@ func TestEncryptedUnboundForwardsOverTLS(t *testing.T) {
 	addr := freeAddr(t)
 	host, port := hostPortOf(t, addr)
 	dh, dp := hostPortOf(t, es.dot)
-	conf := fmt.Sprintf(`server:
-	interface: %[2]s@%[3]s
-	do-daemonize: no
-	use-syslog: no
-	logfile: ""
-	chroot: ""
-	username: ""
-	directory: "%[1]s"
-	pidfile: "%[1]s/unbound.pid"
-	do-ip6: no
-	do-not-query-localhost: no
-	access-control: 127.0.0.0/8 allow
+	conf := fmt.Sprintf(unboundServer+`	access-control: 127.0.0.0/8 allow
 	module-config: "iterator"
 	verbosity: 1
 	qname-minimisation: no

@@ -261,11 +261,12 @@ type consumerKind struct {
 	start          func(t *testing.T, bin, dir, addr, primary, upstream string) *daemon
 }
 
-func startUnboundConsumer(t *testing.T, bin, dir, addr, primary, upstream string) *daemon {
-	host, port := hostPortOf(t, addr)
-	phost, pport := hostPortOf(t, primary)
-	uhost, uport := hostPortOf(t, upstream)
-	conf := fmt.Sprintf(`server:
+// unboundServer opens the server: clause of every Unbound the tests start:
+// in the foreground, logging to stderr, no chroot or user switch, its
+// files in the directory %[1]s, listening on %[2]s@%[3]s (IPv4 loopback),
+// and allowed to query loopback servers. The callers' formats go on with
+// their own server: options.
+const unboundServer = `server:
 	interface: %[2]s@%[3]s
 	do-daemonize: no
 	use-syslog: no
@@ -276,7 +277,13 @@ func startUnboundConsumer(t *testing.T, bin, dir, addr, primary, upstream string
 	pidfile: "%[1]s/unbound.pid"
 	do-ip6: no
 	do-not-query-localhost: no
-	access-control: 127.0.0.0/8 allow
+`
+
+func startUnboundConsumer(t *testing.T, bin, dir, addr, primary, upstream string) *daemon {
+	host, port := hostPortOf(t, addr)
+	phost, pport := hostPortOf(t, primary)
+	uhost, uport := hostPortOf(t, upstream)
+	conf := fmt.Sprintf(unboundServer+`	access-control: 127.0.0.0/8 allow
 	module-config: "respip iterator"
 	verbosity: 1
 	qname-minimisation: no

@@ -17,18 +17,7 @@ import (
 // exports, and a control zone from a primary whose ZONEMD is wrong.
 func unboundAuthZone(t *testing.T, bin, dir, addr, good, bad string) *daemon {
 	host, port := hostPortOf(t, addr)
-	conf := fmt.Sprintf(`server:
-	interface: %[2]s@%[3]s
-	do-daemonize: no
-	use-syslog: no
-	logfile: ""
-	chroot: ""
-	username: ""
-	directory: "%[1]s"
-	pidfile: "%[1]s/unbound.pid"
-	do-ip6: no
-	do-not-query-localhost: no
-	access-control: 127.0.0.0/8 allow
+	conf := fmt.Sprintf(unboundServer+`	access-control: 127.0.0.0/8 allow
 	verbosity: 2
 	local-zone: "test." nodefault
 %[4]sremote-control:
