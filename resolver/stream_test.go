@@ -1,22 +1,16 @@
 package resolver_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver"
-	"github.com/sinkhole-dns/sinkhole/resolver/cache"
-	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
 // Over one TCP connection, pipelined queries that the fast path answers
@@ -25,18 +19,7 @@ import (
 // of them up: RFC 7766 6.2.1.1 lets answers leave out of order.
 func TestStreamPipelinedFastAndSlow(t *testing.T) {
 	const slowFor = 1500 * time.Millisecond
-	next := query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
-		if strings.HasPrefix(req.Name, "slow") {
-			time.Sleep(slowFor)
-		}
-		return answerA(ctx, req)
-	})
-	c := cache.New(cache.Config{Snapshot: blocklist.Empty, Logger: slog.New(slog.DiscardHandler)})
-	chain, err := query.Chain(c, next)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := startServer(t, resolver.ServerConfig{Handler: chain})
+	s := startServer(t, resolver.ServerConfig{Handler: slowBehindCache(t, slowFor)})
 	conn, err := net.Dial("tcp", s.Addrs()[0])
 	if err != nil {
 		t.Fatal(err)

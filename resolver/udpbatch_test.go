@@ -24,18 +24,7 @@ func TestUDPBatchSlowQueryDoesNotHoldBatch(t *testing.T) {
 	const slowFor = 1500 * time.Millisecond
 	for _, batch := range []int{1, resolver.DefaultUDPBatch} {
 		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
-			next := query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
-				if strings.HasPrefix(req.Name, "slow") {
-					time.Sleep(slowFor)
-				}
-				return answerA(ctx, req)
-			})
-			c := cache.New(cache.Config{Snapshot: blocklist.Empty, Logger: slog.New(slog.DiscardHandler)})
-			chain, err := query.Chain(c, next)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := startServer(t, resolver.ServerConfig{Handler: chain, UDPSockets: 1, UDPBatch: batch})
+			s := startServer(t, resolver.ServerConfig{Handler: slowBehindCache(t, slowFor), UDPSockets: 1, UDPBatch: batch})
 			conn, err := net.Dial("udp", s.Addrs()[0])
 			if err != nil {
 				t.Fatal(err)
@@ -90,4 +79,23 @@ func TestUDPBatchSlowQueryDoesNotHoldBatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// slowBehindCache is a chain of a cache in front of a stage that answers
+// every name with an A record, after slowFor for names starting "slow":
+// cached names are answered by the fast path, slow ones take the chain.
+func slowBehindCache(t *testing.T, slowFor time.Duration) *query.Pipeline {
+	t.Helper()
+	next := query.HandlerFunc(func(ctx context.Context, req *query.Request) (*dns.Msg, error) {
+		if strings.HasPrefix(req.Name, "slow") {
+			time.Sleep(slowFor)
+		}
+		return answerA(ctx, req)
+	})
+	c := cache.New(cache.Config{Snapshot: blocklist.Empty, Logger: slog.New(slog.DiscardHandler)})
+	chain, err := query.Chain(c, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chain
 }

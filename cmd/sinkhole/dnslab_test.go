@@ -167,13 +167,7 @@ func startLab(t *testing.T) *dnsLab {
 	for try := 0; ; try++ {
 		lab.bind = freeAddr(t)
 		host, port := hostPortOf(t, lab.bind)
-		conf := fmt.Sprintf(`options {
-	directory "%[1]s";
-	pid-file "%[1]s/named.pid";
-	session-keyfile "%[1]s/session.key";
-	listen-on port %[3]s { %[2]s; };
-	listen-on-v6 { none; };
-	recursion yes;
+		conf := fmt.Sprintf(namedOptions+`	recursion yes;
 	allow-recursion { 127.0.0.0/8; };
 	qname-minimization off;
 	dnssec-validation no;

@@ -132,13 +132,7 @@ type primaryKind struct {
 func startNamed(t *testing.T, bin, dir, addr, notifyAddr string) *daemon {
 	host, port := hostPortOf(t, addr)
 	nhost, nport := hostPortOf(t, notifyAddr)
-	conf := fmt.Sprintf(`options {
-	directory "%[1]s";
-	pid-file "%[1]s/named.pid";
-	session-keyfile "%[1]s/session.key";
-	listen-on port %[3]s { %[2]s; };
-	listen-on-v6 { none; };
-	recursion no;
+	conf := fmt.Sprintf(namedOptions+`	recursion no;
 	dnssec-validation no;
 	notify explicit;
 	notify-delay 0;
@@ -261,6 +255,17 @@ type consumerKind struct {
 	start          func(t *testing.T, bin, dir, addr, primary, upstream string) *daemon
 }
 
+// namedOptions opens the options clause of every BIND the tests start:
+// its files in the directory %[1]s, listening on %[2]s port %[3]s (IPv4
+// loopback only). The callers' formats go on with their own options.
+const namedOptions = `options {
+	directory "%[1]s";
+	pid-file "%[1]s/named.pid";
+	session-keyfile "%[1]s/session.key";
+	listen-on port %[3]s { %[2]s; };
+	listen-on-v6 { none; };
+`
+
 // unboundServer opens the server: clause of every Unbound the tests start:
 // in the foreground, logging to stderr, no chroot or user switch, its
 // files in the directory %[1]s, listening on %[2]s@%[3]s (IPv4 loopback),
@@ -313,13 +318,7 @@ func startNamedConsumer(t *testing.T, bin, dir, addr, primary, upstream string) 
 	host, port := hostPortOf(t, addr)
 	phost, pport := hostPortOf(t, primary)
 	uhost, uport := hostPortOf(t, upstream)
-	conf := fmt.Sprintf(`options {
-	directory "%[1]s";
-	pid-file "%[1]s/named.pid";
-	session-keyfile "%[1]s/session.key";
-	listen-on port %[3]s { %[2]s; };
-	listen-on-v6 { none; };
-	recursion yes;
+	conf := fmt.Sprintf(namedOptions+`	recursion yes;
 	allow-recursion { 127.0.0.0/8; };
 	forwarders { %[6]s port %[7]s; };
 	forward only;
