@@ -180,3 +180,9 @@ func ChecksumCheck(dirs ...string) Check {
 		return nil
 	}
 }
+
+// ReplaceVerified renames tmp, a complete file in path's directory whose
+// content hashes to hash (hex SHA-256), over path with its sidecar, as
+// WriteVerified does for data in memory (a writer that streams a big
+// copy to disk hashes it as it writes).
+func ReplaceVerified(tmp, path, hash string) error { return replaceVerified(tmp, path, hash) }

@@ -166,12 +166,12 @@ func (s *Snapshot) offer(t *domainTable, base, id uint32, own uint8, atName bool
 // fileDomainRules calls fn, in line order, for every domain rule of file f
 // in service: base rules not taken out and added rules, with their current
 // lines and sections.
-func (s *Snapshot) fileDomainRules(f *FileStatus, fn func(name []byte, kind uint8, line int, sect uint16)) {
+func (s *Snapshot) fileDomainRules(f *FileStatus, fn func(id uint32, name []byte, kind uint8, line int, sect uint16)) {
 	l := s.layer
 	if l == nil {
 		for i := f.dom[0]; i < f.dom[1]; i++ {
 			id := uint32(i)
-			fn(s.dom.name(id), s.dom.ownKind(id), s.dom.line(id), s.dom.sect(id))
+			fn(id, s.dom.name(id), s.dom.ownKind(id), s.dom.line(id), s.dom.sect(id))
 		}
 		return
 	}
@@ -188,13 +188,13 @@ func (s *Snapshot) fileDomainRules(f *FileStatus, fn func(name []byte, kind uint
 		}
 		if j < ar[1] && (bl < 0 || l.add.line(uint32(j)) < bl) {
 			id := uint32(j)
-			fn(l.add.name(id), l.add.ownKind(id), l.add.line(id), l.add.sect(id))
+			fn(uint32(s.dom.len())+id, l.add.name(id), l.add.ownKind(id), l.add.line(id), l.add.sect(id))
 			j++
 			continue
 		}
 		if i < end {
 			id := uint32(i)
-			fn(s.dom.name(id), s.dom.ownKind(id), bl, s.dom.sect(id))
+			fn(id, s.dom.name(id), s.dom.ownKind(id), bl, s.dom.sect(id))
 			i++
 		}
 	}
@@ -216,21 +216,18 @@ func (b *builder) copyFileLayered(old *Snapshot, f *FileStatus) {
 		sects[i] = n
 		return n
 	}
-	domBase := b.s.dom.len()
-	n := 0
-	old.fileDomainRules(f, func(name []byte, kind uint8, line int, sc uint16) {
+	hasLocal := len(old.local) > 0
+	old.fileDomainRules(f, func(id uint32, name []byte, kind uint8, line int, sc uint16) {
 		b.s.dom.add(name, kind, line, sect(sc))
-		n++
-	})
-	// Local data (RPZ files only, which take no deltas) is keyed by base ids.
-	if len(old.local) > 0 {
-		for i := f.dom[0]; i < f.dom[1]; i++ {
-			if rrs, ok := old.local[makeRuleID(RuleDomain, i)]; ok && !old.layer.isRemoved(uint32(i)) {
-				b.last = makeRuleID(RuleDomain, domBase+i-f.dom[0])
-				b.setLocalData(rrs)
-			}
+		// Local data (RPZ rules) follows its rule, base or added.
+		if !hasLocal {
+			return
 		}
-	}
+		if rrs, ok := old.local[makeRuleID(RuleDomain, int(id))]; ok {
+			b.last = makeRuleID(RuleDomain, b.s.dom.len()-1)
+			b.setLocalData(rrs)
+		}
+	})
 	ipBase := len(b.s.ips)
 	for k, r := range old.ips[f.ip[0]:f.ip[1]] {
 		r.sect = sect(r.sect)

@@ -113,6 +113,7 @@ type Store struct {
 	compacting   sync.WaitGroup
 	compactions  atomic.Uint64
 	lg           *lastGood // Options.LastGood
+	feeds        feedFiles // state files feeds wrote for rules in service (feeddelta.go)
 }
 
 // NewStore returns a store serving the empty snapshot until the first Reload.
@@ -638,6 +639,16 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	}
 	// A new signature on the same content is verified again.
 	sameSig := prev == nil || prev.sigPrint == sigPrint
+	if prev != nil && prev.SHA256 != "" && !prev.Stale && s.feedApplied(lf.name, hash) {
+		// A feed's state file, written for rules in service already.
+		m := b.mark()
+		b.copyFile(old, prev)
+		fs := *prev
+		fs.SHA256, fs.Size, fs.Withheld, fs.Errors, fs.Refused, fs.badHash = hash, file.size, nil, nil, nil, ""
+		b.finishFile(&fs, m)
+		fc.Change, fc.Rules = ChangeUnchanged, fs.Rules()
+		return fc, &fs, false
+	}
 	if prev != nil && prev.SHA256 == hash && sameSig {
 		// The version in service (put back, if the file was broken or
 		// withheld meanwhile).

@@ -214,7 +214,7 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 		if err != nil {
 			return false
 		}
-		if st.hash == f.SHA256 {
+		if st.hash == f.SHA256 || s.feedApplied(f.Name, st.hash) {
 			st.close()
 			continue
 		}

@@ -120,6 +120,7 @@ func (fs *Set) Attach(store *blocklist.Store) error {
 			f.Dir, f.Logger = fs.cfg.StateDir, fs.log
 			trigger := "rpz-feed " + f.Name
 			f.OnUpdate = func() { store.Reload(context.Background(), trigger) }
+			f.Store = store // IXFRs applied as deltas; full transfers reloaded
 			cfgs[i] = f
 		}
 		var err error

@@ -51,6 +51,13 @@ func TestInteropScaleBINDPrimary(t *testing.T) {
 		secs = append(secs, startSinkhole(t, writeLists(t, nil), "--upstream", up.Addr, "--state-dir", t.TempDir(),
 			"--rpz-feed", "regulator=rpz.test@"+primaryAddr, "--rpz-tsig", "regulator="+key))
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, sec := range secs {
+				t.Logf("secondary %d log:\n%s", i, sec.stderr.String())
+			}
+		}
+	})
 	d := startNamed(t, bin, dir, primaryAddr, secs[0].addr)
 	start := time.Now()
 	for i, sec := range secs {

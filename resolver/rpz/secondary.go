@@ -50,10 +50,24 @@ type FeedConfig struct {
 	RequireZonemd bool
 	// OnUpdate is called after a new version of the zone file is in place
 	// (the caller reloads the lists); the status shows the new serial once
-	// it returns.
+	// it returns. Unused when Store is set.
 	OnUpdate func()
+	// Store, when set, is the list store that loads Dir: an IXFR is
+	// applied to it as a delta (the zone file follows in the background),
+	// a full transfer writes the file and reloads it.
+	Store FeedStore
 	// Logger; slog.Default() if nil.
 	Logger *slog.Logger
+}
+
+// FeedStore is what a secondary needs of the list store
+// (*blocklist.Store).
+type FeedStore interface {
+	Reload(ctx context.Context, trigger string) (*blocklist.ReloadReport, error)
+	ApplyFeed(ctx context.Context, d *blocklist.FeedDelta) (*blocklist.ReloadReport, error)
+	NoteFeedFile(file, sha string)
+	ForgetFeedFile(file string)
+	FileName(dir, file string) string
 }
 
 // FeedStatus describes one feed for status output.
@@ -85,41 +99,30 @@ type FeedStatus struct {
 	Zonemd string `json:"zonemd,omitempty"`
 }
 
-// zoneCopy is a secondary's copy of the zone.
-type zoneCopy struct {
-	soa *dns.SOA
-	rrs map[string]dns.RR // by rrKey, SOA excluded
-}
-
-// rrKey identifies a record regardless of TTL and name case, as IXFR
-// deletions name them.
-func rrKey(rr dns.RR) string {
-	h := rr.Header()
-	return strings.ToLower(h.Name) + " " + dns.ClassToString[h.Class] + " " + dns.TypeToString[h.Rrtype] + " " + rdataOf(rr)
-}
-
-func (z *zoneCopy) clone() *zoneCopy {
-	c := &zoneCopy{soa: z.soa, rrs: make(map[string]dns.RR, len(z.rrs))}
-	for k, v := range z.rrs {
-		c.rrs[k] = v
-	}
-	return c
-}
-
 // Secondary keeps a copy of one RPZ zone from its primary: AXFR at start,
 // then, on each SOA refresh and on NOTIFY, an SOA check and IXFR (AXFR
-// when the primary cannot give differences). Every new version is checked
-// like a list file and written atomically to Dir/Name.rpz, where the list
-// store loads it; a version that does not load is not written, so the last
-// good zone stays on disk for a cold start.
+// when the primary cannot give differences). A full transfer is written
+// atomically to Dir/Name.rpz, where the list store loads it; a version
+// that does not load is not kept, so the last good zone stays on disk for
+// a cold start. With a Store, an IXFR is applied to the lists in service
+// as a delta and the file is rewritten in the background.
 type Secondary struct {
 	cfg  FeedConfig
 	apex string
 	path string
+	file string // the store's name of the zone file
 	log  *slog.Logger
 	kick chan struct{}
 
 	zone *zoneCopy // owned by the Run goroutine
+
+	// The background writer of the zone file.
+	writeMu  sync.Mutex // held while the file is written
+	pendMu   sync.Mutex
+	pending  *zoneView // the newest version not yet written
+	pendHdr  string
+	writeReq chan struct{}
+	writing  sync.WaitGroup
 
 	mu sync.Mutex
 	st FeedStatus
@@ -135,11 +138,16 @@ func NewSecondary(cfg FeedConfig) (*Secondary, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Secondary{
-		cfg:  cfg,
-		apex: dns.Fqdn(name),
-		path: filepath.Join(cfg.Dir, cfg.Name+".rpz"),
-		log:  cfg.Logger.With("feed", cfg.Name, "zone", name),
-		kick: make(chan struct{}, 1),
+		cfg:      cfg,
+		apex:     dns.Fqdn(name),
+		path:     filepath.Join(cfg.Dir, cfg.Name+".rpz"),
+		file:     cfg.Name + ".rpz",
+		log:      cfg.Logger.With("feed", cfg.Name, "zone", name),
+		kick:     make(chan struct{}, 1),
+		writeReq: make(chan struct{}, 1),
+	}
+	if cfg.Store != nil {
+		s.file = cfg.Store.FileName(cfg.Dir, cfg.Name+".rpz")
 	}
 	s.st = FeedStatus{Name: cfg.Name, Zone: name, Primary: cfg.Primary.String(), File: s.path}
 	if cfg.Key != nil {
@@ -164,8 +172,12 @@ func (s *Secondary) Notified() {
 	}
 }
 
-// Run keeps the zone up to date until ctx ends.
+// Run keeps the zone up to date until ctx ends. The zone file's last
+// version is written before it returns.
 func (s *Secondary) Run(ctx context.Context) {
+	s.writing.Add(1)
+	go s.writer(ctx)
+	defer s.writing.Wait()
 	if z, err := readZoneFile(s.path, s.apex); err == nil {
 		s.zone = z
 		s.setZone(z, "", time.Time{})
@@ -221,6 +233,7 @@ func (s *Secondary) timer(field func(*dns.SOA) uint32, lo, hi, def time.Duration
 func (s *Secondary) refresh(ctx context.Context, full bool) error {
 	var (
 		next *zoneCopy
+		diff *ixfrDiff
 		kind string
 		err  error
 	)
@@ -231,7 +244,7 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		var serial uint32
 		serial, err = s.primarySerial(ctx)
 		if err == nil && !serialLess(s.zone.soa.Serial, serial) {
-			if verr := blocklist.VerifyCopy(s.path); verr == nil {
+			if verr := blocklist.VerifyCopy(s.path); verr == nil || s.writePending() {
 				s.checked("up-to-date", nil)
 				return nil
 			} else {
@@ -246,7 +259,7 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 			next, err = s.axfr(ctx)
 		} else if err == nil {
 			kind = "IXFR"
-			next, err = s.ixfr(ctx)
+			next, diff, err = s.ixfr(ctx)
 			if err != nil && ctx.Err() == nil {
 				s.log.Info("rpz feed: IXFR failed; trying AXFR", "err", err)
 				kind = "AXFR"
@@ -258,56 +271,31 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		s.checked("failed", err)
 		return err
 	}
+	if diff != nil {
+		return s.applyIXFR(ctx, diff)
+	}
 	if next == nil || (s.zone != nil && !serialLess(s.zone.soa.Serial, next.soa.Serial) && !full) {
 		s.checked("up-to-date", nil)
 		return nil
 	}
-	if s.zone != nil && next.soa.Serial == s.zone.soa.Serial && sameZone(s.zone, next) && blocklist.VerifyCopy(s.path) == nil {
-		s.zone = next
-		s.setZone(next, kind, time.Now())
+	if s.zone != nil && next.soa.Serial == s.zone.soa.Serial && next.live == s.zone.live && next.sum == s.zone.sum && blocklist.VerifyCopy(s.path) == nil {
+		// The same zone: keep the copy whose record numbers the file has.
+		s.zone.soa = next.soa
+		s.setZone(s.zone, kind, time.Now())
 		s.checked("up-to-date", nil)
 		return nil
 	}
-	sync, err := s.install(next)
-	if err != nil {
+	if err := s.installFull(ctx, next, kind); err != nil {
 		s.checked("failed", err)
 		return err
 	}
-	prev := uint32(0)
-	if s.zone != nil {
-		prev = s.zone.soa.Serial
-	}
-	s.zone = next
-	s.log.Info("rpz feed: zone transferred", "type", kind, "serial", next.soa.Serial, "previous_serial", prev, "records", len(next.rrs))
-	// Reload before publishing the status, so that a serial in the status
-	// is a serial in service.
-	if s.cfg.OnUpdate != nil {
-		s.cfg.OnUpdate()
-	}
-	s.setZone(next, kind, time.Now())
-	s.checked("transferred", nil)
-	if err := sync(); err != nil {
-		s.log.Warn("rpz feed: zone file not synced to disk", "file", s.path, "err", err)
-	}
 	return nil
-}
-
-func sameZone(a, b *zoneCopy) bool {
-	if len(a.rrs) != len(b.rrs) {
-		return false
-	}
-	for k := range a.rrs {
-		if _, ok := b.rrs[k]; !ok {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Secondary) setZone(z *zoneCopy, kind string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.st.Serial, s.st.Loaded, s.st.Records = z.soa.Serial, true, len(z.rrs)
+	s.st.Serial, s.st.Loaded, s.st.Records = z.soa.Serial, true, z.live
 	if kind != "" {
 		s.st.LastTransfer, s.st.LastTransferType = at, kind
 	}
@@ -361,164 +349,502 @@ func (s *Secondary) primarySerial(ctx context.Context) (uint32, error) {
 	return 0, errors.New("SOA query: no SOA in the answer")
 }
 
-// transfer runs one AXFR or IXFR and returns every record received.
-func (s *Secondary) transfer(ctx context.Context, m *dns.Msg) ([]dns.RR, error) {
+// transfer runs one AXFR or IXFR and hands every record to fn as it
+// arrives (nothing is collected here); an error from fn ends it.
+func (s *Secondary) transfer(ctx context.Context, m *dns.Msg, fn func(dns.RR) error) error {
 	s.cfg.Key.sign(m)
 	tr := &dns.Transfer{DialTimeout: xfrTimeout, ReadTimeout: xfrTimeout, WriteTimeout: xfrTimeout, TsigSecret: s.cfg.Key.secrets()}
 	ch, err := tr.In(m, s.cfg.Primary.String())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	stop := context.AfterFunc(ctx, func() { tr.Close() })
 	defer stop()
-	var rrs []dns.RR
+	var ferr error
 	for env := range ch {
-		if env.Error != nil {
-			for range ch {
-			}
-			return nil, env.Error
+		if ferr != nil {
+			continue // drain
 		}
-		rrs = append(rrs, env.RR...)
+		if env.Error != nil {
+			ferr = env.Error
+			tr.Close()
+			continue
+		}
+		for _, rr := range env.RR {
+			if ferr = fn(rr); ferr != nil {
+				tr.Close()
+				break
+			}
+		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	if len(rrs) == 0 {
+	return ferr
+}
+
+// axfrReader builds a zone copy from an AXFR-form answer (SOA, records,
+// SOA), record by record.
+type axfrReader struct {
+	s       *Secondary
+	z       *zoneCopy
+	ended   bool
+	scratch []byte
+}
+
+func (a *axfrReader) add(rr dns.RR) error {
+	soa, isSOA := rr.(*dns.SOA)
+	switch {
+	case a.ended:
+		return fmt.Errorf("record after the closing SOA: %s", rr)
+	case a.z == nil:
+		if !isSOA || !strings.EqualFold(soa.Hdr.Name, a.s.apex) {
+			return errors.New("transfer does not start with the zone's SOA")
+		}
+		a.z = newZoneCopy(a.s.apex, soa)
+		return nil
+	case isSOA:
+		if !strings.EqualFold(soa.Hdr.Name, a.s.apex) {
+			return fmt.Errorf("unexpected SOA inside the transfer: %s", rr)
+		}
+		a.ended = true
+		return nil
+	}
+	var err error
+	if a.scratch, err = a.z.encode(rr, a.scratch); err != nil {
+		return err
+	}
+	if i, dup := a.z.find(a.scratch); dup {
+		a.z.kill(i, true) // the same record again: the last TTL counts
+	}
+	a.z.add(a.scratch)
+	return nil
+}
+
+func (a *axfrReader) finish() (*zoneCopy, error) {
+	if a.z == nil {
 		return nil, errors.New("empty transfer")
 	}
-	soa, ok := rrs[0].(*dns.SOA)
-	if !ok || !strings.EqualFold(soa.Hdr.Name, s.apex) {
-		return nil, errors.New("transfer does not start with the zone's SOA")
+	if !a.ended {
+		return nil, errors.New("transfer ended before the closing SOA")
 	}
-	return rrs, nil
+	return a.z, nil
 }
 
 func (s *Secondary) axfr(ctx context.Context) (*zoneCopy, error) {
 	m := new(dns.Msg)
 	m.SetAxfr(s.apex)
-	rrs, err := s.transfer(ctx, m)
-	if err != nil {
+	a := &axfrReader{s: s}
+	if err := s.transfer(ctx, m, a.add); err != nil {
 		return nil, fmt.Errorf("AXFR: %w", err)
 	}
-	z, err := s.fullZone(rrs)
+	z, err := a.finish()
 	if err != nil {
 		return nil, fmt.Errorf("AXFR: %w", err)
 	}
 	return z, nil
 }
 
-// fullZone reads an AXFR-form answer: SOA, records, SOA.
-func (s *Secondary) fullZone(rrs []dns.RR) (*zoneCopy, error) {
-	if len(rrs) < 2 {
-		return nil, errors.New("transfer ended before the closing SOA")
-	}
-	if _, ok := rrs[len(rrs)-1].(*dns.SOA); !ok {
-		return nil, errors.New("transfer does not end with the SOA")
-	}
-	z := &zoneCopy{soa: rrs[0].(*dns.SOA), rrs: make(map[string]dns.RR, len(rrs))}
-	for _, rr := range rrs[1 : len(rrs)-1] {
-		if err := s.inZone(rr); err != nil {
-			return nil, err
+// ixfrDiff is an IXFR's difference sequences (RFC 1995): SOA(old)
+// deletions... SOA(new) additions..., for each step; they are small.
+type ixfrDiff struct {
+	final *dns.SOA
+	rrs   []dns.RR // from the first old SOA to the last new one
+}
+
+// ixfr asks for the differences since our serial (RFC 1995). A primary
+// may answer with the full zone, which is read as a transfer (next).
+func (s *Secondary) ixfr(ctx context.Context) (next *zoneCopy, diff *ixfrDiff, err error) {
+	m := new(dns.Msg)
+	m.SetIxfr(s.apex, s.zone.soa.Serial, s.zone.soa.Ns, s.zone.soa.Mbox)
+	var (
+		first *dns.SOA
+		n     int
+		full  *axfrReader
+		d     *ixfrDiff
+	)
+	err = s.transfer(ctx, m, func(rr dns.RR) error {
+		n++
+		switch {
+		case n == 1:
+			soa, ok := rr.(*dns.SOA)
+			if !ok || !strings.EqualFold(soa.Hdr.Name, s.apex) {
+				return errors.New("transfer does not start with the zone's SOA")
+			}
+			first = soa
+			return nil
+		case n == 2:
+			if _, ok := rr.(*dns.SOA); !ok {
+				full = &axfrReader{s: s} // AXFR-style answer
+				if err := full.add(first); err != nil {
+					return err
+				}
+				return full.add(rr)
+			}
+			d = &ixfrDiff{final: first}
+		case full != nil:
+			return full.add(rr)
 		}
-		z.rrs[rrKey(rr)] = rr
+		d.rrs = append(d.rrs, rr)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("IXFR: %w", err)
 	}
-	return z, nil
+	switch {
+	case first == nil:
+		return nil, nil, errors.New("IXFR: empty transfer")
+	case full != nil:
+		z, err := full.finish()
+		if err != nil {
+			return nil, nil, fmt.Errorf("IXFR: %w", err)
+		}
+		return z, nil, nil
+	case d == nil:
+		return nil, nil, nil // up to date
+	}
+	return nil, d, nil
 }
 
-func (s *Secondary) inZone(rr dns.RR) error {
-	if _, ok := rr.(*dns.SOA); ok {
-		return fmt.Errorf("unexpected SOA inside the transfer: %s", rr)
+// ownerChange is one owner's records before and after an IXFR.
+type ownerChange struct {
+	owner  []byte   // relative wire form
+	oldIdx []int    // its records in the copy before
+	cur    [][]byte // its records after (encoded)
+}
+
+// applyIXFR applies difference sequences: to the copy (undone if the
+// version is refused), then to the lists in service as a delta, or, when
+// the store cannot take it as one, by writing the file and reloading it.
+func (s *Secondary) applyIXFR(ctx context.Context, d *ixfrDiff) error {
+	z := s.zone
+	changes := map[string]*ownerChange{}
+	var order []*ownerChange
+	get := func(owner []byte) *ownerChange {
+		if c := changes[string(owner)]; c != nil {
+			return c
+		}
+		c := &ownerChange{owner: slices.Clone(owner)}
+		z.owner(owner, func(i int, r []byte) {
+			c.oldIdx = append(c.oldIdx, i)
+			c.cur = append(c.cur, slices.Clone(r))
+		})
+		changes[string(owner)] = c
+		order = append(order, c)
+		return c
 	}
-	if !dns.IsSubDomain(s.apex, strings.ToLower(rr.Header().Name)) {
-		return fmt.Errorf("record outside the zone: %s", rr)
+	serial := z.soa.Serial
+	newSOA := z.soa
+	rrs := d.rrs
+	i := 0
+	var scratch []byte
+	for i < len(rrs)-1 {
+		old, ok := rrs[i].(*dns.SOA)
+		if !ok {
+			return s.failed(fmt.Errorf("IXFR: want the SOA of a difference sequence, got %s", rrs[i]))
+		}
+		if old.Serial != serial {
+			return s.failed(fmt.Errorf("IXFR: difference from serial %d, but we hold %d", old.Serial, serial))
+		}
+		i++
+		for ; i < len(rrs) && rrs[i].Header().Rrtype != dns.TypeSOA; i++ {
+			r, err := z.encode(rrs[i], scratch[:0])
+			if err != nil {
+				return s.failed(fmt.Errorf("IXFR: %w", err))
+			}
+			c := get(recOwner(r))
+			c.cur = slices.DeleteFunc(c.cur, func(x []byte) bool { return sameKey(x, r) })
+		}
+		if i >= len(rrs) {
+			return s.failed(errors.New("IXFR: difference sequence without its new SOA"))
+		}
+		newSOA = rrs[i].(*dns.SOA)
+		serial = newSOA.Serial
+		i++
+		for ; i < len(rrs) && rrs[i].Header().Rrtype != dns.TypeSOA; i++ {
+			r, err := z.encode(rrs[i], nil)
+			if err != nil {
+				return s.failed(fmt.Errorf("IXFR: %w", err))
+			}
+			c := get(recOwner(r))
+			c.cur = slices.DeleteFunc(c.cur, func(x []byte) bool { return sameKey(x, r) })
+			c.cur = append(c.cur, r)
+		}
+	}
+	if last, ok := rrs[len(rrs)-1].(*dns.SOA); !ok || last.Serial != d.final.Serial || serial != d.final.Serial {
+		return s.failed(errors.New("IXFR: differences do not end at the primary's serial"))
+	}
+	// Apply to the copy, remembering how to undo it.
+	u := z.mark()
+	oldSOA := z.soa
+	z.soa = newSOA
+	var killed []int
+	newIdx := make([][]int, len(order))
+	for k, c := range order {
+		for _, i := range c.oldIdx {
+			if !slices.ContainsFunc(c.cur, func(x []byte) bool { return bytes.Equal(x, z.rec(i)) }) {
+				z.kill(i, true)
+				killed = append(killed, i)
+			} else {
+				newIdx[k] = append(newIdx[k], i)
+			}
+		}
+		for _, r := range c.cur {
+			if !slices.ContainsFunc(c.oldIdx, func(i int) bool { return bytes.Equal(r, z.rec(i)) }) {
+				newIdx[k] = append(newIdx[k], z.add(r))
+			}
+		}
+	}
+	undo := func() {
+		z.soa = oldSOA
+		z.undo(u, killed)
+	}
+	if err := s.checkZonemd(z); err != nil {
+		undo()
+		return s.failed(err)
+	}
+	if s.cfg.Store == nil {
+		return s.installIXFRFile(ctx, undo)
+	}
+	fd := &blocklist.FeedDelta{File: s.file, Apex: strings.ToLower(s.apex), Trigger: fmt.Sprintf("rpz-feed %s IXFR %d", s.cfg.Name, newSOA.Serial)}
+	for k, c := range order {
+		if len(c.owner) == 0 && sameApexTXT(z, c.oldIdx, newIdx[k]) {
+			continue // SOA, NS, ZONEMD: zone data, no rules
+		}
+		name := string(appendWireName(nil, c.owner)) + strings.ToLower(s.apex)
+		o := blocklist.FeedOwner{Name: name}
+		for _, i := range c.oldIdx {
+			rr, err := z.rr(z.rec(i))
+			if err != nil {
+				undo()
+				return s.failed(err)
+			}
+			o.RRs = append(o.RRs, rr)
+		}
+		if len(c.oldIdx) > 0 {
+			o.Line = stateFirstLine + slices.Min(c.oldIdx)
+		}
+		n := blocklist.FeedOwner{Name: name}
+		for _, i := range newIdx[k] {
+			rr, err := z.rr(z.rec(i))
+			if err != nil {
+				undo()
+				return s.failed(err)
+			}
+			n.RRs = append(n.RRs, rr)
+		}
+		if len(newIdx[k]) > 0 {
+			n.Line = stateFirstLine + slices.Min(newIdx[k])
+		}
+		fd.Old, fd.New = append(fd.Old, o), append(fd.New, n)
+	}
+	_, err := s.cfg.Store.ApplyFeed(ctx, fd)
+	var refused *blocklist.FeedRefusedError
+	switch {
+	case errors.As(err, &refused):
+		undo()
+		return s.failed(fmt.Errorf("serial %d does not load; keeping serial %d: %w", newSOA.Serial, oldSOA.Serial, err))
+	case errors.Is(err, blocklist.ErrNotDelta):
+		return s.installIXFRFile(ctx, undo)
+	case err != nil:
+		undo()
+		return s.failed(err)
+	}
+	s.log.Info("rpz feed: zone transferred", "type", "IXFR", "serial", newSOA.Serial, "previous_serial", oldSOA.Serial,
+		"records", z.live, "changed_owners", len(order), "applied", "delta")
+	s.setZone(z, "IXFR", time.Now())
+	s.checked("transferred", nil)
+	s.scheduleWrite(z)
+	return nil
+}
+
+// sameApexTXT reports whether the apex's TXT records (the zone's
+// directives, the only apex records that make rules) are the same before
+// and after.
+func sameApexTXT(z *zoneCopy, before, after []int) bool {
+	txt := func(idx []int) []string {
+		var out []string
+		for _, i := range idx {
+			if r := z.rec(i); recType(r) == dns.TypeTXT {
+				out = append(out, string(r[1:]))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(txt(before), txt(after))
+}
+
+// installIXFRFile puts a version the store could not take as a delta in
+// service the full way: the file written now, then reloaded.
+func (s *Secondary) installIXFRFile(ctx context.Context, undo func()) error {
+	z := s.zone
+	if err := s.writeAndReload(ctx, z); err != nil {
+		undo()
+		return s.failed(err)
+	}
+	s.log.Info("rpz feed: zone transferred", "type", "IXFR", "serial", z.soa.Serial, "records", z.live, "applied", "reload")
+	s.setZone(z, "IXFR", time.Now())
+	s.checked("transferred", nil)
+	return nil
+}
+
+func (s *Secondary) failed(err error) error {
+	s.checked("failed", err)
+	return err
+}
+
+// installFull puts a fully transferred version in service.
+func (s *Secondary) installFull(ctx context.Context, z *zoneCopy, kind string) error {
+	if err := s.checkZonemd(z); err != nil {
+		return err
+	}
+	prev := s.zone
+	if err := s.writeAndReload(ctx, z); err != nil {
+		return err
+	}
+	s.zone = z
+	p := uint32(0)
+	if prev != nil {
+		p = prev.soa.Serial
+	}
+	s.log.Info("rpz feed: zone transferred", "type", kind, "serial", z.soa.Serial, "previous_serial", p, "records", z.live)
+	s.setZone(z, kind, time.Now())
+	s.checked("transferred", nil)
+	return nil
+}
+
+// writeAndReload writes version z of the zone file now (superseding a
+// background write) and reloads the lists. A version the store does not
+// load is taken back: the file before it is put back on disk.
+func (s *Secondary) writeAndReload(ctx context.Context, z *zoneCopy) error {
+	s.pendMu.Lock()
+	s.pending = nil
+	s.pendMu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var check func(string) error
+	if s.cfg.Store == nil {
+		check = func(tmp string) error {
+			if _, problems := blocklist.CheckFile(tmp, 0); len(problems) > 0 {
+				for i, e := range problems {
+					cp := *e
+					cp.File = filepath.Base(s.path) // not the temporary name
+					problems[i] = &cp
+				}
+				return s.doesNotLoad(z, problems)
+			}
+			return nil
+		}
+	} else {
+		s.cfg.Store.ForgetFeedFile(s.file)
+	}
+	// The version on disk, to put back if the new one does not load.
+	keep := filepath.Join(s.cfg.Dir, "."+s.cfg.Name+".rpz.prev")
+	os.Remove(keep)
+	kept := os.Link(s.path, keep) == nil
+	defer os.Remove(keep)
+	if _, err := writeZoneFile(s.path, z.view(), stateHeader(s.cfg.Name, s.apex, s.cfg.Primary.String(), z.soa.Serial), check, nil); err != nil {
+		return fmt.Errorf("write zone: %w", err)
+	}
+	if s.cfg.Store == nil {
+		if s.cfg.OnUpdate != nil {
+			s.cfg.OnUpdate()
+		}
+		return nil
+	}
+	rep, err := s.cfg.Store.Reload(ctx, "rpz-feed "+s.cfg.Name)
+	if err != nil {
+		return err
+	}
+	for _, fc := range rep.Files {
+		if fc.Name != s.file || fc.Change != blocklist.ChangeFailed {
+			continue
+		}
+		if kept {
+			if sha, herr := blocklist.HashFile(keep); herr == nil {
+				if rerr := blocklist.ReplaceVerified(keep, s.path, sha); rerr != nil {
+					s.log.Error("rpz feed: could not put the previous zone file back", "file", s.path, "err", rerr)
+				}
+			}
+		} else {
+			os.Remove(s.path)
+			os.Remove(blocklist.ChecksumPath(s.path))
+		}
+		return s.doesNotLoad(z, fc.Errors)
 	}
 	return nil
 }
 
-// ixfr asks for the differences since our serial (RFC 1995) and applies
-// them to a copy of the zone. A primary may answer with the full zone.
-func (s *Secondary) ixfr(ctx context.Context) (*zoneCopy, error) {
-	m := new(dns.Msg)
-	m.SetIxfr(s.apex, s.zone.soa.Serial, s.zone.soa.Ns, s.zone.soa.Mbox)
-	rrs, err := s.transfer(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("IXFR: %w", err)
+func (s *Secondary) doesNotLoad(z *zoneCopy, problems []*blocklist.LineError) error {
+	msgs := make([]string, 0, 3)
+	for _, e := range problems[:min(len(problems), 3)] {
+		msgs = append(msgs, e.Error())
 	}
-	newSOA := rrs[0].(*dns.SOA)
-	if len(rrs) == 1 {
-		return nil, nil // up to date
-	}
-	if _, ok := rrs[1].(*dns.SOA); !ok {
-		z, err := s.fullZone(rrs) // AXFR-style answer
-		if err != nil {
-			return nil, fmt.Errorf("IXFR: %w", err)
-		}
-		return z, nil
-	}
-	z := s.zone.clone()
-	// Sequences of: SOA(old) deletions... SOA(new) additions...; the whole
-	// ends with the new SOA again.
-	i := 1
-	for i < len(rrs)-1 {
-		old, ok := rrs[i].(*dns.SOA)
-		if !ok {
-			return nil, fmt.Errorf("IXFR: want the SOA of a difference sequence, got %s", rrs[i])
-		}
-		if old.Serial != z.soa.Serial {
-			return nil, fmt.Errorf("IXFR: difference from serial %d, but we hold %d", old.Serial, z.soa.Serial)
-		}
-		i++
-		for ; i < len(rrs) && rrs[i].Header().Rrtype != dns.TypeSOA; i++ {
-			delete(z.rrs, rrKey(rrs[i]))
-		}
-		if i >= len(rrs) {
-			return nil, errors.New("IXFR: difference sequence without its new SOA")
-		}
-		z.soa = rrs[i].(*dns.SOA)
-		i++
-		for ; i < len(rrs) && rrs[i].Header().Rrtype != dns.TypeSOA; i++ {
-			if err := s.inZone(rrs[i]); err != nil {
-				return nil, fmt.Errorf("IXFR: %w", err)
-			}
-			z.rrs[rrKey(rrs[i])] = rrs[i]
-		}
-	}
-	if last, ok := rrs[len(rrs)-1].(*dns.SOA); !ok || last.Serial != newSOA.Serial || z.soa.Serial != newSOA.Serial {
-		return nil, errors.New("IXFR: differences do not end at the primary's serial")
-	}
-	return z, nil
+	return fmt.Errorf("serial %d does not load; keeping serial %s: %s", z.soa.Serial, s.servingSerial(), strings.Join(msgs, "; "))
 }
 
-// install checks a new zone version as the list store will load it and,
-// when it loads, puts it in place atomically. It returns the function that
-// syncs it to disk, to call once the lists are reloaded (a sync can take
-// long on a busy disk; the reload should not wait for it).
-func (s *Secondary) install(z *zoneCopy) (func() error, error) {
-	if err := s.checkZonemd(z); err != nil {
-		return nil, err
+// scheduleWrite asks the writer to write version z of the zone file (the
+// newest asked for is written; versions in between are skipped).
+func (s *Secondary) scheduleWrite(z *zoneCopy) {
+	s.pendMu.Lock()
+	s.pending = z.view()
+	s.pendHdr = stateHeader(s.cfg.Name, s.apex, s.cfg.Primary.String(), z.soa.Serial)
+	s.pendMu.Unlock()
+	select {
+	case s.writeReq <- struct{}{}:
+	default:
 	}
-	problems, sync, err := blocklist.InstallFile(s.cfg.Dir, s.cfg.Name+".rpz", zoneText(z, s.cfg.Name, s.cfg.Primary.String()))
-	if err != nil {
-		return nil, fmt.Errorf("write zone: %w", err)
-	}
-	if len(problems) > 0 {
-		msgs := make([]string, 0, 3)
-		for _, e := range problems[:min(len(problems), 3)] {
-			msgs = append(msgs, e.Error())
+}
+
+func (s *Secondary) writePending() bool {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	return s.pending != nil
+}
+
+// writer writes the zone file in the background after deltas, until ctx
+// ends (then the last version asked for is written).
+func (s *Secondary) writer(ctx context.Context) {
+	defer s.writing.Done()
+	for {
+		select {
+		case <-s.writeReq:
+		case <-ctx.Done():
+			s.writeOne()
+			return
 		}
-		return nil, fmt.Errorf("serial %d does not load; keeping serial %s: %s", z.soa.Serial, s.servingSerial(), strings.Join(msgs, "; "))
+		s.writeOne()
 	}
-	return sync, nil
+}
+
+func (s *Secondary) writeOne() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.pendMu.Lock()
+	v, hdr := s.pending, s.pendHdr
+	s.pendMu.Unlock()
+	if v == nil {
+		return
+	}
+	start := time.Now()
+	note := func(sha string) { s.cfg.Store.NoteFeedFile(s.file, sha) }
+	_, err := writeZoneFile(s.path, v, hdr, nil, note)
+	s.pendMu.Lock()
+	if s.pending == v {
+		s.pending = nil
+	}
+	s.pendMu.Unlock()
+	if err != nil {
+		s.log.Error("rpz feed: writing the zone file failed; the lists in service are not affected, a restart transfers the zone again", "file", s.path, "err", err)
+		return
+	}
+	s.log.Debug("rpz feed: zone file written", "file", s.path, "serial", v.z.soa.Serial, "took", time.Since(start))
 }
 
 // checkZonemd verifies a new version against its ZONEMD (RFC 8976).
 func (s *Secondary) checkZonemd(z *zoneCopy) error {
-	rrs := make([]dns.RR, 0, len(z.rrs)+1)
-	rrs = append(rrs, z.soa)
-	for _, rr := range z.rrs {
-		rrs = append(rrs, rr)
-	}
-	err := VerifyZonemd(s.apex, rrs)
+	err := z.verifyZonemd()
 	result := "verified"
 	switch {
 	case errors.Is(err, ErrNoZonemd) && s.cfg.RequireZonemd:
@@ -535,67 +861,10 @@ func (s *Secondary) checkZonemd(z *zoneCopy) error {
 }
 
 func (s *Secondary) servingSerial() string {
-	if s.zone == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.st.Loaded {
 		return "none"
 	}
-	return fmt.Sprint(s.zone.soa.Serial)
-}
-
-// zoneText writes a zone as a master file: a comment, the SOA, the apex
-// records, then every other record in name order, all names absolute.
-func zoneText(z *zoneCopy, feed, primary string) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "; rpz feed %s: zone %s from %s, serial %d, written %s by sinkhole\n",
-		feed, z.soa.Hdr.Name, primary, z.soa.Serial, time.Now().UTC().Format(time.RFC3339))
-	b.WriteString(z.soa.String())
-	b.WriteByte('\n')
-	apex := strings.ToLower(z.soa.Hdr.Name)
-	keys := make([]string, 0, len(z.rrs))
-	for k := range z.rrs {
-		keys = append(keys, k)
-	}
-	atApex := apex + " " // keys of apex records start with it
-	slices.SortFunc(keys, func(a, c string) int {
-		aa, ca := strings.HasPrefix(a, atApex), strings.HasPrefix(c, atApex)
-		if aa != ca {
-			if aa {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a, c)
-	})
-	for _, k := range keys {
-		b.WriteString(z.rrs[k].String())
-		b.WriteByte('\n')
-	}
-	return b.Bytes()
-}
-
-// readZoneFile loads a zone file this package wrote, if it is the version
-// written (its recorded SHA-256 matches).
-func readZoneFile(path, apex string) (*zoneCopy, error) {
-	data, err := blocklist.ReadVerified(path)
-	if err != nil {
-		return nil, err
-	}
-	zp := dns.NewZoneParser(bytes.NewReader(data), apex, path)
-	z := &zoneCopy{rrs: map[string]dns.RR{}}
-	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
-		if soa, isSOA := rr.(*dns.SOA); isSOA {
-			if z.soa != nil || !strings.EqualFold(soa.Hdr.Name, apex) {
-				return nil, fmt.Errorf("unexpected SOA %s", soa)
-			}
-			z.soa = soa
-			continue
-		}
-		z.rrs[rrKey(rr)] = rr
-	}
-	if err := zp.Err(); err != nil {
-		return nil, err
-	}
-	if z.soa == nil {
-		return nil, errors.New("no SOA record")
-	}
-	return z, nil
+	return fmt.Sprint(s.st.Serial)
 }

@@ -1,0 +1,400 @@
+package rpz
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+)
+
+// versionPrimary is a real primary (TCP, loopback) serving AXFR of its
+// newest version and IXFR from any version it published, as a chain of
+// one difference sequence per version (RFC 1995).
+type versionPrimary struct {
+	mu       sync.Mutex
+	versions []zoneVersion
+	addr     string
+}
+
+type zoneVersion struct {
+	serial uint32
+	rrs    []dns.RR // SOA first
+}
+
+func startVersionPrimary(t *testing.T) *versionPrimary {
+	t.Helper()
+	p := &versionPrimary{}
+	srv := &dns.Server{Addr: "127.0.0.1:0", Net: "tcp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, m *dns.Msg) {
+		defer w.Close()
+		if len(m.Question) != 1 {
+			return
+		}
+		p.mu.Lock()
+		vs := slices.Clone(p.versions)
+		p.mu.Unlock()
+		cur := vs[len(vs)-1]
+		var out []dns.RR
+		switch m.Question[0].Qtype {
+		case dns.TypeAXFR:
+			out = append(append(out, cur.rrs...), cur.rrs[0])
+		case dns.TypeIXFR:
+			from := uint32(0)
+			if len(m.Ns) > 0 {
+				if soa, ok := m.Ns[0].(*dns.SOA); ok {
+					from = soa.Serial
+				}
+			}
+			k := slices.IndexFunc(vs, func(v zoneVersion) bool { return v.serial == from })
+			switch {
+			case k < 0:
+				out = append(append(out, cur.rrs...), cur.rrs[0]) // AXFR-style
+			case k == len(vs)-1:
+				out = []dns.RR{cur.rrs[0]}
+			default:
+				out = append(out, cur.rrs[0])
+				for ; k < len(vs)-1; k++ {
+					del, add := diffRRs(vs[k].rrs[1:], vs[k+1].rrs[1:])
+					out = append(out, vs[k].rrs[0])
+					out = append(out, del...)
+					out = append(out, vs[k+1].rrs[0])
+					out = append(out, add...)
+				}
+				out = append(out, cur.rrs[0])
+			}
+		default:
+			r := new(dns.Msg)
+			r.SetReply(m)
+			r.Answer = []dns.RR{cur.rrs[0]}
+			w.WriteMsg(r)
+			return
+		}
+		ch := make(chan *dns.Envelope, 1)
+		ch <- &dns.Envelope{RR: out}
+		close(ch)
+		new(dns.Transfer).Out(w, m, ch)
+	})}
+	udp := &dns.Server{Addr: "", Net: "udp", Handler: srv.Handler}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ListenAndServe()
+	<-started
+	p.addr = srv.Listener.Addr().String()
+	udp.Addr = p.addr
+	ustarted := make(chan struct{})
+	udp.NotifyStartedFunc = func() { close(ustarted) }
+	go udp.ListenAndServe()
+	<-ustarted
+	t.Cleanup(func() { srv.Shutdown(); udp.Shutdown() })
+	return p
+}
+
+func diffRRs(a, b []dns.RR) (del, add []dns.RR) {
+	key := func(rr dns.RR) string { return strings.ToLower(rr.String()) }
+	in := func(l []dns.RR) map[string]bool {
+		m := map[string]bool{}
+		for _, rr := range l {
+			m[key(rr)] = true
+		}
+		return m
+	}
+	ia, ib := in(a), in(b)
+	for _, rr := range a {
+		if !ib[key(rr)] {
+			del = append(del, rr)
+		}
+	}
+	for _, rr := range b {
+		if !ia[key(rr)] {
+			add = append(add, rr)
+		}
+	}
+	return del, add
+}
+
+// publish makes records (owner relative to rpz.test, then the record) the
+// zone's newest version.
+func (p *versionPrimary) publish(t *testing.T, serial uint32, withMD bool, records []string) {
+	t.Helper()
+	soa, _ := dns.NewRR("rpz.test. 60 IN SOA ns. admin. " + strconv.FormatUint(uint64(serial), 10) + " 60 60 600 60")
+	rrs := []dns.RR{soa}
+	ns, _ := dns.NewRR("rpz.test. 60 IN NS ns.")
+	rrs = append(rrs, ns)
+	for _, r := range records {
+		rr, err := dns.NewRR("$ORIGIN rpz.test.\n" + r)
+		if err != nil {
+			t.Fatalf("%s: %v", r, err)
+		}
+		rrs = append(rrs, rr)
+	}
+	if withMD {
+		md, err := NewZonemd("rpz.test.", serial, 60, rrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rrs = append(rrs, md)
+	}
+	p.mu.Lock()
+	p.versions = append(p.versions, zoneVersion{serial: serial, rrs: rrs})
+	p.mu.Unlock()
+}
+
+// feedSide is a list store loading a state directory and a secondary
+// feeding it, as sinkhole serve runs them.
+type feedSide struct {
+	dir    string
+	store  *blocklist.Store
+	sec    *Secondary
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	deltas int // reloads applied as deltas
+}
+
+func startFeedSide(t *testing.T, dir, primary string, requireMD bool) *feedSide {
+	t.Helper()
+	lists := t.TempDir()
+	f := &feedSide{dir: dir, done: make(chan struct{})}
+	f.store = blocklist.NewStore(blocklist.Options{Dirs: []string{lists, dir}, Logger: quietLogger(), Verified: []string{dir},
+		Checks: []blocklist.Check{blocklist.ChecksumCheck(dir)}})
+	f.store.OnReload(func(_ *blocklist.Snapshot, rep *blocklist.ReloadReport) {
+		if rep.Delta {
+			f.mu.Lock()
+			f.deltas++
+			f.mu.Unlock()
+		}
+	})
+	if _, err := f.store.Reload(context.Background(), "start"); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	f.sec, err = NewSecondary(FeedConfig{Name: "regulator", Zone: "rpz.test", Primary: addrPort(t, primary), Dir: dir,
+		Store: f.store, RequireZonemd: requireMD, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	go func() { defer close(f.done); f.sec.Run(ctx) }()
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *feedSide) stop() {
+	f.cancel()
+	<-f.done
+}
+
+func (f *feedSide) waitSerial(t *testing.T, serial uint32) {
+	t.Helper()
+	f.sec.Notified()
+	waitFor(t, fmt.Sprintf("serial %d", serial), 10*time.Second, func() bool {
+		st := f.sec.Status()
+		if st.Serial != serial && st.LastResult == "failed" {
+			t.Fatalf("feed failed: %+v", st)
+		}
+		return st.Serial == serial
+	})
+}
+
+// decisions describes what the store decides for every name asked, with
+// the rule's place when withLines.
+func decisions(s *blocklist.Snapshot, names []string, withLines bool) string {
+	var b strings.Builder
+	for _, n := range names {
+		m := s.MatchName(n)
+		fmt.Fprintf(&b, "%s:", n)
+		if m.HasRule {
+			r := s.Rule(m.Rule)
+			fmt.Fprintf(&b, " block %s %v", r.Text, r.Action)
+			if withLines {
+				fmt.Fprintf(&b, " %s:%d", r.File, r.Line)
+			}
+			var local []string
+			for _, rr := range s.LocalData(m.Rule) {
+				// Owner names of shared local data are the first owner's.
+				local = append(local, strings.TrimPrefix(rr.String(), rr.Header().Name))
+			}
+			sort.Strings(local)
+			fmt.Fprintf(&b, " %v", local)
+		}
+		if m.HasAllow {
+			r := s.Rule(m.Allow)
+			fmt.Fprintf(&b, " allow %s", r.Text)
+			if withLines {
+				fmt.Fprintf(&b, " %s:%d", r.File, r.Line)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// randomZone is a policy zone over names n0..n(size-1).test: each name
+// and its wildcard independently absent or one of the RPZ policies.
+type randomZone map[string]string // owner (relative) -> policy
+
+var policies = []string{"CNAME .", "CNAME *.", "CNAME rpz-passthru.", "CNAME rpz-drop.", "A 192.0.2.7", "A 192.0.2.8|AAAA 2001:db8::8"}
+
+func (z randomZone) records() []string {
+	var out []string
+	keys := mapsKeys(z)
+	slices.Sort(keys)
+	for _, o := range keys {
+		for _, p := range strings.Split(z[o], "|") {
+			out = append(out, o+" 60 IN "+p)
+		}
+	}
+	return out
+}
+
+func mapsKeys(m randomZone) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (z randomZone) mutate(r *rand.Rand, size, k int) {
+	for range k {
+		o := fmt.Sprintf("n%d.test", r.IntN(size))
+		if r.IntN(2) == 0 {
+			o = "*." + o
+		}
+		if _, ok := z[o]; ok && r.IntN(3) > 0 {
+			delete(z, o)
+			continue
+		}
+		z[o] = policies[r.IntN(len(policies))]
+	}
+}
+
+func queryNames(size int) []string {
+	var out []string
+	for i := range size {
+		out = append(out, fmt.Sprintf("n%d.test", i), fmt.Sprintf("www.n%d.test", i))
+	}
+	return out
+}
+
+// An IXFR applied as a delta gives exactly the decisions a full AXFR of
+// the same zone gives, over random sequences of additions, removals and
+// policy changes (passthru exceptions, drop, NODATA, local data), with
+// and without ZONEMD; the zone file written in the background reloads to
+// the same decisions, rules on the same lines, after a restart.
+func TestFeedIXFRDeltaMatchesAXFR(t *testing.T) {
+	for _, withMD := range []bool{false, true} {
+		t.Run(fmt.Sprintf("zonemd=%v", withMD), func(t *testing.T) {
+			const size = 150
+			r := rand.New(rand.NewPCG(1, uint64(len(fmt.Sprint(withMD)))))
+			p := startVersionPrimary(t)
+			zone := randomZone{}
+			zone.mutate(r, size, 200)
+			serial := uint32(100)
+			p.publish(t, serial, withMD, zone.records())
+			dir := t.TempDir()
+			sec := startFeedSide(t, dir, p.addr, withMD)
+			sec.waitSerial(t, serial)
+			names := queryNames(size)
+			for step := 1; step <= 24; step++ {
+				zone.mutate(r, size, 1+r.IntN(6))
+				serial++
+				p.publish(t, serial, withMD, zone.records())
+				if step%3 == 0 {
+					// Two versions in one IXFR now and then.
+					zone.mutate(r, size, 2)
+					serial++
+					p.publish(t, serial, withMD, zone.records())
+				}
+				sec.waitSerial(t, serial)
+				if st := sec.sec.Status(); st.LastTransferType != "IXFR" {
+					t.Fatalf("step %d: transferred by %s", step, st.LastTransferType)
+				}
+				if step%6 != 0 {
+					continue
+				}
+				full := startFeedSide(t, t.TempDir(), p.addr, withMD)
+				full.waitSerial(t, serial)
+				got, want := decisions(sec.store.Current(), names, false), decisions(full.store.Current(), names, false)
+				if got != want {
+					t.Fatalf("step %d: delta and AXFR decide differently:\n%s", step, diffLines(got, want))
+				}
+				full.stop()
+			}
+			sec.mu.Lock()
+			deltas := sec.deltas
+			sec.mu.Unlock()
+			if deltas < 20 {
+				t.Errorf("%d of the IXFRs applied as deltas, want nearly all", deltas)
+			}
+			sec.store.WaitCompacted()
+			before := decisions(sec.store.Current(), names, true)
+			// Restart: the zone file written in the background serves.
+			sec.stop()
+			again := startFeedSide(t, dir, "127.0.0.1:1", withMD) // primary unreachable
+			waitFor(t, "the zone from disk", 5*time.Second, func() bool { return again.sec.Status().Loaded })
+			again.store.Reload(context.Background(), "restart")
+			if st := again.sec.Status(); st.Serial != serial {
+				t.Fatalf("after restart serial %d, want %d", st.Serial, serial)
+			}
+			if after := decisions(again.store.Current(), names, true); after != before {
+				t.Fatalf("the zone file reloads to other decisions:\n%s", diffLines(after, before))
+			}
+		})
+	}
+}
+
+func diffLines(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	var b strings.Builder
+	for i := range min(len(g), len(w)) {
+		if g[i] != w[i] {
+			fmt.Fprintf(&b, "got  %s\nwant %s\n", g[i], w[i])
+		}
+	}
+	return b.String()
+}
+
+// A reload of the lists while the zone file is being rewritten in the
+// background does not parse it: the rules in service stay.
+func TestFeedFileNotReparsed(t *testing.T) {
+	p := startVersionPrimary(t)
+	zone := randomZone{}
+	r := rand.New(rand.NewPCG(7, 7))
+	zone.mutate(r, 50, 60)
+	p.publish(t, 1, false, zone.records())
+	dir := t.TempDir()
+	sec := startFeedSide(t, dir, p.addr, false)
+	sec.waitSerial(t, 1)
+	zone["added.test"] = "CNAME ."
+	p.publish(t, 2, false, zone.records())
+	sec.waitSerial(t, 2)
+	waitFor(t, "the background write", 5*time.Second, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "regulator.rpz"))
+		return strings.Contains(string(b), "added.test.rpz.test.")
+	})
+	rep, err := sec.store.Reload(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fc := range rep.Files {
+		if strings.HasSuffix(fc.Name, "regulator.rpz") && fc.Change != blocklist.ChangeUnchanged {
+			t.Fatalf("the feed's file was loaded again: %+v", fc)
+		}
+	}
+	if !sec.store.Current().MatchName("added.test").Blocked() {
+		t.Fatal("added.test not blocked")
+	}
+}

@@ -1,0 +1,227 @@
+package rpz
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
+)
+
+// The zone file a secondary keeps in its directory: the list store loads
+// it, and a restart serves it until the primary answers. Line 1 is a
+// comment, line 2 the SOA, and record number i of the zone copy is on
+// line stateFirstLine+i (a blank line for a record taken out), so a rule
+// keeps its line while the zone changes: the rules an IXFR adds go on new
+// lines at the end. The file is written from a view of the copy (which
+// only grows) in the background after an IXFR, and before the reload
+// after a full transfer.
+
+const stateFirstLine = 3
+
+// zoneView is what a writer needs of a zone copy at one version; the copy
+// may go on changing meanwhile.
+type zoneView struct {
+	z    zoneCopy // shallow: chunks and offs are only appended to
+	dead []uint64
+}
+
+func (z *zoneCopy) view() *zoneView {
+	v := &zoneView{z: *z, dead: slices.Clone(z.dead)}
+	v.z.chunks = slices.Clone(z.chunks)
+	v.z.offs = z.offs[:len(z.offs):len(z.offs)]
+	v.z.dead = v.dead
+	v.z.slots = nil
+	return v
+}
+
+// writeZoneFile writes v as path atomically with its SHA-256 sidecar;
+// note is told the file's hash before it is renamed into place.
+func writeZoneFile(path string, v *zoneView, header string, check func(tmp string) error, note func(sha string)) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"+filepath.Ext(path))
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	h := sha256.New()
+	w := bufio.NewWriterSize(io.MultiWriter(f, h), 1<<20)
+	werr := v.z.writeText(w, header)
+	werr = errors.Join(werr, w.Flush())
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(tmp, 0o644)); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	sha := hex.EncodeToString(h.Sum(nil))
+	if check != nil {
+		if err := check(tmp); err != nil {
+			os.Remove(tmp)
+			return "", err
+		}
+	}
+	if note != nil {
+		note(sha)
+	}
+	if err := blocklist.ReplaceVerified(tmp, path, sha); err != nil {
+		return "", err
+	}
+	return sha, nil
+}
+
+// writeText writes the zone in the layout above.
+func (z *zoneCopy) writeText(w *bufio.Writer, header string) error {
+	w.WriteString(header)
+	w.WriteByte('\n')
+	w.WriteString(z.soa.String())
+	w.WriteByte('\n')
+	var line []byte
+	for i := range z.offs {
+		if z.isDead(i) {
+			w.WriteByte('\n')
+			continue
+		}
+		var err error
+		if line, err = z.appendText(line[:0], z.rec(i)); err != nil {
+			return err
+		}
+		line = append(line, '\n')
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendText appends record r in master-file form on one line: CNAME
+// records (nearly all of a policy zone) directly, others through dns.RR.
+func (z *zoneCopy) appendText(dst, r []byte) ([]byte, error) {
+	if recType(r) == dns.TypeCNAME && binary16(r[1+int(r[0])+2:]) == dns.ClassINET {
+		dst = appendWireName(dst, recOwner(r))
+		dst = append(dst, z.apex...)
+		dst = append(dst, '\t')
+		dst = strconv.AppendUint(dst, uint64(recTTL(r)), 10)
+		dst = append(dst, "\tIN\tCNAME\t"...)
+		rd := recRdata(r)
+		if len(rd) == 1 && rd[0] == 0 {
+			return append(dst, '.'), nil
+		}
+		if len(rd) > 0 && rd[len(rd)-1] == 0 {
+			return appendWireName(dst, rd[:len(rd)-1]), nil
+		}
+	}
+	rr, err := z.rr(r)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, rr.String()...), nil
+}
+
+func binary16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+
+// appendWireName appends the labels of a wire name without its root (each
+// label followed by a dot) in presentation form.
+func appendWireName(dst, n []byte) []byte {
+	for off := 0; off < len(n); {
+		l := int(n[off])
+		for _, b := range n[off+1 : off+1+l] {
+			switch {
+			case b == '.' || b == ' ' || b == '(' || b == ')' || b == ';' || b == '@' || b == '"' || b == '\\' || b == '$':
+				dst = append(dst, '\\', b)
+			case b < 0x21 || b > 0x7e:
+				dst = append(dst, '\\', '0'+b/100, '0'+b/10%10, '0'+b%10)
+			default:
+				dst = append(dst, b)
+			}
+		}
+		dst = append(dst, '.')
+		off += 1 + l
+	}
+	return dst
+}
+
+// stateHeader is line 1 of the zone file.
+func stateHeader(feed, apex, primary string, serial uint32) string {
+	return fmt.Sprintf("; rpz feed %s: zone %s from %s, serial %d, written %s by sinkhole; record lines stay put (blank: taken out)",
+		feed, apex, primary, serial, time.Now().UTC().Format(time.RFC3339))
+}
+
+// readZoneFile loads a zone file this package wrote, if it is the version
+// written (its recorded SHA-256 matches), keeping every record's number.
+func readZoneFile(path, apex string) (*zoneCopy, error) {
+	data, err := blocklist.ReadVerified(path)
+	if err != nil {
+		return nil, err
+	}
+	apex = strings.ToLower(dns.Fqdn(apex))
+	var z *zoneCopy
+	var scratch []byte
+	lineNo := 0
+	for len(data) > 0 {
+		lineNo++
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		t := bytes.TrimSpace(line)
+		switch {
+		case lineNo == 1:
+			continue
+		case lineNo == 2:
+			rr, err := dns.NewRR(string(t))
+			soa, ok := rr.(*dns.SOA)
+			if err != nil || !ok || !strings.EqualFold(soa.Hdr.Name, apex) {
+				return nil, fmt.Errorf("%s:2: want the zone's SOA", path)
+			}
+			z = newZoneCopy(apex, soa)
+			continue
+		case len(t) == 0:
+			z.placeholder()
+			continue
+		}
+		rr, err := parseStateLine(t)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+		}
+		if _, isSOA := rr.(*dns.SOA); isSOA {
+			return nil, fmt.Errorf("%s:%d: unexpected SOA", path, lineNo)
+		}
+		if scratch, err = z.encode(rr, scratch); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+		}
+		if _, dup := z.find(scratch); dup {
+			return nil, fmt.Errorf("%s:%d: duplicate record", path, lineNo)
+		}
+		z.add(scratch)
+	}
+	if z == nil {
+		return nil, errors.New("no SOA record")
+	}
+	return z, nil
+}
+
+// parseStateLine reads one record line as written: the CNAME form
+// directly, anything else with miekg/dns.
+func parseStateLine(t []byte) (dns.RR, error) {
+	f := bytes.Split(t, []byte{'\t'})
+	if len(f) == 5 && string(f[2]) == "IN" && string(f[3]) == "CNAME" && bytes.IndexByte(t, '\\') < 0 {
+		ttl, err := strconv.ParseUint(string(f[1]), 10, 32)
+		if err == nil {
+			return &dns.CNAME{Hdr: dns.RR_Header{Name: string(f[0]), Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: uint32(ttl)}, Target: string(f[4])}, nil
+		}
+	}
+	return dns.NewRR(string(t))
+}
