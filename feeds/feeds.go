@@ -112,7 +112,7 @@ func (fs *Set) Attach(store *blocklist.Store) error {
 		return nil
 	}
 	if fs.export != nil {
-		store.OnReload(func(s *blocklist.Snapshot, _ *blocklist.ReloadReport) { fs.export.Update(s) })
+		store.OnReload(fs.export.Observe)
 	}
 	if len(fs.cfg.Feeds) > 0 {
 		cfgs := make([]rpz.FeedConfig, len(fs.cfg.Feeds))

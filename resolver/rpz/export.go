@@ -2,16 +2,17 @@ package rpz
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -65,11 +66,11 @@ type ExportConfig struct {
 // version is one serial of the exported zone.
 type version struct {
 	serial  uint32
-	records []record // sorted, without SOA, NS and ZONEMD
+	zone    *czone // without SOA, NS and ZONEMD
 	created time.Time
 	// zonemd is the apex ZONEMD (RFC 8976, SIMPLE, SHA-384) of this
 	// version: its digest covers the SOA with this serial, the NS and
-	// every record. Nil if it could not be computed.
+	// every record. A version is put in service only with it.
 	zonemd *dns.ZONEMD
 }
 
@@ -80,6 +81,12 @@ type delta struct {
 	// fromMD and toMD are the ZONEMD records of both serials: every IXFR
 	// difference replaces the apex ZONEMD.
 	fromMD, toMD *dns.ZONEMD
+}
+
+// exportJob is one reload the exporter has to follow.
+type exportJob struct {
+	snap *blocklist.Snapshot
+	rep  *blocklist.ReloadReport // nil: rebuild
 }
 
 // Exporter serves the lists as an RPZ zone: it answers AXFR and IXFR
@@ -97,6 +104,19 @@ type Exporter struct {
 	cur     *version
 	deltas  []delta // oldest first, chained; the last ends at cur.serial
 	skipped Skipped
+
+	// Reloads waiting to be followed, and the worker following them.
+	qmu     sync.Mutex
+	qcond   *sync.Cond
+	queue   []exportJob
+	running bool
+	started bool // a reload was seen: the zone exists or is being built
+
+	wmu  sync.Mutex // one worker at a time
+	work *workState // the zone as last computed (== cur's unless a change made none)
+	// followed counts the batches of reloads followed as deltas and by
+	// rebuilding.
+	followed struct{ delta, rebuilt atomic.Uint64 }
 
 	notify *notifier
 }
@@ -124,6 +144,7 @@ func NewExporter(cfg ExportConfig) (*Exporter, error) {
 	}
 	e.wire = wire[:n]
 	e.notify = newNotifier(e.apex, cfg.Notify, e.log)
+	e.qcond = sync.NewCond(&e.qmu)
 	return e, nil
 }
 
@@ -158,7 +179,7 @@ func (e *Exporter) Status() ExportStatus {
 	defer e.mu.RUnlock()
 	st := ExportStatus{Zone: e.name, Skipped: e.skipped, Notify: e.cfg.Notify}
 	if e.cur != nil {
-		st.Serial, st.Records, st.Changed, st.IXFRFrom = e.cur.serial, len(e.cur.records), e.cur.created, e.cur.serial
+		st.Serial, st.Records, st.Changed, st.IXFRFrom = e.cur.serial, e.cur.zone.records+len(e.cur.zone.txt), e.cur.created, e.cur.serial
 		if len(e.deltas) > 0 {
 			st.IXFRFrom = e.deltas[0].from
 		}
@@ -169,24 +190,133 @@ func (e *Exporter) Status() ExportStatus {
 // Start begins sending NOTIFY messages; they stop when ctx ends.
 func (e *Exporter) Start(ctx context.Context) { e.notify.start(ctx) }
 
-// Update builds the zone from snap. When it differs from the zone in
-// service, the serial rises, the difference is kept for IXFR, and every
-// notify target is told. It reports whether the zone changed.
+// Observe follows one reload of the store (register it with
+// blocklist.Store.OnReload). The first builds the zone before it returns;
+// later ones are followed in the background, in order: a reload applied
+// as a delta (ReloadReport.Delta, with every added and removed rule
+// listed) changes the zone in time proportional to the change, any other
+// is rebuilt from the snapshot. Reloads that arrive while one is followed
+// are followed together. The zone in service changes when a new version
+// is complete, its ZONEMD included; then the serial rises, the difference
+// is kept for IXFR, and every notify target is told.
+func (e *Exporter) Observe(snap *blocklist.Snapshot, rep *blocklist.ReloadReport) {
+	e.qmu.Lock()
+	if rep != nil && !rep.Changed && e.started {
+		e.qmu.Unlock()
+		return // nothing new was published
+	}
+	e.queue = append(e.queue, exportJob{snap: snap, rep: rep})
+	if e.running {
+		e.qmu.Unlock()
+		return
+	}
+	e.running = true
+	first := !e.started
+	e.started = true
+	e.qmu.Unlock()
+	if first {
+		e.drain()
+		return
+	}
+	go e.drain()
+}
+
+// Wait returns once every reload Observe was given is followed.
+func (e *Exporter) Wait() {
+	e.qmu.Lock()
+	for e.running || len(e.queue) > 0 {
+		e.qcond.Wait()
+	}
+	e.qmu.Unlock()
+}
+
+// drain follows the queued reloads until there are none.
+func (e *Exporter) drain() {
+	for {
+		e.qmu.Lock()
+		jobs := e.queue
+		e.queue = nil
+		if len(jobs) == 0 {
+			e.running = false
+			e.qcond.Broadcast()
+			e.qmu.Unlock()
+			return
+		}
+		e.qmu.Unlock()
+		e.wmu.Lock()
+		e.follow(jobs)
+		e.wmu.Unlock()
+	}
+}
+
+// Update rebuilds the zone from snap and puts it in service before it
+// returns (Observe follows reloads without rebuilding). It reports
+// whether the zone changed.
 func (e *Exporter) Update(snap *blocklist.Snapshot) bool {
-	recs, skipped := buildRecords(snap, e.cfg.Build)
-	e.mu.Lock()
-	e.skipped = skipped
-	if e.cur != nil && slices.Equal(e.cur.records, recs) {
-		e.mu.Unlock()
-		return false
+	e.qmu.Lock()
+	e.started = true
+	e.qmu.Unlock()
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	return e.follow([]exportJob{{snap: snap}})
+}
+
+// follow computes the zone after jobs (in order) and publishes it.
+func (e *Exporter) follow(jobs []exportJob) bool {
+	start := time.Now()
+	latest := jobs[len(jobs)-1].snap
+	var next *workState
+	how := "rebuilt"
+	if e.work != nil {
+		d := newDeltaChange()
+		ok := true
+		for _, j := range jobs {
+			if !d.add(j.rep) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			next, how = e.work.applyDelta(latest, e.cfg.Build, d), "delta"
+		}
+	}
+	if next == nil {
+		next = fullBuild(latest, e.cfg.Build)
+		e.followed.rebuilt.Add(1)
+	} else {
+		e.followed.delta.Add(1)
+	}
+	e.work = next
+	built := time.Since(start)
+	return e.publish(next, how, built)
+}
+
+// publish puts w's zone in service when it differs from the zone in
+// service: a new serial, its ZONEMD, the difference for IXFR, NOTIFY.
+func (e *Exporter) publish(w *workState, how string, built time.Duration) bool {
+	e.mu.RLock()
+	cur := e.cur
+	e.mu.RUnlock()
+	var del, add []record
+	if cur != nil {
+		del, add = diffZones(cur.zone, w.zone)
+		if len(del) == 0 && len(add) == 0 {
+			e.mu.Lock()
+			e.skipped = w.skipped()
+			e.mu.Unlock()
+			return false
+		}
 	}
 	serial := e.nextSerial()
-	next := &version{serial: serial, records: recs, created: time.Now()}
-	next.zonemd = e.zonemd(next)
-	if e.cur != nil {
-		del, add := diffRecords(e.cur.records, recs)
-		e.deltas = append(e.deltas, delta{from: e.cur.serial, to: serial, del: del, add: add, fromMD: e.cur.zonemd, toMD: next.zonemd})
-		e.trimDeltas(len(recs))
+	start := time.Now()
+	next := &version{serial: serial, zone: w.zone, created: time.Now()}
+	next.zonemd = e.zonemdOf(w.zone, serial)
+	digest := time.Since(start)
+	e.mu.Lock()
+	e.skipped = w.skipped()
+	if cur != nil {
+		e.deltas = append(e.deltas, delta{from: cur.serial, to: serial, del: del, add: add, fromMD: cur.zonemd, toMD: next.zonemd})
+		e.trimDeltas(w.zone.records)
 	}
 	e.cur = next
 	e.mu.Unlock()
@@ -194,9 +324,48 @@ func (e *Exporter) Update(snap *blocklist.Snapshot) bool {
 	// Saved after the NOTIFYs are on their way: a disk sync must not delay
 	// them.
 	e.saveSerial(serial)
-	e.log.Info("rpz export zone updated", "zone", e.name, "serial", serial, "records", len(recs),
-		"skipped_monitor", skipped.Monitor, "skipped_overseas", skipped.Overseas, "skipped_asn", skipped.ASN)
+	sk := w.skipped()
+	e.log.Info("rpz export zone updated", "zone", e.name, "serial", serial, "records", w.zone.records+len(w.zone.txt),
+		"change", how, "deleted", len(del), "added", len(add), "build", built.Round(time.Microsecond), "zonemd", digest.Round(time.Microsecond),
+		"skipped_monitor", sk.Monitor, "skipped_overseas", sk.Overseas, "skipped_asn", sk.ASN)
 	return true
+}
+
+// diffZones returns the records to delete from a and add to it to get b.
+func diffZones(a, b *czone) (del, add []record) {
+	var owner []byte
+	emit := func(key []byte, sa, sb *rset) {
+		if sa.sameRecords(sb) {
+			return
+		}
+		owner = appendOwner(owner[:0], key)
+		o := string(owner)
+		for _, r := range sa.recs {
+			r.owner = o
+			del = append(del, r)
+		}
+		for _, r := range sb.recs {
+			r.owner = o
+			add = append(add, r)
+		}
+	}
+	diffBlocks(a.blocks, b.blocks, func(key []byte, ca, cb uint32) { emit(key, a.sets[ca], b.sets[cb]) })
+	i, j := 0, 0
+	for i < len(a.ips) || j < len(b.ips) {
+		switch {
+		case j >= len(b.ips) || (i < len(a.ips) && a.ips[i].key < b.ips[j].key):
+			emit([]byte(a.ips[i].key), a.sets[a.ips[i].code], b.sets[0])
+			i++
+		case i >= len(a.ips) || a.ips[i].key > b.ips[j].key:
+			emit([]byte(b.ips[j].key), a.sets[0], b.sets[b.ips[j].code])
+			j++
+		default:
+			emit([]byte(a.ips[i].key), a.sets[a.ips[i].code], b.sets[b.ips[j].code])
+			i, j = i+1, j+1
+		}
+	}
+	td, ta := diffRecords(a.txt, b.txt)
+	return append(del, td...), append(add, ta...)
 }
 
 // nextSerial returns a serial above the current (and the saved) one: the
@@ -282,21 +451,17 @@ func (e *Exporter) soa(serial uint32) *dns.SOA {
 	}
 }
 
-// zonemd computes a version's ZONEMD over its SOA, NS and records.
-func (e *Exporter) zonemd(v *version) *dns.ZONEMD {
-	rrs := make([]dns.RR, 0, len(v.records)+2)
-	rrs = append(rrs, e.soa(v.serial), e.ns())
-	for _, r := range v.records {
-		if rr, err := r.rr(e.apex); err == nil {
-			rrs = append(rrs, rr)
-		}
-	}
-	md, err := NewZonemd(e.apex, v.serial, e.cfg.Build.TTL, rrs)
+// zonemdOf computes the ZONEMD of zone z with the given serial.
+func (e *Exporter) zonemdOf(z *czone, serial uint32) *dns.ZONEMD {
+	d, err := e.exportDigest(z, serial)
 	if err != nil {
-		e.log.Error("rpz export: cannot compute the zone's ZONEMD; the zone goes out without one", "zone", e.name, "serial", v.serial, "err", err)
+		e.log.Error("rpz export: cannot compute the zone's ZONEMD; the zone goes out without one", "zone", e.name, "serial", serial, "err", err)
 		return nil
 	}
-	return md
+	return &dns.ZONEMD{
+		Hdr:    dns.RR_Header{Name: e.apex, Rrtype: dns.TypeZONEMD, Class: dns.ClassINET, Ttl: e.cfg.Build.TTL},
+		Serial: serial, Scheme: ZonemdSchemeSimple, Hash: ZonemdHashSHA384, Digest: hex.EncodeToString(d),
+	}
 }
 
 // addZonemd adds md to the transfer when there is one.
@@ -395,7 +560,15 @@ func (e *Exporter) ServeTransfer(ctx context.Context, _ []byte, m *dns.Msg, from
 		w.add(soa)
 		w.add(e.ns())
 		w.addZonemd(cur.zonemd)
-		w.addRecords(cur.records)
+		for _, r := range cur.zone.txt {
+			if rr, err := r.rr(e.apex); err == nil {
+				w.add(rr)
+			}
+		}
+		cur.zone.eachOwner(func(key []byte, code uint32) bool {
+			w.addOwner(key, cur.zone.set(code))
+			return w.err == nil
+		})
 		w.add(soa)
 		if kind == "IXFR" {
 			kind = "IXFR (full)"
@@ -422,7 +595,10 @@ func (e *Exporter) chainFrom(serial, cur uint32) []delta {
 	return nil
 }
 
-// xfrWriter packs records into transfer messages of at most ~60 KB.
+// xfrWriter packs records into transfer messages of at most ~60 KB,
+// one message at a time: a zone is streamed from its compact form, each
+// message's records made (from slabs, with their owner names in one
+// string) as it fills.
 type xfrWriter struct {
 	e    *Exporter
 	send func(*dns.Msg) error
@@ -432,15 +608,25 @@ type xfrWriter struct {
 	size int
 	n    int
 	err  error
+
+	names      []byte    // owner names of the message's streamed records
+	fixes      []nameFix // where they go
+	owner      [2]int    // the current owner's name in names
+	ownerValid bool      // ... is in this message's names
+	cnames     []dns.CNAME
+	as         []dns.A
+	aaaas      []dns.AAAA
+}
+
+type nameFix struct {
+	hdr        *dns.RR_Header
+	start, end int
 }
 
 const xfrMessageBudget = 60000
 
-func (w *xfrWriter) add(rr dns.RR) {
-	if w.err != nil {
-		return
-	}
-	l := dns.Len(rr)
+// room makes sure the message has room for l more bytes.
+func (w *xfrWriter) room(l int) {
 	if w.msg != nil && w.size+l > xfrMessageBudget {
 		w.err = w.flush()
 	}
@@ -451,9 +637,77 @@ func (w *xfrWriter) add(rr dns.RR) {
 		w.msg.Question = []dns.Question{w.q}
 		w.size = 12 + len(w.q.Name) + 6
 	}
+}
+
+func (w *xfrWriter) add(rr dns.RR) {
+	if w.err != nil {
+		return
+	}
+	l := dns.Len(rr)
+	w.room(l)
+	if w.err != nil {
+		return
+	}
 	w.msg.Answer = append(w.msg.Answer, rr)
 	w.size += l
 	w.n++
+}
+
+// addOwner adds the records of set at the owner of key.
+func (w *xfrWriter) addOwner(key []byte, set *rset) {
+	w.ownerValid = false
+	for i, tmpl := range set.rrs {
+		if w.err != nil {
+			return
+		}
+		// The owner is compressed against the question (the apex) at
+		// least: its own labels and a pointer.
+		l := len(key) + 3 + len(set.tails[i])
+		w.room(l)
+		if w.err != nil {
+			return
+		}
+		if !w.ownerValid {
+			w.owner[0] = len(w.names)
+			w.names = appendOwner(w.names, key)
+			w.names = append(w.names, '.')
+			w.names = append(w.names, w.e.apex...)
+			w.owner[1] = len(w.names)
+			w.ownerValid = true
+		}
+		rr := w.clone(tmpl)
+		w.fixes = append(w.fixes, nameFix{hdr: rr.Header(), start: w.owner[0], end: w.owner[1]})
+		w.msg.Answer = append(w.msg.Answer, rr)
+		w.size += l
+		w.n++
+	}
+}
+
+// clone copies a record template: the common types from slabs (never
+// reused, so a message kept by the caller stays whole).
+func (w *xfrWriter) clone(tmpl dns.RR) dns.RR {
+	const slab = 256
+	switch t := tmpl.(type) {
+	case *dns.CNAME:
+		if len(w.cnames) == cap(w.cnames) {
+			w.cnames = make([]dns.CNAME, 0, slab)
+		}
+		w.cnames = append(w.cnames, *t)
+		return &w.cnames[len(w.cnames)-1]
+	case *dns.A:
+		if len(w.as) == cap(w.as) {
+			w.as = make([]dns.A, 0, slab)
+		}
+		w.as = append(w.as, *t)
+		return &w.as[len(w.as)-1]
+	case *dns.AAAA:
+		if len(w.aaaas) == cap(w.aaaas) {
+			w.aaaas = make([]dns.AAAA, 0, slab)
+		}
+		w.aaaas = append(w.aaaas, *t)
+		return &w.aaaas[len(w.aaaas)-1]
+	}
+	return dns.Copy(tmpl)
 }
 
 func (w *xfrWriter) addRecords(recs []record) {
@@ -477,6 +731,14 @@ func (w *xfrWriter) flush() error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
+	if len(w.fixes) > 0 {
+		names := string(w.names)
+		for _, f := range w.fixes {
+			f.hdr.Name = names[f.start:f.end]
+		}
+		w.fixes, w.names = w.fixes[:0], w.names[:0]
+	}
+	w.ownerValid = false
 	m := w.msg
 	w.msg, w.size = nil, 0
 	return w.send(m)
@@ -538,11 +800,9 @@ func (e *Exporter) answer(req *query.Request) *dns.Msg {
 		case dns.TypeNS:
 			m.Answer = []dns.RR{e.ns()}
 		case dns.TypeTXT:
-			for _, r := range cur.records {
-				if r.owner == "" && r.rtype == dns.TypeTXT {
-					if rr, err := r.rr(e.apex); err == nil {
-						m.Answer = append(m.Answer, rr)
-					}
+			for _, r := range cur.zone.txt {
+				if rr, err := r.rr(e.apex); err == nil {
+					m.Answer = append(m.Answer, rr)
 				}
 			}
 			if len(m.Answer) == 0 {
@@ -565,18 +825,17 @@ func (e *Exporter) answer(req *query.Request) *dns.Msg {
 		return m
 	}
 	owner := strings.TrimSuffix(req.Name, "."+e.name)
-	i, _ := slices.BinarySearchFunc(cur.records, owner, func(r record, o string) int { return strings.Compare(r.owner, o) })
-	found := false
-	for ; i < len(cur.records) && cur.records[i].owner == owner; i++ {
-		found = true
-		r := cur.records[i]
-		if r.rtype != q.Qtype && q.Qtype != dns.TypeANY && r.rtype != dns.TypeCNAME {
+	code := cur.zone.ownerCode(appendKey(nil, owner))
+	found := code != 0
+	set := cur.zone.set(code)
+	for i, tmpl := range set.rrs {
+		rtype := set.recs[i].rtype
+		if rtype != q.Qtype && q.Qtype != dns.TypeANY && rtype != dns.TypeCNAME {
 			continue
 		}
-		if rr, err := r.rr(e.apex); err == nil {
-			rr.Header().Name = q.Name
-			m.Answer = append(m.Answer, rr)
-		}
+		rr := dns.Copy(tmpl)
+		rr.Header().Name = q.Name
+		m.Answer = append(m.Answer, rr)
 	}
 	if !found {
 		m.Rcode = dns.RcodeNameError

@@ -55,7 +55,7 @@ func startPrimary(t testing.TB, listen string, files map[string]string, cfg Expo
 		t.Fatal(err)
 	}
 	p.store = blocklist.NewStore(blocklist.Options{Dirs: []string{p.dir}, Logger: quietLogger()})
-	p.store.OnReload(func(s *blocklist.Snapshot, _ *blocklist.ReloadReport) { p.export.Update(s) })
+	p.store.OnReload(p.export.Observe)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.export.Start(ctx)
@@ -99,6 +99,7 @@ func (p *primary) reload(t testing.TB) {
 	if _, err := p.store.Reload(context.Background(), "test"); err != nil {
 		t.Fatal(err)
 	}
+	p.export.Wait()
 }
 
 // xfr runs a transfer against addr and returns the records as text lines.

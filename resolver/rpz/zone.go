@@ -12,7 +12,6 @@ import (
 	"cmp"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -87,111 +86,6 @@ type Skipped struct {
 // names): the rule matching "#.NAME" is the one covering every subdomain
 // of NAME.
 const probeLabel = "#."
-
-// buildRecords turns a snapshot into the sorted records of an RPZ zone
-// (without SOA and NS) that blocks what sinkhole blocks. Exceptions are
-// resolved as sinkhole resolves them (an exception wins over any block):
-// a block whose name or subdomains an exception covers is left out, and
-// every exception becomes rpz-passthru, so RPZ's own precedence (exact
-// over wildcard, longest wildcard, longest prefix) gives the same answers.
-func buildRecords(snap *blocklist.Snapshot, o BuildOptions) ([]record, Skipped) {
-	var (
-		out     []record
-		skipped Skipped
-		seen    = map[string]bool{} // owners written
-		allowIP = map[netip.Prefix]bool{}
-		why     uniformWhy // the directives every exported block shares
-	)
-	for t := range snap.Triggers() {
-		if t.Type == blocklist.RuleIP && t.Allow {
-			allowIP[t.Prefix] = true
-		}
-	}
-	add := func(owner string, recs ...record) {
-		if seen[owner] {
-			return
-		}
-		seen[owner] = true
-		for _, r := range recs {
-			r.owner = owner
-			if r.ttl == 0 {
-				r.ttl = o.TTL
-			}
-			out = append(out, r)
-		}
-	}
-	passthru := record{rtype: dns.TypeCNAME, rdata: blocklist.RPZPassthru}
-	for t := range snap.Triggers() {
-		switch t.Type {
-		case blocklist.RuleASN:
-			if !t.Allow {
-				skipped.ASN++
-			}
-			continue
-		case blocklist.RuleIP:
-			owner := blocklist.RPZIPName(t.Prefix)
-			if t.Allow {
-				add(owner, passthru)
-				continue
-			}
-			if coveredByAllow(t.Prefix, allowIP) {
-				continue
-			}
-		}
-		var owners []string
-		if t.Type == blocklist.RuleDomain {
-			exact, wild := t.Name, "*."+t.Name
-			switch t.Kind {
-			case blocklist.MatchExact:
-				owners = []string{exact}
-			case blocklist.MatchWildcard:
-				owners = []string{wild}
-			default:
-				owners = []string{exact, wild}
-			}
-			if t.Allow {
-				for _, ow := range owners {
-					add(ow, passthru)
-				}
-				continue
-			}
-		}
-		sec := snap.Section(t.ID)
-		if !sec.Action.Enforced() {
-			skipped.Monitor++
-			continue
-		}
-		if sec.Scope == blocklist.ScopeOverseas {
-			skipped.Overseas++
-			continue
-		}
-		recs := policyRecords(snap, t.ID, sec.Action, o)
-		if len(recs) == 0 {
-			continue
-		}
-		if t.Type == blocklist.RuleIP {
-			add(blocklist.RPZIPName(t.Prefix), recs...)
-			why.see(sec)
-			continue
-		}
-		for _, ow := range owners {
-			// Write the block only where sinkhole itself would answer with
-			// this rule: no exception covers the owner, and no other rule
-			// for the same name wins.
-			probe := ow
-			if strings.HasPrefix(ow, "*.") {
-				probe = probeLabel + ow[2:]
-			}
-			if m := snap.MatchName(probe); m.Blocked() && m.Rule == t.ID {
-				add(ow, recs...)
-				why.see(sec)
-			}
-		}
-	}
-	out = append(out, why.records(o.TTL)...)
-	slices.SortFunc(out, compareRecords)
-	return out, skipped
-}
 
 // coveredByAllow reports whether an exception prefix holds all of p.
 func coveredByAllow(p netip.Prefix, allow map[netip.Prefix]bool) bool {

@@ -285,3 +285,56 @@ func short(hexDigest string) string {
 	}
 	return hexDigest
 }
+
+// exportDigest computes the SIMPLE SHA-384 digest of an exported zone with
+// the given serial in one pass: the zone is kept in canonical order, so
+// the records are hashed as they are read (each owner's name in wire
+// form once, then its records' prepared canonical tails).
+func (e *Exporter) exportDigest(z *czone, serial uint32) ([]byte, error) {
+	h := sha512.New384()
+	// The apex: NS (type 2), SOA (6), then the TXT records by RDATA.
+	var apex [][]byte
+	rrs := []dns.RR{e.ns(), e.soa(serial)}
+	for _, r := range z.txt {
+		rr, err := r.rr(e.apex)
+		if err != nil {
+			return nil, err
+		}
+		rrs = append(rrs, rr)
+	}
+	for _, rr := range rrs {
+		rr = lowerNames(dns.Copy(rr))
+		buf := make([]byte, dns.Len(rr)+16)
+		n, err := dns.PackRR(rr, buf, 0, nil, false)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", rr.Header().Name, err)
+		}
+		apex = append(apex, buf[:n])
+	}
+	ow := len(e.wire)
+	slices.SortFunc(apex, func(a, b []byte) int {
+		if c := bytes.Compare(a[ow:ow+2], b[ow:ow+2]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a[ow+10:], b[ow+10:])
+	})
+	apex = slices.CompactFunc(apex, bytes.Equal)
+	for _, w := range apex {
+		h.Write(w)
+	}
+	buf := make([]byte, 0, 64<<10)
+	var owner []byte
+	z.eachOwner(func(key []byte, code uint32) bool {
+		owner = append(appendOwnerWire(owner[:0], key), e.wire...)
+		for _, tail := range z.sets[code].tails {
+			buf = append(append(buf, owner...), tail...)
+		}
+		if len(buf) >= 60<<10 {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+		return true
+	})
+	h.Write(buf)
+	return h.Sum(nil), nil
+}
