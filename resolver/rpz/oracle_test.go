@@ -26,7 +26,6 @@ type uniformWhy struct {
 	mixed  [4]bool
 }
 
-
 func (u *uniformWhy) see(sec *blocklist.Section) {
 	v := [4]string{sec.Platform, sec.Authority, sec.Order, sec.Contact}
 	if !u.seen {
@@ -157,4 +156,3 @@ func buildRecords(snap *blocklist.Snapshot, o BuildOptions) ([]record, Skipped) 
 	slices.SortFunc(out, compareRecords)
 	return out, skipped
 }
-
