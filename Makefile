@@ -175,11 +175,15 @@ clean:
 
 # make bench-scale: what regulator-scale lists cost (1M and 10M names,
 # native and RPZ: cold load, a one-line change, 40 reloads; peak and
-# steady RSS, CPU time); writes its section of docs/benchmarks.md. About
-# 5 minutes on a quiet 2-core machine. BENCH_SCALE_FLAGS: more
-# bin/benchscale flags (bin/benchscale -h), e.g. -runs 1 -names 1000000.
+# steady RSS, CPU time) and what feeds cost (first AXFR of a 1M-name
+# zone; a one-name change until 10 sinkhole secondaries of a sinkhole and
+# of a BIND primary block it), with real bin/sinkhole and named processes
+# on loopback; writes its section of docs/benchmarks.md. About 15 minutes
+# on a quiet 2-core machine. BENCH_SCALE_FLAGS: more bin/benchscale flags
+# (bin/benchscale -h), e.g. -names 100000 -runs 1 for a quick run, or
+# -modes axfr,ixfr -primaries bind -secondaries 3.
 BENCH_SCALE_OUT   ?= docs/benchmarks.md
 BENCH_SCALE_FLAGS ?=
-bench-scale:
+bench-scale: build
 	$(GO) build -o bin/benchscale ./cmd/benchscale
 	./bin/benchscale -out '$(BENCH_SCALE_OUT)' $(BENCH_SCALE_FLAGS)

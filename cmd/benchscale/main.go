@@ -32,8 +32,19 @@ func main() {
 		formats = flag.String("formats", "native,rpz", "list formats to measure: native, rpz")
 		runs    = flag.Int("runs", 3, "runs of each measurement (the median is reported)")
 		reloads = flag.Int("reloads", 40, "reloads of the repeated-reload measurement")
-		maxRPZ  = flag.Int("max-rpz", 1000000, "largest list measured as RPZ")
-		modes   = flag.String("modes", "load,change,reloads", "list measurements to run: load, change, reloads")
+		maxRPZ  = flag.Int("max-rpz", 10000000, "largest list measured as RPZ")
+		once    = flag.Int("once-above", 1000000, "lists larger than this are measured once, not -runs times")
+		maxRel  = flag.Int("max-reloads", 1000000, "largest list measured by the repeated-reload measurement")
+		modes   = flag.String("modes", "load,change,reloads,axfr,ixfr", "measurements to run: load, change, reloads (lists); axfr, ixfr (feeds)")
+		feedN   = flag.Int("feed-names", 0, "names of the feed measurements' list (default: the smallest -names size)")
+		secs    = flag.Int("secondaries", 10, "sinkhole secondaries of the ixfr measurement")
+		prims   = flag.String("primaries", "sinkhole,bind", "primaries of the ixfr measurement: sinkhole, bind")
+		changes = flag.Int("changes", 0, "one-name changes of the ixfr measurement (default: -runs)")
+		feedTO  = flag.Duration("feed-timeout", 60*time.Second, "how long the secondaries may take to block a changed name")
+		loadTO  = flag.Duration("load-timeout", 5*time.Minute, "how long a primary may take to serve the zone, and a secondary to block with its first AXFR")
+		reserve = flag.Float64("reserve-mb", 3000, "memory (MB) left free when starting secondaries: fewer run when each costs too much")
+		shBin   = flag.String("sinkhole", "bin/sinkhole", "the sinkhole binary of the feed measurements")
+		named   = flag.String("named", "", "BIND's named (default: found in PATH or /usr/sbin)")
 		out     = flag.String("out", "", "markdown file to write the section into (empty: print only)")
 		work    = flag.String("work", "", "work directory (default: a temporary one, removed at the end)")
 	)
@@ -42,7 +53,14 @@ func main() {
 		writeResult(runChild(*child, *dir, *format, *reloads))
 		return
 	}
-	cfg := config{runs: *runs, reloads: *reloads, maxRPZ: *maxRPZ, modes: strings.Split(*modes, ",")}
+	cfg := config{runs: *runs, reloads: *reloads, maxRPZ: *maxRPZ, maxReloads: *maxRel, onceAbove: *once}
+	for _, m := range strings.Split(*modes, ",") {
+		m = strings.TrimSpace(m)
+		if !slices.Contains([]string{"load", "change", "reloads", "axfr", "ixfr"}, m) {
+			fatalf("-modes: unknown measurement %q", m)
+		}
+		cfg.modes = append(cfg.modes, m)
+	}
 	for _, s := range strings.Split(*names, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n <= 0 {
@@ -57,6 +75,40 @@ func main() {
 		}
 		cfg.formats = append(cfg.formats, f)
 	}
+	for _, p := range strings.Split(*prims, ",") {
+		p = strings.TrimSpace(p)
+		if p != "sinkhole" && p != "bind" {
+			fatalf("-primaries: unknown primary %q", p)
+		}
+		cfg.feed.primaries = append(cfg.feed.primaries, p)
+	}
+	cfg.feed.names = *feedN
+	if cfg.feed.names == 0 {
+		cfg.feed.names = slices.Min(cfg.sizes)
+	}
+	if *secs < 1 {
+		fatalf("-secondaries: at least 1")
+	}
+	cfg.feed.secondaries, cfg.feed.changes = *secs, *changes
+	if cfg.feed.changes == 0 {
+		cfg.feed.changes = *runs
+	}
+	cfg.feed.timeout, cfg.feed.loadTimeout, cfg.feed.reserveMB = *feedTO, *loadTO, *reserve
+	cfg.feed.named = *named
+	if cfg.feed.named == "" {
+		cfg.feed.named = findNamed()
+	}
+	cfg.feed.modes = cfg.modes
+	if slices.Contains(cfg.modes, "axfr") || slices.Contains(cfg.modes, "ixfr") {
+		p, err := filepath.Abs(*shBin)
+		if err == nil {
+			_, err = os.Stat(p)
+		}
+		if err != nil {
+			fatalf("-sinkhole: %v (make build first, or -modes without axfr and ixfr)", err)
+		}
+		cfg.feed.sinkhole = p
+	}
 	cfg.work = *work
 	if cfg.work == "" {
 		d, err := os.MkdirTemp("", "benchscale-")
@@ -66,6 +118,7 @@ func main() {
 		defer os.RemoveAll(d)
 		cfg.work = d
 	}
+	cfg.feed.work = filepath.Join(cfg.work, "feeds")
 	self, err := os.Executable()
 	if err != nil {
 		fatalf("%v", err)
@@ -88,14 +141,17 @@ func fatalf(format string, args ...any) {
 }
 
 type config struct {
-	sizes   []int
-	formats []string
-	runs    int
-	reloads int
-	maxRPZ  int
-	modes   []string
-	work    string
-	self    string
+	sizes      []int
+	formats    []string
+	runs       int
+	reloads    int
+	maxRPZ     int
+	maxReloads int
+	onceAbove  int
+	modes      []string
+	work       string
+	self       string
+	feed       feedConfig
 }
 
 // row is one line of the table: a measurement with its runs.
@@ -108,20 +164,37 @@ type row struct {
 
 type report struct {
 	started time.Time
+	ended   time.Time
+	uptime  string // uptime(1) before the run
 	rows    []row
 	cmdline string
+	axfr    *axfrResult
+	ixfr    []*ixfrResult
+	feeds   *feedConfig
 }
 
 func run(cfg config) *report {
-	rep := &report{started: time.Now().UTC(), cmdline: "bin/benchscale " + strings.Join(os.Args[1:], " ")}
-	for _, n := range cfg.sizes {
-		for _, format := range cfg.formats {
-			if format == "rpz" && n > cfg.maxRPZ {
-				continue
+	rep := &report{started: time.Now().UTC(), uptime: uptime(), cmdline: "bin/benchscale " + strings.Join(os.Args[1:], " ")}
+	logf("%s", rep.uptime)
+	if slices.ContainsFunc(cfg.modes, func(m string) bool { return m == "load" || m == "change" || m == "reloads" }) {
+		for _, n := range cfg.sizes {
+			for _, format := range cfg.formats {
+				if format == "rpz" && n > cfg.maxRPZ {
+					continue
+				}
+				rep.rows = append(rep.rows, measureList(cfg, n, format)...)
 			}
-			rep.rows = append(rep.rows, measureList(cfg, n, format)...)
 		}
 	}
+	if slices.Contains(cfg.modes, "axfr") || slices.Contains(cfg.modes, "ixfr") {
+		if err := os.MkdirAll(cfg.feed.work, 0o755); err != nil {
+			fatalf("%v", err)
+		}
+		rep.axfr, rep.ixfr = runFeeds(cfg.feed)
+		rep.feeds = &cfg.feed
+		os.RemoveAll(cfg.feed.work)
+	}
+	rep.ended = time.Now().UTC()
 	return rep
 }
 
@@ -150,13 +223,17 @@ func measureList(cfg config, n int, format string) []row {
 		{"change", "one line appended, reload"},
 		{"reloads", fmt.Sprintf("%d reloads (a line appended before each)", cfg.reloads)},
 	} {
-		if !slices.Contains(cfg.modes, m.mode) {
+		if !slices.Contains(cfg.modes, m.mode) || (m.mode == "reloads" && n > cfg.maxReloads) {
 			continue
 		}
 		r := row{what: label + ": " + m.what}
 		args := []string{"-child", m.mode, "-dir", "$DIR", "-format", format, "-reloads", strconv.Itoa(cfg.reloads)}
 		r.command = "bin/benchscale " + strings.Join(args, " ")
-		for range cfg.runs {
+		runs := cfg.runs
+		if n > cfg.onceAbove {
+			runs = 1
+		}
+		for range runs {
 			if err := copyFile(master, path); err != nil {
 				fatalf("%v", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"time"
 )
 
 const (
@@ -16,15 +17,55 @@ const (
 func (rep *report) markdown() string {
 	var b strings.Builder
 	b.WriteString(beginMarker + "\n## Regulator-scale lists (make bench-scale)\n\n")
-	fmt.Fprintf(&b, "Measured %s by `make bench-scale` (cmd/benchscale), %s, %d CPUs; load average before the run %s.\n\n",
-		rep.started.Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), loadAvg())
-	b.WriteString("Each figure is the median of the runs (all runs in brackets). CPU is the process's user + system time (getrusage) over the step, the figure to compare on a shared machine; wall is elapsed time. Peak RSS is `VmHWM` over the step (reset before it with `/proc/self/clear_refs`); for a change applied as a delta the peak with the background merge into a new base follows. Steady RSS is `VmRSS` after the step (and the merge) once the garbage collector ran. (delta) marks a change applied as a delta. Each run is a fresh process with `GOGC` 25, as `sinkhole serve` sets it. Names are generated, about 28 characters (`label-N.label.tld`); RPZ zones hold `name CNAME .` and `*.name CNAME .` per name.\n\n")
+	fmt.Fprintf(&b, "Measured %s by `make bench-scale` (cmd/benchscale), %s, %d CPUs, in %s. `uptime` before the run: `%s`; after it: `%s`.\n\n",
+		rep.started.Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), rep.ended.Sub(rep.started).Round(time.Second), rep.uptime, uptime())
+	if len(rep.rows) > 0 {
+		rep.listTable(&b)
+	}
+	if rep.feeds != nil {
+		rep.feedTables(&b)
+	}
+	b.WriteString("\n### Commands\n\n```sh\n# make bench-scale runs\n" + rep.cmdline + "\n")
+	if len(rep.rows) > 0 {
+		b.WriteString("# each list measurement, in a fresh process, on a generated list in $DIR\n")
+	}
+	seen := map[string]bool{}
+	put := func(lines ...string) {
+		for _, l := range lines {
+			if !seen[l] || strings.HasPrefix(l, "# ") {
+				seen[l] = true
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	for _, r := range rep.rows {
+		put(r.command)
+	}
+	if rep.axfr != nil && rep.axfr.PrimaryCmd != "" {
+		put("# first AXFR: the sinkhole primary, exporting the list in $WORK/primary-lists/bench.txt, then one secondary", rep.axfr.PrimaryCmd, rep.axfr.SecondaryCmd)
+	}
+	for _, ix := range rep.ixfr {
+		if len(ix.Commands) > 0 {
+			put(fmt.Sprintf("# IXFR propagation from the %s primary", ix.Primary))
+			put(ix.Commands...)
+		}
+	}
+	if rep.feeds != nil {
+		b.WriteString("# $UPSTREAM is a stub in benchscale answering NXDOMAIN at once; blocks = the answer carries EDE 16 (Censored), asked with miekg/dns every 10 ms\n")
+	}
+	b.WriteString("```\n" + endMarker + "\n")
+	return b.String()
+}
+
+func (rep *report) listTable(b *strings.Builder) {
+	b.WriteString("### Lists: load, change, reloads\n\n")
+	b.WriteString("Each figure is the median of the runs (all runs in brackets; lists above `-once-above` are measured once). CPU is the process's user + system time (getrusage) over the step, the figure to compare on a shared machine; wall is elapsed time. Peak RSS is `VmHWM` over the step (reset before it with `/proc/self/clear_refs`); for a change applied as a delta the peak with the background merge into a new base follows. Steady RSS is `VmRSS` after the step (and the merge) once the garbage collector ran. (delta) marks a change applied as a delta. Each run is a fresh process with `GOGC` 25, as `sinkhole serve` sets it. Names are generated, about 28 characters (`label-N.label.tld`); RPZ zones hold `name CNAME .` and `*.name CNAME .` per name.\n\n")
 	b.WriteString("| Measurement | Rules | CPU | Wall | Peak RSS | Steady RSS |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rep.rows {
 		rules, _ := median(r.runs, func(x result) float64 { return float64(x.Rules) })
 		cpu, ok := median(r.runs, func(x result) float64 { return x.CPUMS })
 		if !ok {
-			fmt.Fprintf(&b, "| %s | failed: %s | | | | |\n", r.what, strings.ReplaceAll(r.runs[0].Error, "|", "/"))
+			fmt.Fprintf(b, "| %s | failed: %s | | | | |\n", r.what, strings.ReplaceAll(r.runs[0].Error, "|", "/"))
 			continue
 		}
 		wall, _ := median(r.runs, func(x result) float64 { return x.WallMS })
@@ -44,19 +85,9 @@ func (rep *report) markdown() string {
 		if r.runs[0].Delta {
 			what += " (delta)"
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s (%s) | %s | %s | %s |\n", what, rules, ms(cpu),
+		fmt.Fprintf(b, "| %s | %.0f | %s (%s) | %s | %s | %s |\n", what, rules, ms(cpu),
 			all(r.runs, func(x result) float64 { return x.CPUMS / 1000 }, " s"), ms(wall), peakCell, steadyCell)
 	}
-	b.WriteString("\n### Commands\n\n```sh\n# make bench-scale runs\n" + rep.cmdline + "\n# each measurement, in a fresh process, on a generated list in $DIR\n")
-	seen := map[string]bool{}
-	for _, r := range rep.rows {
-		if !seen[r.command] {
-			seen[r.command] = true
-			b.WriteString(r.command + "\n")
-		}
-	}
-	b.WriteString("```\n" + endMarker + "\n")
-	return b.String()
 }
 
 func ms(v float64) string {
