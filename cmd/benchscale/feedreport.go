@@ -34,10 +34,10 @@ func (rep *report) feedTables(b *strings.Builder) {
 	if len(rep.ixfr) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "**IXFR propagation.** A primary serves the zone and notifies %d sinkhole secondaries (started together, each with an empty state directory, after the primary serves). Once every secondary blocks with its first AXFR, the primary gets %d one-name changes, 2 s apart. "+
+	fmt.Fprintf(b, "**IXFR propagation.** A primary serves the zone and notifies %d sinkhole secondaries, each with an empty state directory, started once the primary serves, in waves of one per CPU (a wave starts once the one before blocks; the first alone when no AXFR was measured, to size the memory guard `-reserve-mb`). Once every secondary blocks with its first AXFR, the primary gets %d one-name changes, 2 s apart. "+
 		"Latency is from the change until a secondary blocks the new name: for a sinkhole primary the change is one line appended to its list file (`--reload-debounce 10ms`: it reloads the file as a delta, updates its export, sends NOTIFY); for BIND it is a DNS UPDATE adding the name's two records (the latency includes the UPDATE's round trip). "+
 		"\"not within N s\" is a secondary that had not blocked the name by the deadline (`-feed-timeout`). Peak RSS per secondary: over its first AXFR (start-up included), and over the changes (reset after the first AXFR).\n\n", fc.secondaries, fc.changes)
-	b.WriteString("| Primary | Secondaries | One-name change until all block: slowest secondary, per change | Median secondary, per change | Secondary peak RSS, max of all: first AXFR; changes | Secondary CPU over all changes (median) | First AXFR of all | Primary |\n|---|---:|---|---|---|---:|---:|---|\n")
+	b.WriteString("| Primary | Secondaries | One-name change until all block: slowest secondary, per change | Median secondary, per change | Secondary peak RSS, max of all: first AXFR; changes | Secondary CPU over all changes (median) | First AXFRs, all secondaries | Primary |\n|---|---:|---|---|---|---:|---:|---|\n")
 	for _, ix := range rep.ixfr {
 		what := fmt.Sprintf("%s, %s names (%s records)", ix.Primary, humanCount(ix.Names), humanCount(ix.Records))
 		if len(ix.Secondaries) == 0 {

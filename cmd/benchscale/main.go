@@ -16,10 +16,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -119,6 +121,17 @@ func main() {
 		cfg.work = d
 	}
 	cfg.feed.work = filepath.Join(cfg.work, "feeds")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		fmt.Fprintln(os.Stderr, "benchscale: interrupted: stopping the servers it started")
+		stopAll()
+		if *work == "" {
+			os.RemoveAll(cfg.work)
+		}
+		os.Exit(1)
+	}()
 	self, err := os.Executable()
 	if err != nil {
 		fatalf("%v", err)
@@ -250,6 +263,7 @@ func measureList(cfg config, n int, format string) []row {
 
 func runChildProc(self string, args []string) result {
 	cmd := exec.Command(self, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -33,12 +34,46 @@ func startDaemon(dir, name string, argv []string) (*daemon, error) {
 	}
 	d := &daemon{name: name, cmd: exec.Command(argv[0], argv[1:]...), log: logPath, done: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = f, f
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the bench
 	if err := d.cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { d.cmd.Wait(); f.Close(); close(d.done) }()
+	running.Lock()
+	running.m[d] = true
+	running.Unlock()
+	go func() {
+		d.cmd.Wait()
+		f.Close()
+		running.Lock()
+		delete(running.m, d)
+		running.Unlock()
+		close(d.done)
+	}()
 	return d, nil
+}
+
+// running are the daemons started and not yet ended, stopped by
+// stopAll when the bench is interrupted.
+var running = struct {
+	sync.Mutex
+	m map[*daemon]bool
+}{m: map[*daemon]bool{}}
+
+// stopAll stops every running daemon.
+func stopAll() {
+	running.Lock()
+	var ds []*daemon
+	for d := range running.m {
+		ds = append(ds, d)
+	}
+	running.Unlock()
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.stop() }()
+	}
+	wg.Wait()
 }
 
 func (d *daemon) pid() int { return d.cmd.Process.Pid }
