@@ -1,8 +1,10 @@
 package querylog
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -75,7 +77,7 @@ func AppendQuery(b []byte, req *query.Request, resp *dns.Msg, dur time.Duration)
 // appendHead opens the object with the fields every line has.
 func appendHead(b []byte, req *query.Request) []byte {
 	b = append(b, `{"time":"`...)
-	b = req.Start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = appendTime(b, req.Start)
 	b = append(b, `","client":`...)
 	var tmp [64]byte
 	b = appendBytes(b, req.Client.AppendTo(tmp[:0]))
@@ -88,13 +90,72 @@ func appendHead(b []byte, req *query.Request) []byte {
 	b = append(b, `,"name":`...)
 	b = appendString(b, req.Name)
 	b = append(b, `,"type":`...)
-	if s, ok := dns.TypeToString[req.Qtype]; ok {
-		b = appendString(b, s)
-	} else {
-		b = strconv.AppendUint(append(b, `"TYPE`...), uint64(req.Qtype), 10)
-		b = append(b, '"')
+	return appendType(b, req.Qtype)
+}
+
+// typeNames holds the quoted names of the types below 256 (empty for the
+// unnamed ones), so that a line costs no map lookup for them.
+var typeNames = func() (t [256]string) {
+	for i := range t {
+		if s, ok := dns.TypeToString[uint16(i)]; ok {
+			t[i] = strconv.Quote(s)
+		}
 	}
-	return b
+	return t
+}()
+
+// appendType appends qtype's name as a JSON string ("TYPE65280" for a
+// type without one).
+func appendType(b []byte, qtype uint16) []byte {
+	if qtype < uint16(len(typeNames)) && typeNames[qtype] != "" {
+		return append(b, typeNames[qtype]...)
+	}
+	if s, ok := dns.TypeToString[qtype]; ok {
+		return appendString(b, s)
+	}
+	b = strconv.AppendUint(append(b, `"TYPE`...), uint64(qtype), 10)
+	return append(b, '"')
+}
+
+// second is the text of one UTC second, "2006-01-02T15:04:05".
+type second struct {
+	unix int64
+	text [19]byte
+}
+
+// lastSecond caches the second most lines of a busy log share.
+var lastSecond atomic.Pointer[second]
+
+// appendTime appends t in UTC as time.RFC3339Nano does (trailing zeros of
+// the fraction dropped, no fraction for a whole second), from a cached
+// text of its second: the date and clock are formatted once a second.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	unix := t.Unix()
+	sec := lastSecond.Load()
+	if sec == nil || sec.unix != unix {
+		if y := t.Year(); y < 0 || y > 9999 {
+			return t.AppendFormat(b, time.RFC3339Nano)
+		}
+		sec = &second{unix: unix}
+		t.AppendFormat(sec.text[:0], "2006-01-02T15:04:05")
+		lastSecond.Store(sec)
+	}
+	b = append(b, sec.text[:]...)
+	if ns := t.Nanosecond(); ns != 0 {
+		var f [10]byte
+		f[0] = '.'
+		for i := 9; i > 0; i-- {
+			f[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for f[n-1] == '0' {
+			n--
+		}
+		b = append(b, f[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // appendDecision adds the fields of the rule that fired.
@@ -169,21 +230,44 @@ func appendIP(b []byte, ip netip.Addr) []byte {
 	return appendBytes(b, ip.AppendTo(tmp[:0]))
 }
 
-// appendString appends s as a JSON string.
 // plainJSON reports whether b can stand in a JSON string as it is.
 func plainJSON(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+	i := 0
+	if len(b) >= 8 {
+		for ; i+8 <= len(b); i += 8 {
+			if special8(binary.LittleEndian.Uint64(b[i:])) {
+				return false
+			}
+		}
+		return !special8(binary.LittleEndian.Uint64(b[len(b)-8:]))
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
 			return false
 		}
 	}
 	return true
 }
 
+// appendString appends s as a JSON string.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	// Most strings (names, files, platforms) need no escape: check them
+	// eight bytes at a time (the last word overlapping the one before).
+	i := 0
+	if len(s) >= 8 {
+		for ; i+8 <= len(s); i += 8 {
+			if special8(word(s[i : i+8])) {
+				break
+			}
+		}
+		if i+8 > len(s) && !special8(word(s[len(s)-8:])) {
+			b = append(b, s...)
+			return append(b, '"')
+		}
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -218,12 +302,27 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// word reads the eight bytes of w (len(w) == 8) as one little-endian word.
+func word(w string) uint64 {
+	w = w[:8]
+	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+}
+
+// special8 reports whether any of the eight bytes of x is one a JSON
+// string cannot hold as it is: a control byte, '"', '\\' or a byte of a
+// multi-byte (or invalid) UTF-8 sequence.
+func special8(x uint64) bool {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (ones * '"')
+	bs := x ^ (ones * '\\')
+	return ((x-ones*0x20)&^x|x|(q-ones)&^q|(bs-ones)&^bs)&high != 0
+}
+
 // appendBytes appends a JSON string of bytes that do not alias b.
 func appendBytes(b, s []byte) []byte {
-	for _, c := range s {
-		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			return appendString(b, string(s))
-		}
+	if !plainJSON(s) {
+		return appendString(b, string(s))
 	}
 	b = append(b, '"')
 	b = append(b, s...)

@@ -2,14 +2,17 @@ package querylog
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/miekg/dns"
 
@@ -186,4 +189,69 @@ func BenchmarkQueryLine(b *testing.B) {
 		buf = AppendQuery(buf[:0], req, resp, 42*time.Microsecond)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// special8 agrees with the byte-by-byte rule for every byte value at every
+// position of a word, among plain and special neighbours.
+func TestSpecial8(t *testing.T) {
+	special := func(c byte) bool { return c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' }
+	for _, fill := range []byte{'a', '-', '0', 0x20, 0x7f, 0x21, 0x5b, 0x5d, '"', 0x1f, 0x80} {
+		for pos := range 8 {
+			for c := range 256 {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[pos] = byte(c)
+				want := false
+				for _, x := range w {
+					want = want || special(x)
+				}
+				if got := special8(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("%q: special8 %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
+	for _, s := range []string{"", "abcdefg", "abcdefgh", "abcdefgh\"", "abcdefghijklmnop\\", "www.example.com", "münchen.example.de", "a\x00b"} {
+		if got, want := plainJSON([]byte(s)), !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r >= utf8.RuneSelf || r == '"' || r == '\\' }); got != want {
+			t.Errorf("plainJSON(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// appendTime writes what time.RFC3339Nano does in UTC, whichever second
+// the cache holds.
+func TestAppendTime(t *testing.T) {
+	zone := time.FixedZone("X", -7*3600)
+	for _, tm := range []time.Time{
+		time.Date(2026, 12, 1, 11, 13, 24, 701082156, time.UTC),
+		time.Date(2026, 12, 1, 11, 13, 24, 701082150, time.UTC),
+		time.Date(2026, 12, 1, 11, 13, 24, 700000000, time.UTC),
+		time.Date(2026, 12, 1, 11, 13, 24, 0, time.UTC),
+		time.Date(2026, 12, 1, 11, 13, 25, 1, time.UTC),
+		time.Date(2026, 12, 1, 4, 13, 25, 999999999, zone),
+		time.Date(1999, 12, 31, 23, 59, 59, 500, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 5, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Now(),
+	} {
+		for range 2 { // once filling the cache, once from it
+			got := string(appendTime([]byte("x"), tm))
+			if want := "x" + tm.UTC().Format(time.RFC3339Nano); got != want {
+				t.Errorf("%v: %s, want %s", tm, got, want)
+			}
+		}
+	}
+}
+
+func TestAppendType(t *testing.T) {
+	for qtype, want := range map[uint16]string{
+		dns.TypeA: `"A"`, dns.TypeAAAA: `"AAAA"`, dns.TypeHTTPS: `"HTTPS"`, dns.TypeCAA: `"CAA"`,
+		65280: `"TYPE65280"`, 0: `"None"`, 254: `"MAILA"`, 255: `"ANY"`, 53: `"SMIMEA"`, 250: `"TSIG"`, 251: `"IXFR"`, 60: `"CDNSKEY"`, 100: `"UINFO"`, 200: `"TYPE200"`,
+	} {
+		if got := string(appendType(nil, qtype)); got != want {
+			t.Errorf("type %d: %s, want %s", qtype, got, want)
+		}
+	}
 }

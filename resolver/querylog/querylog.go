@@ -1,13 +1,15 @@
 // Package querylog writes the audit log (one JSON line per blocked or
 // monitored query) and the query log (one JSON line per query) without
-// ever slowing the query path: a query formats its line into a pooled
-// buffer and hands it to a bounded channel; one goroutine writes the lines
-// in batches. When the channel is full the line is dropped and counted,
-// never the query. Files rotate by size (lumberjack), are reopened when
+// ever slowing the query path: a query formats its line on its stack and
+// appends it to the log's pending lines (a copy under a mutex); one
+// goroutine takes the pending lines at most batchWait later and writes
+// them in batches of whole lines. When Buffer lines are pending the line
+// is dropped and counted, never the query. Files rotate by size (lumberjack), are reopened when
 // deleted or renamed (and on Reopen), and never keep a partial line.
 package querylog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,8 +43,12 @@ const batchSize = 64 << 10
 // bounds how late a line reaches the file (and how often the writer wakes).
 const batchWait = 10 * time.Millisecond
 
-// maxPooledLine is the largest line buffer returned to the pool.
-const maxPooledLine = 4 << 10
+// lineBuf is the stack buffer a line is formatted into; a longer line
+// (many answer addresses) grows onto the heap.
+const lineBuf = 1024
+
+// maxSpare is the largest pending buffer the writer keeps for reuse.
+const maxSpare = 4 << 20
 
 // Options configures a Log.
 type Options struct {
@@ -75,14 +81,22 @@ type Log struct {
 	reopen  chan struct{}
 	file    os.FileInfo // the file last opened at path (writer goroutine only)
 	log     *slog.Logger
-	ch      chan *[]byte
-	pool    sync.Pool
+	max     int // Options.Buffer: lines that may be pending
 	stop    chan struct{}
 	done    chan struct{}
 	closed  atomic.Bool
 	once    sync.Once
 	lines   atomic.Uint64
 	dropped atomic.Uint64
+
+	// The lines waiting for the writer, whole and in order. A line is
+	// appended under mu; the writer swaps pending for spare and writes
+	// what it took. wake tells an idle writer that lines are pending.
+	mu      sync.Mutex
+	pending []byte
+	npend   int // lines in pending
+	spare   []byte
+	wake    chan struct{}
 
 	lastErrLog time.Time // writer goroutine only
 }
@@ -103,11 +117,10 @@ func Open(opts Options) (*Log, error) {
 		opts.Logger = slog.Default()
 	}
 	l := &Log{
-		name: opts.Name, path: opts.Path, log: opts.Logger,
-		ch:   make(chan *[]byte, opts.Buffer),
+		name: opts.Name, path: opts.Path, log: opts.Logger, max: opts.Buffer,
 		stop: make(chan struct{}), done: make(chan struct{}), reopen: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1),
 	}
-	l.pool.New = func() any { b := make([]byte, 0, 512); return &b }
 	if opts.Path == Stdout {
 		l.out = opts.Stdout
 		if l.out == nil {
@@ -149,9 +162,8 @@ func (l *Log) Audit(req *query.Request) {
 	if req.Info.Decision == nil || l.closed.Load() {
 		return
 	}
-	bp := l.pool.Get().(*[]byte)
-	*bp = AppendAudit((*bp)[:0], req)
-	l.send(bp)
+	var buf [lineBuf]byte
+	l.add(AppendAudit(buf[:0], req))
 }
 
 // Query logs any answered query with its response (nil when none was sent).
@@ -159,57 +171,69 @@ func (l *Log) Query(req *query.Request, resp *dns.Msg) {
 	if l.closed.Load() {
 		return
 	}
-	bp := l.pool.Get().(*[]byte)
-	*bp = AppendQuery((*bp)[:0], req, resp, time.Since(req.Start))
-	l.send(bp)
+	var buf [lineBuf]byte
+	l.add(AppendQuery(buf[:0], req, resp, time.Since(req.Start)))
 }
 
-// send queues a formatted line, or drops it when the buffer is full.
-func (l *Log) send(bp *[]byte) {
-	select {
-	case l.ch <- bp:
-	default:
+// add appends one formatted line to the pending lines, or drops it (and
+// counts it) when Buffer lines are pending already. line is copied.
+func (l *Log) add(line []byte) {
+	l.mu.Lock()
+	if l.npend >= l.max {
+		l.mu.Unlock()
 		l.dropped.Add(1)
-		l.recycle(bp)
+		return
+	}
+	first := l.npend == 0
+	l.pending = append(l.pending, line...)
+	l.npend++
+	l.mu.Unlock()
+	if first {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
-func (l *Log) recycle(bp *[]byte) {
-	if cap(*bp) <= maxPooledLine {
-		l.pool.Put(bp)
-	}
+// take hands the pending lines to the writer (n of them, possibly none).
+// The writer gives the buffer back with giveBack once it is written.
+func (l *Log) take() (batch []byte, n int) {
+	l.mu.Lock()
+	batch, n = l.pending, l.npend
+	l.pending, l.npend, l.spare = l.spare[:0], 0, nil
+	l.mu.Unlock()
+	return batch, n
 }
 
-// run is the writer goroutine: it gathers whole lines into batches so a
-// rotation never splits a line.
+// giveBack keeps a written batch's buffer for the next one.
+func (l *Log) giveBack(batch []byte) {
+	if cap(batch) > maxSpare {
+		return
+	}
+	l.mu.Lock()
+	if l.spare == nil {
+		l.spare = batch[:0]
+	}
+	l.mu.Unlock()
+}
+
+// run is the writer goroutine. Idle, it waits for a line; then it writes
+// what is pending and lets lines gather for batchWait before the next
+// write, so a line reaches the file at most about batchWait after it was
+// logged while the writer keeps up, and the writer wakes at most once per
+// batchWait however busy the log is.
 func (l *Log) run() {
 	defer close(l.done)
-	batch := make([]byte, 0, batchSize)
-	var n uint64 // lines in batch
-	add := func(bp *[]byte) {
-		batch = append(batch, *bp...)
-		n++
-		l.recycle(bp)
-		if len(batch) >= batchSize {
-			l.write(batch, n)
-			batch, n = batch[:0], 0
+	flush := func() {
+		batch, n := l.take()
+		if n > 0 {
+			l.writeLines(batch, n)
 		}
-	}
-	drain := func() {
-		for {
-			select {
-			case bp := <-l.ch:
-				add(bp)
-			default:
-				return
-			}
-		}
+		l.giveBack(batch)
 	}
 	finish := func() {
-		drain()
-		if len(batch) > 0 {
-			l.write(batch, n)
-		}
+		flush()
 		if l.closer != nil {
 			if err := l.closer.Close(); err != nil {
 				l.log.Warn("closing log", "log", l.name, "path", l.path, "err", err)
@@ -223,8 +247,7 @@ func (l *Log) run() {
 	for {
 		// Idle: wait for a line.
 		select {
-		case bp := <-l.ch:
-			add(bp)
+		case <-l.wake:
 		case <-check.C:
 			l.checkFile()
 			continue
@@ -235,14 +258,9 @@ func (l *Log) run() {
 			finish()
 			return
 		}
-		drain()
-		if len(batch) > 0 {
-			l.write(batch, n)
-			batch, n = batch[:0], 0
-		}
+		flush()
 		// Busy: let lines gather for a moment rather than being woken for
-		// each one (a handoff to a parked receiver costs the sender far
-		// more than queueing).
+		// each one.
 		pause.Reset(batchWait)
 		select {
 		case <-pause.C:
@@ -251,6 +269,28 @@ func (l *Log) run() {
 			finish()
 			return
 		}
+		flush()
+	}
+}
+
+// writeLines writes n whole lines in writes of at most about batchSize
+// bytes, each ending at a line's end (a rotation never splits a line).
+func (l *Log) writeLines(batch []byte, n int) {
+	for len(batch) > 0 {
+		end := len(batch)
+		if end > batchSize {
+			end = bytes.LastIndexByte(batch[:batchSize], '\n') + 1
+			if end == 0 { // one line longer than batchSize
+				end = bytes.IndexByte(batch, '\n') + 1
+			}
+		}
+		chunk := batch[:end]
+		k := n
+		if end < len(batch) {
+			k = bytes.Count(chunk, []byte{'\n'})
+		}
+		l.write(chunk, uint64(k))
+		batch, n = batch[end:], n-k
 	}
 }
 

@@ -259,8 +259,8 @@ type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, io.ErrShortWrite }
 
-// BenchmarkAudit is the cost on the query path: format into a pooled
-// buffer and queue.
+// BenchmarkAudit is the cost on the query path: format on the stack and
+// append to the pending lines.
 func BenchmarkAudit(b *testing.B) {
 	snap := loadSnapshot(b, map[string]string{"x.txt": testList})
 	req := blockedRequest(b, snap, "www.binance.com")
