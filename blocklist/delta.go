@@ -164,14 +164,15 @@ func (s *Snapshot) offer(t *domainTable, base, id uint32, own uint8, atName bool
 }
 
 // fileDomainRules calls fn, in line order, for every domain rule of file f
-// in service: base rules not taken out and added rules, with their current
-// lines and sections.
-func (s *Snapshot) fileDomainRules(f *FileStatus, fn func(id uint32, name []byte, kind uint8, line int, sect uint16)) {
+// in service: base rules not taken out and added rules, with their ids,
+// encoded names (names.go; appendDecoded gives the name), current lines
+// and sections.
+func (s *Snapshot) fileDomainRules(f *FileStatus, fn func(id uint32, enc []byte, kind uint8, line int, sect uint16)) {
 	l := s.layer
 	if l == nil {
 		for i := f.dom[0]; i < f.dom[1]; i++ {
 			id := uint32(i)
-			fn(id, s.dom.name(id), s.dom.ownKind(id), s.dom.line(id), s.dom.sect(id))
+			fn(id, s.dom.enc(id), s.dom.ownKind(id), s.dom.line(id), s.dom.sect(id))
 		}
 		return
 	}
@@ -188,13 +189,13 @@ func (s *Snapshot) fileDomainRules(f *FileStatus, fn func(id uint32, name []byte
 		}
 		if j < ar[1] && (bl < 0 || l.add.line(uint32(j)) < bl) {
 			id := uint32(j)
-			fn(uint32(s.dom.len())+id, l.add.name(id), l.add.ownKind(id), l.add.line(id), l.add.sect(id))
+			fn(uint32(s.dom.len())+id, l.add.enc(id), l.add.ownKind(id), l.add.line(id), l.add.sect(id))
 			j++
 			continue
 		}
 		if i < end {
 			id := uint32(i)
-			fn(id, s.dom.name(id), s.dom.ownKind(id), bl, s.dom.sect(id))
+			fn(id, s.dom.enc(id), s.dom.ownKind(id), bl, s.dom.sect(id))
 			i++
 		}
 	}
@@ -217,8 +218,8 @@ func (b *builder) copyFileLayered(old *Snapshot, f *FileStatus) {
 		return n
 	}
 	hasLocal := len(old.local) > 0
-	old.fileDomainRules(f, func(id uint32, name []byte, kind uint8, line int, sc uint16) {
-		b.s.dom.add(name, kind, line, sect(sc))
+	old.fileDomainRules(f, func(id uint32, enc []byte, kind uint8, line int, sc uint16) {
+		b.s.dom.addEnc(enc, kind, line, sect(sc))
 		// Local data (RPZ rules) follows its rule, base or added.
 		if !hasLocal {
 			return
@@ -376,14 +377,14 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 					continue
 				}
 				for ; j < nd.len() && nd.line(uint32(j)) < line; j++ {
-					l.add.add(nd.name(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
+					l.add.addEnc(nd.enc(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
 				}
 			}
-			l.add.add(old.add.name(id), old.add.ownKind(id), line, old.add.sect(id))
+			l.add.addEnc(old.add.enc(id), old.add.ownKind(id), line, old.add.sect(id))
 		}
 		if fs.Name == d.file {
 			for ; j < nd.len(); j++ {
-				l.add.add(nd.name(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
+				l.add.addEnc(nd.enc(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
 			}
 		}
 		if l.add.len() > start {

@@ -3,6 +3,7 @@ package blocklist
 import (
 	"bytes"
 	"math/bits"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -57,18 +58,20 @@ func kindOf(b uint8) (MatchKind, bool) {
 }
 
 // domainRules is the compact, append-only store of domain rules: names are
-// packed into one arena and every per-rule attribute is a parallel array or
-// a run-length form, so a million rules cost a handful of large allocations
-// and about 12 bytes each besides their names. A rule with the same name
-// as the rule before it stores no name of its own (an RPZ zone lists most
-// names twice, as "name" and "*.name").
+// encoded (see names.go) into one arena and every per-rule attribute is a
+// parallel array or a run-length form, so a million rules cost a handful
+// of large allocations and about 9 bytes each besides their encoded
+// names. A rule with the same name as the rule before it stores no name of
+// its own (an RPZ zone lists most names twice, as "name" and "*.name").
 type domainRules struct {
-	arena []byte // names, lower-case, no trailing dot, back to back
-	// Rule i's name is arena[off[i]:off[i+1]]; an empty one is the name of
-	// the rule before it. len = rules+1.
-	off    []uint32
-	shared int     // rules whose name is the previous rule's
-	kind   []uint8 // one kind bit; heads of duplicated names get the union + kindMore
+	arena []byte // encoded names, back to back
+	// lens[i] is the length of rule i's encoded name in arena, 0 when the
+	// rule shares the name of the rule before it; blockOff[b] is where the
+	// names of rules b*nameBlock on start.
+	lens     []uint8
+	blockOff []uint32
+	shared   int     // rules whose name is the previous rule's
+	kind     []uint8 // one kind bit; heads of duplicated names get the union + kindMore
 	// Lines: rule i is on line lineBase[i/lineBlock] + lineDelta[i], or
 	// lineBig[i] when that delta does not fit a byte (lineDelta[i] == 255).
 	lineBase  []uint32
@@ -77,6 +80,9 @@ type domainRules struct {
 	// sectRuns are the runs of consecutive rules under one section, by start.
 	sectRuns []sectRun
 }
+
+// nameBlock is how many rules share one arena offset.
+const nameBlock = 16
 
 // lineBlock is how many rules share one line base.
 const lineBlock = 32
@@ -89,16 +95,36 @@ type sectRun struct {
 
 func (d *domainRules) len() int { return len(d.kind) }
 
-func (d *domainRules) name(i uint32) []byte {
-	for d.off[i] == d.off[i+1] && i > 0 {
-		i--
+// encStart returns where rule i's own encoded name starts in the arena.
+func (d *domainRules) encStart(i uint32) uint32 {
+	b := i / nameBlock
+	off := d.blockOff[b]
+	for _, l := range d.lens[b*nameBlock : i] {
+		off += uint32(l)
 	}
-	return d.arena[d.off[i]:d.off[i+1]]
+	return off
 }
 
-// ownName is the name stored with rule i itself: empty when the rule
-// shares the previous rule's name. A table head always has its own.
-func (d *domainRules) ownName(i uint32) []byte { return d.arena[d.off[i]:d.off[i+1]] }
+// ownEnc is the encoded name stored with rule i itself: empty when the
+// rule shares the previous rule's name. A table head always has its own.
+func (d *domainRules) ownEnc(i uint32) []byte {
+	off := d.encStart(i)
+	return d.arena[off : off+uint32(d.lens[i])]
+}
+
+// enc returns rule i's encoded name.
+func (d *domainRules) enc(i uint32) []byte {
+	for d.lens[i] == 0 && i > 0 {
+		i--
+	}
+	return d.ownEnc(i)
+}
+
+// name returns rule i's name (a new slice).
+func (d *domainRules) name(i uint32) []byte { return appendDecoded(nil, d.enc(i)) }
+
+// appendName appends rule i's name to dst.
+func (d *domainRules) appendName(dst []byte, i uint32) []byte { return appendDecoded(dst, d.enc(i)) }
 
 // line returns rule i's line number.
 func (d *domainRules) line(i uint32) int {
@@ -124,16 +150,32 @@ func (d *domainRules) sect(i uint32) uint16 {
 }
 
 func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
-	if len(d.off) == 0 {
-		d.off = append(d.off, 0)
-	}
+	start := len(d.arena)
+	d.arena = appendEncoded(d.arena, name)
+	d.addEncoded(start, kind, line, sect)
+}
+
+// addEnc adds a rule whose encoded name is e (as enc returns it).
+func (d *domainRules) addEnc(e []byte, kind uint8, line int, sect uint16) {
+	start := len(d.arena)
+	d.arena = append(d.arena, e...)
+	d.addEncoded(start, kind, line, sect)
+}
+
+// addEncoded adds a rule whose encoded name was just appended to the arena
+// at start.
+func (d *domainRules) addEncoded(start int, kind uint8, line int, sect uint16) {
 	i := uint32(len(d.kind))
-	if i > 0 && bytes.Equal(name, d.name(i-1)) {
+	e := d.arena[start:]
+	if i > 0 && bytes.Equal(e, d.enc(i-1)) {
 		d.shared++
-	} else {
-		d.arena = append(d.arena, name...)
+		d.arena = d.arena[:start]
+		e = nil
 	}
-	d.off = append(d.off, uint32(len(d.arena)))
+	if i%nameBlock == 0 {
+		d.blockOff = append(d.blockOff, uint32(start))
+	}
+	d.lens = append(d.lens, uint8(len(e)))
 	d.kind = append(d.kind, kind)
 	if i%lineBlock == 0 {
 		d.lineBase = append(d.lineBase, uint32(line))
@@ -154,16 +196,17 @@ func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 
 // truncate drops rules from index n on (used to roll back a failed file).
 func (d *domainRules) truncate(n int) {
-	if len(d.off) == 0 {
+	if n >= len(d.kind) {
 		return
 	}
 	for i := n; i < len(d.kind); i++ {
-		if d.off[i] == d.off[i+1] {
+		if d.lens[i] == 0 {
 			d.shared--
 		}
 	}
-	d.arena = d.arena[:d.off[n]]
-	d.off = d.off[:n+1]
+	d.arena = d.arena[:d.encStart(uint32(n))]
+	d.lens = d.lens[:n]
+	d.blockOff = d.blockOff[:(n+nameBlock-1)/nameBlock]
 	d.kind = d.kind[:n]
 	d.lineDelta = d.lineDelta[:n]
 	d.lineBase = d.lineBase[:(n+lineBlock-1)/lineBlock]
@@ -185,7 +228,8 @@ func (d *domainRules) grow(n, nameBytes int) {
 		d.arena = a
 	}
 	if cap(d.kind)-len(d.kind) < n {
-		d.off = append(make([]uint32, 0, len(d.off)+n+1), d.off...)
+		d.lens = append(make([]uint8, 0, len(d.lens)+n), d.lens...)
+		d.blockOff = append(make([]uint32, 0, len(d.blockOff)+n/nameBlock+1), d.blockOff...)
 		d.kind = append(make([]uint8, 0, len(d.kind)+n), d.kind...)
 		d.lineDelta = append(make([]uint8, 0, len(d.lineDelta)+n), d.lineDelta...)
 		d.lineBase = append(make([]uint32, 0, len(d.lineBase)+n/lineBlock+1), d.lineBase...)
@@ -200,7 +244,8 @@ func (d *domainRules) shrink() {
 		d.arena = append([]byte(nil), d.arena...)
 	}
 	if cap(d.kind)-len(d.kind) > len(d.kind)/8 {
-		d.off = append([]uint32(nil), d.off...)
+		d.lens = append([]uint8(nil), d.lens...)
+		d.blockOff = append([]uint32(nil), d.blockOff...)
 		d.kind = append([]uint8(nil), d.kind...)
 		d.lineDelta = append([]uint8(nil), d.lineDelta...)
 		d.lineBase = append([]uint32(nil), d.lineBase...)
@@ -223,6 +268,7 @@ type domainTable struct {
 	// name, with each rule's own kind bit. Only names listed more than once
 	// appear here.
 	dups map[uint32][]dupRule
+	mask uint64 // applied to every hash: all ones, but see collideHashes
 }
 
 type dupRule struct {
@@ -248,6 +294,14 @@ func mix(h uint64) uint64 {
 	return h
 }
 
+// slotHash is mix for t's slots and tags.
+func (t *domainTable) slotHash(h uint64) uint64 { return mix(h) & t.mask }
+
+// collideHashes, set by tests, makes every name's hash collide in the
+// domain tables built from then on (each lookup then rests on the name
+// comparison alone).
+var collideHashes atomic.Bool
+
 // ownKind returns the kind bit of rule i itself (heads hold a union).
 func (t *domainTable) ownKind(i uint32) uint8 {
 	k := t.kind[i]
@@ -270,23 +324,29 @@ func (t *domainTable) ownKind(i uint32) uint8 {
 func (t *domainTable) build() {
 	n := t.len()
 	t.dups = nil
+	t.mask = ^uint64(0)
+	if collideHashes.Load() {
+		t.mask = 0
+	}
 	t.idBits = uint(bits.Len32(uint32(n) + 1))
 	t.idMask = 1<<t.idBits - 1
 	size := (n-t.shared)*3/2 + 1
 	t.slots = make([]uint32, size)
 	t.levels = 0
 	lastHead := -1
+	var buf [maxEncodedName + 8]byte
 	for i := 0; i < n; i++ {
 		id := uint32(i)
-		if own := t.ownName(id); len(own) == 0 && lastHead == i-1 &&
+		if t.lens[i] == 0 && lastHead == i-1 &&
 			t.kind[i-1]&(kindNext|kindMore) == 0 && t.kind[i-1] != t.kind[i] {
 			// The second of a pair sharing a name: the head holds both.
 			t.kind[i-1] |= t.kind[i] | kindNext
 			continue
 		}
-		name := t.name(id)
+		e := t.enc(id)
+		name := appendDecoded(buf[:0], e)
 		t.levels |= 1 << min(bytes.Count(name, dot)+1, 63)
-		h := mix(hashName(name))
+		h := t.slotHash(hashName(name))
 		tag := t.tag(h)
 		s := fastrange(h, size)
 		for {
@@ -298,7 +358,7 @@ func (t *domainTable) build() {
 			}
 			if v&^t.idMask == tag {
 				head := v&t.idMask - 1
-				if bytes.Equal(t.name(head), name) {
+				if bytes.Equal(t.ownEnc(head), e) {
 					t.addDup(head, id)
 					break
 				}
@@ -349,7 +409,7 @@ func (t *domainTable) lookup(h uint64, name string) (uint32, bool) {
 	if size == 0 {
 		return 0, false
 	}
-	h = mix(h)
+	h = t.slotHash(h)
 	return t.find(h, t.slots[fastrange(h, size)], name)
 }
 
@@ -397,7 +457,7 @@ func (t *domainTable) match(name string) nameMatch {
 				if n == maxLevels {
 					return t.matchSlow(name)
 				}
-				mh := mix(h)
+				mh := t.slotHash(h)
 				hashes[n], starts[n] = mh, int32(i+1)
 				first[n] = t.slots[fastrange(mh, size)]
 				n++
@@ -446,7 +506,7 @@ func (t *domainTable) find(h uint64, v uint32, suffix string) (uint32, bool) {
 	for v != 0 {
 		if v&^t.idMask == tag {
 			id := v&t.idMask - 1
-			if string(t.ownName(id)) == suffix { // a head has its own name
+			if encodedEqual(t.ownEnc(id), suffix) { // a head has its own name
 				return id, true
 			}
 		}
@@ -479,7 +539,7 @@ func (t *domainTable) matchSlow(name string) nameMatch {
 
 // heapBytes estimates the memory the table holds (for status and benchmarks).
 func (t *domainTable) heapBytes() int {
-	n := cap(t.arena) + 4*cap(t.off) + cap(t.kind) + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
+	n := cap(t.arena) + cap(t.lens) + 4*cap(t.blockOff) + cap(t.kind) + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
 		8*cap(t.sectRuns) + 4*cap(t.slots)
 	for _, l := range t.dups {
 		n += 48 + int(unsafe.Sizeof(dupRule{}))*cap(l)

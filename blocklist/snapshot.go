@@ -329,7 +329,7 @@ func (s *Snapshot) AppendRuleText(dst []byte, id RuleID) []byte {
 		case MatchExact:
 			dst = append(dst, '=')
 		}
-		return append(dst, t.name(j)...)
+		return t.appendName(dst, j)
 	case RuleIP:
 		ip := s.ips[i]
 		if ip.allow {
@@ -390,7 +390,7 @@ func (s *Snapshot) SubtreeLabels(id RuleID) int {
 	if t.ownKind(i) != kindSubtree {
 		return 0
 	}
-	return bytes.Count(t.name(i), dot) + 1
+	return encodedLabels(t.enc(i))
 }
 
 // File returns the status of the named list file, or nil.
@@ -505,7 +505,7 @@ func (b *builder) repeatedOwner() bool {
 		id := uint32(i)
 		k, _ := kindOf(d.kind[i])
 		bit := uint8(1) << k
-		name := d.name(id)
+		name := d.enc(id)
 		s := fastrange(mix(hashName(name)), size)
 		for {
 			v := slots[s]
@@ -513,7 +513,7 @@ func (b *builder) repeatedOwner() bool {
 				slots[s], masks[s] = id+1, bit
 				break
 			}
-			if bytes.Equal(d.name(v-1), name) {
+			if bytes.Equal(d.enc(v-1), name) {
 				if masks[s]&bit != 0 {
 					return true
 				}
@@ -616,7 +616,7 @@ func (b *builder) copyFile(old *Snapshot, f *FileStatus) {
 	b.copyLocalData(old, f, domBase, ipBase)
 	for i := f.dom[0]; i < f.dom[1]; i++ {
 		id := uint32(i)
-		d.add(old.dom.name(id), old.dom.ownKind(id), old.dom.line(id), uint16(int(old.dom.sect(id))+sectBase))
+		d.addEnc(old.dom.enc(id), old.dom.ownKind(id), old.dom.line(id), uint16(int(old.dom.sect(id))+sectBase))
 	}
 	for _, r := range old.ips[f.ip[0]:f.ip[1]] {
 		r.sect = uint16(int(r.sect) + sectBase)
@@ -738,13 +738,15 @@ func (s *Snapshot) Triggers() iter.Seq[Trigger] {
 		if s.layer != nil {
 			n += s.layer.add.len()
 		}
+		var buf []byte
 		for i := 0; i < n; i++ {
 			if s.layer.isRemoved(uint32(i)) {
 				continue
 			}
 			t, j := s.domRule(uint32(i))
 			k, allow := kindOf(t.ownKind(j))
-			tr := Trigger{ID: makeRuleID(RuleDomain, i), Type: RuleDomain, Allow: allow, Name: string(t.name(j)), Kind: k}
+			buf = t.appendName(buf[:0], j)
+			tr := Trigger{ID: makeRuleID(RuleDomain, i), Type: RuleDomain, Allow: allow, Name: string(buf), Kind: k}
 			if !yield(tr) {
 				return
 			}

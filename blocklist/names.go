@@ -1,0 +1,185 @@
+package blocklist
+
+import (
+	"bytes"
+	"encoding/binary"
+)
+
+// Compressed names. A compiled list stores each domain rule's name in an
+// encoded form of about 60% of its length (17 bytes for a 28-character
+// name), which the matcher compares against a query's suffix without
+// decoding it:
+//
+//   - a header byte: the index of the name's last label in suffixDict (the
+//     name is then its other labels, packed, then "." and that label),
+//     encPacked (the whole name packed) or encRaw (the name's bytes follow
+//     as they are: a name with a byte outside the alphabet, which the list
+//     parsers do not produce but the store accepts);
+//   - the packed part: three characters of the alphabet a-z, 0-9, '-', '.',
+//     '_' (symbols 1 to 39; 0 pads the last group) in a little-endian
+//     uint16, s0*1600 + s1*40 + s2.
+//
+// The encoding is a function of the name, so two names are equal exactly
+// when their encodings are: duplicates are found and the hash table's
+// candidates confirmed on encoded bytes, and a hit is always confirmed
+// against the whole name (the hash only picks candidates).
+
+const (
+	encPacked = 254
+	encRaw    = 255
+	symBad    = 0x80 // symOf of a byte outside the alphabet
+	// maxEncodedName bounds an encoded name (a name of 253 characters,
+	// raw, plus its header), so its length fits a byte.
+	maxEncodedName = 255
+)
+
+// suffixDict lists the last labels stored as one byte (the most common
+// top-level domains). Its order is part of the in-memory format only.
+var suffixDict = [...]string{
+	"com", "net", "org", "info", "biz", "xyz", "top", "site", "online", "club", "shop", "store", "app", "dev",
+	"io", "co", "me", "tv", "cc", "ws", "us", "uk", "de", "ru", "cn", "jp", "fr", "it", "nl", "es", "pl", "br",
+	"au", "ca", "in", "id", "ir", "kr", "tr", "vn", "ua", "tw", "hk", "sg", "my", "th", "ph", "pk", "bd", "ng",
+	"za", "ke", "eg", "ma", "mx", "ar", "cl", "pe", "ve", "ec", "bo", "py", "uy", "gt", "cr", "pa", "do", "cu",
+	"ch", "at", "be", "se", "no", "dk", "fi", "is", "ie", "pt", "gr", "cz", "sk", "hu", "ro", "bg", "rs", "hr",
+	"si", "ba", "mk", "al", "md", "by", "lt", "lv", "ee", "ge", "am", "az", "kz", "uz", "kg", "tj", "tm", "mn",
+	"il", "sa", "ae", "qa", "kw", "bh", "om", "jo", "lb", "sy", "iq", "ye", "af", "np", "lk", "mm", "kh", "la",
+	"nz", "fj", "to", "ly", "tn", "dz", "sd", "et", "gh", "ci", "sn", "cm", "ug", "tz", "rw", "zw", "zm", "mz",
+	"ao", "na", "bw", "mu", "sc", "mg", "re", "lu", "li", "mc", "sm", "va", "mt", "cy", "eu", "asia", "mobi",
+	"name", "pro", "gov", "edu", "mil", "int", "arpa", "live", "life", "today", "world", "news", "fun", "space",
+	"website", "tech", "cloud", "link", "click", "win", "bid", "loan", "vip", "work", "icu", "buzz", "cyou",
+	"rest", "monster", "best", "bet", "casino", "poker", "games", "game", "sex", "porn", "xxx", "adult", "tk",
+	"ml", "ga", "cf", "gq", "su", "ly", "gg", "so", "sh", "ai", "ac", "im", "fm", "nu", "gl", "pw", "vc", "ht",
+	"lat", "agency", "blog", "digital", "email", "group", "host", "media", "network", "one", "page", "plus",
+	"run", "services", "solutions", "stream", "support", "team", "uno", "wiki", "zone", "men", "date", "party",
+	"trade", "review", "science", "download", "racing", "accountant", "faith", "cricket", "webcam",
+}
+
+var (
+	symOf     [256]uint8
+	charOf    [40]byte
+	suffixIdx = map[string]uint8{}
+)
+
+func init() {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789-._"
+	for i := range symOf {
+		symOf[i] = symBad
+	}
+	for i := 0; i < len(alphabet); i++ {
+		symOf[alphabet[i]] = uint8(i + 1)
+		charOf[i+1] = alphabet[i]
+	}
+	for i, s := range suffixDict {
+		if _, dup := suffixIdx[s]; !dup && i < encPacked {
+			suffixIdx[s] = uint8(i)
+		}
+	}
+}
+
+// appendEncoded appends the encoding of name to dst.
+func appendEncoded(dst, name []byte) []byte {
+	head, h := name, byte(encPacked)
+	if i := bytes.LastIndexByte(name, '.'); i > 0 {
+		if k, ok := suffixIdx[string(name[i+1:])]; ok { // no allocation: map index by converted bytes
+			head, h = name[:i], k
+		}
+	}
+	bad := uint8(0)
+	for _, c := range head {
+		bad |= symOf[c]
+	}
+	if bad&symBad != 0 || len(head) == 0 {
+		return append(append(dst, encRaw), name...)
+	}
+	dst = append(dst, h)
+	n := len(head)
+	i := 0
+	for ; i+3 <= n; i += 3 {
+		v := uint16(symOf[head[i]])*1600 + uint16(symOf[head[i+1]])*40 + uint16(symOf[head[i+2]])
+		dst = append(dst, byte(v), byte(v>>8))
+	}
+	if r := n - i; r > 0 {
+		v := uint16(symOf[head[i]]) * 1600
+		if r == 2 {
+			v += uint16(symOf[head[i+1]]) * 40
+		}
+		dst = append(dst, byte(v), byte(v>>8))
+	}
+	return dst
+}
+
+// appendDecoded appends the name e encodes to dst.
+func appendDecoded(dst, e []byte) []byte {
+	h := e[0]
+	if h == encRaw {
+		return append(dst, e[1:]...)
+	}
+	for i := 1; i+1 < len(e); i += 2 {
+		v := uint(binary.LittleEndian.Uint16(e[i:]))
+		s0, r := v/1600, v%1600
+		s1, s2 := r/40, r%40
+		dst = append(dst, charOf[s0])
+		if s1 != 0 {
+			dst = append(dst, charOf[s1])
+			if s2 != 0 {
+				dst = append(dst, charOf[s2])
+			}
+		}
+	}
+	if h != encPacked {
+		dst = append(append(dst, '.'), suffixDict[h]...)
+	}
+	return dst
+}
+
+// encodedEqual reports whether e encodes name q. It does not allocate.
+func encodedEqual(e []byte, q string) bool {
+	h := e[0]
+	if h == encRaw {
+		return string(e[1:]) == q
+	}
+	if h != encPacked {
+		t := suffixDict[h]
+		k := len(q) - len(t) - 1
+		if k < 1 || q[k] != '.' || q[k+1:] != t {
+			return false
+		}
+		q = q[:k]
+	}
+	p := e[1:]
+	n := len(q)
+	if len(p) != (n+2)/3*2 {
+		return false
+	}
+	bad := uint8(0)
+	i, j := 0, 0
+	for ; i+3 <= n; i, j = i+3, j+2 {
+		a, b, c := symOf[q[i]], symOf[q[i+1]], symOf[q[i+2]]
+		bad |= a | b | c
+		if uint16(a)*1600+uint16(b)*40+uint16(c) != binary.LittleEndian.Uint16(p[j:]) {
+			return false
+		}
+	}
+	if r := n - i; r > 0 {
+		a := symOf[q[i]]
+		v := uint16(a) * 1600
+		bad |= a
+		if r == 2 {
+			b := symOf[q[i+1]]
+			bad |= b
+			v += uint16(b) * 40
+		}
+		if v != binary.LittleEndian.Uint16(p[j:]) {
+			return false
+		}
+	}
+	// A byte outside the alphabet never matches a packed name (its symbol
+	// could otherwise add up to a valid group).
+	return bad&symBad == 0
+}
+
+// encodedLabels returns the number of labels of the name e encodes.
+func encodedLabels(e []byte) int {
+	var buf [maxEncodedName + 8]byte
+	return bytes.Count(appendDecoded(buf[:0], e), dot) + 1
+}
