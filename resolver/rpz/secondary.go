@@ -442,6 +442,7 @@ func (s *Secondary) axfr(ctx context.Context) (*zoneCopy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("AXFR: %w", err)
 	}
+	z.canonicalLayout()
 	return z, nil
 }
 
@@ -499,6 +500,7 @@ func (s *Secondary) ixfr(ctx context.Context) (next *zoneCopy, diff *ixfrDiff, e
 		if err != nil {
 			return nil, nil, fmt.Errorf("IXFR: %w", err)
 		}
+		z.canonicalLayout()
 		return z, nil, nil
 	case d == nil:
 		return nil, nil, nil // up to date
@@ -622,7 +624,7 @@ func (s *Secondary) applyIXFR(ctx context.Context, d *ixfrDiff) error {
 			o.RRs = append(o.RRs, rr)
 		}
 		if len(c.oldIdx) > 0 {
-			o.Line = stateFirstLine + slices.Min(c.oldIdx)
+			o.Line = z.minLine(c.oldIdx)
 		}
 		n := blocklist.FeedOwner{Name: name}
 		for _, i := range newIdx[k] {
@@ -634,7 +636,7 @@ func (s *Secondary) applyIXFR(ctx context.Context, d *ixfrDiff) error {
 			n.RRs = append(n.RRs, rr)
 		}
 		if len(newIdx[k]) > 0 {
-			n.Line = stateFirstLine + slices.Min(newIdx[k])
+			n.Line = z.minLine(newIdx[k])
 		}
 		fd.Old, fd.New = append(fd.Old, o), append(fd.New, n)
 	}

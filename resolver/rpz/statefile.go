@@ -22,10 +22,12 @@ import (
 
 // The zone file a secondary keeps in its directory: the list store loads
 // it, and a restart serves it until the primary answers. Line 1 is a
-// comment, line 2 the SOA, and record number i of the zone copy is on
-// line stateFirstLine+i (a blank line for a record taken out), so a rule
-// keeps its line while the zone changes: the rules an IXFR adds go on new
-// lines at the end. The file is written from a view of the copy (which
+// comment, line 2 the SOA, then one record per line: the records of the
+// last full transfer in canonical order (RFC 4034: "name" then "*.name",
+// which the list store packs as one name), then those IXFRs added, in
+// order; a record taken out leaves a blank line. So a rule keeps its line
+// while the zone changes: the rules an IXFR adds go on new lines at the
+// end. The file is written from a view of the copy (which
 // only grows) in the background after an IXFR, and before the reload
 // after a full transfer.
 
@@ -87,7 +89,11 @@ func (z *zoneCopy) writeText(w *bufio.Writer, header string) error {
 	w.WriteString(z.soa.String())
 	w.WriteByte('\n')
 	var line []byte
-	for i := range z.offs {
+	for p := range z.offs {
+		i := p
+		if p < len(z.layout) {
+			i = int(z.layout[p])
+		}
 		if z.isDead(i) {
 			w.WriteByte('\n')
 			continue
@@ -149,6 +155,58 @@ func appendWireName(dst, n []byte) []byte {
 		off += 1 + l
 	}
 	return dst
+}
+
+// line is the line of record i in the zone file.
+func (z *zoneCopy) line(i int) int {
+	if i < len(z.inv) {
+		return stateFirstLine + int(z.inv[i])
+	}
+	return stateFirstLine + i
+}
+
+// minLine is the first line of the records idx (an owner's).
+func (z *zoneCopy) minLine(idx []int) int {
+	m := 0
+	for k, i := range idx {
+		if l := z.line(i); k == 0 || l < m {
+			m = l
+		}
+	}
+	return m
+}
+
+// canonicalLayout, after a full transfer, puts the records in canonical
+// order in the zone file when they did not arrive so: the file (and the
+// rules loaded from it) then hold "name" and "*.name" side by side, which
+// the list store keeps as one name, and a ZONEMD digest needs no sort.
+func (z *zoneCopy) canonicalLayout() {
+	if !z.unsorted {
+		return
+	}
+	perm := make([]uint32, len(z.offs))
+	for i := range perm {
+		perm[i] = uint32(i)
+	}
+	slices.SortFunc(perm, func(x, y uint32) int {
+		dx, dy := z.isDead(int(x)), z.isDead(int(y))
+		if dx || dy { // placeholders (none after a transfer) and duplicates last
+			switch {
+			case dx && dy:
+				return int(x) - int(y)
+			case dx:
+				return 1
+			}
+			return -1
+		}
+		return canonicalCompare(z.rec(int(x)), z.rec(int(y)))
+	})
+	inv := make([]uint32, len(perm))
+	for p, i := range perm {
+		inv[i] = uint32(p)
+	}
+	z.layout, z.inv = perm, inv
+	z.order, z.ordered = perm, len(perm)
 }
 
 // stateHeader is line 1 of the zone file.

@@ -47,6 +47,15 @@ type zoneCopy struct {
 	sorted    int
 	unsorted  bool // some record before sorted broke the order
 	lastBelow int  // the last record below the apex, -1 for none
+	// order, once a digest had to sort, lists records numbered below
+	// ordered in canonical order (some may be dead since).
+	order   []uint32
+	ordered int
+	pack    []byte // scratch for encode
+	// layout, when set, is the zone file's order of the records numbered
+	// below len(layout) (canonical, see canonicalLayout), inv its inverse;
+	// later records follow in number order.
+	layout, inv []uint32
 }
 
 func newZoneCopy(apex string, soa *dns.SOA) *zoneCopy {
@@ -96,8 +105,10 @@ func (z *zoneCopy) encode(rr dns.RR, scratch []byte) ([]byte, error) {
 		rr.Header().Name = strings.ToLower(rr.Header().Name)
 		lowerNames(rr)
 	}
-	need := dns.Len(rr) + 16
-	buf := make([]byte, need)
+	if need := dns.Len(rr) + 16; cap(z.pack) < need {
+		z.pack = make([]byte, max(need, 512))
+	}
+	buf := z.pack[:cap(z.pack)]
 	n, err := dns.PackRR(rr, buf, 0, nil, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rr.Header().Name, err)
@@ -271,11 +282,11 @@ func canonicalCompare(a, b []byte) int {
 
 // compareOwners compares two relative wire names in canonical order.
 func compareOwners(a, b []byte) int {
-	var la, lb [128]int
-	na, nb := labelStarts(a, la[:]), labelStarts(b, lb[:])
+	var la, lb [128]uint8 // label offsets (a wire name is at most 255 bytes)
+	na, nb := labelStarts(a, &la), labelStarts(b, &lb)
 	for i, j := na-1, nb-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
-		x := a[la[i]+1 : la[i]+1+int(a[la[i]])]
-		y := b[lb[j]+1 : lb[j]+1+int(b[lb[j]])]
+		x := a[int(la[i])+1 : int(la[i])+1+int(a[la[i]])]
+		y := b[int(lb[j])+1 : int(lb[j])+1+int(b[lb[j]])]
 		if c := bytes.Compare(x, y); c != 0 {
 			return c
 		}
@@ -283,10 +294,10 @@ func compareOwners(a, b []byte) int {
 	return na - nb
 }
 
-func labelStarts(n []byte, out []int) int {
+func labelStarts(n []byte, out *[128]uint8) int {
 	k := 0
 	for off := 0; off < len(n) && k < len(out); off += 1 + int(n[off]) {
-		out[k] = off
+		out[k] = uint8(off)
 		k++
 	}
 	return k
@@ -314,10 +325,13 @@ func (z *zoneCopy) digest(hashAlg uint8) ([]byte, error) {
 		return nil, err
 	}
 	apex := [][]byte{soa}
-	var rest []int // records below the apex outside the sorted part
-	sortedEnd := z.sorted
-	if z.unsorted {
-		sortedEnd = 0
+	var rest []uint32 // records below the apex outside the ordered part
+	covered := 0      // records numbered below covered are in base (or in order by number)
+	switch {
+	case z.order != nil:
+		covered = z.ordered
+	case !z.unsorted:
+		covered = z.sorted
 	}
 	for i := range z.offs {
 		if z.isDead(i) {
@@ -330,35 +344,62 @@ func (z *zoneCopy) digest(hashAlg uint8) ([]byte, error) {
 			}
 			continue
 		}
-		if i >= sortedEnd {
-			rest = append(rest, i)
+		if i >= covered {
+			rest = append(rest, uint32(i))
 		}
 	}
 	slices.SortFunc(apex, canonicalCompare)
-	slices.SortFunc(rest, func(x, y int) int { return canonicalCompare(z.rec(x), z.rec(y)) })
+	slices.SortFunc(rest, func(x, y uint32) int { return canonicalCompare(z.rec(int(x)), z.rec(int(y))) })
 	for _, r := range apex {
-		scratch = z.wire(scratch[:0], r)
-		h.Write(scratch)
+		scratch = z.wire(scratch, r)
 	}
-	// Merge the sorted part with the rest.
-	i, j := 0, 0
-	for {
-		for i < sortedEnd && (z.isDead(i) || z.rec(i)[0] == 0) {
-			i++
+	// Merge the ordered part with the rest; the merged order is kept for
+	// the next digest when it took in records.
+	base := z.order
+	next := func(k int) (int, bool) { // the k-th record of the ordered part
+		if base != nil {
+			if k < len(base) {
+				return int(base[k]), true
+			}
+			return 0, false
 		}
-		var r []byte
+		return k, k < covered
+	}
+	var merged []uint32
+	if len(rest) > 0 {
+		merged = make([]uint32, 0, z.live)
+	}
+	k, j := 0, 0
+	for {
+		i, ok := next(k)
+		for ok && (z.isDead(i) || z.rec(i)[0] == 0) {
+			k++
+			i, ok = next(k)
+		}
+		var n int
 		switch {
-		case i < sortedEnd && (j >= len(rest) || canonicalCompare(z.rec(i), z.rec(rest[j])) <= 0):
-			r = z.rec(i)
-			i++
+		case ok && (j >= len(rest) || canonicalCompare(z.rec(i), z.rec(int(rest[j]))) <= 0):
+			n = i
+			k++
 		case j < len(rest):
-			r = z.rec(rest[j])
+			n = int(rest[j])
 			j++
 		default:
+			h.Write(scratch)
+			if merged != nil {
+				z.order, z.ordered = merged, len(z.offs)
+			}
 			return h.Sum(nil), nil
 		}
-		scratch = z.wire(scratch[:0], r)
-		h.Write(scratch)
+		if merged != nil {
+			merged = append(merged, uint32(n))
+		}
+		// Records are hashed in batches: a write per record costs more
+		// than the hashing.
+		if scratch = z.wire(scratch, z.rec(n)); len(scratch) >= 64<<10 {
+			h.Write(scratch)
+			scratch = scratch[:0]
+		}
 	}
 }
 
@@ -426,12 +467,14 @@ type copyMark struct {
 	sum                      uint64
 	sorted, lastBelow        int
 	unsorted                 bool
+	order                    []uint32
+	ordered                  int
 	slots                    int
 }
 
 func (z *zoneCopy) mark() copyMark {
 	m := copyMark{records: len(z.offs), chunks: len(z.chunks), live: z.live, sum: z.sum, sorted: z.sorted,
-		lastBelow: z.lastBelow, unsorted: z.unsorted, slots: len(z.slots)}
+		lastBelow: z.lastBelow, unsorted: z.unsorted, slots: len(z.slots), order: z.order, ordered: z.ordered}
 	if len(z.chunks) > 0 {
 		m.lastLen = len(z.chunks[len(z.chunks)-1])
 	}
@@ -453,5 +496,6 @@ func (z *zoneCopy) undo(m copyMark, killed []int) {
 	}
 	z.dead = z.dead[:(len(z.offs)+63)/64]
 	z.live, z.sum, z.sorted, z.lastBelow, z.unsorted = m.live, m.sum, m.sorted, m.lastBelow, m.unsorted
+	z.order, z.ordered = m.order, m.ordered
 	z.rehash(max(1024, len(z.slots)))
 }
