@@ -278,6 +278,33 @@ func BenchmarkLoadRPZ1M(b *testing.B) {
 	b.ReportMetric(benchLoad(b, dir, 2*million)/million, "heap-bytes/name")
 }
 
+// BenchmarkReloadRPZ1M measures a reload after the 1,000,000-name RPZ
+// zone (2,000,000 records) changed, one record appended: read and hash
+// the file, find the changed lines, scan the zone for directives and
+// owners, parse the owners around the change and apply them as a delta,
+// publish (the merge runs later, in the background).
+func BenchmarkReloadRPZ1M(b *testing.B) {
+	dir := b.TempDir()
+	path := writeRPZNames(b, dir, "big.rpz", genNames(million, 1))
+	s := NewStore(Options{Dirs: []string{dir}, Logger: discardLogger()})
+	if _, err := s.Reload(context.Background(), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		fmt.Fprintf(f, "extra%d.example CNAME .\n", i)
+		f.Close()
+		i++
+		b.StartTimer()
+		rep, err := s.Reload(context.Background(), "bench")
+		if err != nil || !rep.Changed || !rep.Delta {
+			b.Fatalf("reload: %v %+v", err, rep)
+		}
+	}
+}
+
 // layeredSnapshot returns a store over a 1,000,000-name list with one line
 // appended and reloaded as a delta (its layer not merged), and the names.
 func layeredSnapshot(b *testing.B) (*Store, []string) {

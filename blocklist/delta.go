@@ -31,6 +31,8 @@ type domainLayer struct {
 	// shifts are each file's line moves, applied in order to base lines.
 	shifts  map[string][]lineShift
 	filePos map[string]int // a file's place in Snapshot.Files
+	// local holds the local data of added RPZ rules, by index in add.
+	local map[uint32][]dns.RR
 }
 
 // lineShift moves lines at or after from by delta.
@@ -217,14 +219,14 @@ func (b *builder) copyFileLayered(old *Snapshot, f *FileStatus) {
 		sects[i] = n
 		return n
 	}
-	hasLocal := len(old.local) > 0
+	local := len(old.local) > 0 || old.layer != nil && len(old.layer.local) > 0
 	old.fileDomainRules(f, func(id uint32, enc []byte, kind uint8, line int, sc uint16) {
 		b.s.dom.addEnc(enc, kind, line, sect(sc))
 		// Local data (RPZ rules) follows its rule, base or added.
-		if !hasLocal {
+		if !local {
 			return
 		}
-		if rrs, ok := old.local[makeRuleID(RuleDomain, int(id))]; ok {
+		if rrs := old.LocalData(makeRuleID(RuleDomain, int(id))); rrs != nil {
 			b.last = makeRuleID(RuleDomain, b.s.dom.len()-1)
 			b.setLocalData(rrs)
 		}
@@ -313,6 +315,24 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 	next = &Snapshot{Generation: gen, Created: time.Now(), dom: cur.dom, overseas: cur.overseas, local: cur.local}
 	old := cur.layer
 	l := &domainLayer{filePos: map[string]int{}, addRange: map[string][2]int{}, shifts: map[string][]lineShift{}}
+	// addRule adds rule j of t (sections offset by sectBase) to the layer,
+	// with its local data.
+	addRule := func(t *domainTable, j uint32, kind uint8, line int, sect uint16, rrs []dns.RR) {
+		if rrs != nil {
+			if l.local == nil {
+				l.local = map[uint32][]dns.RR{}
+			}
+			l.local[uint32(l.add.len())] = rrs
+		}
+		l.add.addEnc(t.enc(j), kind, line, sect)
+	}
+	newLocal := func(j int) []dns.RR { return d.add.s.local[makeRuleID(RuleDomain, j)] }
+	oldLocal := func(i uint32) []dns.RR {
+		if old == nil {
+			return nil
+		}
+		return old.local[i]
+	}
 	next.layer = l
 	if old != nil {
 		l.removed, l.nremoved = slices.Clone(old.removed), old.nremoved
@@ -377,14 +397,14 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 					continue
 				}
 				for ; j < nd.len() && nd.line(uint32(j)) < line; j++ {
-					l.add.addEnc(nd.enc(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
+					addRule(nd, uint32(j), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect, newLocal(j))
 				}
 			}
-			l.add.addEnc(old.add.enc(id), old.add.ownKind(id), line, old.add.sect(id))
+			addRule(&old.add, id, old.add.ownKind(id), line, old.add.sect(id), oldLocal(id))
 		}
 		if fs.Name == d.file {
 			for ; j < nd.len(); j++ {
-				l.add.addEnc(nd.enc(uint32(j)), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect)
+				addRule(nd, uint32(j), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect, newLocal(j))
 			}
 		}
 		if l.add.len() > start {
@@ -444,7 +464,7 @@ func (s *Snapshot) fileDomainCount(f *FileStatus) int {
 func (next *Snapshot) rebuildAddrs(cur *Snapshot, d *fileDelta, newSect uint16) (removed, added []RuleID) {
 	var ips []ipRule
 	var asns []asnRule
-	relocal := len(cur.local) > 0
+	relocal := len(cur.local) > 0 || len(d.add.s.local) > 0
 	if relocal {
 		next.local = map[RuleID][]dns.RR{}
 		for id, rrs := range cur.local {
@@ -472,9 +492,17 @@ func (next *Snapshot) rebuildAddrs(cur *Snapshot, d *fileDelta, newSect uint16) 
 				}
 			}
 		}
-		ips = spliceRules(ips, cur.ips[of.ip[0]:of.ip[1]], addIPs, isF, d, newSect, ipLine, keep,
+		var put func(j, at int)
+		if relocal {
+			put = func(j, at int) {
+				if rrs, ok := d.add.s.local[makeRuleID(RuleIP, j)]; ok {
+					next.local[makeRuleID(RuleIP, at)] = rrs
+				}
+			}
+		}
+		ips = spliceRules(ips, cur.ips[of.ip[0]:of.ip[1]], addIPs, isF, d, newSect, ipLine, keep, put,
 			func(k int) { removed = append(removed, makeRuleID(RuleIP, of.ip[0]+k)) })
-		asns = spliceRules(asns, cur.asns[of.asn[0]:of.asn[1]], addASNs, isF, d, newSect, asnLine, nil,
+		asns = spliceRules(asns, cur.asns[of.asn[0]:of.asn[1]], addASNs, isF, d, newSect, asnLine, nil, nil,
 			func(k int) { removed = append(removed, makeRuleID(RuleASN, of.asn[0]+k)) })
 		if fs.Name == d.file || fs.ip != [2]int{ipStart, len(ips)} || fs.asn != [2]int{asnStart, len(asns)} {
 			cp := *fs
@@ -497,14 +525,17 @@ func (next *Snapshot) rebuildAddrs(cur *Snapshot, d *fileDelta, newSect uint16) 
 // spliceRules appends to out one file's IP or ASN rules with d applied:
 // when isF, the rules in the changed lines are dropped (drop is told
 // their index), later ones moved, and add (sections renumbered from
-// newSect) put in line order; keep, when set, is told where each kept rule
-// went.
+// newSect) put in line order; keep and added, when set, are told where
+// each kept rule and each added one (by index in add) went.
 func spliceRules[R any](out, rules, add []R, isF bool, d *fileDelta, newSect uint16,
-	fields func(*R) (*uint32, *uint16), keep func(k, at int), drop func(k int)) []R {
+	fields func(*R) (*uint32, *uint16), keep, added func(k, at int), drop func(k int)) []R {
 	j := 0
 	put := func(r R) {
 		_, sect := fields(&r)
 		*sect += newSect
+		if added != nil {
+			added(j, len(out))
+		}
 		out = append(out, r)
 	}
 	for k, r := range rules {

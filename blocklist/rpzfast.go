@@ -96,6 +96,12 @@ type rpzStream struct {
 	needGeneral bool // an rpz-ip trigger's records are spread over the zone
 	local       map[string][]dns.RR
 	fields      [][]byte
+	apexGroups  int // runs of apex records flushed (their TXT directives apply from there on)
+	dirs        []rpzDirective
+
+	chunk     []byte // a record spread over lines by parentheses
+	chunkLine int
+	depth     int
 }
 
 // parseRPZStream is the streaming parser. It returns errRPZGeneral when
@@ -103,12 +109,7 @@ type rpzStream struct {
 func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, error) {
 	p := &rpzStream{file: file, sink: sink, origin: defaultOrigin(file)}
 	br := bufio.NewReaderSize(r, 64<<10)
-	var (
-		lineNo    int
-		chunk     []byte // a record spread over lines by parentheses
-		chunkLine int
-		depth     int
-	)
+	lineNo := 0
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -116,16 +117,7 @@ func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, err
 		}
 		if len(line) > 0 {
 			lineNo++
-			if depth > 0 {
-				chunk = append(chunk, line...)
-				depth = parenDepth(line, depth)
-				if depth == 0 {
-					if gerr := p.slow(chunkLine, chunk); gerr != nil {
-						return nil, gerr
-					}
-					chunk = chunk[:0]
-				}
-			} else if gerr := p.line(lineNo, line, &chunk, &chunkLine, &depth); gerr != nil {
+			if gerr := p.feed(lineNo, line); gerr != nil {
 				return nil, gerr
 			}
 		}
@@ -136,11 +128,8 @@ func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, err
 			break
 		}
 	}
-	if depth > 0 {
-		// Unbalanced parentheses: the zone parser says what is wrong.
-		if gerr := p.slow(chunkLine, chunk); gerr != nil {
-			return nil, gerr
-		}
+	if gerr := p.endInput(); gerr != nil {
+		return nil, gerr
 	}
 	if p.apex == "" {
 		if p.records > 0 && len(p.errs) == 0 {
@@ -155,7 +144,35 @@ func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, err
 	if len(p.errs) == 0 && (p.needGeneral || p.sink.repeatedOwner()) {
 		return nil, errRPZGeneral // an owner's records are spread over the zone
 	}
+	if z, ok := p.sink.(rpzStateSink); ok && len(p.errs) == 0 {
+		z.rpzState(&rpzFileState{apex: p.apex, apexDot: p.apexDot, soaLine: p.soaLine, zone: p.zone, apexGroups: p.apexGroups, dirs: p.dirs})
+	}
 	return p.finish(), nil
+}
+
+// feed parses one line (with its newline, if any) of the zone.
+func (p *rpzStream) feed(lineNo int, line []byte) error {
+	if p.depth == 0 {
+		return p.line(lineNo, line, &p.chunk, &p.chunkLine, &p.depth)
+	}
+	p.chunk = append(p.chunk, line...)
+	p.depth = parenDepth(line, p.depth)
+	if p.depth > 0 {
+		return nil
+	}
+	err := p.slow(p.chunkLine, p.chunk)
+	p.chunk = p.chunk[:0]
+	return err
+}
+
+// endInput ends a record left open by unbalanced parentheses (the zone
+// parser says what is wrong).
+func (p *rpzStream) endInput() error {
+	if p.depth == 0 {
+		return nil
+	}
+	p.depth = 0
+	return p.slow(p.chunkLine, p.chunk)
 }
 
 func (p *rpzStream) finish() []*LineError {
@@ -428,6 +445,7 @@ func (p *rpzStream) directive(n int, body []byte) error {
 	default:
 		return errRPZGeneral // $INCLUDE, $GENERATE, anything else
 	}
+	p.dirs = append(p.dirs, rpzDirective{line: n, origin: p.origin, ttl: p.ttl, ttlDirective: p.ttlDirective})
 	return nil
 }
 
@@ -580,6 +598,7 @@ func (p *rpzStream) flush() {
 	}
 	line := p.curLine
 	if string(p.cur) == p.apex {
+		p.apexGroups++
 		for _, r := range recs {
 			if msg := p.zone.apexRecord(r.rr); msg != "" {
 				p.sink.warn(&LineError{File: p.file, Line: r.line, Text: p.text(r), Msg: msg})

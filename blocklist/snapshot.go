@@ -88,6 +88,10 @@ type FileStatus struct {
 	ip       [2]int
 	asn      [2]int
 	sect     [2]int
+
+	// rpz is the state of an RPZ zone the streaming parser read, for its
+	// deltas (nil for other files).
+	rpz *rpzFileState
 }
 
 // Rules returns the file's total rule count.
@@ -424,7 +428,12 @@ func (s *Snapshot) Warnings() []*LineError {
 // LocalData returns the records an RPZ local-data rule answers with, in
 // zone-file order with the owner names of the zone, or nil. The records are
 // shared: copy them before changing anything.
-func (s *Snapshot) LocalData(id RuleID) []dns.RR { return s.local[id] }
+func (s *Snapshot) LocalData(id RuleID) []dns.RR {
+	if l := s.layer; l != nil && id.Type() == RuleDomain && id.index() >= s.dom.len() {
+		return l.local[uint32(id.index()-s.dom.len())]
+	}
+	return s.local[id]
+}
 
 // MemoryBytes estimates the heap held by the compiled rules.
 func (s *Snapshot) MemoryBytes() int {
@@ -445,6 +454,8 @@ type builder struct {
 	last      RuleID       // the rule added last, for setLocalData
 	warns     []*LineError // warnings of the file being parsed
 	nwarns    int
+
+	rpz *rpzFileState // of the RPZ zone parsed last, for its deltas
 }
 
 func newBuilder(domainHint, nameBytesHint int) *builder {
@@ -480,13 +491,13 @@ func (b *builder) curSect() uint16 { return b.cur }
 // startFile marks the start of a file's entries, for rollback, restart and
 // repeatedOwner.
 func (b *builder) startFile() mark {
-	b.fileStart = b.mark()
+	b.fileStart, b.rpz = b.mark(), nil
 	return b.fileStart
 }
 
 func (b *builder) restart() {
 	b.rollback(b.fileStart)
-	b.warns, b.nwarns = nil, 0
+	b.warns, b.nwarns, b.rpz = nil, 0, nil
 }
 
 // repeatedOwner reports whether two domain rules of the file being parsed

@@ -574,9 +574,18 @@ func (s *Store) reload(ctx context.Context, o ReloadOptions, start time.Time) (*
 		}
 		rep.Changed = true
 	} else if statusChanged {
-		// Same rules, new error state: republish with the same generation.
+		// Same rules, new error state: republish with the same generation
+		// (with old's rule ranges: the builder renumbers a layered
+		// snapshot's rules).
 		cp := *old
 		cp.Files = files
+		for i, f := range files {
+			if of := old.File(f.Name); of != nil && (of.dom != f.dom || of.ip != f.ip || of.asn != f.asn || of.sect != f.sect) {
+				c := *f
+				c.dom, c.ip, c.asn, c.sect = of.dom, of.ip, of.asn, of.sect
+				cp.Files[i] = &c
+			}
+		}
 		next = &cp
 	}
 	s.cur.Store(next)
@@ -714,7 +723,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		return keepPrev(errs, hash, nil)
 	}
 	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now(), Warnings: warns,
-		Signature: signed, sigPrint: sigPrint, chunks: file.chunks}
+		Signature: signed, sigPrint: sigPrint, chunks: file.chunks, rpz: b.rpz}
 	b.finishFile(fs, m)
 	if prev != nil && prev.SHA256 != "" {
 		if reason, held := shrinkGuard(s.opts.MaxShrink, prev.Rules(), fs.Rules()); held {

@@ -188,8 +188,9 @@ func isNativeList(path string) bool {
 }
 
 // tryDelta applies a reload as a delta when exactly one list file (native
-// format) changed, its change is small, and no policy needs the whole
-// file (signatures, checks, held or broken versions, the shrink guard).
+// format, or an RPZ zone the streaming parser read: see rpzdelta.go)
+// changed, its change is small, and no policy needs the whole file
+// (signatures, checks, held or broken versions, the shrink guard).
 // It reports whether it published; otherwise the full reload runs.
 func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, listed []listedFile, rep *ReloadReport) bool {
 	if !s.loaded.Load() || len(listed) != len(old.Files) {
@@ -218,7 +219,7 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 			st.close()
 			continue
 		}
-		if file != nil || !isNativeList(l.path) || f.chunks == nil {
+		if file != nil || f.chunks == nil || !isNativeList(l.path) && (!isRPZFile(l.path) || f.rpz == nil) {
 			st.close()
 			return false
 		}
@@ -259,6 +260,10 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 		}
 	}
 	hunks, directive := lineDiff(prev.chunks, file.chunks)
+	rpz := isRPZFile(lf.path)
+	if rpz {
+		directive = false // $ lines are checked by parseRPZWindow
+	}
 	changed := 0
 	for _, h := range hunks {
 		changed += h.oldEnd - h.oldFrom + h.newEnd - h.newFrom
@@ -275,12 +280,34 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	if hr.start() != nil {
 		return false
 	}
-	errs := parseListWindow(lf.name, hr, nb, hunks)
+	var (
+		errs   []*LineError
+		rpzNew *rpzFileState
+	)
+	if rpz {
+		regions, st, err := parseRPZWindow(lf.name, hr, nb, hunks, prev.rpz)
+		if err != nil {
+			return false
+		}
+		hunks, rpzNew = regions, st
+	} else {
+		errs = parseListWindow(lf.name, hr, nb, hunks)
+	}
 	if len(errs) > 0 || nb.sectErr || hexSum(hr.h) != file.hash {
 		return false // the full reload reports it
 	}
 	fs := *prev
 	fs.SHA256, fs.Size, fs.LoadedAt, fs.chunks = file.hash, file.size, time.Now(), file.chunks
+	if rpz {
+		if nb.nwarns > len(nb.warns) || nb.repeatedOwner() || rpzDeltaConflicts(old, prev, hunks, nb) {
+			return false
+		}
+		var ok bool
+		if fs.Warnings, ok = rpzDeltaWarnings(lf.name, prev.Warnings, &fileDelta{hunks: hunks}, nb.takeWarnings(lf.name)); !ok {
+			return false
+		}
+		fs.rpz = rpzNew
+	}
 	if s.opts.Verify != nil {
 		fs.Signature, fs.sigPrint = signed, sigPrint
 	}
@@ -289,6 +316,9 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	nf := next.File(lf.name)
 	fc := FileChange{Name: lf.name, Change: ChangeUpdated, Rules: nf.Rules(), PreviousRules: prev.Rules(),
 		AddedCount: nadd, RemovedCount: nrem, Added: added, Removed: removed}
+	if rpz {
+		fc.Warnings = fs.Warnings
+	}
 	if _, held := shrinkGuard(s.opts.MaxShrink, prev.Rules(), nf.Rules()); held {
 		if !o.Accept {
 			s.gen--

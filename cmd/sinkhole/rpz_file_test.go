@@ -1,11 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
 )
 
 const regulatorZone = `$TTL 60
@@ -93,5 +99,77 @@ func TestRPZFileEndToEnd(t *testing.T) {
 	// The unsupported NSDNAME trigger is reported, not silently ignored.
 	if log := ts.stderr.String(); !strings.Contains(log, "rpz.test.rpz:12: NSDNAME triggers are not supported; ignored") {
 		t.Fatalf("no warning in the log:\n%s", log)
+	}
+}
+
+// TestRPZFileDelta edits a served RPZ zone file, in place and by rename
+// (a name added, one removed, the SOA serial bumped each time) and checks
+// with a real client that the new name is blocked and the removed one is
+// not, with the reason's file:line of the new version, and that the
+// reloads were applied as deltas.
+func TestRPZFileDelta(t *testing.T) {
+	var body strings.Builder
+	body.WriteString("$ORIGIN rpz.test.\n$TTL 60\n@ SOA ns.rpz.test. admin.rpz.test. (\n   1 ; serial\n   3600 600 86400 60 )\n  NS ns.rpz.test.\n")
+	for i := range 500 {
+		fmt.Fprintf(&body, "site%d.test CNAME .\n", i)
+	}
+	zone := body.String()
+	lists := writeLists(t, map[string]string{"rpz.test.rpz": zone})
+	ts := startSinkhole(t, lists)
+	var deltas atomic.Int32
+	ts.in.store.OnReload(func(_ *blocklist.Snapshot, rep *blocklist.ReloadReport) {
+		if rep.Delta {
+			deltas.Add(1)
+		}
+	})
+	path := filepath.Join(lists, "rpz.test.rpz")
+	blocked := func(name string) (bool, string) {
+		r := ts.query(t, "udp", name, dns.TypeA)
+		reason := ""
+		if e := ede(r); e != nil {
+			reason = e.ExtraText
+		}
+		return r.Rcode == dns.RcodeNameError && strings.HasPrefix(reason, "blocked by "), reason
+	}
+	if b, _ := blocked("site7.test"); !b {
+		t.Fatal("site7.test not blocked at start")
+	}
+	for step, kind := range []string{"in-place", "rename"} {
+		serial := fmt.Sprintf("   %d ; serial", step+2)
+		added := fmt.Sprintf("new%d.test", step)
+		removed := fmt.Sprintf("site%d.test", 10+step)
+		zone = strings.Replace(zone, fmt.Sprintf("   %d ; serial", step+1), serial, 1)
+		zone = strings.Replace(zone, removed+" CNAME .\n", "", 1)
+		zone = strings.Replace(zone, "site300.test CNAME .\n", "site300.test CNAME .\n"+added+" CNAME .\n", 1)
+		switch kind {
+		case "in-place":
+			if err := os.WriteFile(path, []byte(zone), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case "rename":
+			tmp := filepath.Join(lists, ".rpz.test.rpz.tmp")
+			if err := os.WriteFile(tmp, []byte(zone), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitUntil(t, kind+" edit served", 10*time.Second, func() bool { b, _ := blocked(added); return b })
+		line := strings.Count(zone[:strings.Index(zone, added)], "\n") + 1
+		if b, reason := blocked(added); !b || reason != fmt.Sprintf("blocked by rpz.test.rpz:%d", line) {
+			t.Fatalf("%s: %s blocked %v, reason %q, want line %d", kind, added, b, reason, line)
+		}
+		if b, _ := blocked(removed); b {
+			t.Fatalf("%s: removed %s still blocked", kind, removed)
+		}
+		// A name after the edit moved with it.
+		line = strings.Count(zone[:strings.Index(zone, "site400.test")], "\n") + 1
+		if b, reason := blocked("site400.test"); !b || reason != fmt.Sprintf("blocked by rpz.test.rpz:%d", line) {
+			t.Fatalf("%s: site400.test blocked %v, reason %q, want line %d", kind, b, reason, line)
+		}
+	}
+	if deltas.Load() < 2 {
+		t.Fatalf("%d of the reloads were deltas, want 2", deltas.Load())
 	}
 }
