@@ -1,9 +1,20 @@
 package rpz
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/blocklist"
 )
@@ -25,10 +36,12 @@ func benchSnapshot(b *testing.B, n int) *blocklist.Snapshot {
 // BenchmarkFullBuild measures building the export zone of n domain rules
 // from scratch (a full reload at the primary).
 func BenchmarkFullBuild(b *testing.B) {
-	for _, n := range []int{10000, 100000} {
+	for _, n := range []int{10000, benchNames(b)} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			snap := benchSnapshot(b, n)
 			b.ResetTimer()
+			cpu := cpuTime()
+			defer func() { reportCPU(b, cpu) }()
 			for i := 0; i < b.N; i++ {
 				w := fullBuild(snap, BuildOptions{TTL: 300})
 				if w.zone.records != 2*n {
@@ -42,7 +55,7 @@ func BenchmarkFullBuild(b *testing.B) {
 // BenchmarkZonemd measures the ZONEMD of an export zone of n domain rules
 // (2n records): computed once per exported version.
 func BenchmarkZonemd(b *testing.B) {
-	for _, n := range []int{10000, 100000} {
+	for _, n := range []int{10000, benchNames(b)} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			w := fullBuild(benchSnapshot(b, n), BuildOptions{TTL: 300})
 			e, err := NewExporter(ExportConfig{Zone: "rpz.test", Logger: quietLogger()})
@@ -50,12 +63,184 @@ func BenchmarkZonemd(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
+			cpu := cpuTime()
 			for i := 0; i < b.N; i++ {
 				if e.zonemdOf(w.zone, 1) == nil {
 					b.Fatal("no ZONEMD")
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(w.zone.records), "ns/record")
+			reportCPU(b, cpu)
 		})
 	}
+}
+
+// benchNames is the size of the export benchmarks' list: 1M names (2M
+// records) by default, SINKHOLE_BENCH_NAMES to change it.
+func benchNames(b *testing.B) int {
+	if v := os.Getenv("SINKHOLE_BENCH_NAMES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	return 1_000_000
+}
+
+// writeBenchList writes n names of about 28 characters.
+func writeBenchList(b *testing.B, dir string, n int, extra string) {
+	f, err := os.Create(filepath.Join(dir, "big.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(w, "host-%08d.regulator-example.id\n", i*7919%100000000)
+	}
+	w.WriteString(extra)
+	if err := errors.Join(w.Flush(), f.Close()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkExportDelta measures the export following a one-rule delta of
+// a big list (one name added, then removed again): the change of the
+// compact zone and its IXFR difference (apply), and the whole update
+// until the version is in service (publish: apply, then the ZONEMD over
+// the whole zone).
+func BenchmarkExportDelta(b *testing.B) {
+	n := benchNames(b)
+	dir := b.TempDir()
+	writeBenchList(b, dir, n, "")
+	st := blocklist.NewStore(blocklist.Options{Dirs: []string{dir}, Logger: quietLogger()})
+	if _, err := st.Reload(b.Context(), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewExporter(ExportConfig{Zone: "rpz.test", Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.Observe(st.Current(), nil)
+	// Two deltas: one name added, and removed again.
+	var jobs [2]exportJob
+	for i, extra := range []string{"added-by-the-delta.example\n", ""} {
+		writeBenchList(b, dir, n, extra)
+		rep, err := st.Reload(b.Context(), "bench")
+		if err != nil || !rep.Delta {
+			b.Fatalf("reload %d: not a delta (%v)", i, err)
+		}
+		jobs[i] = exportJob{snap: st.Current(), rep: rep}
+	}
+	// The zone alternates between the two versions, whatever b.N is.
+	turn := 0
+	b.Run("apply", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := cpuTime()
+		defer func() { reportCPU(b, cpu) }()
+		for i := 0; i < b.N; i++ {
+			j := jobs[turn%2]
+			turn++
+			d := newDeltaChange()
+			if !d.add(j.rep) {
+				b.Fatal("not a delta")
+			}
+			next := e.work.applyDelta(j.snap, e.cfg.Build, d)
+			del, add := diffZones(e.work.zone, next.zone)
+			if len(del)+len(add) != 2 {
+				b.Fatalf("%d deleted, %d added", len(del), len(add))
+			}
+			e.work = next
+		}
+	})
+	b.Run("publish", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu := cpuTime()
+		defer func() { reportCPU(b, cpu) }()
+		for i := 0; i < b.N; i++ {
+			e.wmu.Lock()
+			changed := e.follow([]exportJob{jobs[turn%2]})
+			turn++
+			e.wmu.Unlock()
+			if !changed {
+				b.Fatal("no change")
+			}
+		}
+	})
+	if e.followed.rebuilt.Load() != 1 {
+		b.Fatalf("%d rebuilds", e.followed.rebuilt.Load())
+	}
+}
+
+// BenchmarkExportAXFR measures streaming the whole zone (2 records per
+// name) as the server sends it: each message packed with compression and
+// dropped. peak-heap-MB is the most the heap grew over the zone in
+// service during one transfer.
+func BenchmarkExportAXFR(b *testing.B) {
+	n := benchNames(b)
+	dir := b.TempDir()
+	writeBenchList(b, dir, n, "")
+	st := blocklist.NewStore(blocklist.Options{Dirs: []string{dir}, Logger: quietLogger()})
+	if _, err := st.Reload(b.Context(), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewExporter(ExportConfig{Zone: "rpz.test", Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.Observe(st.Current(), nil)
+	req := axfrMsg("rpz.test")
+	from := netip.MustParseAddrPort("127.0.0.1:53000")
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	var peak uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	for i := 0; i < b.N; i++ {
+		records, bytes, msgs := 0, 0, 0
+		err := e.ServeTransfer(b.Context(), nil, req, from, func(m *dns.Msg) error {
+			m.Compress = true
+			out, err := m.Pack()
+			if err != nil {
+				return err
+			}
+			records += len(m.Answer)
+			bytes += len(out)
+			if msgs++; msgs%64 == 0 {
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapAlloc-min(base, ms.HeapAlloc))
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if records != 2*n+4 {
+			b.Fatalf("%d records", records)
+		}
+		b.ReportMetric(float64(bytes)/1e6, "MB/transfer")
+		b.ReportMetric(float64(msgs), "messages")
+	}
+	reportCPU(b, cpu)
+	b.ReportMetric(float64(peak)/1e6, "peak-heap-MB")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(2*n), "ns/record")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time per operation since start (all threads,
+// the garbage collector's included): unlike ns/op it does not count the
+// time other processes of a busy machine take.
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/1e6/float64(b.N), "cpu-ms/op")
 }

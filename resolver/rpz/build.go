@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/miekg/dns"
 
@@ -94,9 +95,15 @@ func (ev *evaluator) owner(m blocklist.Match, name string) (code uint32, here bo
 
 // eval returns whether name holds a rule, and the codes of owners name
 // and *.name.
-func (ev *evaluator) eval(name string) (exists bool, exact, wild uint32) {
+// The name is given in the form appendOwner writes, after the probe
+// label: probe holds "#.NAME" (a full rebuild evaluates a million names;
+// neither form is copied into a string).
+func (ev *evaluator) eval(probe []byte) (exists bool, exact, wild uint32) {
+	// MatchName neither keeps nor changes the name it is given.
+	p := unsafe.String(unsafe.SliceData(probe), len(probe))
+	name := p[len(probeLabel):]
 	exact, e1 := ev.owner(ev.snap.MatchName(name), name)
-	wild, e2 := ev.owner(ev.snap.MatchName(probeLabel+name), name)
+	wild, e2 := ev.owner(ev.snap.MatchName(p), name)
 	return e1 || e2, exact, wild
 }
 
@@ -158,10 +165,25 @@ func txtRecords(ttl uint32, ws ...whyCounts) []record {
 type workState struct {
 	zone    *czone
 	codes   *codeTable
-	domWhy  whyCounts
+	domWhy  whyCounts // over the codes in use at domain owners (refs)
+	refs    []int32   // domain owners using each code
 	ipWhy   whyCounts
 	domSkip Skipped // Monitor and Overseas of domain rules
 	ipSkip  Skipped // of address rules, and ASN
+}
+
+// use counts n (1 or -1) domain owners more using code.
+func (w *workState) use(code uint32, n int32) {
+	if code == 0 {
+		return
+	}
+	for int(code) >= len(w.refs) {
+		w.refs = append(w.refs, 0)
+	}
+	w.refs[code] += n
+	if r := w.refs[code]; (n > 0 && r == 1) || (n < 0 && r == 0) {
+		w.domWhy.add(w.codes.sets[code], int(n))
+	}
 }
 
 func (w *workState) skipped() Skipped {
@@ -206,8 +228,8 @@ func fullBuild(snap *blocklist.Snapshot, o BuildOptions) *workState {
 			continue
 		}
 		first, prev = false, k
-		name = appendOwner(name[:0], k)
-		exists, exact, wild := ev.eval(string(name))
+		name = appendOwner(append(name[:0], probeLabel...), k)
+		exists, exact, wild := ev.eval(name)
 		if !exists {
 			continue
 		}
@@ -215,14 +237,14 @@ func fullBuild(snap *blocklist.Snapshot, o BuildOptions) *workState {
 		if exact != 0 {
 			s := w.codes.sets[exact]
 			z.records += len(s.recs)
-			w.domWhy.add(s, 1)
+			w.use(exact, 1)
 		}
 		if wild != 0 {
 			wkey = append(append(append(wkey[:0], k...), 0), '*')
 			bw.add(wkey, wild)
 			s := w.codes.sets[wild]
 			z.records += len(s.recs)
-			w.domWhy.add(s, 1)
+			w.use(wild, 1)
 		}
 	}
 	bw.cut()
@@ -385,7 +407,7 @@ func (d *deltaChange) rule(r blocklist.Rule, n int) {
 // that did not change with w's zone (which stays as it was; the code
 // table and counts move to the new state).
 func (w *workState) applyDelta(snap *blocklist.Snapshot, o BuildOptions, d *deltaChange) *workState {
-	nw := &workState{codes: w.codes, domWhy: w.domWhy, ipWhy: w.ipWhy, domSkip: w.domSkip, ipSkip: w.ipSkip}
+	nw := &workState{codes: w.codes, domWhy: w.domWhy, refs: w.refs, ipWhy: w.ipWhy, domSkip: w.domSkip, ipSkip: w.ipSkip}
 	nw.domSkip.Monitor += d.domSkip.Monitor
 	nw.domSkip.Overseas += d.domSkip.Overseas
 	nw.ipSkip.ASN += d.asn
@@ -418,18 +440,18 @@ func (w *workState) applyDelta(snap *blocklist.Snapshot, o BuildOptions, d *delt
 		if had && oc != 0 {
 			s := w.codes.sets[oc]
 			z.records -= len(s.recs)
-			nw.domWhy.add(s, -1)
+			nw.use(oc, -1)
 		}
 		if keep && code != 0 {
 			s := w.codes.sets[code]
 			z.records += len(s.recs)
-			nw.domWhy.add(s, 1)
+			nw.use(code, 1)
 		}
 		edits = append(edits, edit{key: k, code: code, del: !keep})
 	}
 	for _, k := range sorted {
-		name = appendOwner(name[:0], []byte(k))
-		exists, exact, wild := ev.eval(string(name))
+		name = appendOwner(append(name[:0], probeLabel...), []byte(k))
+		exists, exact, wild := ev.eval(name)
 		change(k, exact, exists)
 		change(k+"\x00*", wild, wild != 0)
 	}

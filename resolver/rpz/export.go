@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -288,8 +289,18 @@ func (e *Exporter) follow(jobs []exportJob) bool {
 	}
 	e.work = next
 	built := time.Since(start)
-	return e.publish(next, how, built)
+	changed := e.publish(next, how, built)
+	if how == "rebuilt" && next.zone.records >= releaseRecords {
+		// A rebuild leaves the names it sorted and the zone it replaced
+		// as garbage: hand their pages back now, not minutes later.
+		debug.FreeOSMemory()
+	}
+	return changed
 }
+
+// releaseRecords is the zone size from which a rebuild hands the memory
+// it used back to the system.
+const releaseRecords = 200000
 
 // publish puts w's zone in service when it differs from the zone in
 // service: a new serial, its ZONEMD, the difference for IXFR, NOTIFY.
