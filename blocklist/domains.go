@@ -2,7 +2,9 @@ package blocklist
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 )
@@ -74,15 +76,18 @@ type domainRules struct {
 	kind     []uint8 // one kind bit; heads of duplicated names get the union + kindMore
 	// Lines: rule i is on line lineBase[i/lineBlock] + lineDelta[i], or
 	// lineBig[i] when that delta does not fit a byte (lineDelta[i] == 255).
+	// A compiled table (see packLines) keeps the deltas of a block only
+	// when its rules are not on consecutive lines.
 	lineBase  []uint32
 	lineDelta []uint8
 	lineBig   map[uint32]uint32
+	lines     *packedLines // set by packLines
 	// sectRuns are the runs of consecutive rules under one section, by start.
 	sectRuns []sectRun
 }
 
 // nameBlock is how many rules share one arena offset.
-const nameBlock = 16
+const nameBlock = 32
 
 // lineBlock is how many rules share one line base.
 const lineBlock = 32
@@ -99,8 +104,17 @@ func (d *domainRules) len() int { return len(d.kind) }
 func (d *domainRules) encStart(i uint32) uint32 {
 	b := i / nameBlock
 	off := d.blockOff[b]
-	for _, l := range d.lens[b*nameBlock : i] {
-		off += uint32(l)
+	l := d.lens[b*nameBlock : i]
+	for len(l) >= 8 {
+		// Eight lengths at a time: pairwise sums in 16-bit lanes, then
+		// the lanes summed (at most 31*255, so no lane overflows).
+		x := binary.LittleEndian.Uint64(l)
+		x = x&0x00ff00ff00ff00ff + x>>8&0x00ff00ff00ff00ff
+		off += uint32(x * 0x0001000100010001 >> 48)
+		l = l[8:]
+	}
+	for _, v := range l {
+		off += uint32(v)
 	}
 	return off
 }
@@ -128,10 +142,77 @@ func (d *domainRules) appendName(dst []byte, i uint32) []byte { return appendDec
 
 // line returns rule i's line number.
 func (d *domainRules) line(i uint32) int {
-	if dl := d.lineDelta[i]; dl != 255 {
+	dl := uint8(i % lineBlock)
+	if p := d.lines; p == nil {
+		dl = d.lineDelta[i]
+	} else if b := i / lineBlock; p.kept[b/64]&(1<<(b%64)) != 0 {
+		rank := int(p.rank[b/64]) + bits.OnesCount64(p.kept[b/64]&(1<<(b%64)-1))
+		dl = d.lineDelta[rank*lineBlock+int(i%lineBlock)]
+	}
+	if dl != 255 {
 		return int(d.lineBase[i/lineBlock]) + int(dl)
 	}
 	return int(d.lineBig[i])
+}
+
+// packedLines says which line blocks keep their deltas: bit b of kept is
+// set when block b's rules are not on lines base, base+1, ...; their
+// deltas are in lineDelta in block order, rank[w] blocks before word w.
+type packedLines struct {
+	kept []uint64
+	rank []uint32
+}
+
+// packLines drops the line deltas of blocks whose rules are on
+// consecutive lines (most blocks of a big list: a byte per rule).
+func (d *domainRules) packLines() {
+	if d.lines != nil {
+		return
+	}
+	nb := len(d.lineBase)
+	p := &packedLines{kept: make([]uint64, (nb+63)/64), rank: make([]uint32, (nb+63)/64)}
+	var deltas []uint8
+	n := 0
+	for b := 0; b < nb; b++ {
+		if b%64 == 0 {
+			p.rank[b/64] = uint32(n)
+		}
+		blk := d.lineDelta[b*lineBlock : min((b+1)*lineBlock, len(d.lineDelta))]
+		plain := true
+		for k, dl := range blk {
+			if dl != uint8(k) {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			continue
+		}
+		if deltas == nil {
+			deltas = make([]uint8, 0, len(d.lineDelta)/8+lineBlock)
+		}
+		p.kept[b/64] |= 1 << (b % 64)
+		deltas = append(deltas, blk...)
+		n++
+	}
+	d.lineDelta, d.lines = slices.Clip(deltas), p
+}
+
+// unpackLines undoes packLines (before the table grows or shrinks again).
+func (d *domainRules) unpackLines() {
+	if d.lines == nil {
+		return
+	}
+	all := make([]uint8, len(d.kind))
+	for i := range all {
+		dl := uint8(i % lineBlock)
+		if b := i / lineBlock; d.lines.kept[b/64]&(1<<(b%64)) != 0 {
+			rank := int(d.lines.rank[b/64]) + bits.OnesCount64(d.lines.kept[b/64]&(1<<(b%64)-1))
+			dl = d.lineDelta[rank*lineBlock+i%lineBlock]
+		}
+		all[i] = dl
+	}
+	d.lineDelta, d.lines = all, nil
 }
 
 // sect returns rule i's section index.
@@ -150,6 +231,7 @@ func (d *domainRules) sect(i uint32) uint16 {
 }
 
 func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
+	d.unpackLines()
 	start := len(d.arena)
 	d.arena = appendEncoded(d.arena, name)
 	d.addEncoded(start, kind, line, sect)
@@ -157,6 +239,7 @@ func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 
 // addEnc adds a rule whose encoded name is e (as enc returns it).
 func (d *domainRules) addEnc(e []byte, kind uint8, line int, sect uint16) {
+	d.unpackLines()
 	start := len(d.arena)
 	d.arena = append(d.arena, e...)
 	d.addEncoded(start, kind, line, sect)
@@ -199,6 +282,7 @@ func (d *domainRules) truncate(n int) {
 	if n >= len(d.kind) {
 		return
 	}
+	d.unpackLines()
 	for i := n; i < len(d.kind); i++ {
 		if d.lens[i] == 0 {
 			d.shared--
@@ -227,6 +311,7 @@ func (d *domainRules) grow(n, nameBytes int) {
 		copy(a, d.arena)
 		d.arena = a
 	}
+	d.unpackLines()
 	if cap(d.kind)-len(d.kind) < n {
 		d.lens = append(make([]uint8, 0, len(d.lens)+n), d.lens...)
 		d.blockOff = append(make([]uint32, 0, len(d.blockOff)+n/nameBlock+1), d.blockOff...)
@@ -247,9 +332,9 @@ func (d *domainRules) shrink() {
 		d.lens = append([]uint8(nil), d.lens...)
 		d.blockOff = append([]uint32(nil), d.blockOff...)
 		d.kind = append([]uint8(nil), d.kind...)
-		d.lineDelta = append([]uint8(nil), d.lineDelta...)
 		d.lineBase = append([]uint32(nil), d.lineBase...)
 	}
+	d.packLines()
 	d.sectRuns = append([]sectRun(nil), d.sectRuns...)
 }
 
@@ -330,7 +415,7 @@ func (t *domainTable) build() {
 	}
 	t.idBits = uint(bits.Len32(uint32(n) + 1))
 	t.idMask = 1<<t.idBits - 1
-	size := (n-t.shared)*3/2 + 1
+	size := (n-t.shared)*5/4 + 1
 	t.slots = make([]uint32, size)
 	t.levels = 0
 	lastHead := -1
@@ -539,7 +624,7 @@ func (t *domainTable) matchSlow(name string) nameMatch {
 
 // heapBytes estimates the memory the table holds (for status and benchmarks).
 func (t *domainTable) heapBytes() int {
-	n := cap(t.arena) + cap(t.lens) + 4*cap(t.blockOff) + cap(t.kind) + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
+	n := cap(t.arena) + cap(t.lens) + 4*cap(t.blockOff) + cap(t.kind) + 12*len(t.lineBase)/64 + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
 		8*cap(t.sectRuns) + 4*cap(t.slots)
 	for _, l := range t.dups {
 		n += 48 + int(unsafe.Sizeof(dupRule{}))*cap(l)

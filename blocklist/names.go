@@ -16,8 +16,9 @@ import (
 //     as they are: a name with a byte outside the alphabet, which the list
 //     parsers do not produce but the store accepts);
 //   - the packed part: three characters of the alphabet a-z, 0-9, '-', '.',
-//     '_' (symbols 1 to 39; 0 pads the last group) in a little-endian
-//     uint16, s0*1600 + s1*40 + s2.
+//     '_' (symbols 1 to 39) in a little-endian uint16, s0*1600 + s1*40 +
+//     s2; two last characters take a uint16 with s2 = 0, one last
+//     character a byte (its symbol).
 //
 // The encoding is a function of the name, so two names are equal exactly
 // when their encodings are: duplicates are found and the hash table's
@@ -98,15 +99,18 @@ func appendEncoded(dst, name []byte) []byte {
 		v := uint16(symOf[head[i]])*1600 + uint16(symOf[head[i+1]])*40 + uint16(symOf[head[i+2]])
 		dst = append(dst, byte(v), byte(v>>8))
 	}
-	if r := n - i; r > 0 {
-		v := uint16(symOf[head[i]]) * 1600
-		if r == 2 {
-			v += uint16(symOf[head[i+1]]) * 40
-		}
+	switch n - i {
+	case 1:
+		dst = append(dst, symOf[head[i]])
+	case 2:
+		v := uint16(symOf[head[i]])*1600 + uint16(symOf[head[i+1]])*40
 		dst = append(dst, byte(v), byte(v>>8))
 	}
 	return dst
 }
+
+// packedLen is the length of n packed characters.
+func packedLen(n int) int { return n/3*2 + n%3 }
 
 // appendDecoded appends the name e encodes to dst.
 func appendDecoded(dst, e []byte) []byte {
@@ -114,7 +118,8 @@ func appendDecoded(dst, e []byte) []byte {
 	if h == encRaw {
 		return append(dst, e[1:]...)
 	}
-	for i := 1; i+1 < len(e); i += 2 {
+	i := 1
+	for ; i+1 < len(e); i += 2 {
 		v := uint(binary.LittleEndian.Uint16(e[i:]))
 		s0, r := v/1600, v%1600
 		s1, s2 := r/40, r%40
@@ -125,6 +130,9 @@ func appendDecoded(dst, e []byte) []byte {
 				dst = append(dst, charOf[s2])
 			}
 		}
+	}
+	if i < len(e) {
+		dst = append(dst, charOf[e[i]%40])
 	}
 	if h != encPacked {
 		dst = append(append(dst, '.'), suffixDict[h]...)
@@ -148,7 +156,7 @@ func encodedEqual(e []byte, q string) bool {
 	}
 	p := e[1:]
 	n := len(q)
-	if len(p) != (n+2)/3*2 {
+	if len(p) != packedLen(n) {
 		return false
 	}
 	bad := uint8(0)
@@ -160,16 +168,17 @@ func encodedEqual(e []byte, q string) bool {
 			return false
 		}
 	}
-	if r := n - i; r > 0 {
+	switch n - i {
+	case 1:
 		a := symOf[q[i]]
-		v := uint16(a) * 1600
 		bad |= a
-		if r == 2 {
-			b := symOf[q[i+1]]
-			bad |= b
-			v += uint16(b) * 40
+		if a != p[j] {
+			return false
 		}
-		if v != binary.LittleEndian.Uint16(p[j:]) {
+	case 2:
+		a, b := symOf[q[i]], symOf[q[i+1]]
+		bad |= a | b
+		if uint16(a)*1600+uint16(b)*40 != binary.LittleEndian.Uint16(p[j:]) {
 			return false
 		}
 	}

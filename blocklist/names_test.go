@@ -46,9 +46,10 @@ func TestNameEncodingRoundTrip(t *testing.T) {
 			t.Errorf("%q: %d labels, want %d", n, encodedLabels(e), want)
 		}
 	}
-	// A 28-character name with a dictionary TLD takes 17 bytes.
-	if e := appendEncoded(nil, []byte("abcdefghij-2k3f.abcdef.com")); len(e) != 1+2*8 {
-		t.Errorf("28-character name: %d bytes", len(e))
+	// A 27-character name with a dictionary TLD takes 17 bytes (23
+	// characters packed: 7 groups and a byte).
+	if e := appendEncoded(nil, []byte("abcdefghij-2k3f.abcdef.com")); len(e) != 1+2*7+1 {
+		t.Errorf("27-character name: %d bytes", len(e))
 	}
 }
 
@@ -239,4 +240,52 @@ func TestDomainRulesSharedNamesAtBlocks(t *testing.T) {
 		add("again.example.com")
 		check(fmt.Sprintf("regrown after %d", n))
 	}
+}
+
+// TestDomainRulesPackedLines checks packed line blocks (consecutive lines
+// drop their deltas) against plain arrays, around block boundaries, big
+// jumps and a table that grows again after packing.
+func TestDomainRulesPackedLines(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var d domainRules
+	var lines []int
+	line := 1
+	add := func() {
+		switch r := rng.IntN(1000); {
+		case r < 3:
+			line += 300 + rng.IntN(5000) // past a byte's delta
+		case r < 10:
+			line += 2 // a comment line
+		default:
+			line++
+		}
+		d.add([]byte(fmt.Sprintf("n%d.test", len(lines))), kindSubtree, line, 0)
+		lines = append(lines, line)
+	}
+	check := func(stage string) {
+		t.Helper()
+		for i, want := range lines {
+			if got := d.line(uint32(i)); got != want {
+				t.Fatalf("%s: rule %d line %d want %d", stage, i, got, want)
+			}
+		}
+	}
+	for i := 0; i < 20000; i++ {
+		add()
+	}
+	d.packLines()
+	if d.lines == nil || len(d.lineDelta) >= len(lines)/2 {
+		t.Fatalf("packed: %d deltas kept of %d", len(d.lineDelta), len(lines))
+	}
+	check("packed")
+	for i := 0; i < 100; i++ {
+		add()
+	}
+	check("grown after packing")
+	d.packLines()
+	d.truncate(lineBlock*300 + 5)
+	lines = lines[:lineBlock*300+5]
+	check("truncated after packing")
+	d.packLines()
+	check("packed again")
 }
