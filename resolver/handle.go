@@ -21,6 +21,10 @@ type wireScratch struct {
 	req     query.Request
 	// clientName is the client's self-declared name (DoH), for observers.
 	clientName string
+	// now, when set, is when the packets being answered were read (a UDP
+	// batch's read): their requests' Start, so a batch takes the clock
+	// once. Zero: the clock is read per query.
+	now time.Time
 }
 
 func newWireScratch() *wireScratch { return &wireScratch{out: make([]byte, dns.MaxMsgSize)} }
@@ -132,7 +136,11 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 	}
 	if s.cfg.Observe != nil {
 		r := &w.req
-		*r = query.Request{Name: o.Name, Qtype: w.q.Qtype, Client: from, Proto: proto, ClientName: w.clientName, Start: time.Now(), Snapshot: o.Snapshot,
+		start := w.now
+		if start.IsZero() {
+			start = time.Now()
+		}
+		*r = query.Request{Name: o.Name, Qtype: w.q.Qtype, Client: from, Proto: proto, ClientName: w.clientName, Start: start, Snapshot: o.Snapshot,
 			Info: o.Info, Packet: pkt, Answer: w.out[:o.N]}
 		r.Info.Cached, r.Info.Dropped = o.Cached, o.N == 0
 		if o.N > 0 {

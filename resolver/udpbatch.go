@@ -3,6 +3,7 @@ package resolver
 import (
 	"errors"
 	"net"
+	"time"
 
 	"github.com/sinkhole-dns/sinkhole/internal/mmsg"
 )
@@ -42,6 +43,7 @@ func (s *Server) udpBatchLoop(c *net.UDPConn, m *mmsg.Conn) {
 	w := newWireScratch()
 	for {
 		n, err := m.Read()
+		w.now = time.Now()
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return

@@ -99,3 +99,34 @@ func slowBehindCache(t *testing.T, slowFor time.Duration) *query.Pipeline {
 	}
 	return chain
 }
+
+// A query answered in the batch loop (a cache hit) carries the time its
+// batch was read as its start, and a lone query is answered without
+// waiting for a batch to fill, with batching on and off.
+func TestUDPBatchRequestStart(t *testing.T) {
+	for _, batch := range []int{1, resolver.DefaultUDPBatch} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
+			starts := make(chan time.Time, 4)
+			s := startServer(t, resolver.ServerConfig{Handler: slowBehindCache(t, 0), UDPSockets: 1, UDPBatch: batch,
+				Observe: func(req *query.Request, _ *dns.Msg) { starts <- req.Start }})
+			c := new(dns.Client)
+			c.Timeout = 5 * time.Second
+			for i := range 2 { // the first fills the cache, the second is a hit
+				before := time.Now()
+				r, _, err := c.Exchange(question("start.test"), s.Addrs()[0])
+				after := time.Now()
+				if err != nil || len(r.Answer) != 1 {
+					t.Fatalf("query %d: %v %v", i, r, err)
+				}
+				select {
+				case st := <-starts:
+					if st.Before(before.Add(-time.Millisecond)) || st.After(after) {
+						t.Fatalf("query %d: start %v outside its exchange [%v, %v]", i, st, before, after)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("query %d not observed", i)
+				}
+			}
+		})
+	}
+}
