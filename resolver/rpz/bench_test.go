@@ -47,6 +47,13 @@ func BenchmarkFullBuild(b *testing.B) {
 				if w.zone.records != 2*n {
 					b.Fatalf("%d records", w.zone.records)
 				}
+				if i == 0 {
+					size := 0
+					for _, bl := range w.zone.blocks {
+						size += len(bl.data) + len(bl.first) + 64
+					}
+					b.ReportMetric(float64(size)/1e6, "zone-MB")
+				}
 			}
 		})
 	}
