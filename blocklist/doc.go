@@ -12,6 +12,12 @@
 //   - rpz.go: RPZ zone files (*.rpz, *.zone): QNAME and response-IP
 //     triggers with their NXDOMAIN, NODATA, PASSTHRU, DROP and local-data
 //     policies.
+//   - rpzfast.go: the streaming parser for the common RPZ record forms.
+//   - delta.go, storedelta.go: a small change to one file applied as a
+//     delta (rules taken out, a small table of added rules, line moves)
+//     over the compiled lists, merged into a new base in the background;
+//     rpzdelta.go: the same for RPZ zone files (changed lines widened to
+//     whole owners, parsed with the $ORIGIN, $TTL and apex in force).
 //   - domains.go: the compact suffix matcher for millions of names.
 //   - prefixes.go: longest-prefix IP matching over disjoint intervals.
 //   - snapshot.go: a compiled generation of every list file.
