@@ -123,10 +123,10 @@ func (s *Snapshot) levelCandidates(t *domainTable, base uint32, h uint64, suffix
 	if !ok {
 		return
 	}
-	switch k := t.kind[head]; {
+	switch k := t.kindAt(head); {
 	case k&kindNext != 0:
 		s.offer(t, base, head, t.ownKind(head), atName, lb)
-		s.offer(t, base, head+1, t.kind[head+1], atName, lb)
+		s.offer(t, base, head+1, t.kindAt(head+1), atName, lb)
 	case k&kindMore != 0:
 		for _, d := range t.dups[head] {
 			s.offer(t, base, d.id, d.kind, atName, lb)
@@ -397,14 +397,14 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 					continue
 				}
 				for ; j < nd.len() && nd.line(uint32(j)) < line; j++ {
-					addRule(nd, uint32(j), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect, newLocal(j))
+					addRule(nd, uint32(j), nd.kindAt(uint32(j)), nd.line(uint32(j)), nd.sect(uint32(j))+newSect, newLocal(j))
 				}
 			}
 			addRule(&old.add, id, old.add.ownKind(id), line, old.add.sect(id), oldLocal(id))
 		}
 		if fs.Name == d.file {
 			for ; j < nd.len(); j++ {
-				addRule(nd, uint32(j), nd.kind[j], nd.line(uint32(j)), nd.sect(uint32(j))+newSect, newLocal(j))
+				addRule(nd, uint32(j), nd.kindAt(uint32(j)), nd.line(uint32(j)), nd.sect(uint32(j))+newSect, newLocal(j))
 			}
 		}
 		if l.add.len() > start {

@@ -72,8 +72,9 @@ type domainRules struct {
 	// names of rules b*nameBlock on start.
 	lens     []uint8
 	blockOff []uint32
-	shared   int     // rules whose name is the previous rule's
-	kind     []uint8 // one kind bit; heads of duplicated names get the union + kindMore
+	shared   int          // rules whose name is the previous rule's
+	kind     []uint8      // one kind bit; heads of duplicated names get the union + kindMore
+	kinds    *packedKinds // replaces kind in a compiled table (see packKinds); read with kindAt
 	// Lines: rule i is on line lineBase[i/lineBlock] + lineDelta[i], or
 	// lineBig[i] when that delta does not fit a byte (lineDelta[i] == 255).
 	// A compiled table (see packLines) keeps the deltas of a block only
@@ -98,7 +99,76 @@ type sectRun struct {
 	sect  uint16
 }
 
-func (d *domainRules) len() int { return len(d.kind) }
+func (d *domainRules) len() int { return len(d.lens) }
+
+// kindAt returns rule i's kind byte (a head's holds the union, see build).
+func (d *domainRules) kindAt(i uint32) uint8 {
+	if p := d.kinds; p != nil {
+		if p.odd[i/64]&(1<<(i%64)) == 0 {
+			return p.common
+		}
+		k, _ := slices.BinarySearch(p.ids, i)
+		return p.vals[k]
+	}
+	return d.kind[i]
+}
+
+// packedKinds holds a compiled table's kind bytes when nearly all are one
+// value (a plain list's): the rest are listed by rule.
+type packedKinds struct {
+	common uint8
+	odd    []uint64 // bit i: rule i's kind is not common
+	ids    []uint32 // those rules, in order
+	vals   []uint8  // and their kinds
+}
+
+// packKinds replaces the kind bytes by packedKinds when at most one rule
+// in 64 differs from the most common kind.
+func (d *domainRules) packKinds() {
+	if d.kinds != nil || len(d.kind) < 1024 {
+		return
+	}
+	var count [256]int
+	for _, k := range d.kind {
+		count[k]++
+	}
+	common := 0
+	for k := range count {
+		if count[k] > count[common] {
+			common = k
+		}
+	}
+	odd := len(d.kind) - count[common]
+	if odd > len(d.kind)/64 {
+		return
+	}
+	p := &packedKinds{common: uint8(common), odd: make([]uint64, (len(d.kind)+63)/64),
+		ids: make([]uint32, 0, odd), vals: make([]uint8, 0, odd)}
+	for i, k := range d.kind {
+		if k != p.common {
+			p.odd[i/64] |= 1 << (i % 64)
+			p.ids = append(p.ids, uint32(i))
+			p.vals = append(p.vals, k)
+		}
+	}
+	d.kind, d.kinds = nil, p
+}
+
+// unpackKinds undoes packKinds (before the table changes).
+func (d *domainRules) unpackKinds() {
+	p := d.kinds
+	if p == nil {
+		return
+	}
+	all := make([]uint8, len(d.lens))
+	for i := range all {
+		all[i] = p.common
+	}
+	for k, id := range p.ids {
+		all[id] = p.vals[k]
+	}
+	d.kind, d.kinds = all, nil
+}
 
 // encStart returns where rule i's own encoded name starts in the arena.
 func (d *domainRules) encStart(i uint32) uint32 {
@@ -203,7 +273,7 @@ func (d *domainRules) unpackLines() {
 	if d.lines == nil {
 		return
 	}
-	all := make([]uint8, len(d.kind))
+	all := make([]uint8, len(d.lens))
 	for i := range all {
 		dl := uint8(i % lineBlock)
 		if b := i / lineBlock; d.lines.kept[b/64]&(1<<(b%64)) != 0 {
@@ -232,6 +302,7 @@ func (d *domainRules) sect(i uint32) uint16 {
 
 func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 	d.unpackLines()
+	d.unpackKinds()
 	start := len(d.arena)
 	d.arena = appendEncoded(d.arena, name)
 	d.addEncoded(start, kind, line, sect)
@@ -240,6 +311,7 @@ func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 // addEnc adds a rule whose encoded name is e (as enc returns it).
 func (d *domainRules) addEnc(e []byte, kind uint8, line int, sect uint16) {
 	d.unpackLines()
+	d.unpackKinds()
 	start := len(d.arena)
 	d.arena = append(d.arena, e...)
 	d.addEncoded(start, kind, line, sect)
@@ -248,7 +320,7 @@ func (d *domainRules) addEnc(e []byte, kind uint8, line int, sect uint16) {
 // addEncoded adds a rule whose encoded name was just appended to the arena
 // at start.
 func (d *domainRules) addEncoded(start int, kind uint8, line int, sect uint16) {
-	i := uint32(len(d.kind))
+	i := uint32(len(d.lens))
 	e := d.arena[start:]
 	if i > 0 && bytes.Equal(e, d.enc(i-1)) {
 		d.shared++
@@ -279,10 +351,11 @@ func (d *domainRules) addEncoded(start int, kind uint8, line int, sect uint16) {
 
 // truncate drops rules from index n on (used to roll back a failed file).
 func (d *domainRules) truncate(n int) {
-	if n >= len(d.kind) {
+	if n >= d.len() {
 		return
 	}
 	d.unpackLines()
+	d.unpackKinds()
 	for i := n; i < len(d.kind); i++ {
 		if d.lens[i] == 0 {
 			d.shared--
@@ -312,6 +385,7 @@ func (d *domainRules) grow(n, nameBytes int) {
 		d.arena = a
 	}
 	d.unpackLines()
+	d.unpackKinds()
 	if cap(d.kind)-len(d.kind) < n {
 		d.lens = append(make([]uint8, 0, len(d.lens)+n), d.lens...)
 		d.blockOff = append(make([]uint32, 0, len(d.blockOff)+n/nameBlock+1), d.blockOff...)
@@ -389,9 +463,9 @@ var collideHashes atomic.Bool
 
 // ownKind returns the kind bit of rule i itself (heads hold a union).
 func (t *domainTable) ownKind(i uint32) uint8 {
-	k := t.kind[i]
+	k := t.kindAt(i)
 	if k&kindNext != 0 {
-		return k & kindMaskOwn &^ t.kind[i+1]
+		return k & kindMaskOwn &^ t.kindAt(i+1)
 	}
 	if k&kindMore == 0 {
 		return k
@@ -407,6 +481,7 @@ func (t *domainTable) ownKind(i uint32) uint8 {
 // build indexes every rule. Rules sharing a name are chained under the
 // first. Every kind byte must hold the rule's own kind (see ownKind).
 func (t *domainTable) build() {
+	t.unpackKinds()
 	n := t.len()
 	t.dups = nil
 	t.mask = ^uint64(0)
@@ -454,6 +529,7 @@ func (t *domainTable) build() {
 			}
 		}
 	}
+	t.packKinds()
 }
 
 func (t *domainTable) addDup(head, id uint32) {
@@ -561,7 +637,7 @@ func (t *domainTable) match(name string) nameMatch {
 		if !ok {
 			continue
 		}
-		m.note(t.kind[id], id, starts[l] == 0)
+		m.note(t.kindAt(id), id, starts[l] == 0)
 	}
 	return m
 }
@@ -612,7 +688,7 @@ func (t *domainTable) matchSlow(name string) nameMatch {
 	for i := len(name) - 1; ; i-- {
 		if i < 0 || name[i] == '.' {
 			if id, ok := t.lookup(h, name[i+1:]); ok {
-				m.note(t.kind[id], id, i < 0)
+				m.note(t.kindAt(id), id, i < 0)
 			}
 			if i < 0 {
 				return m
@@ -624,10 +700,17 @@ func (t *domainTable) matchSlow(name string) nameMatch {
 
 // heapBytes estimates the memory the table holds (for status and benchmarks).
 func (t *domainTable) heapBytes() int {
-	n := cap(t.arena) + cap(t.lens) + 4*cap(t.blockOff) + cap(t.kind) + 12*len(t.lineBase)/64 + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
+	n := cap(t.arena) + cap(t.lens) + 4*cap(t.blockOff) + cap(t.kind) + 12*len(t.lineBase)/64 + t.kinds.heapBytes() + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
 		8*cap(t.sectRuns) + 4*cap(t.slots)
 	for _, l := range t.dups {
 		n += 48 + int(unsafe.Sizeof(dupRule{}))*cap(l)
 	}
 	return n
+}
+
+func (p *packedKinds) heapBytes() int {
+	if p == nil {
+		return 0
+	}
+	return 8*cap(p.odd) + 5*cap(p.ids)
 }

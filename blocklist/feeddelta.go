@@ -254,7 +254,7 @@ func (s *Snapshot) findFeedRule(f *FileStatus, r rpzRule, gone func(uint32) bool
 			return 0, false
 		}
 		var ids []uint32
-		switch k := t.kind[head]; {
+		switch k := t.kindAt(head); {
 		case k&kindNext != 0:
 			ids = []uint32{head, head + 1}
 		case k&kindMore != 0:
@@ -365,7 +365,7 @@ func applyFeedDelta(cur *Snapshot, f *FileStatus, old []rpzRule, nb *builder, ge
 		if fs.Name == f.Name {
 			for j := 0; j < nd.len(); j++ {
 				id := uint32(j)
-				rules = append(rules, addRule{nd.name(id), nd.kind[j], nd.line(id), nd.sect(id) + newSect,
+				rules = append(rules, addRule{nd.name(id), nd.kindAt(uint32(j)), nd.line(id), nd.sect(id) + newSect,
 					nb.s.local[makeRuleID(RuleDomain, j)]})
 			}
 			slices.SortStableFunc(rules, func(a, b addRule) int { return a.line - b.line })

@@ -289,3 +289,49 @@ func TestDomainRulesPackedLines(t *testing.T) {
 	d.packLines()
 	check("packed again")
 }
+
+// TestPackedKinds loads a big plain list with a few rules of other kinds
+// (exceptions, wildcards, exact names, names listed twice) so that the
+// compiled table packs its kinds, and checks every decision and rule
+// against the same table with its kinds unpacked.
+func TestPackedKinds(t *testing.T) {
+	var body strings.Builder
+	var probes []string
+	for i := 0; i < 6000; i++ {
+		n := fmt.Sprintf("n%d.example.com", i)
+		switch i % 499 {
+		case 1:
+			body.WriteString("@@")
+		case 2:
+			body.WriteString("*.")
+		case 3:
+			body.WriteString("=")
+		case 4:
+			body.WriteString(n + "\n=") // the name twice
+		}
+		body.WriteString(n + "\n")
+		probes = append(probes, n, "www."+n)
+	}
+	body.WriteString("@@www.n4.example.com\n")
+	st, _ := load(t, map[string]string{"big.txt": body.String()})
+	s := st.Current()
+	if s.dom.kinds == nil || s.dom.kind != nil {
+		t.Fatal("kinds not packed")
+	}
+	packed := decisions(s, probes, nil)
+	var texts []string
+	for id := range s.Triggers() {
+		texts = append(texts, s.Rule(id.ID).Text)
+	}
+	s.dom.unpackKinds()
+	if got := decisions(s, probes, nil); got != packed {
+		t.Fatalf("packed kinds decide differently:\n%s", diffLines(packed, got))
+	}
+	k := 0
+	for id := range s.Triggers() {
+		if r := s.Rule(id.ID).Text; r != texts[k] {
+			t.Fatalf("rule %d: %s packed, %s unpacked", k, texts[k], r)
+		}
+		k++
+	}
+}

@@ -421,9 +421,9 @@ func rpzDeltaConflicts(cur *Snapshot, f *FileStatus, regions []hunk, add *builde
 				continue
 			}
 			var ids []dupRule
-			switch kk := t.kind[head]; {
+			switch kk := t.kindAt(head); {
 			case kk&kindNext != 0:
-				ids = []dupRule{{head, t.ownKind(head)}, {head + 1, t.kind[head+1]}}
+				ids = []dupRule{{head, t.ownKind(head)}, {head + 1, t.kindAt(head + 1)}}
 			case kk&kindMore != 0:
 				ids = t.dups[head]
 			default:

@@ -183,10 +183,10 @@ func (s *Snapshot) MatchName(name string) Match {
 // pickRule chooses, among the rules sharing head's name, one whose kind is in
 // bits, preferring enforced over monitor-only and "any" over "overseas".
 func (s *Snapshot) pickRule(head uint32, bits uint8) uint32 {
-	k := s.dom.kind[head]
+	k := s.dom.kindAt(head)
 	if k&kindNext != 0 {
 		next := head + 1
-		if s.dom.kind[next]&bits == 0 {
+		if s.dom.kindAt(next)&bits == 0 {
 			return head
 		}
 		if s.dom.ownKind(head)&bits == 0 || s.ruleScore(next) > s.ruleScore(head) {
@@ -514,7 +514,7 @@ func (b *builder) repeatedOwner() bool {
 	masks := make([]uint8, size)  // match kinds seen for that name
 	for i := start; i < end; i++ {
 		id := uint32(i)
-		k, _ := kindOf(d.kind[i])
+		k, _ := kindOf(d.kindAt(id))
 		bit := uint8(1) << k
 		name := d.enc(id)
 		s := fastrange(mix(hashName(name)), size)
