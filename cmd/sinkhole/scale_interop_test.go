@@ -88,6 +88,14 @@ func TestInteropScaleBINDPrimary(t *testing.T) {
 		if !censored(sec.addr, "www."+scaleName(scaleNames-2)) {
 			t.Fatalf("secondary %d lost a name it should keep", i)
 		}
+		// BIND (ixfr-from-differences) sends the difference: applied to
+		// the lists in service as a delta, not by reloading the zone file.
+		if st := sec.in.feeds.Status().Feeds[0]; st.LastTransferType != "IXFR" {
+			t.Errorf("secondary %d: transferred by %s, want IXFR", i, st.LastTransferType)
+		}
+		if log := sec.stderr.String(); !strings.Contains(log, "applied=delta") {
+			t.Errorf("secondary %d did not apply the IXFR as a delta", i)
+		}
 	}
 	t.Logf("the change reached both secondaries %s after the primary's reload signal", time.Since(start).Round(time.Millisecond))
 }

@@ -26,6 +26,7 @@ type versionPrimary struct {
 	mu       sync.Mutex
 	versions []zoneVersion
 	addr     string
+	skew     uint32 // added to the starting serial of every difference (a broken primary)
 }
 
 type zoneVersion struct {
@@ -66,7 +67,11 @@ func startVersionPrimary(t *testing.T) *versionPrimary {
 				out = append(out, cur.rrs[0])
 				for ; k < len(vs)-1; k++ {
 					del, add := diffRRs(vs[k].rrs[1:], vs[k+1].rrs[1:])
-					out = append(out, vs[k].rrs[0])
+					from := dns.Copy(vs[k].rrs[0]).(*dns.SOA)
+					p.mu.Lock()
+					from.Serial += p.skew
+					p.mu.Unlock()
+					out = append(out, from)
 					out = append(out, del...)
 					out = append(out, vs[k+1].rrs[0])
 					out = append(out, add...)
@@ -396,5 +401,27 @@ func TestFeedFileNotReparsed(t *testing.T) {
 	}
 	if !sec.store.Current().MatchName("added.test").Blocked() {
 		t.Fatal("added.test not blocked")
+	}
+}
+
+// Differences that do not start at the serial held are not applied: the
+// zone is transferred whole instead.
+func TestFeedBadIXFRFallsBackToAXFR(t *testing.T) {
+	p := startVersionPrimary(t)
+	zone := randomZone{"a.test": "CNAME ."}
+	p.publish(t, 1, false, zone.records())
+	sec := startFeedSide(t, t.TempDir(), p.addr, false)
+	sec.waitSerial(t, 1)
+	p.mu.Lock()
+	p.skew = 1000
+	p.mu.Unlock()
+	zone["b.test"] = "CNAME ."
+	p.publish(t, 2, false, zone.records())
+	sec.waitSerial(t, 2)
+	if st := sec.sec.Status(); st.LastTransferType != "AXFR" || st.LastResult != "transferred" {
+		t.Fatalf("after a bad IXFR: %+v", st)
+	}
+	if !sec.store.Current().MatchName("b.test").Blocked() || !sec.store.Current().MatchName("a.test").Blocked() {
+		t.Fatal("the zone transferred whole does not block both names")
 	}
 }

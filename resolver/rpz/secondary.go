@@ -272,7 +272,18 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		return err
 	}
 	if diff != nil {
-		return s.applyIXFR(ctx, diff)
+		err := s.applyIXFR(ctx, diff)
+		var bad *badIXFRError
+		if !errors.As(err, &bad) || ctx.Err() != nil {
+			return err
+		}
+		// Differences we cannot apply to our copy: take the whole zone.
+		s.log.Info("rpz feed: IXFR does not apply; trying AXFR", "err", err)
+		kind, full = "AXFR", true
+		if next, err = s.axfr(ctx); err != nil {
+			s.checked("failed", err)
+			return err
+		}
 	}
 	if next == nil || (s.zone != nil && !serialLess(s.zone.soa.Serial, next.soa.Serial) && !full) {
 		s.checked("up-to-date", nil)
@@ -508,6 +519,14 @@ func (s *Secondary) ixfr(ctx context.Context) (next *zoneCopy, diff *ixfrDiff, e
 	return nil, d, nil
 }
 
+// badIXFRError is an IXFR whose differences do not apply to the copy
+// (another starting serial, a broken sequence): the zone is transferred
+// whole instead.
+type badIXFRError struct{ err error }
+
+func (e *badIXFRError) Error() string { return e.err.Error() }
+func (e *badIXFRError) Unwrap() error { return e.err }
+
 // ownerChange is one owner's records before and after an IXFR.
 type ownerChange struct {
 	owner  []byte   // relative wire form
@@ -543,22 +562,22 @@ func (s *Secondary) applyIXFR(ctx context.Context, d *ixfrDiff) error {
 	for i < len(rrs)-1 {
 		old, ok := rrs[i].(*dns.SOA)
 		if !ok {
-			return s.failed(fmt.Errorf("IXFR: want the SOA of a difference sequence, got %s", rrs[i]))
+			return &badIXFRError{fmt.Errorf("IXFR: want the SOA of a difference sequence, got %s", rrs[i])}
 		}
 		if old.Serial != serial {
-			return s.failed(fmt.Errorf("IXFR: difference from serial %d, but we hold %d", old.Serial, serial))
+			return &badIXFRError{fmt.Errorf("IXFR: difference from serial %d, but we hold %d", old.Serial, serial)}
 		}
 		i++
 		for ; i < len(rrs) && rrs[i].Header().Rrtype != dns.TypeSOA; i++ {
 			r, err := z.encode(rrs[i], scratch[:0])
 			if err != nil {
-				return s.failed(fmt.Errorf("IXFR: %w", err))
+				return &badIXFRError{fmt.Errorf("IXFR: %w", err)}
 			}
 			c := get(recOwner(r))
 			c.cur = slices.DeleteFunc(c.cur, func(x []byte) bool { return sameKey(x, r) })
 		}
 		if i >= len(rrs) {
-			return s.failed(errors.New("IXFR: difference sequence without its new SOA"))
+			return &badIXFRError{errors.New("IXFR: difference sequence without its new SOA")}
 		}
 		newSOA = rrs[i].(*dns.SOA)
 		serial = newSOA.Serial
@@ -574,7 +593,7 @@ func (s *Secondary) applyIXFR(ctx context.Context, d *ixfrDiff) error {
 		}
 	}
 	if last, ok := rrs[len(rrs)-1].(*dns.SOA); !ok || last.Serial != d.final.Serial || serial != d.final.Serial {
-		return s.failed(errors.New("IXFR: differences do not end at the primary's serial"))
+		return &badIXFRError{errors.New("IXFR: differences do not end at the primary's serial")}
 	}
 	// Apply to the copy, remembering how to undo it.
 	u := z.mark()
