@@ -337,15 +337,7 @@ func applyFeedDelta(cur *Snapshot, f *FileStatus, old []rpzRule, nb *builder, ge
 		sect  uint16
 		local []dns.RR
 	}
-	relocal := len(cur.local) > 0 || len(nb.s.local) > 0
-	if relocal {
-		next.local = make(map[RuleID][]dns.RR, len(cur.local)+len(nb.s.local))
-		for id, rrs := range cur.local {
-			if id.Type() != RuleDomain || id.index() < int(base) {
-				next.local[id] = rrs
-			}
-		}
-	}
+	next.local = cur.local // base rules' (the layer holds the added rules')
 	nd := &nb.s.dom
 	var rules []addRule
 	for pos, fs := range cur.Files {
@@ -358,8 +350,7 @@ func applyFeedDelta(cur *Snapshot, f *FileStatus, old []rpzRule, nb *builder, ge
 				if fs.Name == f.Name && droppedAdd[id] {
 					continue
 				}
-				rules = append(rules, addRule{ol.add.name(id), ol.add.ownKind(id), ol.add.line(id), ol.add.sect(id),
-					cur.local[makeRuleID(RuleDomain, int(base)+i)]})
+				rules = append(rules, addRule{ol.add.name(id), ol.add.ownKind(id), ol.add.line(id), ol.add.sect(id), ol.local[id]})
 			}
 		}
 		if fs.Name == f.Name {
@@ -373,7 +364,10 @@ func applyFeedDelta(cur *Snapshot, f *FileStatus, old []rpzRule, nb *builder, ge
 		start := l.add.len()
 		for _, r := range rules {
 			if r.local != nil {
-				next.local[makeRuleID(RuleDomain, int(base)+l.add.len())] = r.local
+				if l.local == nil {
+					l.local = map[uint32][]dns.RR{}
+				}
+				l.local[uint32(l.add.len())] = r.local
 			}
 			l.add.add(r.name, r.kind, r.line, r.sect)
 		}
@@ -399,9 +393,6 @@ func applyFeedDelta(cur *Snapshot, f *FileStatus, old []rpzRule, nb *builder, ge
 	}
 	next.ips, next.asns = cur.ips, cur.asns
 	next.ipBlock, next.ipAllow, next.asnBlock, next.asnAllow = cur.ipBlock, cur.ipAllow, cur.asnBlock, cur.asnAllow
-	if !relocal {
-		next.local = cur.local
-	}
 	rem, add, nrem, nadd = diffRuleIDs(cur, removedIDs, nb.s, addedIDs)
 	if l.nremoved == 0 && l.add.len() == 0 && len(l.shifts) == 0 {
 		next.layer = nil
