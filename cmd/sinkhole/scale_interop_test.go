@@ -14,6 +14,8 @@ import (
 // Regulator-scale interop: a 100,000-name policy zone at a BIND primary
 // followed by sinkhole secondaries, and sinkhole's export of a
 // 100,000-name list followed by Unbound after a change applied as a delta.
+// The waits are minutes: under the race detector on a busy 2-core machine
+// a first transfer of the 200,000 records took 55 s.
 
 const scaleNames = 100_000
 
@@ -61,7 +63,7 @@ func TestInteropScaleBINDPrimary(t *testing.T) {
 	d := startNamed(t, bin, dir, primaryAddr, secs[0].addr)
 	start := time.Now()
 	for i, sec := range secs {
-		waitUntil(t, fmt.Sprintf("secondary %d: first AXFR of %d names", i, scaleNames), 50*time.Second, func() bool {
+		waitUntil(t, fmt.Sprintf("secondary %d: first AXFR of %d names", i, scaleNames), 3*time.Minute, func() bool {
 			d.running(t)
 			return sec.in.feeds.Status().Feeds[0].Serial == 1
 		})
@@ -81,7 +83,7 @@ func TestInteropScaleBINDPrimary(t *testing.T) {
 	d.hup(t)
 	start = time.Now()
 	for i, sec := range secs {
-		waitUntil(t, fmt.Sprintf("secondary %d to follow the change", i), 30*time.Second, func() bool {
+		waitUntil(t, fmt.Sprintf("secondary %d to follow the change", i), time.Minute, func() bool {
 			return censored(sec.addr, "added-scale.example") && !censored(sec.addr, scaleName(777)) &&
 				sec.in.feeds.Status().Feeds[0].Serial == 2
 		})
@@ -127,7 +129,7 @@ func TestInteropScaleUnboundAfterDelta(t *testing.T) {
 		}
 		return -1
 	}
-	waitUntil(t, fmt.Sprintf("Unbound to load the %d-name export", scaleNames), 50*time.Second, func() bool {
+	waitUntil(t, fmt.Sprintf("Unbound to load the %d-name export", scaleNames), 3*time.Minute, func() bool {
 		d.running(t)
 		return ask(scaleName(scaleNames-1)) == dns.RcodeNameError
 	})
@@ -136,7 +138,7 @@ func TestInteropScaleUnboundAfterDelta(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(lists, "regulator.txt"), []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	took := waitUntil(t, "Unbound to follow the delta", 30*time.Second, func() bool {
+	took := waitUntil(t, "Unbound to follow the delta", time.Minute, func() bool {
 		return ask("added-scale.example") == dns.RcodeNameError && ask(scaleName(500)) == dns.RcodeSuccess
 	})
 	t.Logf("a one-line change at sinkhole reached Unbound in %s", took.Round(time.Millisecond))

@@ -87,6 +87,11 @@ func startSinkholeOut(t *testing.T, stdout io.Writer, lists string, args ...stri
 	return startSinkholeWith(t, "127.0.0.1:0", stdout, lists, args...)
 }
 
+// serverStartTimeout bounds a test server's start: generous, because a
+// 100,000-name list under the race detector on a busy 2-core machine can
+// take most of a minute to load.
+const serverStartTimeout = time.Minute
+
 // startSinkholeWith starts the server on listen, with stdout as the
 // command's standard output.
 func startSinkholeWith(t *testing.T, listen string, stdout io.Writer, lists string, args ...string) *testServer {
@@ -118,8 +123,8 @@ func startSinkholeWith(t *testing.T, listen string, stdout io.Writer, lists stri
 	case ts.in = <-ready:
 	case code := <-ts.done:
 		t.Fatalf("serve exited with %d: %s", code, ts.stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("server did not start within 10s")
+	case <-time.After(serverStartTimeout):
+		t.Fatalf("server did not start within %s", serverStartTimeout)
 	}
 	ts.addr = ts.in.dns.Addrs()[0]
 	t.Cleanup(ts.stop)
