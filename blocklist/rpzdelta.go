@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -230,7 +231,7 @@ func (w *rpzWindow) lineAt(n int, raw []byte) error {
 		inherit := i > 0
 		owner := w.owner
 		if !inherit {
-			for i < len(raw) && !isSpace(raw[i]) && raw[i] != '\n' {
+			for i < len(raw) && ownerClass[raw[i]] != classEnd {
 				i++
 			}
 			var ok bool
@@ -290,6 +291,31 @@ func special(b []byte) bool {
 	return false
 }
 
+// Byte classes of owner names, for the scan.
+const (
+	classOther = iota
+	className  // a-z, 0-9, '-', '_', '*'
+	classUpper // A-Z
+	classDot
+	classEnd // a blank or the newline: the token ends
+)
+
+var ownerClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '*':
+			t[c] = className
+		case c >= 'A' && c <= 'Z':
+			t[c] = classUpper
+		case c == '.':
+			t[c] = classDot
+		case c == '\n' || isSpace(byte(c)):
+			t[c] = classEnd
+		}
+	}
+	return t
+}()
+
 // ownerKey appends an owner token's absolute lower-case form (the form in
 // which the streaming parser compares owners) to dst; ok is false for a
 // token the streaming parser would hand to the zone parser.
@@ -302,15 +328,18 @@ func (w *rpzWindow) ownerKey(dst, tok []byte) ([]byte, bool) {
 	case len(tok) > 254:
 		return dst, false
 	}
+	n := len(dst)
+	dst = slices.Grow(dst, len(tok)+1+len(w.lorigin))[:n+len(tok)]
+	out := dst[n:]
 	prevDot := true
-	for _, c := range tok {
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '*':
+	for k, c := range tok {
+		switch ownerClass[c] {
+		case className:
 			prevDot = false
-		case c >= 'A' && c <= 'Z':
+		case classUpper:
 			c += 'a' - 'A'
 			prevDot = false
-		case c == '.':
+		case classDot:
 			if prevDot {
 				return dst, false
 			}
@@ -318,7 +347,7 @@ func (w *rpzWindow) ownerKey(dst, tok []byte) ([]byte, bool) {
 		default:
 			return dst, false
 		}
-		dst = append(dst, c)
+		out[k] = c
 	}
 	switch {
 	case tok[len(tok)-1] == '.':

@@ -253,6 +253,13 @@ func TestRPZDeltaCases(t *testing.T) {
 		{"no $TTL, explicit TTLs", strings.Replace(strings.Replace(head, "$TTL 300\n", "", 1), "@ SOA", "@ 300 SOA", 1) + strings.ReplaceAll(fill, " CNAME", " 300 CNAME"),
 			strings.Replace(strings.Replace(head, "$TTL 300\n", "", 1), "@ SOA", "@ 300 SOA", 1) + strings.ReplaceAll(fill, " CNAME", " 300 CNAME") + "e1.example 300 CNAME .\n", false},
 		{"$INCLUDE added", head + fill, head + fill + "$INCLUDE other.zone\n", false},
+		{"$ORIGIN changed", head + fill + "$ORIGIN a.rpz.test.\n" + fill2, head + fill + "$ORIGIN b.rpz.test.\n" + fill2, false},
+		{"$ORIGIN line rewritten, same origin", head + fill + "$ORIGIN a.rpz.test.\n" + fill2, head + fill + "$ORIGIN a.rpz.test. ; the same\n" + fill2, true},
+		{"no newline at the end, a line appended", head + strings.TrimSuffix(fill, "\n"), head + fill + "e1.example CNAME .\n", true},
+		{"CRLF line ends", strings.ReplaceAll(head+fill, "\n", "\r\n"), strings.ReplaceAll(head+fill+"e1.example CNAME .\n", "\n", "\r\n"), true},
+		{"edits far apart and the serial", head + fill + fill2, head2 + strings.Replace(fill, "b50.example CNAME .\n", "e1.example CNAME rpz-passthru.\n", 1) +
+			strings.Replace(fill2, "c150.example CNAME .\n", "", 1) + "e2.example A 192.0.2.4\n", true},
+		{"a record's parentheses opened by the edit", head + fill + "e1.example CNAME .\n" + fill2, head + fill + "e1.example ( CNAME\n" + fill2, false},
 	}
 	names, ips := rpzProbes(10)
 	for _, c := range cases {
