@@ -490,7 +490,7 @@ func (t *domainTable) build() {
 	}
 	t.idBits = uint(bits.Len32(uint32(n) + 1))
 	t.idMask = 1<<t.idBits - 1
-	size := (n-t.shared)*5/4 + 1
+	size := (n-t.shared)*3/2 + 1
 	t.slots = make([]uint32, size)
 	t.levels = 0
 	lastHead := -1
