@@ -2,10 +2,8 @@ package rpz
 
 import (
 	"bytes"
-	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
-	"hash"
 	"hash/maphash"
 	"slices"
 	"strings"
@@ -309,14 +307,9 @@ func labelStarts(n []byte, out *[128]uint8) int {
 // so, or the part of the copy ordered by an earlier digest) are not
 // sorted again: only the records added since are.
 func (z *zoneCopy) digest(hashAlg uint8) ([]byte, error) {
-	var h hash.Hash
-	switch hashAlg {
-	case ZonemdHashSHA384:
-		h = sha512.New384()
-	case ZonemdHashSHA512:
-		h = sha512.New()
-	default:
-		return nil, fmt.Errorf("ZONEMD hash algorithm %d is not supported", hashAlg)
+	h, err := zonemdHash(hashAlg)
+	if err != nil {
+		return nil, err
 	}
 	var scratch []byte
 	// Apex records (the SOA among them) sort before every other name.

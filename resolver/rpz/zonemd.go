@@ -162,19 +162,26 @@ func (z *canonicalizer) add(rr dns.RR) (canonicalRR, error) {
 	return c, nil
 }
 
+// zonemdHash returns a new hash for a ZONEMD hash algorithm (RFC 8976
+// section 5.3): SHA-384 or SHA-512.
+func zonemdHash(hashAlg uint8) (hash.Hash, error) {
+	switch hashAlg {
+	case ZonemdHashSHA384:
+		return sha512.New384(), nil
+	case ZonemdHashSHA512:
+		return sha512.New(), nil
+	}
+	return nil, fmt.Errorf("ZONEMD hash algorithm %d is not supported", hashAlg)
+}
+
 // ZoneDigest computes the SIMPLE-scheme digest (RFC 8976 section 3.3) of a
 // zone's records with the given hash (ZonemdHashSHA384 or
 // ZonemdHashSHA512). apex is the zone's name; the apex ZONEMD RRset (and
 // RRSIGs covering it) is left out, as are duplicate records.
 func ZoneDigest(apex string, rrs []dns.RR, hashAlg uint8) ([]byte, error) {
-	var h hash.Hash
-	switch hashAlg {
-	case ZonemdHashSHA384:
-		h = sha512.New384()
-	case ZonemdHashSHA512:
-		h = sha512.New()
-	default:
-		return nil, fmt.Errorf("ZONEMD hash algorithm %d is not supported", hashAlg)
+	h, err := zonemdHash(hashAlg)
+	if err != nil {
+		return nil, err
 	}
 	apex = strings.ToLower(dns.Fqdn(apex))
 	recs := make([]canonicalRR, 0, len(rrs))
