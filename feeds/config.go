@@ -27,6 +27,7 @@ type Options struct {
 	Notify        []string      // --rpz-notify ADDR
 	URLs          []string      // --list-url NAME=URL
 	URLInterval   time.Duration // --list-url-interval
+	MaxListSize   int64         // --max-list-mb, in bytes (the list store's default if 0)
 }
 
 // Config is the validated configuration of feeds, the export and list URLs.
@@ -38,6 +39,7 @@ type Config struct {
 	Notify        []string // host:port
 	URLs          []urlfeed.Source
 	URLInterval   time.Duration
+	MaxListSize   int64 // bytes; a list URL's download is refused above it
 }
 
 // feedNameRE is what a feed or list URL name may hold: it becomes a file name.
@@ -46,7 +48,7 @@ var feedNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 // Parse validates o. lists is the --lists directory, which the state
 // directory must not be.
 func Parse(o Options, lists string) (Config, error) {
-	fc := Config{StateDir: o.StateDir, URLInterval: o.URLInterval}
+	fc := Config{StateDir: o.StateDir, URLInterval: o.URLInterval, MaxListSize: o.MaxListSize}
 	names := map[string]string{} // file base name -> option
 	claim := func(flag, name, file string) error {
 		if !feedNameRE.MatchString(name) {

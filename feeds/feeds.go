@@ -131,7 +131,7 @@ func (fs *Set) Attach(store *blocklist.Store) error {
 	if len(fs.cfg.URLs) > 0 {
 		var err error
 		fs.urls, err = urlfeed.New(urlfeed.Config{
-			Sources: fs.cfg.URLs, Dir: fs.cfg.StateDir, Interval: fs.cfg.URLInterval, Logger: fs.log,
+			Sources: fs.cfg.URLs, Dir: fs.cfg.StateDir, Interval: fs.cfg.URLInterval, MaxSize: fs.cfg.MaxListSize, Logger: fs.log,
 			OnChange: func() { store.Reload(context.Background(), "list-url") },
 		})
 		if err != nil {

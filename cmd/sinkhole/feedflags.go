@@ -39,6 +39,7 @@ func feedsConfigFrom(c *cli.Context, lists string) (feeds.Config, error) {
 		Notify:        c.StringSlice("rpz-notify"),
 		URLs:          c.StringSlice("list-url"),
 		URLInterval:   c.Duration("list-url-interval"),
+		MaxListSize:   int64(c.Int("max-list-mb")) << 20,
 	}, lists)
 	if err != nil {
 		return fc, usagef("%v", err)

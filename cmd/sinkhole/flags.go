@@ -81,6 +81,7 @@ var flagCategories = map[string]string{
 	"max-shrink":          catLists,
 	"start-strategy":      catLists,
 	"start-timeout":       catLists,
+	"max-list-mb":         catLists,
 	"block-page":          catLists,
 	"block-page-tls":      catLists,
 	"block-page-template": catLists,

@@ -38,6 +38,7 @@ func listSafetyFlags() []cli.Flag {
 		&cli.StringFlag{Name: "max-shrink", Value: "50%", Usage: "hold a list file's new version that drops more than `PERCENT` of its rules (or all of them, or deletes the file) until \"sinkhole reload --accept\"; 100% turns the guard off"},
 		&cli.StringFlag{Name: "start-strategy", Value: startFail, Usage: "when a list source has no version at start: fail (wait up to --start-timeout, then exit 1), blocking (wait), or fast (serve at once, not ready)"},
 		&cli.DurationFlag{Name: "start-timeout", Value: 60 * time.Second, Usage: "how long --start-strategy fail waits for every list source"},
+		&cli.IntFlag{Name: "max-list-mb", Value: blocklist.DefaultMaxFileSize >> 20, Usage: "refuse a list file (or a list URL's download) over `MIB` mebibytes; a 10M-name RPZ zone is about 750"},
 	}
 }
 
@@ -46,6 +47,7 @@ type listSafety struct {
 	maxShrink    float64 // 0 < x <= 1
 	strategy     string
 	startTimeout time.Duration
+	maxFileSize  int64 // bytes
 }
 
 func listSafetyFrom(c *cli.Context, cfg *serveConfig) error {
@@ -60,12 +62,20 @@ func listSafetyFrom(c *cli.Context, cfg *serveConfig) error {
 	default:
 		return usagef("--start-strategy %q: want fail, blocking or fast", s)
 	}
+	mb := c.Int("max-list-mb")
+	if mb < 1 || mb > maxListMB {
+		return usagef("--max-list-mb %d: want between 1 and %d", mb, maxListMB)
+	}
+	cfg.safety.maxFileSize = int64(mb) << 20
 	cfg.safety.startTimeout = c.Duration("start-timeout")
 	if cfg.safety.startTimeout < 100*time.Millisecond || cfg.safety.startTimeout > 24*time.Hour {
 		return usagef("--start-timeout %s: want between 100ms and 24h", cfg.safety.startTimeout)
 	}
 	return nil
 }
+
+// maxListMB bounds --max-list-mb: 64 GiB.
+const maxListMB = 64 << 10
 
 // parsePercent reads "50%", "50" or "12.5%".
 func parsePercent(s string) (float64, error) {
@@ -87,12 +97,13 @@ const (
 // shrink guard holds versions that would drop rules.
 func (in *instance) storeOptions(dirs []string) blocklist.Options {
 	o := blocklist.Options{
-		Dirs:      dirs,
-		Logger:    in.log,
-		Settle:    min(max(in.cfg.debounce, minSettle), maxSettle),
-		Writing:   func(path string) bool { return in.watch.Load().Writing(path) },
-		MaxShrink: in.cfg.safety.maxShrink,
-		Verify:    in.cfg.listVerifier(),
+		Dirs:        dirs,
+		Logger:      in.log,
+		Settle:      min(max(in.cfg.debounce, minSettle), maxSettle),
+		Writing:     func(path string) bool { return in.watch.Load().Writing(path) },
+		MaxShrink:   in.cfg.safety.maxShrink,
+		MaxFileSize: in.cfg.safety.maxFileSize,
+		Verify:      in.cfg.listVerifier(),
 	}
 	if sd := in.cfg.feeds.StateDir; sd != "" {
 		// The last good version of each --lists file, so that a restart

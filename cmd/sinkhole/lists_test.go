@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,5 +172,40 @@ func TestShrinkGuardAPI(t *testing.T) {
 	resp.Body.Close()
 	if !r.OK || !r.Files[0].Accepted || r.Rules != 0 {
 		t.Fatalf("accept over the API: %+v", r)
+	}
+}
+
+// --max-list-mb caps a list file's size: a file over it fails to load
+// with an error naming the limit (the rest keeps serving), and a higher
+// cap takes the same file. Out-of-range values are usage errors.
+func TestMaxListSize(t *testing.T) {
+	up := startUpstream(t)
+	big := listOf(80_000) // about 1.6 MB
+	if len(big) < 1<<20 || len(big) > 2<<20 {
+		t.Fatalf("fixture is %d bytes, want between 1 and 2 MiB", len(big))
+	}
+	lists := writeLists(t, map[string]string{"big.txt": big, "small.txt": "small-list.example\n"})
+	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--max-list-mb", "1")
+	f := ts.waitFile(t, "big.txt", "big.txt to fail", func(f *blocklist.FileStatus) bool { return f != nil && len(f.Errors) > 0 })
+	if msg := f.Errors[0].Error(); !strings.Contains(msg, "over the 1048576-byte limit") || !strings.Contains(msg, "big.txt") {
+		t.Errorf("error %q, want the file and the 1048576-byte limit", msg)
+	}
+	if censored(ts.addr, "okx.com") || !censored(ts.addr, "small-list.example") {
+		t.Error("want big.txt refused and small.txt served")
+	}
+	ts.stop()
+	ts = startSinkhole(t, lists, "--upstream", up.Addr, "--max-list-mb", "2")
+	ts.waitFile(t, "big.txt", "big.txt to load", func(f *blocklist.FileStatus) bool { return f != nil && f.Rules() == 80_000 })
+	if !censored(ts.addr, "okx.com") {
+		t.Error("okx.com not blocked with --max-list-mb 2")
+	}
+	for _, v := range []string{"0", "65537"} {
+		var stderr syncBuffer
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		code := run(ctx, []string{"sinkhole", "serve", "--lists", lists, "--upstream", "127.0.0.1:1", "--max-list-mb", v}, io.Discard, &stderr)
+		cancel()
+		if want := "--max-list-mb " + v + ": want between 1 and 65536"; code != exitUsage || !strings.Contains(stderr.String(), want) {
+			t.Errorf("--max-list-mb %s: exit %d, %q; want 2 and %q", v, code, stderr.String(), want)
+		}
 	}
 }
