@@ -138,10 +138,11 @@ func TestServeRefusesUnsignedLists(t *testing.T) {
 		if !blocked("binance.com") || blocked("okx.com") {
 			t.Fatalf("%s: the last good version does not serve", s.name)
 		}
-		m := ts.metrics(t)
-		if v := m.Value("sinkhole_list_file_refused", "file", "exchanges.txt", "reason", s.reason); v != 1 {
-			t.Fatalf("%s: sinkhole_list_file_refused %v", s.name, v)
-		}
+		// The metrics follow the reload's listeners, which run just after
+		// the version (and so the status) is in service.
+		waitUntil(t, s.name+": sinkhole_list_file_refused 1", 5*time.Second, func() bool {
+			return ts.metrics(t).Value("sinkhole_list_file_refused", "file", "exchanges.txt", "reason", s.reason) == 1
+		})
 	}
 	// sinkhole status shows the signer of the version in service and the refusal.
 	// (Exit status 1: unsigned.txt never loaded, so the server is not ready.)
