@@ -9,29 +9,17 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// lookTool finds an interop tool, failing in CI (which installs it) and
-// skipping elsewhere.
-func lookTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	bin, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed (apt-get install %s)", name, pkg)
-		}
-		t.Skipf("%s not installed; CI installs %s", name, pkg)
-	}
-	return bin
-}
+	"github.com/sinkhole-dns/sinkhole/internal/dnstest"
+)
 
 // TestExportKdigAfterDelta: after a delta of a list big enough to span
 // many blocks of the compact zone, kdig's AXFR of the export holds the
 // change and ldns-verify-zone accepts its ZONEMD, and kdig's IXFR from
 // the previous serial is the difference alone.
 func TestExportKdigAfterDelta(t *testing.T) {
-	kdig := lookTool(t, "kdig", "knot-dnsutils")
-	ldns := lookTool(t, "ldns-verify-zone", "ldnsutils")
+	kdig := dnstest.NeedTool(t, "kdig", "knot-dnsutils")
+	ldns := dnstest.NeedTool(t, "ldns-verify-zone", "ldnsutils")
 	var sb strings.Builder
 	sb.WriteString("# authority: Ministry\n")
 	for i := 0; i < 20000; i++ {
