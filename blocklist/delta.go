@@ -308,13 +308,28 @@ func (d *fileDelta) shifts() []lineShift {
 	return out
 }
 
+// nextLayer starts the layer of the snapshot after cur: the base's rules
+// removed so far and the line shifts of cur's layer, nothing added yet.
+func nextLayer(cur *Snapshot) *domainLayer {
+	l := &domainLayer{filePos: map[string]int{}, addRange: map[string][2]int{}, shifts: map[string][]lineShift{}}
+	if ol := cur.layer; ol != nil {
+		l.removed, l.nremoved = slices.Clone(ol.removed), ol.nremoved
+		for k, v := range ol.shifts {
+			l.shifts[k] = v
+		}
+	} else {
+		l.removed = make([]uint64, (cur.dom.len()+63)/64)
+	}
+	return l
+}
+
 // applyDelta returns a snapshot of cur's rules with d applied, and the
 // rules d removed (as cur describes them) and added.
 func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, add []Rule, nrem, nadd int) {
 	var removed, added []RuleID // in cur, in d.add.s
 	next = &Snapshot{Generation: gen, Created: time.Now(), dom: cur.dom, overseas: cur.overseas, local: cur.local}
 	old := cur.layer
-	l := &domainLayer{filePos: map[string]int{}, addRange: map[string][2]int{}, shifts: map[string][]lineShift{}}
+	l := nextLayer(cur)
 	// addRule adds rule j of t (sections offset by sectBase) to the layer,
 	// with its local data.
 	addRule := func(t *domainTable, j uint32, kind uint8, line int, sect uint16, rrs []dns.RR) {
@@ -334,14 +349,6 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 		return old.local[i]
 	}
 	next.layer = l
-	if old != nil {
-		l.removed, l.nremoved = slices.Clone(old.removed), old.nremoved
-		for k, v := range old.shifts {
-			l.shifts[k] = v
-		}
-	} else {
-		l.removed = make([]uint64, (cur.dom.len()+63)/64)
-	}
 	noteRemoved := func(id RuleID) { removed = append(removed, id) }
 	// Sections: cur's, then the new rules'.
 	next.sections = append(cur.sections[:len(cur.sections):len(cur.sections)], d.add.s.sections...)

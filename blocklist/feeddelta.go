@@ -289,16 +289,8 @@ func (s *Snapshot) findFeedRule(f *FileStatus, r rpzRule, gone func(uint32) bool
 func applyFeedDelta(cur *Snapshot, f *FileStatus, old []rpzRule, nb *builder, gen uint64) (next *Snapshot, rem, add []Rule, nrem, nadd int, err error) {
 	next = &Snapshot{Generation: gen, Created: time.Now(), dom: cur.dom, overseas: cur.overseas}
 	ol := cur.layer
-	l := &domainLayer{filePos: map[string]int{}, addRange: map[string][2]int{}, shifts: map[string][]lineShift{}}
+	l := nextLayer(cur)
 	next.layer = l
-	if ol != nil {
-		l.removed, l.nremoved = slices.Clone(ol.removed), ol.nremoved
-		for k, v := range ol.shifts {
-			l.shifts[k] = v
-		}
-	} else {
-		l.removed = make([]uint64, (cur.dom.len()+63)/64)
-	}
 	base := uint32(cur.dom.len())
 	var removedIDs []RuleID         // in cur
 	droppedAdd := map[uint32]bool{} // indexes in cur's add table
