@@ -19,10 +19,15 @@ func checkCommand() *cli.Command {
 		ArgsUsage: "[PATH...]",
 		Description: "PATH is a list file or a directory of them (default ./lists). Prints each file's\n" +
 			"rule counts and every error as file:line: message. With --trusted-key, each file's\n" +
-			"signature (FILE.minisig) must verify too. Then warnings: duplicate rules, rules a listed\n" +
+			"signature (FILE.minisig) must verify too. A file over --max-list-mb is an error, as\n" +
+			"it is for serve. Then warnings: duplicate rules, rules a listed\n" +
 			"parent already covers, files without rules. Exit status 1 on any error.",
-		Flags: withEnv([]cli.Flag{trustedKeyFlag()}),
+		Flags: withEnv([]cli.Flag{trustedKeyFlag(), maxListFlag()}),
 		Action: func(c *cli.Context) error {
+			maxSize, err := maxListBytes(c)
+			if err != nil {
+				return err
+			}
 			var ring *listsig.Keyring
 			if keys := c.StringSlice("trusted-key"); len(keys) > 0 {
 				var err error
@@ -56,7 +61,7 @@ func checkCommand() *cli.Command {
 				}
 				sort.Strings(found)
 				if len(found) == 0 {
-					fmt.Fprintf(c.App.ErrWriter, "%s: no list files (*.txt, *.list) in this directory\n", p)
+					fmt.Fprintf(c.App.ErrWriter, "%s: no list files (*.txt, *.list, *.rpz, *.zone) in this directory\n", p)
 				}
 				files = append(files, found...)
 			}
@@ -73,7 +78,7 @@ func checkCommand() *cli.Command {
 					}
 					signed = ", " + signed
 				}
-				fs, errs := blocklist.CheckFile(f, 0)
+				fs, errs := blocklist.CheckFile(f, maxSize)
 				if len(errs) > 0 {
 					bad++
 					for _, e := range errs {
@@ -85,7 +90,7 @@ func checkCommand() *cli.Command {
 				total += fs.Rules()
 				fmt.Fprintf(w, "%s: ok, %s (%s, %s, %s)%s\n", f, plural(fs.Rules(), "rule"), plural(fs.Domains, "domain"), plural(fs.IPs, "IP"), plural(fs.ASNs, "ASN"), signed)
 			}
-			warnings := blocklist.Lint(files, 0) // duplicates, rules a listed parent covers, empty files
+			warnings := blocklist.Lint(files, maxSize) // duplicates, rules a listed parent covers, empty files
 			for _, e := range warnings {
 				fmt.Fprintln(w, e.Error())
 			}

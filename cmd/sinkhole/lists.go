@@ -38,8 +38,23 @@ func listSafetyFlags() []cli.Flag {
 		&cli.StringFlag{Name: "max-shrink", Value: "50%", Usage: "hold a list file's new version that drops more than `PERCENT` of its rules (or all of them, or deletes the file) until \"sinkhole reload --accept\"; 100% turns the guard off"},
 		&cli.StringFlag{Name: "start-strategy", Value: startFail, Usage: "when a list source has no version at start: fail (wait up to --start-timeout, then exit 1), blocking (wait), or fast (serve at once, not ready)"},
 		&cli.DurationFlag{Name: "start-timeout", Value: 60 * time.Second, Usage: "how long --start-strategy fail waits for every list source"},
-		&cli.IntFlag{Name: "max-list-mb", Value: blocklist.DefaultMaxFileSize >> 20, Usage: "refuse a list file (or a list URL's download) over `MIB` mebibytes; a 10M-name RPZ zone is about 750"},
+		maxListFlag(),
 	}
+}
+
+// maxListFlag is --max-list-mb, shared by serve and check so that a file
+// check accepts is one serve reads.
+func maxListFlag() cli.Flag {
+	return &cli.IntFlag{Name: "max-list-mb", Value: blocklist.DefaultMaxFileSize >> 20, Usage: "refuse a list file (or a list URL's download) over `MIB` mebibytes; a 10M-name RPZ zone is about 750"}
+}
+
+// maxListBytes reads --max-list-mb in bytes.
+func maxListBytes(c *cli.Context) (int64, error) {
+	mb := c.Int("max-list-mb")
+	if mb < 1 || mb > maxListMB {
+		return 0, usagef("--max-list-mb %d: want between 1 and %d", mb, maxListMB)
+	}
+	return int64(mb) << 20, nil
 }
 
 // listSafety is the validated configuration of the flags above.
@@ -62,11 +77,11 @@ func listSafetyFrom(c *cli.Context, cfg *serveConfig) error {
 	default:
 		return usagef("--start-strategy %q: want fail, blocking or fast", s)
 	}
-	mb := c.Int("max-list-mb")
-	if mb < 1 || mb > maxListMB {
-		return usagef("--max-list-mb %d: want between 1 and %d", mb, maxListMB)
+	size, err := maxListBytes(c)
+	if err != nil {
+		return err
 	}
-	cfg.safety.maxFileSize = int64(mb) << 20
+	cfg.safety.maxFileSize = size
 	cfg.safety.startTimeout = c.Duration("start-timeout")
 	if cfg.safety.startTimeout < 100*time.Millisecond || cfg.safety.startTimeout > 24*time.Hour {
 		return usagef("--start-timeout %s: want between 100ms and 24h", cfg.safety.startTimeout)

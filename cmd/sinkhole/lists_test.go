@@ -220,3 +220,22 @@ func TestMaxListSize(t *testing.T) {
 		}
 	}
 }
+
+// sinkhole check reads files with the same --max-list-mb cap as serve: a
+// file check accepts is one serve loads, and one over the cap is an error
+// naming the file and the limit.
+func TestCheckMaxListSize(t *testing.T) {
+	lists := writeLists(t, map[string]string{"big.txt": listOf(80_000)}) // about 1.6 MB
+	big := filepath.Join(lists, "big.txt")
+	out, errOut, code := runBin(t, "check", "--max-list-mb", "1", lists)
+	if code != 1 || !strings.Contains(out, big) || !strings.Contains(out, "over the 1048576-byte limit") || !strings.Contains(errOut, "1 of 1 file has errors") {
+		t.Fatalf("check --max-list-mb 1: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, _, code = runBin(t, "check", "--max-list-mb", "2", lists)
+	if code != 0 || !strings.Contains(out, "big.txt: ok, 80000 rules") {
+		t.Fatalf("check --max-list-mb 2: exit %d\n%s", code, out)
+	}
+	if _, errOut, code = runBin(t, "check", "--max-list-mb", "0", lists); code != exitUsage || !strings.Contains(errOut, "--max-list-mb 0: want between 1 and 65536") {
+		t.Fatalf("check --max-list-mb 0: exit %d %s", code, errOut)
+	}
+}
