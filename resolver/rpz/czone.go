@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -29,6 +30,9 @@ type zblock struct {
 	first string // key of the first entry
 	data  []byte // entries: uvarint shared prefix, uvarint suffix length, suffix, uvarint code
 	n     int
+	// canonical is the RFC 4034 canonical wire of the records at the
+	// block's owners, in order, once a ZONEMD needed it (blockCanonical).
+	canonical atomic.Pointer[[]byte]
 }
 
 // blockIter walks a block's entries.

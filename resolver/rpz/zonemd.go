@@ -299,13 +299,23 @@ func short(hexDigest string) string {
 // form once, then its records' prepared canonical tails).
 func (e *Exporter) exportDigest(z *czone, serial uint32) ([]byte, error) {
 	h := sha512.New384()
+	if err := e.writeCanonical(z, serial, func(b []byte) { h.Write(b) }); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+// writeCanonical calls write with the zone's records in RFC 4034 canonical
+// form and order (the bytes the SIMPLE digest covers, the apex ZONEMD left
+// out), in pieces of up to about 64 KB.
+func (e *Exporter) writeCanonical(z *czone, serial uint32, write func([]byte)) error {
 	// The apex: NS (type 2), SOA (6), then the TXT records by RDATA.
 	var apex [][]byte
 	rrs := []dns.RR{e.ns(), e.soa(serial)}
 	for _, r := range z.txt {
 		rr, err := r.rr(e.apex)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rrs = append(rrs, rr)
 	}
@@ -314,7 +324,7 @@ func (e *Exporter) exportDigest(z *czone, serial uint32) ([]byte, error) {
 		buf := make([]byte, dns.Len(rr)+16)
 		n, err := dns.PackRR(rr, buf, 0, nil, false)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", rr.Header().Name, err)
+			return fmt.Errorf("%s: %w", rr.Header().Name, err)
 		}
 		apex = append(apex, buf[:n])
 	}
@@ -327,21 +337,85 @@ func (e *Exporter) exportDigest(z *czone, serial uint32) ([]byte, error) {
 	})
 	apex = slices.CompactFunc(apex, bytes.Equal)
 	for _, w := range apex {
-		h.Write(w)
+		write(w)
 	}
-	buf := make([]byte, 0, 64<<10)
-	var owner []byte
-	z.eachOwner(func(key []byte, code uint32) bool {
-		owner = append(appendOwnerWire(owner[:0], key), e.wire...)
-		for _, tail := range z.sets[code].tails {
-			buf = append(append(buf, owner...), tail...)
+	// The owners: each block's canonical bytes are kept with the block
+	// (blocks are immutable and shared between versions), so a version
+	// serializes only the blocks its change rewrote and the hash runs over
+	// kept bytes. A block the few address owners fall in is written owner
+	// by owner, merged with them.
+	var (
+		buf   []byte
+		owner []byte
+		ips   = z.ips
+	)
+	emit := func(key []byte, code uint32) {
+		if buf == nil {
+			buf = make([]byte, 0, 64<<10)
 		}
+		buf = appendOwnerRecords(buf, &owner, key, e.wire, z.sets[code])
 		if len(buf) >= 60<<10 {
-			h.Write(buf)
+			write(buf)
 			buf = buf[:0]
 		}
-		return true
-	})
-	h.Write(buf)
-	return h.Sum(nil), nil
+	}
+	for bi, b := range z.blocks {
+		if len(ips) > 0 && (bi+1 == len(z.blocks) || ips[0].key < z.blocks[bi+1].first) {
+			it := blockIter{b: b}
+			for it.next() {
+				for len(ips) > 0 && ips[0].key < string(it.key) {
+					emit([]byte(ips[0].key), ips[0].code)
+					ips = ips[1:]
+				}
+				if it.code != 0 {
+					emit(it.key, it.code)
+				}
+			}
+			continue
+		}
+		if len(buf) > 0 {
+			write(buf)
+			buf = buf[:0]
+		}
+		if c := e.blockCanonical(z, b); len(c) > 0 {
+			write(c)
+		}
+	}
+	for _, ip := range ips {
+		emit([]byte(ip.key), ip.code)
+	}
+	if len(buf) > 0 {
+		write(buf)
+	}
+	return nil
+}
+
+// appendOwnerRecords appends the canonical wire of the records of set at
+// the owner of key (owner is scratch space).
+func appendOwnerRecords(dst []byte, owner *[]byte, key, apex []byte, set *rset) []byte {
+	*owner = append(appendOwnerWire((*owner)[:0], key), apex...)
+	for _, tail := range set.tails {
+		dst = append(append(dst, *owner...), tail...)
+	}
+	return dst
+}
+
+// blockCanonical returns the canonical wire of the records at b's owners,
+// in order, computing it on first use (z's code table names them; codes
+// keep their record sets for as long as the table lives, and a block
+// belongs to one exporter and one table).
+func (e *Exporter) blockCanonical(z *czone, b *zblock) []byte {
+	if c := b.canonical.Load(); c != nil {
+		return *c
+	}
+	var out, owner []byte
+	it := blockIter{b: b}
+	for it.next() {
+		if it.code != 0 {
+			out = appendOwnerRecords(out, &owner, it.key, e.wire, z.sets[it.code])
+		}
+	}
+	out = slices.Clip(out)
+	b.canonical.Store(&out)
+	return out
 }
