@@ -635,7 +635,7 @@ func (s *Secondary) applyIXFR(ctx context.Context, d *ixfrDiff) error {
 		name := string(appendWireName(nil, c.owner)) + strings.ToLower(s.apex)
 		o := blocklist.FeedOwner{Name: name}
 		for _, i := range c.oldIdx {
-			rr, err := z.rr(z.rec(i))
+			rr, err := z.rr(z.at(i))
 			if err != nil {
 				undo()
 				return s.failed(err)
@@ -647,7 +647,7 @@ func (s *Secondary) applyIXFR(ctx context.Context, d *ixfrDiff) error {
 		}
 		n := blocklist.FeedOwner{Name: name}
 		for _, i := range newIdx[k] {
-			rr, err := z.rr(z.rec(i))
+			rr, err := z.rr(z.at(i))
 			if err != nil {
 				undo()
 				return s.failed(err)

@@ -99,7 +99,7 @@ func (z *zoneCopy) writeText(w *bufio.Writer, header string) error {
 			continue
 		}
 		var err error
-		if line, err = z.appendText(line[:0], z.rec(i)); err != nil {
+		if line, err = z.appendText(line[:0], z.at(i)); err != nil {
 			return err
 		}
 		line = append(line, '\n')
@@ -110,16 +110,19 @@ func (z *zoneCopy) writeText(w *bufio.Writer, header string) error {
 	return nil
 }
 
-// appendText appends record r in master-file form on one line: CNAME
+// appendText appends record p in master-file form on one line: CNAME
 // records (nearly all of a policy zone) directly, others through dns.RR.
-func (z *zoneCopy) appendText(dst, r []byte) ([]byte, error) {
-	if recType(r) == dns.TypeCNAME && binary16(r[1+int(r[0])+2:]) == dns.ClassINET {
-		dst = appendWireName(dst, recOwner(r))
+func (z *zoneCopy) appendText(dst []byte, p recParts) ([]byte, error) {
+	if p.typ() == dns.TypeCNAME && p.class() == dns.ClassINET {
+		if p.wild {
+			dst = append(dst, "*."...)
+		}
+		dst = appendWireName(dst, p.owner)
 		dst = append(dst, z.apex...)
 		dst = append(dst, '\t')
-		dst = strconv.AppendUint(dst, uint64(recTTL(r)), 10)
+		dst = strconv.AppendUint(dst, uint64(p.ttl()), 10)
 		dst = append(dst, "\tIN\tCNAME\t"...)
-		rd := recRdata(r)
+		rd := p.rdata()
 		if len(rd) == 1 && rd[0] == 0 {
 			return append(dst, '.'), nil
 		}
@@ -127,14 +130,12 @@ func (z *zoneCopy) appendText(dst, r []byte) ([]byte, error) {
 			return appendWireName(dst, rd[:len(rd)-1]), nil
 		}
 	}
-	rr, err := z.rr(r)
+	rr, err := z.rr(p)
 	if err != nil {
 		return dst, err
 	}
 	return append(dst, rr.String()...), nil
 }
-
-func binary16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
 
 // appendWireName appends the labels of a wire name without its root (each
 // label followed by a dot) in presentation form.
@@ -199,14 +200,14 @@ func (z *zoneCopy) canonicalLayout() {
 			}
 			return -1
 		}
-		return canonicalCompare(z.rec(int(x)), z.rec(int(y)))
+		return z.compareAt(int(x), int(y))
 	})
 	inv := make([]uint32, len(perm))
 	for p, i := range perm {
 		inv[i] = uint32(p)
 	}
 	z.layout, z.inv = perm, inv
-	z.order, z.ordered = perm, len(perm)
+	z.order, z.ordered, z.extra, z.extraTo = perm, len(perm), nil, len(perm)
 }
 
 // stateHeader is line 1 of the zone file.

@@ -12,21 +12,47 @@ import (
 )
 
 // A secondary's copy of its zone, kept compactly: every record in
-// canonical wire form (RFC 4034 section 6.2: lower-case owner and RDATA
-// names, no compression), its owner relative to the apex, packed into
-// 1 MiB chunks that are only appended to; an open-addressing index by
-// owner name; a bit per record taken out. A record's number (its order of
+// canonical form (RFC 4034 section 6.2: lower-case owner and RDATA names,
+// no compression), its owner relative to the apex, packed into 1 MiB
+// chunks that are only appended to; an open-addressing index by owner
+// name; a bit per record taken out. A record's number (its order of
 // arrival) is its place in the zone file the secondary writes (one record
 // per line, a blank line for a record taken out), so that the rules the
 // list store holds for it keep their line across changes and restarts.
 //
-// Record layout in a chunk: owner length (1 byte), the owner's labels
-// below the apex in wire form (no root), type (2), class (2), TTL (4),
-// RDATA length (2), RDATA.
+// Record layout in a chunk, an owner then a tail:
+//
+//   - owner: a literal, its length L (0 to maxLiteralOwner, 1 byte) then
+//     its labels below the apex in wire form (no root); or a reference to
+//     the owner of the last record stored with a literal one: refSame
+//     (the same owner), refWild ("*." and that owner) or refUnwild (that
+//     owner without its leading "*" label), then that record's chunk
+//     offset (4 bytes). So "*.name" after "name" (or "name" after
+//     "*.name", or a second record of an owner) costs 5 bytes, not the
+//     name again.
+//   - tail: the type (2), class (2), TTL (4), RDATA length (2) and RDATA,
+//     written once in the copy's table of shapes when it is short (a
+//     policy zone has a handful: "CNAME ." with the zone's TTL, ...) and
+//     referenced by its index (1 byte); shapeLiteral then the tail itself
+//     otherwise.
+//
+// A 28-character name and its wildcard, both "CNAME .", take 38 bytes of
+// chunk, 8 of offsets and about 16 of index: about 31 bytes per record.
+//
+// Elsewhere a record is handled in its expanded form (what encode
+// returns and rec builds): owner length, the owner's labels, the tail.
 
 const (
 	chunkBits = 20
 	chunkSize = 1 << chunkBits
+
+	maxLiteralOwner = 0xfc
+	refSame         = 0xfd
+	refWild         = 0xfe
+	refUnwild       = 0xff
+	shapeLiteral    = 0xff
+	maxShapes       = 0xff
+	maxShapeLen     = 64
 )
 
 var zoneSeed = maphash.MakeSeed()
@@ -41,14 +67,25 @@ type zoneCopy struct {
 	live     int
 	slots    []uint32 // record number + 1, by owner hash
 	sum      uint64   // sum of the live records' hashes (with TTLs): the content's identity
+	// shapes are the tails stored once (see above), shapeIdx their index.
+	shapes   [][]byte
+	shapeIdx map[string]uint8
+	// lastLit is the last record stored with a literal owner (-1: none):
+	// the one a reference may name.
+	lastLit int
 	// sorted: records [0, sorted) are in canonical order (by number).
 	sorted    int
-	unsorted  bool // some record before sorted broke the order
+	unsorted  bool // a record after them broke the order: sorted stays
 	lastBelow int  // the last record below the apex, -1 for none
-	// order, once a digest had to sort, lists records numbered below
-	// ordered in canonical order (some may be dead since).
+	// order, when set, lists the records numbered below ordered in
+	// canonical order (some may be dead since); without it the records
+	// numbered below sorted are. extra lists, in canonical order, the
+	// live records numbered below extraTo that these leave out (see
+	// digest).
 	order   []uint32
 	ordered int
+	extra   []uint32
+	extraTo int
 	pack    []byte // scratch for encode
 	// layout, when set, is the zone file's order of the records numbered
 	// below len(layout) (canonical, see canonicalLayout), inv its inverse;
@@ -60,43 +97,156 @@ func newZoneCopy(apex string, soa *dns.SOA) *zoneCopy {
 	apex = strings.ToLower(dns.Fqdn(apex))
 	w := make([]byte, 256)
 	n, _ := dns.PackDomainName(apex, w, 0, nil, false)
-	return &zoneCopy{soa: soa, apex: apex, apexWire: w[:n], lastBelow: -1}
+	return &zoneCopy{soa: soa, apex: apex, apexWire: w[:n], lastBelow: -1, lastLit: -1, shapeIdx: map[string]uint8{}}
 }
 
 func (z *zoneCopy) records() int { return len(z.offs) }
 
-func (z *zoneCopy) rec(i int) []byte {
+// recParts is a record taken apart: its owner (relative wire form, after
+// "*." when wild) and its tail (type, class, TTL, RDATA length, RDATA).
+// An owner whose first label is "*" is always given as wild and the rest.
+type recParts struct {
+	wild  bool
+	owner []byte
+	tail  []byte
+}
+
+var starLabel = []byte{1, '*'}
+
+func splitWild(owner []byte) recParts {
+	if len(owner) >= 2 && owner[0] == 1 && owner[1] == '*' {
+		return recParts{wild: true, owner: owner[2:]}
+	}
+	return recParts{owner: owner}
+}
+
+// partsOf takes an expanded record apart.
+func partsOf(r []byte) recParts {
+	p := splitWild(r[1 : 1+int(r[0])])
+	p.tail = r[1+int(r[0]):]
+	return p
+}
+
+// at returns record i (stored, maybe dead) taken apart; the slices point
+// into the copy.
+func (z *zoneCopy) at(i int) recParts {
 	o := z.offs[i]
 	c := z.chunks[o>>chunkBits]
 	off := int(o & (chunkSize - 1))
-	olen := int(c[off])
-	rdl := int(binary.BigEndian.Uint16(c[off+1+olen+8:]))
-	return c[off : off+1+olen+10+rdl]
+	var p recParts
+	switch b := c[off]; {
+	case b <= maxLiteralOwner:
+		p = splitWild(c[off+1 : off+1+int(b)])
+		off += 1 + int(b)
+	default:
+		lit := z.literalAt(binary.BigEndian.Uint32(c[off+1:]))
+		switch b {
+		case refSame:
+			p = splitWild(lit)
+		case refWild:
+			p = recParts{wild: true, owner: lit}
+		default: // refUnwild
+			p = recParts{owner: lit[2:]}
+		}
+		off += 5
+	}
+	if k := c[off]; k != shapeLiteral {
+		p.tail = z.shapes[k]
+	} else {
+		rdl := int(binary.BigEndian.Uint16(c[off+1+8:]))
+		p.tail = c[off+1 : off+1+10+rdl]
+	}
+	return p
 }
+
+// literalAt is the literal owner of the record stored at chunk offset o.
+func (z *zoneCopy) literalAt(o uint32) []byte {
+	c := z.chunks[o>>chunkBits]
+	off := int(o & (chunkSize - 1))
+	return c[off+1 : off+1+int(c[off])]
+}
+
+func (p recParts) ownerLen() int {
+	if p.wild {
+		return len(p.owner) + 2
+	}
+	return len(p.owner)
+}
+
+func (p recParts) appendOwner(dst []byte) []byte {
+	if p.wild {
+		dst = append(dst, starLabel...)
+	}
+	return append(dst, p.owner...)
+}
+
+func (p recParts) isApex() bool { return !p.wild && len(p.owner) == 0 }
+
+func (p recParts) typ() uint16 { return binary.BigEndian.Uint16(p.tail) }
+
+func (p recParts) class() uint16 { return binary.BigEndian.Uint16(p.tail[2:]) }
+
+func (p recParts) ttl() uint32 { return binary.BigEndian.Uint32(p.tail[4:]) }
+
+func (p recParts) rdata() []byte { return p.tail[10:] }
+
+func sameOwner(a, b recParts) bool { return a.wild == b.wild && bytes.Equal(a.owner, b.owner) }
+
+// sameKeyParts: the same owner, type, class and RDATA (a record as IXFR
+// deletions name it, regardless of TTL).
+func sameKeyParts(a, b recParts) bool {
+	return sameOwner(a, b) && bytes.Equal(a.tail[:4], b.tail[:4]) && bytes.Equal(a.tail[8:], b.tail[8:])
+}
+
+// sameRecord: the same record, TTL included.
+func sameRecord(a, b recParts) bool { return sameOwner(a, b) && bytes.Equal(a.tail, b.tail) }
+
+// expand appends p's expanded form.
+func (p recParts) expand(dst []byte) []byte {
+	dst = append(dst, byte(p.ownerLen()))
+	dst = p.appendOwner(dst)
+	return append(dst, p.tail...)
+}
+
+// rec returns record i in expanded form (a new slice).
+func (z *zoneCopy) rec(i int) []byte { return z.at(i).expand(nil) }
 
 func (z *zoneCopy) isDead(i int) bool { return z.dead[i>>6]&(1<<(i&63)) != 0 }
 
-// recOwner, recKey: parts of an encoded record. The key (owner, type,
-// class, RDATA) names a record as IXFR deletions do, regardless of TTL.
+// recOwner, recType: parts of an expanded record.
 func recOwner(r []byte) []byte { return r[1 : 1+int(r[0])] }
 
 func recType(r []byte) uint16 { return binary.BigEndian.Uint16(r[1+int(r[0]):]) }
 
-func recTTL(r []byte) uint32 { return binary.BigEndian.Uint32(r[1+int(r[0])+4:]) }
+// sameKey compares two expanded records as sameKeyParts does.
+func sameKey(a, b []byte) bool { return sameKeyParts(partsOf(a), partsOf(b)) }
 
-func recRdata(r []byte) []byte { return r[1+int(r[0])+10:] }
+const wildMix = 0x9e3779b97f4a7c15
 
-func sameKey(a, b []byte) bool {
-	oa, ob := 1+int(a[0]), 1+int(b[0])
-	return bytes.Equal(a[:oa+4], b[:ob+4]) && bytes.Equal(a[oa+8:], b[ob+8:])
+func ownerHash(p recParts) uint64 {
+	h := maphash.Bytes(zoneSeed, p.owner)
+	if p.wild {
+		h ^= wildMix
+	}
+	return h
 }
 
-func ownerHash(owner []byte) uint64 { return maphash.Bytes(zoneSeed, owner) }
+func recHash(p recParts) uint64 {
+	var h maphash.Hash
+	h.SetSeed(zoneSeed)
+	if p.wild {
+		h.WriteByte(1)
+	} else {
+		h.WriteByte(0)
+	}
+	h.WriteByte(byte(len(p.owner)))
+	h.Write(p.owner)
+	h.Write(p.tail)
+	return h.Sum64()
+}
 
-func recHash(r []byte) uint64 { return maphash.Bytes(zoneSeed, r) }
-
-// encode returns rr's record encoding (scratch is reused), or an error
-// for a record outside the zone or that does not pack.
+// encode returns rr's record in expanded form (scratch is reused), or an
+// error for a record outside the zone or that does not pack.
 func (z *zoneCopy) encode(rr dns.RR, scratch []byte) ([]byte, error) {
 	if hasUpper(rr) {
 		rr = dns.Copy(rr)
@@ -127,6 +277,9 @@ func (z *zoneCopy) encode(rr dns.RR, scratch []byte) ([]byte, error) {
 		}
 		off += 1 + int(wire[off])
 	}
+	if end > maxLiteralOwner {
+		return nil, fmt.Errorf("owner name too long for the zone copy: %s", rr.Header().Name)
+	}
 	rest := wire[end+len(z.apexWire):]
 	if len(rest) < 10 {
 		return nil, fmt.Errorf("record does not pack: %s", rr)
@@ -136,43 +289,47 @@ func (z *zoneCopy) encode(rr dns.RR, scratch []byte) ([]byte, error) {
 	return append(out, rest...), nil
 }
 
-// wire returns record r in canonical wire form (appended to dst).
-func (z *zoneCopy) wire(dst, r []byte) []byte {
-	dst = append(dst, recOwner(r)...)
+// appendWire appends record p in canonical wire form.
+func (z *zoneCopy) appendWire(dst []byte, p recParts) []byte {
+	dst = p.appendOwner(dst)
 	dst = append(dst, z.apexWire...)
-	return append(dst, r[1+int(r[0]):]...)
+	return append(dst, p.tail...)
 }
 
-// rr unpacks record r.
-func (z *zoneCopy) rr(r []byte) (dns.RR, error) {
-	rr, _, err := dns.UnpackRR(z.wire(nil, r), 0)
+// rr unpacks record p.
+func (z *zoneCopy) rr(p recParts) (dns.RR, error) {
+	rr, _, err := dns.UnpackRR(z.appendWire(nil, p), 0)
 	return rr, err
 }
 
-// find returns the number of the live record with r's key.
+// find returns the number of the live record with r's key (r expanded).
 func (z *zoneCopy) find(r []byte) (int, bool) {
 	if len(z.slots) == 0 {
 		return 0, false
 	}
-	owner := recOwner(r)
-	for s := int(ownerHash(owner) % uint64(len(z.slots))); ; s = (s + 1) % len(z.slots) {
+	p := partsOf(r)
+	mask := len(z.slots) - 1
+	for s := int(ownerHash(p)) & mask; ; s = (s + 1) & mask {
 		v := z.slots[s]
 		if v == 0 {
 			return 0, false
 		}
 		i := int(v - 1)
-		if !z.isDead(i) && sameKey(z.rec(i), r) {
+		if !z.isDead(i) && sameKeyParts(z.at(i), p) {
 			return i, true
 		}
 	}
 }
 
-// owner calls fn for every live record of owner (relative wire form).
+// owner calls fn for every live record of owner (relative wire form),
+// with the record in expanded form.
 func (z *zoneCopy) owner(owner []byte, fn func(i int, r []byte)) {
 	if len(z.slots) == 0 {
 		return
 	}
-	for s := int(ownerHash(owner) % uint64(len(z.slots))); ; s = (s + 1) % len(z.slots) {
+	p := splitWild(owner)
+	mask := len(z.slots) - 1
+	for s := int(ownerHash(p)) & mask; ; s = (s + 1) & mask {
 		v := z.slots[s]
 		if v == 0 {
 			return
@@ -181,42 +338,101 @@ func (z *zoneCopy) owner(owner []byte, fn func(i int, r []byte)) {
 		if z.isDead(i) {
 			continue
 		}
-		if r := z.rec(i); bytes.Equal(recOwner(r), owner) {
-			fn(i, r)
+		if q := z.at(i); sameOwner(q, p) {
+			fn(i, q.expand(nil))
 		}
 	}
 }
 
-// add appends an encoded record (not yet in the copy) and returns its
-// number.
-func (z *zoneCopy) add(r []byte) int {
-	if len(z.chunks) == 0 || len(z.chunks[len(z.chunks)-1])+len(r) > chunkSize {
+// add appends a record in expanded form (not yet in the copy) and returns
+// its number.
+func (z *zoneCopy) add(r []byte) int { return z.addParts(partsOf(r)) }
+
+func (z *zoneCopy) addParts(p recParts) int {
+	var hdr [5]byte
+	head := hdr[:0]
+	var lit []byte
+	if z.lastLit >= 0 {
+		lit = z.literalAt(z.offs[z.lastLit])
+		ref := byte(0)
+		switch {
+		case !p.wild && bytes.Equal(p.owner, lit):
+			ref = refSame
+		case p.wild && len(lit) == len(p.owner)+2 && lit[0] == 1 && lit[1] == '*' && bytes.Equal(lit[2:], p.owner):
+			ref = refSame
+		case p.wild && bytes.Equal(p.owner, lit):
+			ref = refWild
+		case !p.wild && len(lit) >= 2 && lit[0] == 1 && lit[1] == '*' && bytes.Equal(lit[2:], p.owner):
+			ref = refUnwild
+		}
+		if ref != 0 {
+			head = append(head, ref)
+			head = binary.BigEndian.AppendUint32(head, z.offs[z.lastLit])
+		}
+	}
+	literal := len(head) == 0
+	shape, shaped := -1, false
+	if len(p.tail) <= maxShapeLen {
+		if k, ok := z.shapeIdx[string(p.tail)]; ok {
+			shape, shaped = int(k), true
+		} else if len(z.shapes) < maxShapes {
+			shape, shaped = len(z.shapes), true
+			t := slices.Clone(p.tail)
+			z.shapes = append(z.shapes, t)
+			z.shapeIdx[string(t)] = uint8(shape)
+		}
+	}
+	size := len(head) + 1
+	if literal {
+		size = 1 + p.ownerLen() + 1
+	}
+	if !shaped {
+		size += len(p.tail)
+	}
+	if len(z.chunks) == 0 || len(z.chunks[len(z.chunks)-1])+size > chunkSize {
 		z.chunks = append(z.chunks, make([]byte, 0, chunkSize))
 	}
 	c := len(z.chunks) - 1
 	off := len(z.chunks[c])
-	z.chunks[c] = append(z.chunks[c], r...)
+	b := z.chunks[c]
+	if literal {
+		b = append(b, byte(p.ownerLen()))
+		b = p.appendOwner(b)
+	} else {
+		b = append(b, head...)
+	}
+	if shaped {
+		b = append(b, byte(shape))
+	} else {
+		b = append(b, shapeLiteral)
+		b = append(b, p.tail...)
+	}
+	z.chunks[c] = b
 	i := len(z.offs)
 	z.offs = append(z.offs, uint32(c)<<chunkBits|uint32(off))
+	if literal {
+		z.lastLit = i
+	}
 	if i>>6 >= len(z.dead) {
 		z.dead = append(z.dead, 0)
 	}
 	z.live++
-	z.sum += recHash(r)
+	z.sum += recHash(p)
+	below := !p.isApex()
 	if z.sorted == i && !z.unsorted {
-		if r[0] == 0 || z.lastBelow < 0 || canonicalLess(z.rec(z.lastBelow), r) {
+		if !below || z.lastBelow < 0 || canonicalCompare(z.at(z.lastBelow), p) < 0 {
 			z.sorted = i + 1
 		} else {
 			z.unsorted = true
 		}
 	}
-	if r[0] != 0 {
+	if below {
 		z.lastBelow = i
 	}
 	if (len(z.offs)+1)*3/2 > len(z.slots) {
 		z.rehash(max(1024, len(z.slots)*2))
 	} else {
-		z.index(i, r)
+		z.index(i, p)
 	}
 	return i
 }
@@ -235,8 +451,9 @@ func (z *zoneCopy) placeholder() {
 	}
 }
 
-func (z *zoneCopy) index(i int, r []byte) {
-	for s := int(ownerHash(recOwner(r)) % uint64(len(z.slots))); ; s = (s + 1) % len(z.slots) {
+func (z *zoneCopy) index(i int, p recParts) {
+	mask := len(z.slots) - 1
+	for s := int(ownerHash(p)) & mask; ; s = (s + 1) & mask {
 		if z.slots[s] == 0 {
 			z.slots[s] = uint32(i + 1)
 			return
@@ -244,11 +461,12 @@ func (z *zoneCopy) index(i int, r []byte) {
 	}
 }
 
+// rehash rebuilds the index with size slots (a power of two).
 func (z *zoneCopy) rehash(size int) {
 	z.slots = make([]uint32, size)
 	for i := range z.offs {
 		if !z.isDead(i) {
-			z.index(i, z.rec(i))
+			z.index(i, z.at(i))
 		}
 	}
 }
@@ -258,38 +476,52 @@ func (z *zoneCopy) kill(i int, count bool) {
 	z.dead[i>>6] |= 1 << (i & 63)
 	if count {
 		z.live--
-		z.sum -= recHash(z.rec(i))
+		z.sum -= recHash(z.at(i))
 	}
 }
 
-// canonicalLess orders two records as RFC 4034 section 6 (and RFC 8976's
-// SIMPLE scheme) does: owner names label by label from the right, then
-// type, then RDATA.
-func canonicalLess(a, b []byte) bool { return canonicalCompare(a, b) < 0 }
-
-func canonicalCompare(a, b []byte) int {
-	if c := compareOwners(recOwner(a), recOwner(b)); c != 0 {
+// canonicalCompare orders two records as RFC 4034 section 6 (and RFC
+// 8976's SIMPLE scheme) does: owner names label by label from the right,
+// then type, then RDATA.
+func canonicalCompare(a, b recParts) int {
+	if c := compareOwners(a, b); c != 0 {
 		return c
 	}
-	oa, ob := 1+int(a[0]), 1+int(b[0])
-	if c := bytes.Compare(a[oa:oa+2], b[ob:ob+2]); c != 0 {
+	if c := bytes.Compare(a.tail[:2], b.tail[:2]); c != 0 {
 		return c
 	}
-	return bytes.Compare(a[oa+10:], b[ob+10:])
+	return bytes.Compare(a.tail[10:], b.tail[10:])
 }
 
-// compareOwners compares two relative wire names in canonical order.
-func compareOwners(a, b []byte) int {
+// compareOwners compares two owners in canonical order.
+func compareOwners(a, b recParts) int {
 	var la, lb [128]uint8 // label offsets (a wire name is at most 255 bytes)
-	na, nb := labelStarts(a, &la), labelStarts(b, &lb)
-	for i, j := na-1, nb-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
-		x := a[int(la[i])+1 : int(la[i])+1+int(a[la[i]])]
-		y := b[int(lb[j])+1 : int(lb[j])+1+int(b[lb[j]])]
-		if c := bytes.Compare(x, y); c != 0 {
+	na, nb := labelStarts(a.owner, &la), labelStarts(b.owner, &lb)
+	ta, tb := na, nb
+	if a.wild {
+		ta++
+	}
+	if b.wild {
+		tb++
+	}
+	for i, j := ta-1, tb-1; i >= 0 && j >= 0; i, j = i-1, j-1 {
+		if c := bytes.Compare(labelAt(a, &la, i), labelAt(b, &lb, j)); c != 0 {
 			return c
 		}
 	}
-	return na - nb
+	return ta - tb
+}
+
+// labelAt is label k (from the left) of p's owner.
+func labelAt(p recParts, starts *[128]uint8, k int) []byte {
+	if p.wild {
+		if k == 0 {
+			return starLabel[1:]
+		}
+		k--
+	}
+	o := int(starts[k])
+	return p.owner[o+1 : o+1+int(p.owner[o])]
 }
 
 func labelStarts(n []byte, out *[128]uint8) int {
@@ -301,103 +533,132 @@ func labelStarts(n []byte, out *[128]uint8) int {
 	return k
 }
 
+func (z *zoneCopy) compareAt(x, y int) int { return canonicalCompare(z.at(x), z.at(y)) }
+
+// digestBatch is how much canonical wire form a digest hands the hash at
+// once: a write per record costs more than the hashing.
+const digestBatch = 64 << 10
+
+// extraFold is the least number of records in extra that is folded into
+// a new base order (or a sixteenth of the zone, if more).
+var extraFold = 4096
+
 // digest computes the SIMPLE-scheme digest (RFC 8976) of the zone: the
 // SOA and every live record, the apex ZONEMD left out, in canonical
-// order. Records in canonical order already (a transfer that sends them
-// so, or the part of the copy ordered by an earlier digest) are not
-// sorted again: only the records added since are.
+// order, in one pass over the copy. Nothing is sorted but what was added
+// since the last digest: the records in canonical order already (a
+// transfer that sends them so, or the order canonicalLayout found) are
+// the base; the records added after it are kept sorted in extra, merged
+// with the base as they are hashed; when extra grows large it is folded
+// into a new base order.
 func (z *zoneCopy) digest(hashAlg uint8) ([]byte, error) {
 	h, err := zonemdHash(hashAlg)
 	if err != nil {
 		return nil, err
 	}
-	var scratch []byte
+	scratch := make([]byte, 0, digestBatch+1024)
 	// Apex records (the SOA among them) sort before every other name.
 	soa, err := z.encode(z.soa, nil)
 	if err != nil {
 		return nil, err
 	}
-	apex := [][]byte{soa}
-	var rest []uint32 // records below the apex outside the ordered part
-	covered := 0      // records numbered below covered are in base (or in order by number)
-	switch {
-	case z.order != nil:
-		covered = z.ordered
-	case !z.unsorted:
-		covered = z.sorted
-	}
-	for i := range z.offs {
-		if z.isDead(i) {
-			continue
+	apex := []recParts{partsOf(soa)}
+	z.owner(nil, func(i int, _ []byte) {
+		if p := z.at(i); p.typ() != dns.TypeZONEMD && !(p.typ() == dns.TypeRRSIG && coversZonemd(p)) {
+			apex = append(apex, p)
 		}
-		r := z.rec(i)
-		if r[0] == 0 {
-			if recType(r) != dns.TypeZONEMD && !(recType(r) == dns.TypeRRSIG && coversZonemd(r)) {
-				apex = append(apex, r)
-			}
-			continue
-		}
-		if i >= covered {
-			rest = append(rest, uint32(i))
-		}
-	}
+	})
 	slices.SortFunc(apex, canonicalCompare)
-	slices.SortFunc(rest, func(x, y uint32) int { return canonicalCompare(z.rec(int(x)), z.rec(int(y))) })
-	for _, r := range apex {
-		scratch = z.wire(scratch, r)
+	for _, p := range apex {
+		scratch = z.appendWire(scratch, p)
 	}
-	// Merge the ordered part with the rest; the merged order is kept for
-	// the next digest when it took in records.
-	base := z.order
-	next := func(k int) (int, bool) { // the k-th record of the ordered part
-		if base != nil {
-			if k < len(base) {
-				return int(base[k]), true
-			}
-			return 0, false
+	covered := z.sorted // records numbered below covered are in the base
+	if z.order != nil {
+		covered = z.ordered
+	}
+	// The records added since the last digest, sorted, merged into extra.
+	var added []uint32
+	for i := max(z.extraTo, covered); i < len(z.offs); i++ {
+		if !z.isDead(i) && !z.at(i).isApex() {
+			added = append(added, uint32(i))
 		}
-		return k, k < covered
 	}
+	if len(added) > 0 {
+		slices.SortFunc(added, func(x, y uint32) int { return z.compareAt(int(x), int(y)) })
+		extra := make([]uint32, 0, len(z.extra)+len(added))
+		a, e := 0, 0
+		for a < len(added) || e < len(z.extra) {
+			if e >= len(z.extra) || (a < len(added) && z.compareAt(int(added[a]), int(z.extra[e])) < 0) {
+				extra = append(extra, added[a])
+				a++
+			} else if !z.isDead(int(z.extra[e])) {
+				extra = append(extra, z.extra[e])
+				e++
+			} else {
+				e++
+			}
+		}
+		z.extra = extra
+	}
+	z.extraTo = len(z.offs)
+	base := z.order
+	limit := covered
+	if base != nil {
+		limit = len(base)
+	}
+	// A large extra is folded into a new base order.
 	var merged []uint32
-	if len(rest) > 0 {
+	if len(z.extra) > max(extraFold, z.live/16) {
 		merged = make([]uint32, 0, z.live)
 	}
+	extra := z.extra
 	k, j := 0, 0
 	for {
-		i, ok := next(k)
-		for ok && (z.isDead(i) || z.rec(i)[0] == 0) {
-			k++
-			i, ok = next(k)
+		// The next live record below the apex of the base.
+		i := -1
+		var p recParts
+		for ; k < limit; k++ {
+			n := k
+			if base != nil {
+				n = int(base[k])
+			}
+			if z.isDead(n) {
+				continue
+			}
+			if p = z.at(n); !p.isApex() {
+				i = n
+				break
+			}
 		}
-		var n int
+		for j < len(extra) && z.isDead(int(extra[j])) {
+			j++
+		}
 		switch {
-		case ok && (j >= len(rest) || canonicalCompare(z.rec(i), z.rec(int(rest[j]))) <= 0):
-			n = i
+		case i >= 0 && (j >= len(extra) || canonicalCompare(p, z.at(int(extra[j]))) <= 0):
 			k++
-		case j < len(rest):
-			n = int(rest[j])
+		case j < len(extra):
+			i = int(extra[j])
+			p = z.at(i)
 			j++
 		default:
 			h.Write(scratch)
 			if merged != nil {
-				z.order, z.ordered = merged, len(z.offs)
+				z.order, z.ordered, z.extra = merged, len(z.offs), nil
 			}
 			return h.Sum(nil), nil
 		}
 		if merged != nil {
-			merged = append(merged, uint32(n))
+			merged = append(merged, uint32(i))
 		}
-		// Records are hashed in batches: a write per record costs more
-		// than the hashing.
-		if scratch = z.wire(scratch, z.rec(n)); len(scratch) >= 64<<10 {
+		if scratch = z.appendWire(scratch, p); len(scratch) >= digestBatch {
 			h.Write(scratch)
 			scratch = scratch[:0]
 		}
 	}
 }
 
-func coversZonemd(r []byte) bool {
-	rd := recRdata(r)
+func coversZonemd(p recParts) bool {
+	rd := p.rdata()
 	return len(rd) >= 2 && binary.BigEndian.Uint16(rd) == dns.TypeZONEMD
 }
 
@@ -406,11 +667,12 @@ func coversZonemd(r []byte) bool {
 func (z *zoneCopy) verifyZonemd() error {
 	var mds []*dns.ZONEMD
 	var derr error
-	z.owner(nil, func(_ int, r []byte) {
-		if recType(r) != dns.TypeZONEMD {
+	z.owner(nil, func(i int, _ []byte) {
+		p := z.at(i)
+		if p.typ() != dns.TypeZONEMD {
 			return
 		}
-		rr, err := z.rr(r)
+		rr, err := z.rr(p)
 		if err != nil {
 			derr = err
 			return
@@ -459,15 +721,17 @@ type copyMark struct {
 	live                     int
 	sum                      uint64
 	sorted, lastBelow        int
+	lastLit                  int
 	unsorted                 bool
-	order                    []uint32
-	ordered                  int
+	order, extra             []uint32
+	ordered, extraTo         int
 	slots                    int
 }
 
 func (z *zoneCopy) mark() copyMark {
 	m := copyMark{records: len(z.offs), chunks: len(z.chunks), live: z.live, sum: z.sum, sorted: z.sorted,
-		lastBelow: z.lastBelow, unsorted: z.unsorted, slots: len(z.slots), order: z.order, ordered: z.ordered}
+		lastBelow: z.lastBelow, lastLit: z.lastLit, unsorted: z.unsorted, slots: len(z.slots), order: z.order, ordered: z.ordered,
+		extra: z.extra, extraTo: z.extraTo}
 	if len(z.chunks) > 0 {
 		m.lastLen = len(z.chunks[len(z.chunks)-1])
 	}
@@ -475,6 +739,7 @@ func (z *zoneCopy) mark() copyMark {
 }
 
 // undo takes back the records added since m and revives those killed.
+// (Shapes added since stay: they are only a table.)
 func (z *zoneCopy) undo(m copyMark, killed []int) {
 	for _, i := range killed {
 		z.dead[i>>6] &^= 1 << (i & 63)
@@ -488,7 +753,7 @@ func (z *zoneCopy) undo(m copyMark, killed []int) {
 		z.chunks[m.chunks-1] = z.chunks[m.chunks-1][:m.lastLen]
 	}
 	z.dead = z.dead[:(len(z.offs)+63)/64]
-	z.live, z.sum, z.sorted, z.lastBelow, z.unsorted = m.live, m.sum, m.sorted, m.lastBelow, m.unsorted
-	z.order, z.ordered = m.order, m.ordered
+	z.live, z.sum, z.sorted, z.lastBelow, z.lastLit, z.unsorted = m.live, m.sum, m.sorted, m.lastBelow, m.lastLit, m.unsorted
+	z.order, z.ordered, z.extra, z.extraTo = m.order, m.ordered, m.extra, m.extraTo
 	z.rehash(max(1024, len(z.slots)))
 }
