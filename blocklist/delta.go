@@ -325,7 +325,7 @@ func nextLayer(cur *Snapshot) *domainLayer {
 
 // applyDelta returns a snapshot of cur's rules with d applied, and the
 // rules d removed (as cur describes them) and added.
-func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, add []Rule, nrem, nadd int) {
+func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, add []Rule) {
 	var removed, added []RuleID // in cur, in d.add.s
 	next = &Snapshot{Generation: gen, Created: time.Now(), dom: cur.dom, overseas: cur.overseas, local: cur.local}
 	old := cur.layer
@@ -440,13 +440,13 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 		r, a := next.rebuildAddrs(cur, d, newSect)
 		removed, added = append(removed, r...), append(added, a...)
 	}
-	rem, add, nrem, nadd = diffRuleIDs(cur, removed, d.add.s, added)
+	rem, add, _, _ = diffRuleIDs(cur, removed, d.add.s, added, -1)
 	st := next.Files[l.filePos[d.file]]
 	st.Domains = next.fileDomainCount(st)
 	if l.nremoved == 0 && l.add.len() == 0 && len(l.shifts) == 0 {
 		next.layer = nil // nothing layered (only IP or ASN rules changed)
 	}
-	return next, rem, add, nrem, nadd
+	return next, rem, add
 }
 
 // fileDomainCount counts file f's domain rules in service.

@@ -185,7 +185,7 @@ func (s *Store) ApplyFeed(ctx context.Context, d *FeedDelta) (*ReloadReport, err
 		emitRule(nb, d.File, zone, r)
 	}
 	s.gen++
-	next, removed, added, nrem, nadd, err := applyFeedDelta(old, f, oldRules, nb, s.gen)
+	next, removed, added, _, _, err := applyFeedDelta(old, f, oldRules, nb, s.gen)
 	if err != nil {
 		s.gen--
 		return nil, err
@@ -193,8 +193,9 @@ func (s *Store) ApplyFeed(ctx context.Context, d *FeedDelta) (*ReloadReport, err
 	rep := &ReloadReport{Trigger: d.Trigger, Generation: next.Generation, Changed: true, Delta: true}
 	for _, fs := range next.Files {
 		if fs.Name == d.File {
-			rep.Files = append(rep.Files, FileChange{Name: fs.Name, Change: ChangeUpdated, Rules: fs.Rules(), PreviousRules: f.Rules(),
-				AddedCount: nadd, RemovedCount: nrem, Added: added, Removed: removed})
+			fc := FileChange{Name: fs.Name, Change: ChangeUpdated, Rules: fs.Rules(), PreviousRules: f.Rules()}
+			fc.setDeltaChanges(removed, added)
+			rep.Files = append(rep.Files, fc)
 			continue
 		}
 		rep.Files = append(rep.Files, FileChange{Name: fs.Name, Change: ChangeUnchanged, Rules: fs.Rules(), PreviousRules: fs.Rules()})
@@ -385,7 +386,7 @@ func applyFeedDelta(cur *Snapshot, f *FileStatus, old []rpzRule, nb *builder, ge
 	}
 	next.ips, next.asns = cur.ips, cur.asns
 	next.ipBlock, next.ipAllow, next.asnBlock, next.asnAllow = cur.ipBlock, cur.ipAllow, cur.asnBlock, cur.asnAllow
-	rem, add, nrem, nadd = diffRuleIDs(cur, removedIDs, nb.s, addedIDs)
+	rem, add, nrem, nadd = diffRuleIDs(cur, removedIDs, nb.s, addedIDs, -1)
 	if l.nremoved == 0 && l.add.len() == 0 && len(l.shifts) == 0 {
 		next.layer = nil
 	}

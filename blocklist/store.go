@@ -179,6 +179,45 @@ type FileChange struct {
 	RemovedCount int    `json:"removed_count,omitempty"`
 	Added        []Rule `json:"added,omitempty"`
 	Removed      []Rule `json:"removed,omitempty"`
+	// allAdded and allRemoved list every rule a delta reload added and
+	// removed (AllAdded, AllRemoved).
+	allAdded, allRemoved []Rule
+}
+
+// AllAdded returns every rule the reload added for this file, and false
+// when the report does not list them all (a full reload lists at most
+// MaxReportedRules; a delta reload, whose size the store bounds, lists
+// every one).
+func (f *FileChange) AllAdded() ([]Rule, bool) { return allRules(f.allAdded, f.Added, f.AddedCount) }
+
+// AllRemoved is AllAdded for the rules the reload removed.
+func (f *FileChange) AllRemoved() ([]Rule, bool) {
+	return allRules(f.allRemoved, f.Removed, f.RemovedCount)
+}
+
+func allRules(all, listed []Rule, n int) ([]Rule, bool) {
+	switch {
+	case len(all) == n:
+		return all, true
+	case len(listed) == n:
+		return listed, true
+	}
+	return nil, false
+}
+
+// setDeltaChanges records the complete lists of a delta reload: the
+// counts, every rule (AllAdded, AllRemoved) and the first
+// MaxReportedRules of each in Added and Removed.
+func (f *FileChange) setDeltaChanges(rem, add []Rule) {
+	f.RemovedCount, f.AddedCount = len(rem), len(add)
+	f.allRemoved, f.allAdded = rem, add
+	f.Removed, f.Added = rem[:min(len(rem), MaxReportedRules):min(len(rem), MaxReportedRules)], add[:min(len(add), MaxReportedRules):min(len(add), MaxReportedRules)]
+	if len(f.Removed) == 0 {
+		f.Removed = nil
+	}
+	if len(f.Added) == 0 {
+		f.Added = nil
+	}
 }
 
 // MaxReportedRules caps the rules listed per file in FileChange.Added and

@@ -312,10 +312,10 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 		fs.Signature, fs.sigPrint = signed, sigPrint
 	}
 	s.gen++
-	next, removed, added, nrem, nadd := applyDelta(old, &fileDelta{file: lf.name, hunks: hunks, add: nb, status: fs}, s.gen)
+	next, removed, added := applyDelta(old, &fileDelta{file: lf.name, hunks: hunks, add: nb, status: fs}, s.gen)
 	nf := next.File(lf.name)
-	fc := FileChange{Name: lf.name, Change: ChangeUpdated, Rules: nf.Rules(), PreviousRules: prev.Rules(),
-		AddedCount: nadd, RemovedCount: nrem, Added: added, Removed: removed}
+	fc := FileChange{Name: lf.name, Change: ChangeUpdated, Rules: nf.Rules(), PreviousRules: prev.Rules()}
+	fc.setDeltaChanges(removed, added)
 	if rpz {
 		fc.Warnings = fs.Warnings
 	}
@@ -431,14 +431,15 @@ func fillChanges(fc *FileChange, old *Snapshot, prev *FileStatus, b *builder, m 
 			added = append(added, makeRuleID(RuleASN, i))
 		}
 	}
-	fc.Removed, fc.Added, fc.RemovedCount, fc.AddedCount = diffRuleIDs(old, removed, cur, added)
+	fc.Removed, fc.Added, fc.RemovedCount, fc.AddedCount = diffRuleIDs(old, removed, cur, added, MaxReportedRules)
 }
 
 // diffRuleIDs compares the rules of a changed region: rules of the old
 // version (ids in old) and of the new one (ids in cur). A rule in both
 // (the same text under the same directives, moved or not) cancels out;
-// the rest are returned, at most MaxReportedRules of each, with counts.
-func diffRuleIDs(old *Snapshot, removed []RuleID, cur *Snapshot, added []RuleID) (rem, add []Rule, nrem, nadd int) {
+// the rest are returned, at most limit of each (all of them when limit
+// is negative), with counts.
+func diffRuleIDs(old *Snapshot, removed []RuleID, cur *Snapshot, added []RuleID, limit int) (rem, add []Rule, nrem, nadd int) {
 	pick := func(s *Snapshot, ids []RuleID, keep func(int) bool) ([]Rule, int) {
 		var out []Rule
 		n := 0
@@ -447,7 +448,7 @@ func diffRuleIDs(old *Snapshot, removed []RuleID, cur *Snapshot, added []RuleID)
 				continue
 			}
 			n++
-			if len(out) < MaxReportedRules {
+			if limit < 0 || len(out) < limit {
 				out = append(out, s.Rule(id))
 			}
 		}

@@ -352,20 +352,24 @@ func newDeltaChange() *deltaChange {
 	return &deltaChange{names: map[string]bool{}, covering: map[string]bool{}}
 }
 
-// add takes the rules a delta reload added and removed; false when the
-// report does not list them all.
+// add takes the rules a delta reload added and removed (all of them,
+// however many: the store applies a reload as a delta only up to a bound
+// that scales with the file, see blocklist.ReloadReport.Delta); false when
+// the report does not list them all (a full reload).
 func (d *deltaChange) add(rep *blocklist.ReloadReport) bool {
 	if rep == nil || !rep.Delta {
 		return false
 	}
-	for _, f := range rep.Files {
-		if f.AddedCount != len(f.Added) || f.RemovedCount != len(f.Removed) {
+	for i := range rep.Files {
+		added, ok1 := rep.Files[i].AllAdded()
+		removed, ok2 := rep.Files[i].AllRemoved()
+		if !ok1 || !ok2 {
 			return false
 		}
-		for _, r := range f.Added {
+		for _, r := range added {
 			d.rule(r, 1)
 		}
-		for _, r := range f.Removed {
+		for _, r := range removed {
 			d.rule(r, -1)
 		}
 	}

@@ -1,7 +1,10 @@
 package rpz
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -245,4 +248,163 @@ func lineDiff(got, want []string) string {
 		}
 	}
 	return sb.String()
+}
+
+// bigRule is a rule over a name space of thousands of names, some under
+// others, with every kind of rule and exception.
+func (g *deltaGen) bigRule() string {
+	if g.r.IntN(50) == 0 {
+		return fmt.Sprintf("198.51.100.%d", g.r.IntN(16))
+	}
+	name := fmt.Sprintf("h%d.x", g.r.IntN(4000))
+	if g.r.IntN(3) == 0 {
+		name = fmt.Sprintf("s%d.%s", g.r.IntN(4), name)
+	}
+	return []string{"", "", "", "", "*.", "=", "@@", "@@*.", "@@="}[g.r.IntN(9)] + name
+}
+
+// bigEdit removes and inserts k rule lines in regions of a few hundred
+// lines (a batch of the regulator's changes: the store's line difference
+// finds the unchanged lines again within 32 chunks, about 2,000 lines, of
+// an edit; edits spread over every part of a file are a full reload's), or
+// appends them at the end (step 0 always).
+func (g *deltaGen) bigEdit(lines []string, k int, appendOnly bool) []string {
+	out := slices.Clone(lines)
+	if appendOnly {
+		for ; k > 0; k-- {
+			out = append(out, g.bigRule())
+		}
+		return out
+	}
+	for k > 0 {
+		n := min(k, 400)
+		k -= n
+		from := 100 + g.r.IntN(len(out)-2*n-200)
+		for ; n > 0; n-- {
+			i := from + g.r.IntN(n)
+			if g.r.IntN(3) == 0 {
+				out = slices.Delete(out, i, i+1)
+			} else {
+				out = slices.Insert(out, i, g.bigRule())
+			}
+		}
+	}
+	return out
+}
+
+// packedAXFR returns the messages an AXFR of e's zone in service sends, packed
+// with compression as the server packs them.
+func packedAXFR(t *testing.T, e *Exporter) [][]byte {
+	t.Helper()
+	var out [][]byte
+	err := e.ServeTransfer(context.Background(), nil, axfrMsg(e.Zone()), netip.MustParseAddrPort("127.0.0.1:53000"), func(m *dns.Msg) error {
+		m.Compress = true
+		b, err := m.Pack()
+		out = append(out, b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestExportBigDeltasMatchFullBuild: deltas of far more than
+// blocklist.MaxReportedRules rules (the report's listed rules) are still
+// followed as deltas, and each version is what a full rebuild of the same
+// snapshot gives: the same AXFR bytes (messages packed as the server packs
+// them, the same serial), the same ZONEMD, the rule-by-rule build's
+// records; IXFR from the version before carries exactly the change.
+func TestExportBigDeltasMatchFullBuild(t *testing.T) {
+	g := &deltaGen{r: rand.New(rand.NewPCG(11, 13))}
+	lines := []string{"# platform: P", "# authority: Ministry", "# order: 2026/1"}
+	for i := 0; i < 40000; i++ {
+		lines = append(lines, g.bigRule())
+	}
+	build := BuildOptions{SinkholeV4: netip.MustParseAddr("192.0.2.1"), TTL: 300}
+	p := startPrimary(t, "", map[string]string{"a.txt": strings.Join(lines, "\n") + "\n"}, ExportConfig{Build: build})
+	big := 0
+	for step, k := range []int{3000, 1500, 1, 2500, 4000, 2000} {
+		before := p.export.followed.delta.Load()
+		prev := zoneLines(p.export.cur.zone)
+		prevSerial := p.export.Serial()
+		lines = g.bigEdit(lines, k, step == 0)
+		writeFile(t, p.dir, "a.txt", strings.Join(lines, "\n")+"\n")
+		rep, err := p.store.Reload(context.Background(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.export.Wait()
+		if !rep.Delta {
+			t.Fatalf("step %d: the store did not apply %d edited lines as a delta", step, k)
+		}
+		if got := p.export.followed.delta.Load(); got != before+1 {
+			t.Fatalf("step %d: %d added, %d removed rules were rebuilt, not followed as a delta", step, rep.Files[0].AddedCount, rep.Files[0].RemovedCount)
+		}
+		snap := p.store.Current()
+		p.export.mu.RLock()
+		cur := p.export.cur
+		var last delta
+		if len(p.export.deltas) > 0 {
+			last = p.export.deltas[len(p.export.deltas)-1]
+		}
+		p.export.mu.RUnlock()
+		fresh, err := NewExporter(ExportConfig{Zone: "rpz.test", Build: build, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw := fullBuild(snap, build)
+		fresh.cur = &version{serial: cur.serial, zone: fw.zone, zonemd: fresh.zonemdOf(fw.zone, cur.serial)}
+		if cur.zonemd == nil || fresh.cur.zonemd.Digest != cur.zonemd.Digest {
+			t.Fatalf("step %d: ZONEMD %v, a full build's %v", step, cur.zonemd, fresh.cur.zonemd)
+		}
+		got, want := packedAXFR(t, p.export), packedAXFR(t, fresh)
+		if len(got) != len(want) {
+			t.Fatalf("step %d: AXFR in %d messages, a full build's in %d", step, len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("step %d: AXFR message %d differs from a full build's", step, i)
+			}
+		}
+		now := zoneLines(cur.zone)
+		if oracle, _ := oracleLines(snap, build); !slices.Equal(now, oracle) {
+			t.Fatalf("step %d: exported zone differs from the rule-by-rule build:\n%s", step, lineDiff(now, oracle))
+		}
+		if cur.serial == prevSerial {
+			if !slices.Equal(now, prev) {
+				t.Fatalf("step %d: the zone changed under serial %d", step, cur.serial)
+			}
+			continue // the edit changed no record
+		}
+		if last.from != prevSerial || last.to != cur.serial {
+			t.Fatalf("step %d: last difference %d..%d, want %d..%d", step, last.from, last.to, prevSerial, cur.serial)
+		}
+		have := map[string]bool{}
+		for _, l := range prev {
+			have[l] = true
+		}
+		for _, r := range last.del {
+			delete(have, recordLine(r))
+		}
+		for _, r := range last.add {
+			have[recordLine(r)] = true
+		}
+		res := slices.Sorted(maps.Keys(have))
+		if !slices.Equal(res, now) {
+			t.Fatalf("step %d: the IXFR difference does not give the zone:\n%s", step, lineDiff(res, now))
+		}
+		t.Logf("step %d: %d lines edited: %d rules added, %d removed; IXFR difference %d deleted, %d added records", step, k,
+			rep.Files[0].AddedCount, rep.Files[0].RemovedCount, len(last.del), len(last.add))
+		big = max(big, rep.Files[0].AddedCount, rep.Files[0].RemovedCount)
+	}
+	if big <= blocklist.MaxReportedRules {
+		t.Fatalf("no delta added or removed more than %d rules", blocklist.MaxReportedRules)
+	}
+	// Over the wire, the zone verifies with its ZONEMD.
+	axfr, err := xfr(t, p.addr, axfrMsg("rpz.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkZonemd(t, "rpz.test.", axfr[:len(axfr)-1])
 }
