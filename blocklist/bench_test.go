@@ -2,13 +2,19 @@ package blocklist
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -356,3 +362,212 @@ func fiveLabelQueries(names []string) []string {
 	}
 	return queries
 }
+
+// scaleNames yields the i-th of n distinct, deterministic names of about
+// 28 characters, as make bench-scale lists them: a random label ending in
+// the name's index (base 36), a second random label and a TLD. Names that
+// are, or whose parent is, a public suffix are drawn again.
+type scaleNames struct {
+	rng *rand.Rand
+	buf []byte
+}
+
+var scaleTLDs = []string{"com", "net", "org", "io", "co", "info", "xyz", "app", "me", "cc", "tv", "id", "ru", "cn", "de", "uk"}
+
+func newScaleNames(seed uint64) *scaleNames {
+	return &scaleNames{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+func (g *scaleNames) label(lo, hi int) {
+	n := lo + g.rng.IntN(hi-lo+1)
+	for range n {
+		g.buf = append(g.buf, byte('a'+g.rng.IntN(26)))
+	}
+}
+
+func (g *scaleNames) name(i int) []byte {
+	for {
+		g.buf = g.buf[:0]
+		g.label(7, 14)
+		g.buf = append(g.buf, '-')
+		g.buf = strconv.AppendInt(g.buf, int64(i), 36)
+		g.buf = append(g.buf, '.')
+		g.label(4, 9)
+		g.buf = append(g.buf, '.')
+		g.buf = append(g.buf, scaleTLDs[g.rng.IntN(len(scaleTLDs))]...)
+		parent := g.buf[bytes.IndexByte(g.buf, '.')+1:]
+		if publicSuffixMsg(g.buf, "") == "" && publicSuffixMsg(parent, "") == "" {
+			return g.buf
+		}
+	}
+}
+
+// scaleFixtures caches the generated scale lists of one test binary run
+// (10M names take tens of seconds to write).
+var scaleFixtures = map[string]string{}
+
+// scaleList writes (once per run) a list of n scale names in format
+// "native" (under a "# platform:" line every 10,000 names) or "rpz"
+// (name CNAME . and *.name CNAME .) into a directory of its own and
+// returns that directory.
+func scaleList(b *testing.B, format string, n int) string {
+	key := fmt.Sprintf("%s-%d", format, n)
+	if dir, ok := scaleFixtures[key]; ok {
+		return dir
+	}
+	dir, err := os.MkdirTemp("", "sinkhole-bench-"+key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	file := "bench.txt"
+	if format == "rpz" {
+		file = "bench.rpz"
+	}
+	f, err := os.Create(filepath.Join(dir, file))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	if format == "rpz" {
+		w.WriteString("$ORIGIN rpz.bench.\n$TTL 300\n@ SOA localhost. hostmaster.localhost. 1 3600 600 86400 300\n@ NS localhost.\n")
+	}
+	g := newScaleNames(1)
+	for i := range n {
+		name := g.name(i)
+		if format == "rpz" {
+			w.Write(name)
+			w.WriteString(" CNAME .\n*.")
+			w.Write(name)
+			w.WriteString(" CNAME .\n")
+			continue
+		}
+		if i%10000 == 0 {
+			fmt.Fprintf(w, "# platform: P%d\n", i/10000)
+		}
+		w.Write(name)
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	scaleFixtures[key] = dir
+	return dir
+}
+
+// TestMain removes the scale benchmarks' fixtures.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, dir := range scaleFixtures {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchScaleLoad loads a scale list of n names from scratch in each round
+// with the collector set as sinkhole serve sets it (GOGC 25), and reports
+// per name: the CPU time of the load (user+system, every goroutine:
+// wall-clock ns/op is only as good as the machine is quiet), the heap the
+// snapshot keeps, and the peak heap during the load (runtime/metrics'
+// heap objects, sampled every millisecond).
+func benchScaleLoad(b *testing.B, format string, n int) {
+	dir := scaleList(b, format, n)
+	rules := n
+	if format == "rpz" {
+		rules = 2 * n
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(25))
+	var cpu time.Duration
+	var kept, peak uint64
+	rounds := 0
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		base := heapObjects()
+		stop := samplePeakHeap()
+		c0 := cpuTime()
+		b.StartTimer()
+		s := NewStore(Options{Dirs: []string{dir}, Logger: discardLogger(), MaxFileSize: 4 << 30})
+		rep, err := s.Reload(context.Background(), "bench")
+		b.StopTimer()
+		cpu += cpuTime() - c0
+		peak = max(peak, stop()-base)
+		if err != nil || rep.Failed() {
+			b.Fatalf("load: %v %v", err, rep.Errors())
+		}
+		if got := s.Current().RuleCount(); got != rules {
+			b.Fatalf("%d rules, want %d", got, rules)
+		}
+		runtime.GC()
+		kept = heapObjects() - base
+		runtime.KeepAlive(s)
+		rounds++
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(rounds)/float64(n), "cpu-ns/name")
+	b.ReportMetric(float64(kept)/float64(n), "heap-B/name")
+	b.ReportMetric(float64(peak)/float64(n), "peak-heap-B/name")
+}
+
+// heapObjects is the bytes of live and unswept heap objects.
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// samplePeakHeap samples heapObjects every millisecond until the returned
+// function is called, which returns the highest value seen.
+func samplePeakHeap() func() uint64 {
+	var peak atomic.Uint64
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			if h := heapObjects(); h > peak.Load() {
+				peak.Store(h)
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-stopped
+		if h := heapObjects(); h > peak.Load() {
+			peak.Store(h)
+		}
+		return peak.Load()
+	}
+}
+
+// BenchmarkLoadScale1M loads 1,000,000 names of about 28 characters (the
+// names of make bench-scale and make bench BENCH_NAME_LEN=28).
+func BenchmarkLoadScale1M(b *testing.B) { benchScaleLoad(b, "native", million) }
+
+// BenchmarkLoadScale10M loads 10,000,000 names of about 28 characters.
+func BenchmarkLoadScale10M(b *testing.B) { benchScaleLoad(b, "native", 10*million) }
+
+// BenchmarkLoadScaleRPZ1M loads a 1,000,000-name RPZ zone (2,000,000
+// records, name CNAME . and *.name CNAME .) of make bench-scale's names.
+func BenchmarkLoadScaleRPZ1M(b *testing.B) { benchScaleLoad(b, "rpz", million) }
+
+// BenchmarkLoadScaleRPZ10M loads a 10,000,000-name RPZ zone (20,000,000
+// records).
+func BenchmarkLoadScaleRPZ10M(b *testing.B) { benchScaleLoad(b, "rpz", 10*million) }

@@ -1,36 +1,125 @@
 package blocklist
 
 import (
+	"net/netip"
 	"strings"
+	"sync"
 	"unsafe"
-
-	"golang.org/x/net/publicsuffix"
 )
+
+//go:generate go run ./internal/pslgen
 
 // A rule on a public suffix (com, co.uk, github.io: a name under which
 // anyone can register their own) blocks every name of every owner under
 // it, which no regulator's list means to do; it is an error with its line
 // unless the file says "# allow-public-suffix" before it. Rules on one
 // name only (=com, an RPZ trigger without "*.") are not over-broad.
+//
+// The list is the public suffix list golang.org/x/net/publicsuffix
+// compiles in, decoded into psltable.go by internal/pslgen (go generate),
+// and the check is x/net's PublicSuffix walk over a hash table of the
+// list's nodes by whole name: a name whose top-level domain is listed
+// costs one or two lookups (its parent is not a node) instead of a binary
+// search per label in x/net's packed trie. TestPublicSuffixTable holds it
+// to x/net's answers.
 
 // allowPublicSuffixDirective is the comment line that lets the rules after
 // it be public suffixes.
 const allowPublicSuffixDirective = "allow-public-suffix"
 
+// pslNode is one node of the public suffix list's trie.
+type pslNode uint8
+
+const (
+	pslTypeMask  pslNode = 3 // node type: pslNormal, pslException or a parent only
+	pslNormal    pslNode = 0
+	pslException pslNode = 1
+	pslICANN     pslNode = 4
+	pslWildcard  pslNode = 8 // "*." under this node is a rule
+)
+
+// pslTable maps every node's whole name ("co.uk") to its flags.
+var pslTable = sync.OnceValue(func() map[string]pslNode {
+	m := make(map[string]pslNode, strings.Count(pslNodes, "\n"))
+	for line := range strings.SplitSeq(strings.TrimSpace(pslNodes), "\n") {
+		m[line[2:]] = pslNode(line[0] - 'a')
+	}
+	return m
+})
+
+// isPublicSuffix reports whether name is a public suffix as
+// publicsuffix.PublicSuffix decides it (the suffix it returns is the whole
+// name) and the suffix is ICANN's or has a dot: single labels that are not
+// top-level domains (wpad, intranet) match only the list's default rule
+// and are not public suffixes. name is canonical (lower case, punycode, no
+// trailing dot).
+func isPublicSuffix(name string) bool {
+	if looksLikeIP(name) {
+		if _, err := netip.ParseAddr(name); err == nil {
+			return strings.Contains(name, ".") // x/net: the address is its own suffix, not ICANN's
+		}
+	}
+	// x/net's PublicSuffix, with a node found by its whole name instead
+	// of a search among its parent's children.
+	t := pslTable()
+	s, suffix, icann, icannNode, wildcard := name, len(name), false, false, false
+	for {
+		dot := strings.LastIndexByte(s, '.')
+		if wildcard {
+			icann = icannNode
+			suffix = 1 + dot
+		}
+		n, ok := t[name[1+dot:]]
+		if !ok {
+			break
+		}
+		icannNode = n&pslICANN != 0
+		if typ := n & pslTypeMask; typ == pslNormal {
+			suffix = 1 + dot
+		} else if typ == pslException {
+			suffix = 1 + len(s)
+			break
+		}
+		wildcard = n&pslWildcard != 0
+		if !wildcard {
+			icann = icannNode
+		}
+		if dot == -1 {
+			break
+		}
+		s = s[:dot]
+	}
+	if suffix == len(name) {
+		// No rule matched: the prevailing rule "*" makes the last label
+		// the suffix, which is the whole name only for a single label.
+		return !strings.Contains(name, ".") && icann
+	}
+	return suffix == 0 && (icann || strings.Contains(name, "."))
+}
+
+// looksLikeIP reports whether s has a colon or only digits and dots (what
+// netip.ParseAddr may accept).
+func looksLikeIP(s string) bool {
+	if strings.IndexByte(s, ':') >= 0 {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
 // publicSuffixMsg returns why a rule covering name and its subdomains is
 // over-broad, or "" when it is not. name is canonical (lower case,
 // punycode, no trailing dot).
-//
-// Single labels that are not top-level domains (wpad, intranet) match
-// only the list's default rule and are not public suffixes.
 func publicSuffixMsg(name []byte, hint string) string {
 	if len(name) == 0 {
 		return ""
 	}
 	// The lookup keeps nothing of its argument past the call: no copy.
-	s := unsafe.String(&name[0], len(name))
-	ps, icann := publicsuffix.PublicSuffix(s)
-	if len(ps) != len(s) || (!icann && !strings.Contains(s, ".")) {
+	if !isPublicSuffix(unsafe.String(&name[0], len(name))) {
 		return ""
 	}
 	return "\"" + string(name) + "\" is a public suffix: the rule would block every name registered under it (" + hint + ")"

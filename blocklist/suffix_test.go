@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // BenchmarkPublicSuffixCheck is what the over-broad rule check adds to
@@ -46,6 +48,48 @@ func TestPublicSuffixBigFile(t *testing.T) {
 	for i, e := range errs {
 		if got := fmt.Sprintf("%d %s", e.Line, e.Msg); !strings.HasPrefix(got, want[i]) {
 			t.Errorf("error %d: %q, want %q...", i, got, want[i])
+		}
+	}
+}
+
+// xnetPublicSuffixMsg is the check as golang.org/x/net/publicsuffix
+// answers it, for TestPublicSuffixTable.
+func xnetPublicSuffixMsg(name string) bool {
+	if name == "" {
+		return false
+	}
+	ps, icann := publicsuffix.PublicSuffix(name)
+	return len(ps) == len(name) && (icann || strings.Contains(name, "."))
+}
+
+// TestPublicSuffixTable holds isPublicSuffix to x/net's PublicSuffix: for
+// every node of the list, the node itself, names one and two labels under
+// it and its parent, plus names that are neither (single labels, addresses,
+// generated names).
+func TestPublicSuffixTable(t *testing.T) {
+	if v := publicsuffix.List.String(); v != pslVersion {
+		t.Fatalf("psltable.go is of %q, x/net's list is %q: run go generate in blocklist", pslVersion, v)
+	}
+	cases := []string{
+		"com", "co.uk", "uk", "github.io", "foo.github.io", "ck", "foo.ck", "www.ck", "a.www.ck", "jp", "kawasaki.jp",
+		"foo.kawasaki.jp", "city.kawasaki.jp", "wpad", "intranet", "localhost", "example", "xn--p1ai", "xn--80aswg.xn--p1ai",
+		"1.2.3.4", "10.0.0.1", "1.2.3", "256.1.1.1", "1.2.3.4.5", "::1", "0", "1", "com.com", "example.com",
+		"blogspot.com", "www.blogspot.com", "s3.amazonaws.com", "compute.amazonaws.com", "x.compute.amazonaws.com",
+		"appspot.com", "a.b.c.d.e.f", "_dmarc.example.com", "-.com", "a-b.co.uk", "bd", "foo.bd", "er", "x.er",
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(pslNodes), "\n") {
+		n := line[2:]
+		_, parent, _ := strings.Cut(n, ".")
+		cases = append(cases, n, "x."+n, "a.b."+n, "www."+n, parent, "x"+n)
+	}
+	cases = append(cases, genNames(5000, 3)...)
+	g := newScaleNames(5)
+	for i := range 5000 {
+		cases = append(cases, string(g.name(i)))
+	}
+	for _, name := range cases {
+		if got, want := isPublicSuffix(name), xnetPublicSuffixMsg(name); got != want {
+			t.Errorf("isPublicSuffix(%q) = %v, x/net says %v", name, got, want)
 		}
 	}
 }
