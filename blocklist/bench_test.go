@@ -132,9 +132,11 @@ func BenchmarkCompile1M(b *testing.B) {
 	for i, n := range names {
 		bl.addDomain([]byte(n), MatchSubtree, false, i+1)
 	}
+	c0 := cpuTime()
 	for b.Loop() {
 		bl.s.dom.build()
 	}
+	b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N)/million, "cpu-ns/name")
 }
 
 // BenchmarkReload1M measures a reload after the 1,000,000-domain file

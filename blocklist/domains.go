@@ -428,6 +428,9 @@ type domainTable struct {
 	// appear here.
 	dups map[uint32][]dupRule
 	mask uint64 // applied to every hash: all ones, but see collideHashes
+	// touch sums the home slots build loaded ahead of its inserts (it
+	// keeps the compiler from dropping those loads).
+	touch uint32
 }
 
 type dupRule struct {
@@ -480,6 +483,12 @@ func (t *domainTable) ownKind(i uint32) uint8 {
 
 // build indexes every rule. Rules sharing a name are chained under the
 // first. Every kind byte must hold the rule's own kind (see ownKind).
+//
+// It works in batches of buildBatch rules: the first pass decodes and
+// hashes each rule's name, the second loads each one's home slot (a tight
+// loop of independent loads, so the CPU overlaps their cache misses, as
+// match does), the third inserts the rules in order. Rules are inserted in rule order, so the head of a
+// name is its first rule whatever the batching.
 func (t *domainTable) build() {
 	t.unpackKinds()
 	n := t.len()
@@ -494,43 +503,78 @@ func (t *domainTable) build() {
 	t.slots = make([]uint32, size)
 	t.levels = 0
 	lastHead := -1
-	var buf [maxEncodedName + 8]byte
-	for i := 0; i < n; i++ {
-		id := uint32(i)
-		if t.lens[i] == 0 && lastHead == i-1 &&
-			t.kind[i-1]&(kindNext|kindMore) == 0 && t.kind[i-1] != t.kind[i] {
-			// The second of a pair sharing a name: the head holds both.
-			t.kind[i-1] |= t.kind[i] | kindNext
-			continue
-		}
-		e := t.enc(id)
-		name := appendDecoded(buf[:0], e)
-		t.levels |= 1 << min(bytes.Count(name, dot)+1, 63)
-		h := t.slotHash(hashName(name))
-		tag := t.tag(h)
-		s := fastrange(h, size)
-		for {
-			v := t.slots[s]
-			if v == 0 {
-				t.slots[s] = tag | (id + 1)
-				lastHead = i
-				break
+	var (
+		buf    [maxEncodedName + 8]byte
+		hashes [buildBatch]uint64
+		encs   [buildBatch][]byte // each rule's encoded name (its own or the previous rule's)
+		touch  uint32
+	)
+	off := uint32(0) // where rule i's own name starts
+	var (
+		h uint64
+		e []byte
+	)
+	for b0 := 0; b0 < n; b0 += buildBatch {
+		b1 := min(b0+buildBatch, n)
+		for i := b0; i < b1; i++ {
+			if l := t.lens[i]; l != 0 {
+				e = t.arena[off : off+uint32(l)]
+				name := appendDecoded(buf[:0], e)
+				hn, dots := uint64(fnvOffset64), 0
+				for j := len(name) - 1; j >= 0; j-- {
+					c := name[j]
+					if c == '.' {
+						dots++
+					}
+					hn = (hn ^ uint64(c)) * fnvPrime64
+				}
+				t.levels |= 1 << min(dots+1, 63)
+				h = t.slotHash(hn)
+				off += uint32(l)
 			}
-			if v&^t.idMask == tag {
-				head := v&t.idMask - 1
-				if bytes.Equal(t.ownEnc(head), e) {
-					t.addDup(head, id)
+			hashes[i-b0], encs[i-b0] = h, e
+		}
+		for _, h := range hashes[:b1-b0] {
+			touch += t.slots[fastrange(h, size)]
+		}
+		for i := b0; i < b1; i++ {
+			id := uint32(i)
+			if t.lens[i] == 0 && lastHead == i-1 &&
+				t.kind[i-1]&(kindNext|kindMore) == 0 && t.kind[i-1] != t.kind[i] {
+				// The second of a pair sharing a name: the head holds both.
+				t.kind[i-1] |= t.kind[i] | kindNext
+				continue
+			}
+			h := hashes[i-b0]
+			tag := t.tag(h)
+			s := fastrange(h, size)
+			for {
+				v := t.slots[s]
+				if v == 0 {
+					t.slots[s] = tag | (id + 1)
+					lastHead = i
 					break
 				}
-			}
-			s++
-			if s == size {
-				s = 0
+				if v&^t.idMask == tag {
+					head := v&t.idMask - 1
+					if bytes.Equal(t.ownEnc(head), encs[i-b0]) {
+						t.addDup(head, id)
+						break
+					}
+				}
+				s++
+				if s == size {
+					s = 0
+				}
 			}
 		}
 	}
+	t.touch = touch
 	t.packKinds()
 }
+
+// buildBatch is how many rules build hashes before it inserts them.
+const buildBatch = 32
 
 func (t *domainTable) addDup(head, id uint32) {
 	if t.dups == nil {
