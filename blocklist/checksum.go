@@ -109,6 +109,11 @@ func VerifyCopy(path string) error {
 	return checkHash(path, h)
 }
 
+// CheckHash reports whether hash (hex SHA-256) is a version path's sidecar
+// accepts, for a reader that hashed the file as it read it: ErrNoChecksum
+// without a sidecar.
+func CheckHash(path, hash string) error { return checkHash(path, hash) }
+
 // ReadVerified returns the content of path when it matches its sidecar.
 func ReadVerified(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)

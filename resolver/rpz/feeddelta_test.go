@@ -26,7 +26,8 @@ type versionPrimary struct {
 	mu       sync.Mutex
 	versions []zoneVersion
 	addr     string
-	skew     uint32 // added to the starting serial of every difference (a broken primary)
+	skew     uint32         // added to the starting serial of every difference (a broken primary)
+	requests map[uint16]int // transfer requests by type (AXFR, IXFR)
 }
 
 type zoneVersion struct {
@@ -44,6 +45,12 @@ func startVersionPrimary(t *testing.T) *versionPrimary {
 		}
 		p.mu.Lock()
 		vs := slices.Clone(p.versions)
+		if q := m.Question[0].Qtype; q == dns.TypeAXFR || q == dns.TypeIXFR {
+			if p.requests == nil {
+				p.requests = map[uint16]int{}
+			}
+			p.requests[q]++
+		}
 		p.mu.Unlock()
 		cur := vs[len(vs)-1]
 		var out []dns.RR
@@ -423,5 +430,63 @@ func TestFeedBadIXFRFallsBackToAXFR(t *testing.T) {
 	}
 	if !sec.store.Current().MatchName("b.test").Blocked() || !sec.store.Current().MatchName("a.test").Blocked() {
 		t.Fatal("the zone transferred whole does not block both names")
+	}
+}
+
+func (p *versionPrimary) transfers() (axfr, ixfr int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.requests[dns.TypeAXFR], p.requests[dns.TypeIXFR]
+}
+
+// A restarted secondary serves the zone file it kept and asks the primary
+// for the differences since that file's serial: an IXFR, never an AXFR,
+// applied as a delta to the rules the store loaded from the same file;
+// its decisions are those of a secondary that transferred the new version
+// whole.
+func TestFeedRestartAsksForIXFR(t *testing.T) {
+	for _, withMD := range []bool{false, true} {
+		t.Run(fmt.Sprintf("zonemd=%v", withMD), func(t *testing.T) {
+			p := startVersionPrimary(t)
+			zone := randomZone{}
+			r := rand.New(rand.NewPCG(11, 12))
+			zone.mutate(r, 200, 300)
+			p.publish(t, 1, withMD, zone.records())
+			dir := t.TempDir()
+			first := startFeedSide(t, dir, p.addr, withMD)
+			first.waitSerial(t, 1)
+			first.stop()
+			if a, _ := p.transfers(); a != 1 {
+				t.Fatalf("%d AXFRs for the first transfer", a)
+			}
+			zone.mutate(r, 200, 20)
+			zone["restart.test"] = "CNAME ."
+			p.publish(t, 2, withMD, zone.records())
+
+			p.mu.Lock()
+			p.requests = nil
+			p.mu.Unlock()
+			again := startFeedSide(t, dir, p.addr, withMD)
+			again.waitSerial(t, 2)
+			axfr, ixfr := p.transfers()
+			if axfr != 0 || ixfr != 1 {
+				t.Fatalf("restart made %d AXFR and %d IXFR requests, want 0 and 1", axfr, ixfr)
+			}
+			if st := again.sec.Status(); st.LastTransferType != "IXFR" || st.LastResult == "failed" {
+				t.Fatalf("after the restart: %+v", st)
+			}
+			again.mu.Lock()
+			deltas := again.deltas
+			again.mu.Unlock()
+			if deltas == 0 {
+				t.Fatal("the IXFR after the restart was not applied as a delta")
+			}
+			fresh := startFeedSide(t, t.TempDir(), p.addr, withMD)
+			fresh.waitSerial(t, 2)
+			names := append(queryNames(200), "restart.test", "www.restart.test")
+			if got, want := decisions(again.store.Current(), names, false), decisions(fresh.store.Current(), names, false); got != want {
+				t.Fatalf("restarted secondary decides\n%s\nwant (AXFR of the same version)\n%s", got, want)
+			}
+		})
 	}
 }

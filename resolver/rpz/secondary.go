@@ -99,9 +99,11 @@ type FeedStatus struct {
 	Zonemd string `json:"zonemd,omitempty"`
 }
 
-// Secondary keeps a copy of one RPZ zone from its primary: AXFR at start,
-// then, on each SOA refresh and on NOTIFY, an SOA check and IXFR (AXFR
-// when the primary cannot give differences). A full transfer is written
+// Secondary keeps a copy of one RPZ zone from its primary: at start the
+// zone file it kept (read once, streamed, its SHA-256 checked) and an
+// IXFR from that file's serial, or an AXFR without one; then, on each SOA
+// refresh and on NOTIFY, an SOA check and IXFR (AXFR when the primary
+// cannot give differences). A full transfer is written
 // atomically to Dir/Name.rpz, where the list store loads it; a version
 // that does not load is not kept, so the last good zone stays on disk for
 // a cold start. With a Store, an IXFR is applied to the lists in service
@@ -185,7 +187,9 @@ func (s *Secondary) Run(ctx context.Context) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		s.log.Error("rpz feed: zone on disk unusable (not served); transferring it again", "file", s.path, "err", err)
 	}
-	full := true // AXFR at start
+	// With the zone file's copy, the first check asks for the differences
+	// since its serial (IXFR), as any later one; AXFR only without it.
+	full := s.zone == nil
 	backoff := minRetry
 	var wait time.Duration
 	for {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -218,24 +219,25 @@ func stateHeader(feed, apex, primary string, serial uint32) string {
 
 // readZoneFile loads a zone file this package wrote, if it is the version
 // written (its recorded SHA-256 matches), keeping every record's number.
+// It streams: the file is hashed as it is read (no copy of it is held),
+// and the lines this package writes for CNAME records are taken to the
+// copy's form directly, without a dns.RR each.
 func readZoneFile(path, apex string) (*zoneCopy, error) {
-	data, err := blocklist.ReadVerified(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
+	h := sha256.New()
+	sc := bufio.NewScanner(io.TeeReader(f, h))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	apex = strings.ToLower(dns.Fqdn(apex))
 	var z *zoneCopy
 	var scratch []byte
 	lineNo := 0
-	for len(data) > 0 {
+	for sc.Scan() {
 		lineNo++
-		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
-		}
-		t := bytes.TrimSpace(line)
+		t := bytes.TrimSpace(sc.Bytes())
 		switch {
 		case lineNo == 1:
 			continue
@@ -251,25 +253,117 @@ func readZoneFile(path, apex string) (*zoneCopy, error) {
 			z.placeholder()
 			continue
 		}
-		rr, err := parseStateLine(t)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, lineNo, err)
-		}
-		if _, isSOA := rr.(*dns.SOA); isSOA {
-			return nil, fmt.Errorf("%s:%d: unexpected SOA", path, lineNo)
-		}
-		if scratch, err = z.encode(rr, scratch); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+		var ok bool
+		if scratch, ok = z.encodeCNAMELine(scratch, t); !ok {
+			rr, err := parseStateLine(t)
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+			}
+			if _, isSOA := rr.(*dns.SOA); isSOA {
+				return nil, fmt.Errorf("%s:%d: unexpected SOA", path, lineNo)
+			}
+			if scratch, err = z.encode(rr, scratch); err != nil {
+				return nil, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+			}
 		}
 		if _, dup := z.find(scratch); dup {
 			return nil, fmt.Errorf("%s:%d: duplicate record", path, lineNo)
 		}
 		z.add(scratch)
 	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := blocklist.CheckHash(path, hex.EncodeToString(h.Sum(nil))); err != nil {
+		return nil, err
+	}
 	if z == nil {
 		return nil, errors.New("no SOA record")
 	}
 	return z, nil
+}
+
+// encodeCNAMELine encodes a line as appendText writes a CNAME record
+// ("owner<TAB>TTL<TAB>IN<TAB>CNAME<TAB>target", lower case, no escapes)
+// in expanded form; false for any other line (parsed the general way).
+func (z *zoneCopy) encodeCNAMELine(dst, t []byte) ([]byte, bool) {
+	var f [5][]byte
+	for k := range 4 {
+		i := bytes.IndexByte(t, '\t')
+		if i < 0 {
+			return dst, false
+		}
+		f[k], t = t[:i], t[i+1:]
+	}
+	f[4] = t
+	if bytes.IndexByte(t, '\t') >= 0 || string(f[2]) != "IN" || string(f[3]) != "CNAME" {
+		return dst, false
+	}
+	owner, target := f[0], f[4]
+	if !bytes.HasSuffix(owner, []byte(z.apex)) || !plainName(owner) || !plainName(target) {
+		return dst, false
+	}
+	ttl, err := strconv.ParseUint(string(f[1]), 10, 32)
+	if err != nil {
+		return dst, false
+	}
+	rel := owner[:len(owner)-len(z.apex)]
+	if len(rel) > 0 && rel[len(rel)-1] != '.' {
+		return dst, false // not a label boundary
+	}
+	out := append(dst[:0], 0)
+	if out, ok := appendLabels(out, rel); ok && len(out)-1 <= maxLiteralOwner {
+		out[0] = byte(len(out) - 1)
+		out = binary.BigEndian.AppendUint16(out, dns.TypeCNAME)
+		out = binary.BigEndian.AppendUint16(out, dns.ClassINET)
+		out = binary.BigEndian.AppendUint32(out, uint32(ttl))
+		at := len(out)
+		out = append(out, 0, 0)
+		if string(target) != "." {
+			if out, ok = appendLabels(out, target); !ok {
+				return dst, false
+			}
+		}
+		out = append(out, 0)
+		if len(out)-at-2 > 255 {
+			return dst, false
+		}
+		binary.BigEndian.PutUint16(out[at:], uint16(len(out)-at-2))
+		return out, true
+	}
+	return dst, false
+}
+
+// plainName: a name in lower case without escapes or characters the
+// master-file syntax treats specially, ending with a dot.
+func plainName(n []byte) bool {
+	if len(n) == 0 || n[len(n)-1] != '.' {
+		return false
+	}
+	for _, b := range n {
+		switch {
+		case b == '\\' || b == '(' || b == ')' || b == ';' || b == '@' || b == '"' || b == '$':
+			return false
+		case (b >= 'A' && b <= 'Z') || b <= ' ' || b > '~':
+			return false
+		}
+	}
+	return true
+}
+
+// appendLabels appends the wire labels of a dotted name ("a.b.", or
+// empty), no root.
+func appendLabels(dst, n []byte) ([]byte, bool) {
+	for len(n) > 0 {
+		i := bytes.IndexByte(n, '.')
+		if i <= 0 || i > 63 {
+			return dst, false
+		}
+		dst = append(dst, byte(i))
+		dst = append(dst, n[:i]...)
+		n = n[i+1:]
+	}
+	return dst, true
 }
 
 // parseStateLine reads one record line as written: the CNAME form
