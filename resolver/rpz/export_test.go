@@ -1,6 +1,7 @@
 package rpz
 
 import (
+	"bytes"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -335,5 +336,96 @@ func checkZonemd(t *testing.T, apex string, lines []string) {
 	}
 	if err := VerifyZonemd(apex, rrs); err != nil {
 		t.Fatalf("exported zone: %v", err)
+	}
+}
+
+// rfc4034Compare compares two records in RFC 4034 canonical order (section
+// 6.1 for the owners, 6.3 for the records of an owner: type, then the
+// RDATA in canonical wire form), written apart from the export's own keys.
+func rfc4034Compare(t *testing.T, a, b dns.RR) int {
+	t.Helper()
+	la, lb := dns.SplitDomainName(strings.ToLower(a.Header().Name)), dns.SplitDomainName(strings.ToLower(b.Header().Name))
+	for i, j := len(la)-1, len(lb)-1; i >= 0 || j >= 0; i, j = i-1, j-1 {
+		switch {
+		case i < 0:
+			return -1
+		case j < 0:
+			return 1
+		}
+		if c := strings.Compare(la[i], lb[j]); c != 0 {
+			return c
+		}
+	}
+	if c := int(a.Header().Rrtype) - int(b.Header().Rrtype); c != 0 {
+		return c
+	}
+	rdata := func(rr dns.RR) []byte {
+		buf := make([]byte, 4096)
+		n, err := dns.PackRR(lowerNames(dns.Copy(rr)), buf, 0, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, off, err := dns.UnpackDomainName(buf[:n], 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return buf[off+10 : n]
+	}
+	return bytes.Compare(rdata(a), rdata(b))
+}
+
+// TestExportAXFRCanonicalOrder: an AXFR (over the wire, read with
+// miekg/dns) starts and ends with the SOA, and every record between is in
+// RFC 4034 canonical order (the SOA itself apart): apex NS, TXT, ZONEMD,
+// then the owners with wildcards, exceptions, address rules and several
+// records per owner. A secondary can read it without sorting.
+func TestExportAXFRCanonicalOrder(t *testing.T) {
+	uniform := "# platform: Exchanges\n# authority: Ministry of Finance\n# order: 2026/17\n# contact: https://appeal.example\n" +
+		"# action: sinkhole\nhole.test\n*.wild.test\nZ-upper.test\n" + "# action: nxdomain\nb.a.test\na.test\na-b.test\n@@ok.a.test\n198.51.100.7\n@@198.51.100.0/30\n"
+	for name, files := range map[string]map[string]string{
+		"mixed":   {"a.txt": exportList, "b.rpz": exportZone},
+		"uniform": {"a.txt": uniform},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := startPrimary(t, "", files, ExportConfig{Build: exportBuild()})
+			tr := &dns.Transfer{DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second}
+			ch, err := tr.In(axfrMsg("rpz.test"), p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rrs []dns.RR
+			for env := range ch {
+				if env.Error != nil {
+					t.Fatal(env.Error)
+				}
+				rrs = append(rrs, env.RR...)
+			}
+			if len(rrs) < 4 || rrs[0].Header().Rrtype != dns.TypeSOA || rrs[len(rrs)-1].Header().Rrtype != dns.TypeSOA {
+				t.Fatalf("AXFR does not start and end with the SOA: %v", rrs)
+			}
+			body := rrs[1 : len(rrs)-1]
+			types := map[uint16]bool{}
+			for i, rr := range body {
+				types[rr.Header().Rrtype] = true
+				if i > 0 && rfc4034Compare(t, body[i-1], rr) >= 0 {
+					t.Fatalf("record %d is not in canonical order after the one before:\n%s\n%s", i+1, body[i-1], rr)
+				}
+			}
+			want := []uint16{dns.TypeNS, dns.TypeZONEMD, dns.TypeCNAME, dns.TypeA}
+			if name == "uniform" {
+				want = append(want, dns.TypeTXT, dns.TypeAAAA)
+			}
+			for _, ty := range want {
+				if !types[ty] {
+					t.Fatalf("no %s record in the AXFR: the order check misses it", dns.TypeToString[ty])
+				}
+			}
+			checkZonemd(t, "rpz.test.", func() (out []string) {
+				for _, rr := range rrs[:len(rrs)-1] {
+					out = append(out, rr.String())
+				}
+				return
+			}())
+		})
 	}
 }
