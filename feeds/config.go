@@ -25,6 +25,7 @@ type Options struct {
 	Export        string        // --rpz-export ZONE
 	AllowTransfer []string      // --rpz-allow-transfer CIDR
 	Notify        []string      // --rpz-notify ADDR
+	NoZonemd      bool          // --rpz-export-zonemd=false
 	URLs          []string      // --list-url NAME=URL
 	URLInterval   time.Duration // --list-url-interval
 	MaxListSize   int64         // --max-list-mb, in bytes (the list store's default if 0)
@@ -37,6 +38,7 @@ type Config struct {
 	Export        string           // zone name, "" for none
 	AllowTransfer []netip.Prefix
 	Notify        []string // host:port
+	NoZonemd      bool     // the export publishes no ZONEMD
 	URLs          []urlfeed.Source
 	URLInterval   time.Duration
 	MaxListSize   int64 // bytes; a list URL's download is refused above it
@@ -48,7 +50,7 @@ var feedNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 // Parse validates o. lists is the --lists directory, which the state
 // directory must not be.
 func Parse(o Options, lists string) (Config, error) {
-	fc := Config{StateDir: o.StateDir, URLInterval: o.URLInterval, MaxListSize: o.MaxListSize}
+	fc := Config{StateDir: o.StateDir, URLInterval: o.URLInterval, MaxListSize: o.MaxListSize, NoZonemd: o.NoZonemd}
 	names := map[string]string{} // file base name -> option
 	claim := func(flag, name, file string) error {
 		if !feedNameRE.MatchString(name) {
@@ -114,6 +116,9 @@ func Parse(o Options, lists string) (Config, error) {
 	}
 	if fc.Export == "" && (len(fc.AllowTransfer) > 0 || len(fc.Notify) > 0) {
 		return Config{}, fmt.Errorf("--rpz-allow-transfer and --rpz-notify need --rpz-export")
+	}
+	if fc.Export == "" && fc.NoZonemd {
+		return Config{}, fmt.Errorf("--rpz-export-zonemd=false needs --rpz-export")
 	}
 	for _, v := range o.URLs {
 		name, raw, ok := strings.Cut(v, "=")

@@ -57,6 +57,7 @@ func New(cfg Config, build rpz.BuildOptions, log *slog.Logger) (*Set, error) {
 			Zone:          cfg.Export,
 			AllowTransfer: cfg.AllowTransfer,
 			Notify:        cfg.Notify,
+			NoZonemd:      cfg.NoZonemd,
 			SerialFile:    filepath.Join(cfg.StateDir, "export."+cfg.Export+".serial"),
 			Build:         build,
 			Logger:        log,

@@ -18,6 +18,7 @@ func feedFlags() []cli.Flag {
 		&cli.StringFlag{Name: "rpz-export", Usage: "serve the loaded lists as the RPZ zone `ZONE` over AXFR and IXFR"},
 		&cli.StringSliceFlag{Name: "rpz-allow-transfer", Usage: "networks that may transfer the exported zone, `CIDR` (repeatable; default loopback)"},
 		&cli.StringSliceFlag{Name: "rpz-notify", Usage: "send NOTIFY for the exported zone to `ADDR`, IP or IP:port (repeatable)"},
+		&cli.BoolFlag{Name: "rpz-export-zonemd", Value: true, Usage: "publish a ZONEMD (RFC 8976) with every version of the exported zone; =false sends changes sooner (each version and each secondary then skip a SHA-384 pass over the whole zone) but secondaries can no longer check that their copy is whole, and a secondary with --rpz-require-zonemd refuses the zone"},
 		&cli.StringSliceFlag{Name: "list-url", Usage: "fetch a list over HTTP(S): `NAME=URL` (repeatable)"},
 		&cli.DurationFlag{Name: "list-url-interval", Value: 5 * time.Minute, Usage: "time between fetches of each --list-url"},
 	}
@@ -37,6 +38,7 @@ func feedsConfigFrom(c *cli.Context, lists string) (feeds.Config, error) {
 		Export:        c.String("rpz-export"),
 		AllowTransfer: c.StringSlice("rpz-allow-transfer"),
 		Notify:        c.StringSlice("rpz-notify"),
+		NoZonemd:      !c.Bool("rpz-export-zonemd"),
 		URLs:          c.StringSlice("list-url"),
 		URLInterval:   c.Duration("list-url-interval"),
 		MaxListSize:   int64(c.Int("max-list-mb")) << 20,

@@ -92,6 +92,7 @@ func TestFeedFlagErrors(t *testing.T) {
 		{[]string{"--rpz-export", "rpz.test", "--rpz-allow-transfer", "10.0.0.0/33"}, `sinkhole: --rpz-allow-transfer "10.0.0.0/33": want a CIDR prefix`},
 		{[]string{"--rpz-export", "rpz.test", "--rpz-notify", "host:53"}, `sinkhole: --rpz-notify "host:53": want IP or IP:port`},
 		{[]string{"--rpz-notify", "127.0.0.1"}, `sinkhole: --rpz-allow-transfer and --rpz-notify need --rpz-export`},
+		{[]string{"--rpz-export-zonemd=false"}, `sinkhole: --rpz-export-zonemd=false needs --rpz-export`},
 		{[]string{"--list-url", "reg=ftp://x/l.txt"}, `sinkhole: --list-url reg: "ftp://x/l.txt" is not an http or https URL`},
 		{[]string{"--list-url", "reg"}, `sinkhole: --list-url "reg": want NAME=URL`},
 		{[]string{"--list-url-interval", "10ms"}, `sinkhole: --list-url-interval 10ms: want between 100ms and 24h`},

@@ -103,6 +103,7 @@ var flagCategories = map[string]string{
 	"rpz-export":         catFeeds,
 	"rpz-allow-transfer": catFeeds,
 	"rpz-notify":         catFeeds,
+	"rpz-export-zonemd":  catFeeds,
 	"list-url":           catFeeds,
 	"list-url-interval":  catFeeds,
 	"state-dir":          catFeeds,

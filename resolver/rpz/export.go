@@ -67,8 +67,9 @@ type ExportConfig struct {
 	// zone's blocks also keep their canonical bytes for it (about 40 bytes
 	// per record). Without it a change goes out in time proportional to
 	// the change, and secondaries cannot check that their copy is whole
-	// (TSIG still authenticates each transfer; a secondary with
-	// --rpz-require-zonemd refuses such a zone).
+	// (the export admits secondaries by address and signs no transfer, so
+	// nothing else checks it; a secondary with --rpz-require-zonemd
+	// refuses such a zone).
 	NoZonemd bool
 	// Build says how rules are written.
 	Build BuildOptions

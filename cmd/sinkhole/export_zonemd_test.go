@@ -1,0 +1,106 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestExportZonemdChoice runs a primary with and without
+// --rpz-export-zonemd, each with two secondaries (real processes' servers
+// on loopback): one plain, one with --rpz-require-zonemd. With ZONEMD both
+// load the zone, verify it and follow an edit by IXFR; without it the
+// plain one loads and follows it ("absent"), the one that requires ZONEMD
+// refuses every version and blocks nothing, saying why.
+func TestExportZonemdChoice(t *testing.T) {
+	for _, publish := range []bool{true, false} {
+		name := "zonemd"
+		if !publish {
+			name = "no-zonemd"
+		}
+		t.Run(name, func(t *testing.T) {
+			up := testUpstream(t)
+			primaryAddr := freeAddr(t)
+			feed := "regulator=rpz.test@" + primaryAddr
+			plain := startSinkhole(t, writeLists(t, nil), "--upstream", up.Addr, "--rpz-feed", feed, "--state-dir", t.TempDir())
+			strict := startSinkhole(t, writeLists(t, nil), "--upstream", up.Addr, "--rpz-feed", feed, "--rpz-require-zonemd", "regulator", "--state-dir", t.TempDir())
+			lists := writeLists(t, map[string]string{"regulator.txt": "binance.com\n"})
+			args := []string{"--upstream", up.Addr, "--rpz-export", "rpz.test", "--reload-debounce", "10ms", "--state-dir", t.TempDir(),
+				"--rpz-notify", plain.addr, "--rpz-notify", strict.addr}
+			if !publish {
+				args = append(args, "--rpz-export-zonemd=false")
+			}
+			primary := startSinkholeOn(t, primaryAddr, lists, args...)
+
+			// The primary's apex ZONEMD: there, or NODATA.
+			m := new(dns.Msg)
+			m.SetQuestion("rpz.test.", dns.TypeZONEMD)
+			r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, primaryAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(r.Answer) == 1; got != publish || r.Rcode != dns.RcodeSuccess {
+				t.Fatalf("ZONEMD query: rcode %s, %d answers; want one answer: %v", dns.RcodeToString[r.Rcode], len(r.Answer), publish)
+			}
+
+			serial := func() uint32 { return primary.in.feeds.Exporter().Serial() }
+			at := func(s *testServer, want uint32) func() bool {
+				return func() bool { st := s.in.feeds.Status().Feeds[0]; return st.Loaded && st.Serial == want }
+			}
+			check := "verified"
+			if !publish {
+				check = "absent"
+			}
+			waitUntil(t, "the plain secondary to load the zone", time.Minute, at(plain, serial()))
+			if st := plain.in.feeds.Status().Feeds[0]; st.Zonemd != check || !censored(plain.addr, "www.binance.com") {
+				t.Fatalf("plain secondary: ZONEMD %q (want %q), blocks binance.com: %v", st.Zonemd, check, censored(plain.addr, "www.binance.com"))
+			}
+			if publish {
+				waitUntil(t, "the strict secondary to load the zone", time.Minute, at(strict, serial()))
+				if st := strict.in.feeds.Status().Feeds[0]; st.Zonemd != "verified" || !censored(strict.addr, "www.binance.com") {
+					t.Fatalf("strict secondary: %+v", st)
+				}
+			} else {
+				waitUntil(t, "the strict secondary to refuse the zone", time.Minute, func() bool {
+					st := strict.in.feeds.Status().Feeds[0]
+					return st.LastResult == "failed" && strings.Contains(st.LastError, "ZONEMD")
+				})
+				if st := strict.in.feeds.Status().Feeds[0]; st.Loaded || censored(strict.addr, "www.binance.com") {
+					t.Fatalf("the secondary requiring ZONEMD serves a zone without one: %+v", st)
+				}
+			}
+
+			// An edit at the primary goes out by IXFR.
+			edited := time.Now()
+			if err := os.WriteFile(filepath.Join(lists, "regulator.txt"), []byte("binance.com\nokx.com\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the plain secondary to block okx.com", time.Minute, func() bool { return censored(plain.addr, "okx.com") })
+			waitUntil(t, "the plain secondary's status to show the new serial", time.Minute, at(plain, serial()))
+			if st := plain.in.feeds.Status().Feeds[0]; st.LastTransferType != "IXFR" || st.Zonemd != check {
+				t.Fatalf("plain secondary after the edit: %+v", st)
+			}
+			if publish {
+				waitUntil(t, "the strict secondary to block okx.com", time.Minute, func() bool { return censored(strict.addr, "okx.com") })
+				waitUntil(t, "the strict secondary's status to show the new serial", time.Minute, at(strict, serial()))
+				if st := strict.in.feeds.Status().Feeds[0]; st.LastTransferType != "IXFR" || st.Zonemd != "verified" {
+					t.Fatalf("strict secondary after the edit: %+v", st)
+				}
+				return
+			}
+			// The strict secondary was told of the new serial too; it still
+			// refuses, and still blocks nothing.
+			waitUntil(t, "the strict secondary to refuse the new version", time.Minute, func() bool {
+				st := strict.in.feeds.Status().Feeds[0]
+				return st.LastCheck.After(edited) && st.LastResult == "failed" && strings.Contains(st.LastError, "ZONEMD")
+			})
+			if censored(strict.addr, "okx.com") || censored(strict.addr, "binance.com") {
+				t.Fatal("the secondary requiring ZONEMD blocks names from a zone without one")
+			}
+		})
+	}
+}
