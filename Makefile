@@ -187,10 +187,12 @@ clean:
 # make bench-scale: what regulator-scale lists cost (1M and 10M names,
 # native and RPZ: cold load, a one-line change, 40 reloads; peak and
 # steady RSS, CPU time) and what feeds cost (first AXFR of a 1M-name
-# zone; a one-name change until 10 sinkhole secondaries of a sinkhole and
-# of a BIND primary block it), with real bin/sinkhole and named processes
-# on loopback; writes its section of docs/benchmarks.md. 15 minutes
-# at load average 7 to 15 on the shared 2-core VM. BENCH_SCALE_FLAGS: more bin/benchscale flags
+# zone; a one-name change until 10 sinkhole secondaries of a sinkhole
+# primary (with and without ZONEMD) and of a BIND primary block it, from
+# the edit and from the primary's reload), with real bin/sinkhole and
+# named processes on loopback; writes its section of docs/benchmarks.md.
+# 15 minutes at load average 7 to 15 on the shared 2-core VM (a few more
+# with the primary without ZONEMD). BENCH_SCALE_FLAGS: more bin/benchscale flags
 # (bin/benchscale -h), e.g. -names 100000 -runs 1 for a quick run, or
 # -modes axfr,ixfr -primaries bind -secondaries 3.
 BENCH_SCALE_OUT   ?= docs/benchmarks.md

@@ -36,18 +36,24 @@ func (rep *report) feedTables(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "**IXFR propagation.** A primary serves the zone and notifies %d sinkhole secondaries, each with an empty state directory, started once the primary serves, in waves of one per CPU (a wave starts once the one before blocks; the first alone when no AXFR was measured, to size the memory guard `-reserve-mb`). Once every secondary blocks with its first AXFR, the primary gets %d one-name changes, 2 s apart. "+
 		"Latency is from the change until a secondary blocks the new name: for a sinkhole primary the change is one line appended to its list file (`--reload-debounce 10ms`: it reloads the file as a delta, updates its export, sends NOTIFY); for BIND it is a DNS UPDATE adding the name's two records (the latency includes the UPDATE's round trip). "+
+		"*From the primary* is the same, counted from the moment the change was in service at the primary instead (the issue's definition of propagation): for sinkhole the new generation of its lists (admin status `reloaded`, the generation's build time, just before its `lists reloaded` log line), for BIND the UPDATE's answer. "+
 		"\"not within N s\" is a secondary that had not blocked the name by the deadline (`-feed-timeout`). Peak RSS per secondary: over its first AXFR (start-up included), and over the changes (reset after the first AXFR).\n\n", fc.secondaries, fc.changes)
-	b.WriteString("| Primary | Secondaries | One-name change until all block: slowest secondary, per change | Median secondary, per change | Secondary peak RSS, max of all: first AXFR; changes | Secondary CPU over all changes (median) | First AXFRs, all secondaries | Primary |\n|---|---:|---|---|---|---:|---:|---|\n")
+	b.WriteString("| Primary | Secondaries | One-name change until all block: slowest secondary, per change | From the primary: slowest, per change | Median secondary, per change | Secondary peak RSS, max of all: first AXFR; changes | Secondary CPU over all changes (median) | First AXFRs, all secondaries | Primary |\n|---|---:|---|---|---|---|---:|---:|---|\n")
 	for _, ix := range rep.ixfr {
 		what := fmt.Sprintf("%s, %s names (%s records)", ix.Primary, humanCount(ix.Names), humanCount(ix.Records))
+		if ix.NoZonemd {
+			what = fmt.Sprintf("sinkhole without ZONEMD (`--rpz-export-zonemd=false`), %s names (%s records)", humanCount(ix.Names), humanCount(ix.Records))
+		}
 		if len(ix.Secondaries) == 0 {
-			fmt.Fprintf(b, "| %s | %d | failed: %s | | | | | |\n", what, ix.Wanted, cell(ix.Error))
+			fmt.Fprintf(b, "| %s | %d | failed: %s | | | | | | |\n", what, ix.Wanted, cell(ix.Error))
 			continue
 		}
-		var maxs, meds []string
+		var maxs, meds, froms []string
 		for _, c := range ix.Changes {
 			mx, md := latStats(c.LatMS, fc)
 			maxs, meds = append(maxs, mx), append(meds, md)
+			fm, _ := latStats(c.FromPrimaryMS, fc)
+			froms = append(froms, fm)
 		}
 		if len(ix.Changes) == 0 {
 			maxs = []string{"no change measured"}
@@ -81,28 +87,31 @@ func (rep *report) feedTables(b *strings.Builder) {
 		if ix.Error != "" {
 			prim += "; error: " + ix.Error
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %.0f MB; %.0f MB | %s | %s | %s |\n", what, cell(secs), strings.Join(maxs, ", "), strings.Join(meds, ", "),
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %.0f MB; %.0f MB | %s | %s | %s |\n", what, cell(secs), strings.Join(maxs, ", "), strings.Join(froms, ", "), strings.Join(meds, ", "),
 			slices.Max(ip), maxOr0(cp), ms(medianOf(cpu)), initialAll, cell(prim))
 	}
 	for _, ix := range rep.ixfr {
 		if len(ix.Secondaries) == 0 {
 			continue
 		}
-		fmt.Fprintf(b, "\nPer secondary, %s primary (`uptime` at the start: `%s`", ix.Primary, ix.Uptime)
+		fmt.Fprintf(b, "\nPer secondary, %s primary (`uptime` at the start: `%s`", ix.label(), ix.Uptime)
 		for i, c := range ix.Changes {
 			fmt.Fprintf(b, "; at change %d: `%s`", i+1, c.Uptime)
 		}
-		b.WriteString("):\n\n| Secondary | First AXFR until it blocks | Latency per change | Peak RSS: first AXFR | Peak RSS: changes | RSS after | CPU over the changes |\n|---:|---:|---|---:|---:|---:|---:|\n")
+		b.WriteString("):\n\n| Secondary | First AXFR until it blocks | Latency per change | From the primary, per change | Peak RSS: first AXFR | Peak RSS: changes | RSS after | CPU over the changes |\n|---:|---:|---|---|---:|---:|---:|---:|\n")
 		for i, s := range ix.Secondaries {
-			var lats []string
+			var lats, froms []string
 			for _, c := range ix.Changes {
 				lats = append(lats, latCell(c.LatMS[i], fc))
+				if i < len(c.FromPrimaryMS) {
+					froms = append(froms, latCell(c.FromPrimaryMS[i], fc))
+				}
 			}
 			first := ms(s.InitialMS)
 			if s.InitialMS < 0 {
 				first = fmt.Sprintf("not within %s", fc.loadTimeout)
 			}
-			fmt.Fprintf(b, "| %d | %s | %s | %.0f MB | %.0f MB | %.0f MB | %s |\n", i, first, strings.Join(lats, ", "), s.InitialPeakMB, s.ChangePeakMB, s.SteadyMB, ms(s.ChangeCPUMS))
+			fmt.Fprintf(b, "| %d | %s | %s | %s | %.0f MB | %.0f MB | %.0f MB | %s |\n", i, first, strings.Join(lats, ", "), strings.Join(froms, ", "), s.InitialPeakMB, s.ChangePeakMB, s.SteadyMB, ms(s.ChangeCPUMS))
 		}
 	}
 }

@@ -69,6 +69,11 @@ type changeResult struct {
 	// LatMS is, per secondary, the time from the change until it blocks
 	// the name; negative when it did not within the deadline.
 	LatMS []float64
+	// FromPrimaryMS is, per secondary, the time from the primary's change
+	// in service until it blocks the name (the propagation: for
+	// sinkhole the reload's new generation, the one its "lists reloaded"
+	// log line reports, for BIND the UPDATE's answer); negative as LatMS.
+	FromPrimaryMS []float64
 	// ReloadMS and ExportMS (sinkhole primary): the change until the
 	// primary's reload was in service, and until its export's new serial.
 	ReloadMS, ExportMS float64
@@ -91,6 +96,7 @@ type secondaryResult struct {
 // the secondaries.
 type ixfrResult struct {
 	Primary        string // "sinkhole" or "BIND"
+	NoZonemd       bool   // sinkhole with --rpz-export-zonemd=false
 	Names, Records int
 	Wanted         int    // secondaries asked for
 	Limit          string // why fewer ran
@@ -105,6 +111,14 @@ type ixfrResult struct {
 	Error          string
 	Uptime         string
 	Commands       []string
+}
+
+// label names the primary in the report.
+func (ix *ixfrResult) label() string {
+	if ix.NoZonemd {
+		return "sinkhole (--rpz-export-zonemd=false)"
+	}
+	return ix.Primary
 }
 
 // stubUpstream answers every query NXDOMAIN at once, so that a name the
@@ -310,10 +324,14 @@ func runFeeds(cfg feedConfig) (*axfrResult, []*ixfrResult) {
 	needSinkhole := slices.Contains(cfg.modes, "axfr") || (slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "sinkhole"))
 	var peakHint float64
 	if needSinkhole {
-		ax, ix = runSinkholePrimary(cfg, ff, up.addr)
+		ax, ix = runSinkholePrimary(cfg, ff, up.addr, false)
 		if ax != nil && ax.Error == "" {
 			peakHint = ax.PeakMB
 		}
+	}
+	if slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "sinkhole-nozonemd") {
+		_, nz := runSinkholePrimary(cfg, ff, up.addr, true)
+		ix = append(ix, nz...)
 	}
 	if slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "bind") {
 		r := &ixfrResult{Primary: "BIND", Names: cfg.names, Records: 2 * cfg.names, Wanted: cfg.secondaries}
@@ -334,9 +352,14 @@ func logf(format string, args ...any) {
 // runSinkholePrimary starts a sinkhole primary exporting the list, then
 // measures one secondary's first AXFR and the propagation of changes to
 // cfg.secondaries secondaries.
-func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string) (*axfrResult, []*ixfrResult) {
-	doAXFR := slices.Contains(cfg.modes, "axfr")
+// With noZonemd the primary publishes no ZONEMD (--rpz-export-zonemd=false)
+// and only the ixfr measurement runs.
+func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string, noZonemd bool) (*axfrResult, []*ixfrResult) {
+	doAXFR := slices.Contains(cfg.modes, "axfr") && !noZonemd
 	doIXFR := slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "sinkhole")
+	if noZonemd {
+		doIXFR = slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "sinkhole-nozonemd")
+	}
 	var ax *axfrResult
 	if doAXFR {
 		ax = &axfrResult{Names: cfg.names, Records: 2 * cfg.names}
@@ -344,7 +367,7 @@ func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string) (*axfrRe
 	var ix *ixfrResult
 	var ixs []*ixfrResult
 	if doIXFR {
-		ix = &ixfrResult{Primary: "sinkhole", Names: cfg.names, Records: 2 * cfg.names, Wanted: cfg.secondaries}
+		ix = &ixfrResult{Primary: "sinkhole", NoZonemd: noZonemd, Names: cfg.names, Records: 2 * cfg.names, Wanted: cfg.secondaries}
 		ixs = append(ixs, ix)
 	}
 	fail := func(err error) (*axfrResult, []*ixfrResult) {
@@ -375,6 +398,9 @@ func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string) (*axfrRe
 		return fail(err)
 	}
 	extra := []string{"--rpz-export", feedZone, "--reload-debounce", "10ms"}
+	if noZonemd {
+		extra = append(extra, "--rpz-export-zonemd=false")
+	}
 	for _, a := range secAddrs {
 		extra = append(extra, "--rpz-notify", a)
 	}
@@ -543,6 +569,9 @@ func measureIXFR(cfg feedConfig, ix *ixfrResult, ops primaryOps, addrs []string,
 	}()
 	results := make([]secondaryResult, 0, len(addrs))
 	prefix := strings.ToLower(ix.Primary)
+	if ix.NoZonemd {
+		prefix += "-nozonemd"
+	}
 	start1 := func(i int) (*sinkholeProc, time.Time, error) {
 		t := time.Now()
 		s, err := startSinkhole(cfg, fmt.Sprintf("%s-secondary%d", prefix, i), addrs[i], lists, upstream, secondaryArgs(feed)...)
@@ -659,8 +688,19 @@ func measureIXFR(cfg feedConfig, ix *ixfrResult, ops primaryOps, addrs []string,
 		wg.Wait()
 		c.PrimaryCPUMS = procCPUMS(ops.d.pid()) - pcpu
 		ops.after(&c, start)
+		base := c.ReloadMS
+		if ix.Primary != "sinkhole" {
+			base = c.UpdateMS
+		}
+		c.FromPrimaryMS = make([]float64, n)
+		for i, v := range c.LatMS {
+			c.FromPrimaryMS[i] = v - base
+			if v < 0 {
+				c.FromPrimaryMS[i] = -1
+			}
+		}
 		ix.Changes = append(ix.Changes, c)
-		logf("feeds: %s primary: change %d: %v ms (reload %.0f ms, export %.0f ms, update %.0f ms)", ix.Primary, k, c.LatMS, c.ReloadMS, c.ExportMS, c.UpdateMS)
+		logf("feeds: %s primary: change %d: %v ms from the change, %v ms from the primary's (reload %.0f ms, export %.0f ms, update %.0f ms)", ix.Primary, k, c.LatMS, c.FromPrimaryMS, c.ReloadMS, c.ExportMS, c.UpdateMS)
 		if !slices.ContainsFunc(c.LatMS, func(v float64) bool { return v >= 0 }) {
 			break // no secondary followed: the next change would not either
 		}

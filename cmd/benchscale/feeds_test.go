@@ -24,7 +24,7 @@ func TestFeedsSmoke(t *testing.T) {
 		t.Fatalf("build sinkhole: %v\n%s", err, out)
 	}
 	cfg := feedConfig{
-		names: 2000, secondaries: 2, changes: 2, primaries: []string{"sinkhole", "bind"}, modes: []string{"axfr", "ixfr"},
+		names: 2000, secondaries: 2, changes: 2, primaries: []string{"sinkhole", "sinkhole-nozonemd", "bind"}, modes: []string{"axfr", "ixfr"},
 		sinkhole: bin, named: findNamed(), timeout: 20 * time.Second, loadTimeout: 30 * time.Second, work: filepath.Join(work, "feeds"),
 	}
 	if cfg.named == "" {
@@ -48,9 +48,17 @@ func TestFeedsSmoke(t *testing.T) {
 			t.Fatalf("%s: %+v", r.Primary, r)
 		}
 		for _, c := range r.Changes {
+			if len(c.FromPrimaryMS) != len(c.LatMS) {
+				t.Fatalf("%s primary: %d latencies from the primary, %d from the change", r.Primary, len(c.FromPrimaryMS), len(c.LatMS))
+			}
 			for i, l := range c.LatMS {
 				if l < 0 {
 					t.Errorf("%s primary: secondary %d did not block %s", r.Primary, i, c.Name)
+				}
+				// The sinkhole primary's reload follows the edit; a
+				// secondary blocks after it.
+				if r.Primary == "sinkhole" && (c.ReloadMS <= 0 || c.FromPrimaryMS[i] < 0 || c.FromPrimaryMS[i] > l) {
+					t.Errorf("sinkhole primary: secondary %d: %.1f ms from the edit, %.1f ms from the reload (%.1f ms after the edit)", i, l, c.FromPrimaryMS[i], c.ReloadMS)
 				}
 			}
 		}
@@ -62,7 +70,7 @@ func TestFeedsSmoke(t *testing.T) {
 	}
 	rep := &report{started: time.Now(), ended: time.Now(), feeds: &cfg, axfr: ax, ixfr: ix, cmdline: "bin/benchscale -modes axfr,ixfr"}
 	md := rep.markdown()
-	for _, want := range []string{"first AXFR of a 2k-name zone", "| sinkhole, 2k names (4k records) | 2 |", "bin/sinkhole serve --listen $PRIMARY", "--rpz-feed bench=rpz.bench@$PRIMARY"} {
+	for _, want := range []string{"first AXFR of a 2k-name zone", "| sinkhole, 2k names (4k records) | 2 |", "bin/sinkhole serve --listen $PRIMARY", "--rpz-feed bench=rpz.bench@$PRIMARY", "From the primary: slowest, per change", "| sinkhole without ZONEMD (`--rpz-export-zonemd=false`), 2k names (4k records) | 2 |", "--rpz-export-zonemd=false"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("section lacks %q:\n%s", want, md)
 		}

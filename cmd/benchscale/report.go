@@ -46,7 +46,7 @@ func (rep *report) markdown() string {
 	}
 	for _, ix := range rep.ixfr {
 		if len(ix.Commands) > 0 {
-			put(fmt.Sprintf("# IXFR propagation from the %s primary", ix.Primary))
+			put(fmt.Sprintf("# IXFR propagation from the %s primary", ix.label()))
 			put(ix.Commands...)
 		}
 	}
