@@ -56,8 +56,10 @@ type FeedDelta struct {
 
 // ErrNotDelta is returned by ApplyFeed for a change it cannot apply as a
 // delta (the apex records, response-IP triggers or warnings changed, the
-// file is not in service as the feed wrote it, or the change is big):
-// the caller writes the zone file and reloads it.
+// file is not in service as the feed wrote it, the change is big, or it
+// drops more of the file's rules than the shrink guard lets through):
+// the caller writes the zone file and reloads it, and the reload decides
+// as for any list file (a version past the shrink guard is held).
 var ErrNotDelta = errors.New("the change cannot be applied as a delta")
 
 // FeedRefusedError is returned by ApplyFeed when the new records do not
@@ -177,6 +179,12 @@ func (s *Store) ApplyFeed(ctx context.Context, d *FeedDelta) (*ReloadReport, err
 				newRules = append(newRules, r)
 			}
 		}
+	}
+	if _, held := shrinkGuard(s.opts.MaxShrink, f.Rules(), f.Rules()-len(oldRules)+len(newRules)); held {
+		// The reload of the file the caller falls back to holds it, as a
+		// list file's reload would: logged, in status and metrics, the
+		// rules in service kept until a reload with Accept.
+		return nil, ErrNotDelta
 	}
 	nb := newBuilder(len(newRules), 0)
 	nb.startFile()

@@ -490,3 +490,66 @@ func TestFeedRestartAsksForIXFR(t *testing.T) {
 		})
 	}
 }
+
+// A new version of the zone that drops more rules than the shrink guard
+// lets through (--max-shrink, half by default) is held as a list file's
+// would be, whether it comes as an IXFR (small enough for a delta) or as
+// an AXFR: the rules in service stay, the store's status says the file is
+// held and the feed's status says why, until a reload with Accept puts
+// it in service; a later version that passes the guard goes in directly.
+func TestFeedShrinkGuard(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		skew uint32 // a primary whose IXFR does not apply: AXFR
+		want string // the transfer type of the held version
+	}{
+		{"IXFR", 0, "IXFR"},
+		{"AXFR", 1000, "AXFR"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startVersionPrimary(t)
+			zone := randomZone{}
+			for i := range 40 {
+				zone[fmt.Sprintf("n%d.test", i)] = "CNAME ."
+			}
+			p.publish(t, 1, true, zone.records())
+			sec := startFeedSide(t, t.TempDir(), p.addr, false)
+			sec.waitSerial(t, 1)
+			p.mu.Lock()
+			p.skew = tc.skew
+			p.mu.Unlock()
+			for i := range 30 {
+				delete(zone, fmt.Sprintf("n%d.test", i))
+			}
+			p.publish(t, 2, true, zone.records())
+			sec.waitSerial(t, 2)
+			st := sec.sec.Status()
+			if st.LastTransferType != tc.want || !strings.Contains(st.Held, "would drop 30 of 40 rules") {
+				t.Fatalf("after a version dropping 30 of 40 names: %+v", st)
+			}
+			cur := sec.store.Current()
+			if !cur.MatchName("n0.test").Blocked() {
+				t.Fatal("a name the held version drops is no longer blocked")
+			}
+			f := cur.File(sec.sec.file)
+			if f == nil || f.Withheld == nil || f.Withheld.State != blocklist.StateHeld || f.Rules() != 40 {
+				t.Fatalf("the store's status of the feed's file: %+v", f)
+			}
+			if _, err := sec.store.ReloadWith(context.Background(), blocklist.ReloadOptions{Trigger: "test", Accept: true}); err != nil {
+				t.Fatal(err)
+			}
+			if cur := sec.store.Current(); cur.MatchName("n0.test").Blocked() || !cur.MatchName("n35.test").Blocked() {
+				t.Fatal("after the accept: the version transferred is not in service")
+			}
+			if st := sec.sec.Status(); st.Held != "" {
+				t.Fatalf("after the accept the feed still reports the version held: %q", st.Held)
+			}
+			zone["n0.test"] = "CNAME ."
+			p.publish(t, 3, true, zone.records())
+			sec.waitSerial(t, 3)
+			if !sec.store.Current().MatchName("n0.test").Blocked() {
+				t.Fatal("serial 3 is not in service")
+			}
+		})
+	}
+}

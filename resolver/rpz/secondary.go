@@ -68,6 +68,8 @@ type FeedStore interface {
 	NoteFeedFile(file, sha string)
 	ForgetFeedFile(file string)
 	FileName(dir, file string) string
+	// OnReload registers a function run after every reload and delta.
+	OnReload(fn func(*blocklist.Snapshot, *blocklist.ReloadReport))
 }
 
 // FeedStatus describes one feed for status output.
@@ -97,6 +99,11 @@ type FeedStatus struct {
 	// ZONEMD matched), "absent" (the primary publishes none), or empty
 	// for a zone read from disk at start.
 	Zonemd string `json:"zonemd,omitempty"`
+	// Held, when set, is why the list store holds the zone file's newest
+	// version (Serial) out of service: the shrink guard (--max-shrink) found
+	// it drops too many rules. The rules of the last version it accepted
+	// serve until "sinkhole reload --accept" (or a version that passes).
+	Held string `json:"held,omitempty"`
 }
 
 // Secondary keeps a copy of one RPZ zone from its primary: at start the
@@ -150,6 +157,7 @@ func NewSecondary(cfg FeedConfig) (*Secondary, error) {
 	}
 	if cfg.Store != nil {
 		s.file = cfg.Store.FileName(cfg.Dir, cfg.Name+".rpz")
+		cfg.Store.OnReload(s.storeReloaded)
 	}
 	s.st = FeedStatus{Name: cfg.Name, Zone: name, Primary: cfg.Primary.String(), File: s.path}
 	if cfg.Key != nil {
@@ -783,7 +791,10 @@ func (s *Secondary) writeAndReload(ctx context.Context, z *zoneCopy) error {
 		return err
 	}
 	for _, fc := range rep.Files {
-		if fc.Name != s.file || fc.Change != blocklist.ChangeFailed {
+		if fc.Name != s.file {
+			continue
+		}
+		if fc.Change != blocklist.ChangeFailed {
 			continue
 		}
 		if kept {
@@ -799,6 +810,32 @@ func (s *Secondary) writeAndReload(ctx context.Context, z *zoneCopy) error {
 		return s.doesNotLoad(z, fc.Errors)
 	}
 	return nil
+}
+
+// storeReloaded follows what the list store does with the zone file (it
+// runs after every reload and delta): whether it holds the newest version
+// (the shrink guard), logged when that starts and ends.
+func (s *Secondary) storeReloaded(_ *blocklist.Snapshot, rep *blocklist.ReloadReport) {
+	for _, fc := range rep.Files {
+		if fc.Name != s.file {
+			continue
+		}
+		reason := ""
+		if fc.Withheld != nil && fc.Withheld.State == blocklist.StateHeld {
+			reason = fc.Withheld.Reason
+		}
+		s.mu.Lock()
+		was := s.st.Held
+		s.st.Held = reason
+		s.mu.Unlock()
+		switch {
+		case reason != "" && was == "":
+			s.log.Error("rpz feed: the list store holds the zone's new version (shrink guard); the rules of the last version it accepted stay in service until \"sinkhole reload --accept\"",
+				"reason", reason, "rules_in_service", fc.Rules, "trigger", rep.Trigger)
+		case reason == "" && was != "":
+			s.log.Info("rpz feed: the zone file's version is in service again", "rules", fc.Rules, "trigger", rep.Trigger)
+		}
+	}
 }
 
 func (s *Secondary) doesNotLoad(z *zoneCopy, problems []*blocklist.LineError) error {
