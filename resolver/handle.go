@@ -130,17 +130,16 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 		w.q.Limit = w.q.UDPSize
 	}
 	o := &w.offered
-	o.Snapshot, o.Out = s.cfg.Snapshot(), w.out
+	o.Snapshot, o.Out, o.Now = s.cfg.Snapshot(), w.out, w.now
+	if o.Now.IsZero() {
+		o.Now = time.Now() // one clock read for the offers and the observers
+	}
 	if s.offers.Offer(&w.q, o) != query.Answered || o.N > w.q.Limit {
 		return 0, false
 	}
 	if s.cfg.Observe != nil {
 		r := &w.req
-		start := w.now
-		if start.IsZero() {
-			start = time.Now()
-		}
-		*r = query.Request{Name: o.Name, Qtype: w.q.Qtype, Client: from, Proto: proto, ClientName: w.clientName, Start: start, Snapshot: o.Snapshot,
+		*r = query.Request{Name: o.Name, Qtype: w.q.Qtype, Client: from, Proto: proto, ClientName: w.clientName, Start: o.Now, Snapshot: o.Snapshot,
 			Info: o.Info, Packet: pkt, Answer: w.out[:o.N]}
 		r.Info.Cached, r.Info.Dropped = o.Cached, o.N == 0
 		if o.N > 0 {

@@ -415,6 +415,61 @@ func TestAnswerWire(t *testing.T) {
 	}
 }
 
+// TestOfferReadTime: with the real clock (Config.Now nil), the hit path
+// decides freshness and the TTL by the read's time (Offered.Now, one clock
+// read per UDP batch); a test clock (Config.Now set) always wins.
+func TestOfferReadTime(t *testing.T) {
+	r := newRig(t, Config{}, dnstest.Options{Records: []string{"w.test. 300 IN A 192.0.2.1"}})
+	r.ask(t, "w.test", dns.TypeA) // stored at the rig clock's time
+	stored := r.clock.now()
+	q := new(dns.Msg)
+	q.SetQuestion("w.test.", dns.TypeA)
+	pkt, _ := q.Pack()
+	var wq query.WireQuery
+	if err := query.ParseWireQuery(pkt, make([]byte, 0, 262), &wq); err != nil {
+		t.Fatal(err)
+	}
+	wq.Limit = wq.UDPSize
+	for _, c := range []struct {
+		name     string
+		realTime bool          // Config.Now nil, as in sinkhole serve
+		readAt   time.Duration // Offered.Now after the store (-1: zero, not set)
+		want     query.Verdict
+		ttl      uint32
+	}{
+		{"read time, fresh", true, 10 * time.Second, query.Answered, 290},
+		{"read time, expired", true, 301 * time.Second, query.Pass, 0},
+		{"no read time: the clock", true, -1, query.Answered, 300},
+		{"test clock wins over the read time", false, 301 * time.Second, query.Answered, 300},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			saved := r.cache.cfg.Now
+			defer func() { r.cache.cfg.Now = saved }()
+			if c.realTime {
+				r.cache.cfg.Now = nil // the fallback (c.now) is still the rig's clock
+			}
+			o := &query.Offered{Snapshot: r.store.Current(), Out: make([]byte, 65535)}
+			if c.readAt >= 0 {
+				o.Now = stored.Add(c.readAt)
+			}
+			v := r.cache.Offer(&wq, o)
+			if v != c.want {
+				t.Fatalf("verdict %v, want %v", v, c.want)
+			}
+			if v != query.Answered {
+				return
+			}
+			m := new(dns.Msg)
+			if err := m.Unpack(o.Out[:o.N]); err != nil {
+				t.Fatal(err)
+			}
+			if got := ttlOf(t, m); got != c.ttl {
+				t.Fatalf("ttl %d, want %d", got, c.ttl)
+			}
+		})
+	}
+}
+
 func TestEpochChangeRedecides(t *testing.T) {
 	var epoch atomic.Uint64
 	r := newRig(t, Config{Epoch: epoch.Load}, dnstest.Options{Records: []string{"e.test. 300 IN A 192.0.2.1"}})

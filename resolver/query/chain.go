@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -61,6 +62,11 @@ type Offered struct {
 	Info Info
 	// Cached is set when the answer came from the cache.
 	Cached bool
+	// Now, when set, is the time the query was read (one clock read per
+	// UDP batch, or per query): the request's start, and the time an offer
+	// that runs on the real clock decides freshness by. Zero: an offer
+	// reads the clock itself.
+	Now time.Time
 	// Decision and NameBuf are scratch for the stage that answers.
 	Decision Decision
 	NameBuf  [256]byte
