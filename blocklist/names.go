@@ -187,8 +187,37 @@ func encodedEqual(e []byte, q string) bool {
 	return bad&symBad == 0
 }
 
-// encodedLabels returns the number of labels of the name e encodes.
+// symDot is the symbol of '.' (the alphabet's 38th character).
+const symDot = 38
+
+// encodedLabels returns the number of labels of the name e encodes. It
+// counts the '.' symbols of the packed groups without decoding the name
+// (a blocked answer asks it of the matched rule, for its SOA's owner).
 func encodedLabels(e []byte) int {
-	var buf [maxEncodedName + 8]byte
-	return bytes.Count(appendDecoded(buf[:0], e), dot) + 1
+	h := e[0]
+	if h == encRaw {
+		return bytes.Count(e[1:], dot) + 1
+	}
+	n := 1
+	if h != encPacked {
+		n++ // the packed labels, then "." and the dictionary's label
+	}
+	i := 1
+	for ; i+1 < len(e); i += 2 {
+		v := uint(binary.LittleEndian.Uint16(e[i:]))
+		r := v % 1600
+		if v/1600 == symDot {
+			n++
+		}
+		if r/40 == symDot {
+			n++
+		}
+		if r%40 == symDot {
+			n++
+		}
+	}
+	if i < len(e) && e[i] == symDot {
+		n++
+	}
+	return n
 }

@@ -28,6 +28,9 @@ func encodingCases() []string {
 }
 
 func TestNameEncodingRoundTrip(t *testing.T) {
+	if symOf['.'] != symDot {
+		t.Fatalf("symDot %d, but '.' is symbol %d", symDot, symOf['.'])
+	}
 	if len(suffixDict) >= encPacked {
 		t.Fatalf("suffix dictionary has %d entries, at most %d fit the header byte", len(suffixDict), encPacked-1)
 	}
@@ -333,5 +336,29 @@ func TestPackedKinds(t *testing.T) {
 			t.Fatalf("rule %d: %s packed, %s unpacked", k, texts[k], r)
 		}
 		k++
+	}
+}
+
+// TestEncodedLabels counts labels on the encoded form of random names
+// (the alphabet, dots in every place, dictionary last labels, bytes
+// outside the alphabet) and compares the count with the name's own.
+func TestEncodedLabels(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 1))
+	const chars = "abcdefghijklmnopqrstuvwxyz0123456789-._...."
+	for i := 0; i < 20000; i++ {
+		b := make([]byte, 1+r.IntN(80))
+		for j := range b {
+			b[j] = chars[r.IntN(len(chars))]
+		}
+		if r.IntN(4) == 0 {
+			b[r.IntN(len(b))] = byte(r.IntN(256)) // maybe outside the alphabet: raw
+		}
+		if r.IntN(2) == 0 {
+			b = append(append(b, '.'), suffixDict[r.IntN(len(suffixDict))]...)
+		}
+		n := string(b)
+		if got, want := encodedLabels(appendEncoded(nil, b)), strings.Count(n, ".")+1; got != want {
+			t.Fatalf("%q: %d labels, want %d", n, got, want)
+		}
 	}
 }
