@@ -133,7 +133,7 @@ func benchExporter(b *testing.B, n int) (string, *blocklist.Store, *Exporter) {
 // a big list (one name added, then removed again): the change of the
 // compact zone and its IXFR difference (apply), and the whole update
 // until the version is in service (publish: apply, then the ZONEMD over
-// the whole zone).
+// the whole zone; publish-nozonemd: the same without ZONEMD).
 func BenchmarkExportDelta(b *testing.B) {
 	n := benchNames(b)
 	dir, st, e := benchExporter(b, n)
@@ -175,7 +175,7 @@ func BenchmarkExportDelta(b *testing.B) {
 	if turn%2 == 1 {
 		apply(b)
 	}
-	b.Run("publish", func(b *testing.B) {
+	publish := func(b *testing.B) {
 		b.ReportAllocs()
 		cpu := cpuTime()
 		defer func() { reportCPU(b, cpu) }()
@@ -188,6 +188,13 @@ func BenchmarkExportDelta(b *testing.B) {
 				b.Fatal("no change")
 			}
 		}
+	}
+	b.Run("publish", publish)
+	// The same without ZONEMD (--rpz-export-zonemd=false).
+	b.Run("publish-nozonemd", func(b *testing.B) {
+		e.cfg.NoZonemd = true
+		defer func() { e.cfg.NoZonemd = false }()
+		publish(b)
 	})
 	if e.followed.rebuilt.Load() != 1 {
 		b.Fatalf("%d rebuilds", e.followed.rebuilt.Load())

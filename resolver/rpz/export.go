@@ -180,7 +180,7 @@ type ExportStatus struct {
 	Zone    string    `json:"zone"`
 	Serial  uint32    `json:"serial"`
 	Records int       `json:"records"`
-	Changed time.Time `json:"changed"` // when the serial in service was made
+	Changed time.Time `json:"changed"` // when the serial in service went into service (its ZONEMD computed)
 	// IXFRFrom is the oldest serial IXFR can answer with differences.
 	IXFRFrom uint32   `json:"ixfr_from"`
 	Skipped  Skipped  `json:"skipped"` // rules RPZ cannot express
@@ -333,9 +333,10 @@ func (e *Exporter) publish(w *workState, how string, built time.Duration) bool {
 	}
 	serial := e.nextSerial()
 	start := time.Now()
-	next := &version{serial: serial, zone: w.zone, created: time.Now()}
+	next := &version{serial: serial, zone: w.zone}
 	next.zonemd = e.zonemdOf(w.zone, serial)
 	digest := time.Since(start)
+	next.created = time.Now() // in service from now (ExportStatus.Changed)
 	e.mu.Lock()
 	e.skipped = w.skipped()
 	if cur != nil {
