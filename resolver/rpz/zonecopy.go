@@ -36,8 +36,14 @@ import (
 //     referenced by its index (1 byte); shapeLiteral then the tail itself
 //     otherwise.
 //
+// A record with a literal owner and the references that follow it (up to
+// the next literal) form a group: their owners are the same once a leading
+// "*" label is set aside (a reference to a literal that starts with "*"
+// is never refWild). The index holds the groups, by that owner: one slot
+// per group, not per record.
+//
 // A 28-character name and its wildcard, both "CNAME .", take 38 bytes of
-// chunk, 8 of offsets and about 16 of index: about 31 bytes per record.
+// chunk, 8 of offsets and 4 to 8 of index: about 26 bytes per record.
 //
 // Elsewhere a record is handled in its expanded form (what encode
 // returns and rec builds): owner length, the owner's labels, the tail.
@@ -53,6 +59,9 @@ const (
 	shapeLiteral    = 0xff
 	maxShapes       = 0xff
 	maxShapeLen     = 64
+
+	// placeholderOff is the offset of a record number that holds nothing.
+	placeholderOff = ^uint32(0)
 )
 
 var zoneSeed = maphash.MakeSeed()
@@ -65,7 +74,8 @@ type zoneCopy struct {
 	offs     []uint32 // record i at chunks[offs[i]>>chunkBits][offs[i]&(chunkSize-1):]
 	dead     []uint64
 	live     int
-	slots    []uint32 // record number + 1, by owner hash
+	slots    []uint32 // record number + 1 of the literal-owner records, by owner hash (see group)
+	lits     int      // records in slots
 	sum      uint64   // sum of the live records' hashes (with TTLs): the content's identity
 	// shapes are the tails stored once (see above), shapeIdx their index.
 	shapes   [][]byte
@@ -221,16 +231,6 @@ func recType(r []byte) uint16 { return binary.BigEndian.Uint16(r[1+int(r[0]):]) 
 // sameKey compares two expanded records as sameKeyParts does.
 func sameKey(a, b []byte) bool { return sameKeyParts(partsOf(a), partsOf(b)) }
 
-const wildMix = 0x9e3779b97f4a7c15
-
-func ownerHash(p recParts) uint64 {
-	h := maphash.Bytes(zoneSeed, p.owner)
-	if p.wild {
-		h ^= wildMix
-	}
-	return h
-}
-
 func recHash(p recParts) uint64 {
 	var h maphash.Hash
 	h.SetSeed(zoneSeed)
@@ -304,44 +304,64 @@ func (z *zoneCopy) rr(p recParts) (dns.RR, error) {
 
 // find returns the number of the live record with r's key (r expanded).
 func (z *zoneCopy) find(r []byte) (int, bool) {
-	if len(z.slots) == 0 {
-		return 0, false
-	}
 	p := partsOf(r)
-	mask := len(z.slots) - 1
-	for s := int(ownerHash(p)) & mask; ; s = (s + 1) & mask {
-		v := z.slots[s]
-		if v == 0 {
-			return 0, false
+	found := -1
+	z.group(p.owner, func(i int, q recParts) bool {
+		if sameKeyParts(q, p) {
+			found = i
+			return false
 		}
-		i := int(v - 1)
-		if !z.isDead(i) && sameKeyParts(z.at(i), p) {
-			return i, true
-		}
-	}
+		return true
+	})
+	return found, found >= 0
 }
 
 // owner calls fn for every live record of owner (relative wire form),
 // with the record in expanded form.
 func (z *zoneCopy) owner(owner []byte, fn func(i int, r []byte)) {
+	p := splitWild(owner)
+	z.group(p.owner, func(i int, q recParts) bool {
+		if sameOwner(q, p) {
+			fn(i, q.expand(nil))
+		}
+		return true
+	})
+}
+
+// group calls fn for every live record of the groups whose owner (with
+// a leading "*" label set aside) is key, until fn returns false.
+func (z *zoneCopy) group(key []byte, fn func(i int, p recParts) bool) {
 	if len(z.slots) == 0 {
 		return
 	}
-	p := splitWild(owner)
 	mask := len(z.slots) - 1
-	for s := int(ownerHash(p)) & mask; ; s = (s + 1) & mask {
+	for s := int(maphash.Bytes(zoneSeed, key)) & mask; ; s = (s + 1) & mask {
 		v := z.slots[s]
 		if v == 0 {
 			return
 		}
-		i := int(v - 1)
-		if z.isDead(i) {
+		l := int(v - 1)
+		if !bytes.Equal(splitWild(z.literalAt(z.offs[l])).owner, key) {
 			continue
 		}
-		if q := z.at(i); sameOwner(q, p) {
-			fn(i, q.expand(nil))
+		for i := l; i < len(z.offs); i++ {
+			if i > l && z.isLiteral(i) {
+				break
+			}
+			if z.isDead(i) {
+				continue
+			}
+			if !fn(i, z.at(i)) {
+				return
+			}
 		}
 	}
+}
+
+// isLiteral reports whether record i is stored with a literal owner.
+func (z *zoneCopy) isLiteral(i int) bool {
+	o := z.offs[i]
+	return o != placeholderOff && z.chunks[o>>chunkBits][o&(chunkSize-1)] <= maxLiteralOwner
 }
 
 // add appends a record in expanded form (not yet in the copy) and returns
@@ -360,7 +380,7 @@ func (z *zoneCopy) addParts(p recParts) int {
 			ref = refSame
 		case p.wild && len(lit) == len(p.owner)+2 && lit[0] == 1 && lit[1] == '*' && bytes.Equal(lit[2:], p.owner):
 			ref = refSame
-		case p.wild && bytes.Equal(p.owner, lit):
+		case p.wild && bytes.Equal(p.owner, lit) && !splitWild(lit).wild:
 			ref = refWild
 		case !p.wild && len(lit) >= 2 && lit[0] == 1 && lit[1] == '*' && bytes.Equal(lit[2:], p.owner):
 			ref = refUnwild
@@ -429,10 +449,12 @@ func (z *zoneCopy) addParts(p recParts) int {
 	if below {
 		z.lastBelow = i
 	}
-	if (len(z.offs)+1)*3/2 > len(z.slots) {
-		z.rehash(max(1024, len(z.slots)*2))
-	} else {
-		z.index(i, p)
+	if literal {
+		if (z.lits+1)*3/2 > len(z.slots) {
+			z.rehash(max(1024, len(z.slots)*2))
+		} else {
+			z.index(i, p.owner)
+		}
 	}
 	return i
 }
@@ -441,7 +463,7 @@ func (z *zoneCopy) addParts(p recParts) int {
 // of the zone file): dead from the start, never read.
 func (z *zoneCopy) placeholder() {
 	i := len(z.offs)
-	z.offs = append(z.offs, 0)
+	z.offs = append(z.offs, placeholderOff)
 	if i>>6 >= len(z.dead) {
 		z.dead = append(z.dead, 0)
 	}
@@ -451,22 +473,26 @@ func (z *zoneCopy) placeholder() {
 	}
 }
 
-func (z *zoneCopy) index(i int, p recParts) {
+// index adds literal-owner record i, whose owner is key once a leading
+// "*" label is set aside.
+func (z *zoneCopy) index(i int, key []byte) {
 	mask := len(z.slots) - 1
-	for s := int(ownerHash(p)) & mask; ; s = (s + 1) & mask {
+	for s := int(maphash.Bytes(zoneSeed, key)) & mask; ; s = (s + 1) & mask {
 		if z.slots[s] == 0 {
 			z.slots[s] = uint32(i + 1)
+			z.lits++
 			return
 		}
 	}
 }
 
-// rehash rebuilds the index with size slots (a power of two).
+// rehash rebuilds the index with size slots (a power of two): every
+// literal-owner record, dead or not (the references after it may live).
 func (z *zoneCopy) rehash(size int) {
-	z.slots = make([]uint32, size)
+	z.slots, z.lits = make([]uint32, size), 0
 	for i := range z.offs {
-		if !z.isDead(i) {
-			z.index(i, z.at(i))
+		if z.isLiteral(i) {
+			z.index(i, splitWild(z.literalAt(z.offs[i])).owner)
 		}
 	}
 }

@@ -58,6 +58,9 @@ func zoneCopyCases(t *testing.T) []zoneCopyCase {
 				mustRR(t, "*.*.b.example.rpz.test. 60 IN CNAME rpz-passthru."),
 				mustRR(t, "*.b.example.rpz.test. 60 IN CNAME rpz-drop."),
 				mustRR(t, "b.example.rpz.test. 60 IN CNAME *."),
+				mustRR(t, "*.c.example.rpz.test. 60 IN A 192.0.2.3"),
+				mustRR(t, "*.*.c.example.rpz.test. 60 IN A 192.0.2.3"),
+				mustRR(t, "c.example.rpz.test. 60 IN A 192.0.2.3"),
 				mustRR(t, "Mixed.Case.rpz.test. 60 IN CNAME Target.Example."),
 				mustRR(t, "32.1.2.0.192.rpz-ip.rpz.test. 60 IN CNAME ."),
 			}
@@ -290,5 +293,37 @@ func TestZoneCopyCompact(t *testing.T) {
 	}
 	if !bytes.Equal(z.rec(1)[1:3], starLabel) {
 		t.Fatalf("record 1 reads back as %q", z.rec(1))
+	}
+}
+
+// A record number that holds nothing (a blank line of the zone file read
+// back) inside a group does not hide the records after it.
+func TestZoneCopyPlaceholderInGroup(t *testing.T) {
+	z := newZoneCopy("rpz.test.", benchSOA(1))
+	rrs := benchCNAMEs("a.example")
+	r0, _ := z.encode(rrs[0], nil)
+	z.add(r0)
+	z.placeholder()
+	r1, _ := z.encode(rrs[1], nil)
+	z.add(r1)
+	z.placeholder()
+	if got := z.offs[2]; got == placeholderOff || z.isLiteral(2) {
+		t.Fatal("the wildcard after a placeholder is not stored as a reference")
+	}
+	for k, r := range [][]byte{r0, r1} {
+		if i, ok := z.find(r); !ok || i != 2*k {
+			t.Fatalf("record %d found at %d, %v", k, i, ok)
+		}
+	}
+	z.kill(0, true)
+	if _, ok := z.find(r0); ok {
+		t.Fatal("a killed record is found")
+	}
+	if i, ok := z.find(r1); !ok || i != 2 {
+		t.Fatal("the wildcard is not found once the name it refers to is killed")
+	}
+	z.rehash(len(z.slots))
+	if i, ok := z.find(r1); !ok || i != 2 {
+		t.Fatal("the wildcard is not found after a rehash")
 	}
 }
