@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -229,5 +231,53 @@ func TestLineDiff(t *testing.T) {
 	}
 	if h, _ := lineDiff(chunks(old), chunks(old)); len(h) != 0 {
 		t.Fatalf("equal versions: %+v", h)
+	}
+}
+
+// TestChunkerSplits checks that a file's chunks do not depend on how its
+// bytes arrive (openList reads 256 KiB at a time, so lines are cut): the
+// same content written whole, a byte at a time and in uneven pieces gives
+// the same chunks, directive flags included.
+func TestChunkerSplits(t *testing.T) {
+	var b strings.Builder
+	for i := range 3000 {
+		switch i % 700 {
+		case 5:
+			b.WriteString("  # platform: P" + strconv.Itoa(i) + "\n")
+		case 9:
+			b.WriteString("# a comment\n\t\n\n")
+		default:
+			fmt.Fprintf(&b, "name%d.example\n", i)
+		}
+	}
+	b.WriteString("# last: no newline")
+	data := []byte(b.String())
+	chunks := func(sizes ...int) []lineChunk {
+		var c chunker
+		rest := data
+		for k := 0; len(rest) > 0; k++ {
+			n := min(sizes[k%len(sizes)], len(rest))
+			c.write(rest[:n])
+			rest = rest[n:]
+		}
+		return c.finish()
+	}
+	whole := chunks(len(data))
+	if len(whole) < 3 {
+		t.Fatalf("%d chunks", len(whole))
+	}
+	directives := 0
+	for _, c := range whole {
+		if c.directive {
+			directives++
+		}
+	}
+	if directives == 0 {
+		t.Fatal("no chunk has a directive")
+	}
+	for _, sizes := range [][]int{{1}, {2, 3}, {7, 1, 100}, {4096}, {13, 0, 5}} {
+		if got := chunks(sizes...); !slices.Equal(got, whole) {
+			t.Errorf("written in pieces of %v: %d chunks, whole: %d", sizes, len(got), len(whole))
+		}
 	}
 }

@@ -322,7 +322,7 @@ func (d *domainRules) addEnc(e []byte, kind uint8, line int, sect uint16) {
 func (d *domainRules) addEncoded(start int, kind uint8, line int, sect uint16) {
 	i := uint32(len(d.lens))
 	e := d.arena[start:]
-	if i > 0 && bytes.Equal(e, d.enc(i-1)) {
+	if i > 0 && bytes.Equal(e, d.lastName(start)) {
 		d.shared++
 		d.arena = d.arena[:start]
 		e = nil
@@ -347,6 +347,16 @@ func (d *domainRules) addEncoded(start int, kind uint8, line int, sect uint16) {
 	if n := len(d.sectRuns); n == 0 || d.sectRuns[n-1].sect != sect {
 		d.sectRuns = append(d.sectRuns, sectRun{i, sect})
 	}
+}
+
+// lastName returns the name of the last rule, whose own name or the name
+// it shares ends at arena offset end (names are stored back to back).
+func (d *domainRules) lastName(end int) []byte {
+	j := len(d.lens) - 1
+	for j > 0 && d.lens[j] == 0 {
+		j--
+	}
+	return d.arena[end-int(d.lens[j]) : end]
 }
 
 // truncate drops rules from index n on (used to roll back a failed file).

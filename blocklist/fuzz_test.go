@@ -109,12 +109,18 @@ func FuzzParseList(f *testing.F) {
 }
 
 // FuzzNormalizeName checks that canonical names are canonical: valid
-// length, and normalizing twice changes nothing.
+// length, and normalizing twice changes nothing; and that the fast path
+// of normalizeName answers as normalizeNameSlow does.
 func FuzzNormalizeName(f *testing.F) {
 	for _, s := range []string{"Example.COM.", "bücher.de", "a..b", "*.x", "_srv.example", strings.Repeat("a.", 127), "xn--bcher-kva.de", "a\u3002b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		fast, fmsg := normalizeName([]byte("x"), []byte(s))
+		slow, smsg := normalizeNameSlow([]byte("x"), []byte(s))
+		if string(fast) != string(slow) || fmsg != smsg {
+			t.Fatalf("normalizeName(%q) = %q %q, normalizeNameSlow %q %q", s, fast, fmsg, slow, smsg)
+		}
 		n, err := NormalizeName(s)
 		if err != nil {
 			return

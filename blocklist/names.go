@@ -73,6 +73,55 @@ func init() {
 	for i, s := range suffixDict {
 		if _, dup := suffixIdx[s]; !dup && i < encPacked {
 			suffixIdx[s] = uint8(i)
+			if k, ok := shortLabelKey([]byte(s)); ok {
+				j := shortLabelSlot(k)
+				for suffixShort[j].key != 0 {
+					j = (j + 1) % len(suffixShort)
+				}
+				suffixShort[j] = shortSuffix{k, uint8(i)}
+			}
+		}
+	}
+}
+
+// suffixShort indexes the suffixDict labels of at most 7 bytes by
+// shortLabelKey (open addressing; the dictionary fills under half of it),
+// so encoding a name finds its last label without hashing a string.
+var suffixShort [512]shortSuffix
+
+type shortSuffix struct {
+	key uint64 // 0: empty
+	idx uint8
+}
+
+// shortLabelKey packs a label of 1 to 7 bytes and its length into a
+// uint64 (never 0).
+func shortLabelKey(l []byte) (uint64, bool) {
+	if len(l) == 0 || len(l) > 7 {
+		return 0, false
+	}
+	k := uint64(len(l)) << 56
+	for i, c := range l {
+		k |= uint64(c) << (8 * i)
+	}
+	return k, true
+}
+
+func shortLabelSlot(k uint64) int { return int(k * 0x9e3779b97f4a7c15 >> 55) }
+
+// suffixIndex returns label's index in suffixDict.
+func suffixIndex(label []byte) (uint8, bool) {
+	k, ok := shortLabelKey(label)
+	if !ok {
+		i, ok := suffixIdx[string(label)] // no allocation: map index by converted bytes
+		return i, ok
+	}
+	for j := shortLabelSlot(k); ; j = (j + 1) % len(suffixShort) {
+		switch suffixShort[j].key {
+		case k:
+			return suffixShort[j].idx, true
+		case 0:
+			return 0, false
 		}
 	}
 }
@@ -81,7 +130,7 @@ func init() {
 func appendEncoded(dst, name []byte) []byte {
 	head, h := name, byte(encPacked)
 	if i := bytes.LastIndexByte(name, '.'); i > 0 {
-		if k, ok := suffixIdx[string(name[i+1:])]; ok { // no allocation: map index by converted bytes
+		if k, ok := suffixIndex(name[i+1:]); ok {
 			head, h = name[:i], k
 		}
 	}

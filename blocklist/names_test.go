@@ -362,3 +362,21 @@ func TestEncodedLabels(t *testing.T) {
 		}
 	}
 }
+
+// TestSuffixIndex holds the short-label table to the dictionary map: every
+// dictionary label and its near misses (a byte more, less or changed, a
+// zero byte) get the map's answer.
+func TestSuffixIndex(t *testing.T) {
+	var cases []string
+	for _, s := range suffixDict {
+		cases = append(cases, s, s+"x", s[1:], "x"+s, s[:len(s)-1]+"\x00", s+"\x00", strings.ToUpper(s))
+	}
+	cases = append(cases, "", "\x00", "a", "comcomc", "comcomco", "accountant", "solutionz")
+	for _, c := range cases {
+		got, gok := suffixIndex([]byte(c))
+		want, wok := suffixIdx[c]
+		if got != want || gok != wok {
+			t.Errorf("suffixIndex(%q) = %d %v, map: %d %v", c, got, gok, want, wok)
+		}
+	}
+}

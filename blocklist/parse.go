@@ -177,7 +177,7 @@ func (p *listParser) parseLine(n int, raw []byte) {
 		line = trimSpace(line[:i])
 	}
 	// Fast path: a single token (the common case for big lists).
-	if bytes.IndexAny(line, " \t") < 0 {
+	if bytes.IndexByte(line, ' ') < 0 && bytes.IndexByte(line, '\t') < 0 {
 		p.entry(n, raw, line)
 		return
 	}
@@ -452,9 +452,61 @@ func (p *listParser) domain(tok []byte) (name []byte, msg string) {
 	return normalizeName(p.name[:0], tok)
 }
 
+// nameLower maps the bytes a canonical name may hold to their lower case
+// (a-z, 0-9, '-', '_' and '.'); every other byte maps to 0.
+var nameLower = func() (t [256]byte) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = byte(c), byte(c)
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c)
+	}
+	t['-'], t['_'], t['.'] = '-', '_', '.'
+	return t
+}()
+
 // normalizeName appends the canonical form of tok to dst. It is used for list
 // entries and for names given on the command line and admin API.
+//
+// The common case, a name of ASCII letters, digits, '-', '_' and dots with
+// no empty or over-long label, takes one table-driven pass; anything else
+// (and every error) goes through normalizeNameSlow.
 func normalizeName(dst, tok []byte) ([]byte, string) {
+	t := tok
+	if len(t) > 0 && t[len(t)-1] == '.' {
+		t = t[:len(t)-1]
+	}
+	if len(t) == 0 || len(t) > 253 {
+		return normalizeNameSlow(dst, tok)
+	}
+	start := len(dst)
+	dst = append(dst, t...)
+	out := dst[start:]
+	label := 0
+	for i, c := range out {
+		l := nameLower[c]
+		if l == '.' {
+			if label == 0 {
+				return normalizeNameSlow(dst[:start], tok)
+			}
+			label = 0
+			continue
+		}
+		label++
+		if l == 0 || label > 63 {
+			return normalizeNameSlow(dst[:start], tok)
+		}
+		out[i] = l
+	}
+	if label == 0 {
+		return normalizeNameSlow(dst[:start], tok)
+	}
+	return dst, ""
+}
+
+// normalizeNameSlow is normalizeName for any input: internationalized
+// names, and the reason a name is not valid.
+func normalizeNameSlow(dst, tok []byte) ([]byte, string) {
 	if len(tok) > 0 && tok[len(tok)-1] == '.' {
 		tok = tok[:len(tok)-1]
 	}

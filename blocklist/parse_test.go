@@ -217,3 +217,25 @@ func TestNormalizeName(t *testing.T) {
 		t.Error("NormalizeName accepted a space")
 	}
 }
+
+// TestNormalizeNameFastPath holds normalizeName's one-pass path to
+// normalizeNameSlow: the same name or the same error, for names at every
+// limit and every byte in every position of a short name.
+func TestNormalizeNameFastPath(t *testing.T) {
+	cases := []string{"", ".", "..", "a", "a.", "A.B", "Example.COM.", "a..b", ".a", "a.b.", "a.b..", "*.x", "x.*", "a*b",
+		"_srv._tcp.Example", "-a-.b-", "xn--bcher-kva.de", "bücher.de", "a b", "a/b", "http://x.com", "a:b", "a\x00b",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a", 63) + "." + strings.Repeat("B", 63),
+		strings.Repeat("a.", 126) + "a", strings.Repeat("a.", 127), strings.Repeat("a.", 127) + "a", strings.Repeat("x", 253), strings.Repeat("x", 254)}
+	for c := 0; c < 256; c++ {
+		for _, f := range []string{"%cab.cd", "ab%c.cd", "ab.%ccd", "ab.cd%c"} {
+			cases = append(cases, fmt.Sprintf(f, c), strings.Replace(f, "%c", string([]byte{byte(c)}), 1))
+		}
+	}
+	for _, s := range cases {
+		fast, fmsg := normalizeName([]byte("pre"), []byte(s))
+		slow, smsg := normalizeNameSlow([]byte("pre"), []byte(s))
+		if string(fast) != string(slow) || fmsg != smsg {
+			t.Errorf("normalizeName(%q) = %q %q, normalizeNameSlow %q %q", s, fast, fmsg, slow, smsg)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -35,40 +36,65 @@ type lineChunk struct {
 	directive bool // a line starts with '#' and holds a ':' (it may be a directive)
 }
 
-// chunker cuts a stream into lineChunks.
+// chunker cuts a stream into lineChunks. Lines are hashed whole with
+// maphash (under one seed per process: chunks are only compared with
+// chunks of the same process).
 type chunker struct {
 	chunks    []lineChunk
 	cur       lineChunk
-	line      uint64 // hash of the line being read
-	lineStart bool   // no non-blank byte seen yet on this line
-	pending   bool   // bytes after the last newline
-	comment   bool   // this line starts with '#'
-	colon     bool   // ... and has a ':' (it may be a directive)
+	h         maphash.Hash // the bytes of a line cut by the end of a write
+	partial   bool         // h holds bytes of the line being read
+	lineStart bool         // no non-blank byte seen yet on this line
+	comment   bool         // this line starts with '#'
+	colon     bool         // ... and has a ':' (it may be a directive)
 	started   bool
 }
 
+// chunkSeed seeds every line hash of the process.
+var chunkSeed = maphash.MakeSeed()
+
 func (c *chunker) write(b []byte) {
 	if !c.started {
-		c.started, c.lineStart, c.line = true, true, fnvOffset64
+		c.started, c.lineStart = true, true
+		c.h.SetSeed(chunkSeed)
 	}
-	h, ls := c.line, c.lineStart
-	for _, x := range b {
-		if x == '\n' {
-			c.endLine(h)
-			h, ls = fnvOffset64, true
-			continue
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		seg := b
+		if i >= 0 {
+			seg = b[:i]
 		}
-		if ls && x != ' ' && x != '\t' {
-			ls = false
-			c.comment = x == '#'
-		}
-		if x == ':' && c.comment {
+		if c.lineStart {
+			for k, x := range seg {
+				if x != ' ' && x != '\t' {
+					c.lineStart, c.comment = false, x == '#'
+					if c.comment && bytes.IndexByte(seg[k:], ':') >= 0 {
+						c.colon = true
+					}
+					break
+				}
+			}
+		} else if c.comment && !c.colon && bytes.IndexByte(seg, ':') >= 0 {
 			c.colon = true
 		}
-		h = (h ^ uint64(x)) * fnvPrime64
+		if i < 0 {
+			c.h.Write(seg)
+			c.partial = true
+			return
+		}
+		var lh uint64
+		if c.partial {
+			c.h.Write(seg)
+			lh = c.h.Sum64()
+			c.h.Reset()
+			c.partial = false
+		} else {
+			lh = maphash.Bytes(chunkSeed, seg)
+		}
+		c.endLine(lh)
+		c.lineStart = true
+		b = b[i+1:]
 	}
-	c.line, c.lineStart = h, ls
-	c.pending = len(b) > 0 && b[len(b)-1] != '\n' || c.pending && len(b) == 0
 }
 
 func (c *chunker) endLine(h uint64) {
@@ -76,7 +102,6 @@ func (c *chunker) endLine(h uint64) {
 		c.cur.directive = true
 	}
 	c.comment, c.colon = false, false
-	h = mix(h)
 	c.cur.hash = (c.cur.hash^h)*fnvPrime64 + 1
 	c.cur.lines++
 	if h&chunkMask == 0 || c.cur.lines >= maxChunkLines {
@@ -87,8 +112,10 @@ func (c *chunker) endLine(h uint64) {
 
 // finish ends the last line (one without a newline counts too) and chunk.
 func (c *chunker) finish() []lineChunk {
-	if c.pending {
-		c.endLine(c.line)
+	if c.partial {
+		c.endLine(c.h.Sum64())
+		c.h.Reset()
+		c.partial = false
 	}
 	if c.cur.lines > 0 {
 		c.chunks = append(c.chunks, c.cur)
