@@ -222,7 +222,7 @@ func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int
 	if body[0] == '$' {
 		return p.directive(n, body)
 	}
-	if bytes.ContainsAny(body, "\"\\()") {
+	if hasZoneSpecial(body) {
 		if d := parenDepth(raw, 0); d > 0 {
 			*chunk = append((*chunk)[:0], raw...)
 			*chunkLine, *depth = n, d
@@ -315,6 +315,21 @@ func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int
 	}
 	p.owner = append(p.owner[:0], owner...)
 	return p.record(p.owner, rec)
+}
+
+// zoneSpecial marks the bytes that make a line the zone parser's: quotes,
+// escapes and parentheses.
+var zoneSpecial = [256]bool{'"': true, '\\': true, '(': true, ')': true}
+
+// hasZoneSpecial reports whether b holds a zoneSpecial byte (what
+// bytes.ContainsAny(b, "\"\\()") says, without building its set per call).
+func hasZoneSpecial(b []byte) bool {
+	for _, c := range b {
+		if zoneSpecial[c] {
+			return true
+		}
+	}
+	return false
 }
 
 // rpzActionTarget returns the constant for an RPZ action target.

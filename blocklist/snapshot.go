@@ -3,6 +3,7 @@ package blocklist
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"iter"
 	"net/netip"
 	"strconv"
@@ -456,6 +457,8 @@ type builder struct {
 	nwarns    int
 
 	rpz *rpzFileState // of the RPZ zone parsed last, for its deltas
+
+	touch uint32 // see repeatedOwner
 }
 
 func newBuilder(domainHint, nameBytesHint int) *builder {
@@ -503,6 +506,12 @@ func (b *builder) restart() {
 // repeatedOwner reports whether two domain rules of the file being parsed
 // have the same name and match kind (whatever their allow bit), using a
 // transient hash set of the file's distinct names.
+//
+// A rule that shares the previous rule's name (lens 0: an RPZ zone's
+// "*.name" after "name") adds its kind to that name's entry without a
+// lookup. Names are hashed on their encoding (equal names have equal
+// encodings) a batch at a time, and the batch's slots are loaded in a
+// tight loop before the inserts, so their cache misses overlap.
 func (b *builder) repeatedOwner() bool {
 	d := &b.s.dom
 	start, end := b.fileStart.dom, d.len()
@@ -512,30 +521,68 @@ func (b *builder) repeatedOwner() bool {
 	size := (end-start)*3/2 + 1
 	slots := make([]uint32, size) // rule index + 1 of each distinct name
 	masks := make([]uint8, size)  // match kinds seen for that name
-	for i := start; i < end; i++ {
-		id := uint32(i)
-		k, _ := kindOf(d.kindAt(id))
-		bit := uint8(1) << k
-		name := d.enc(id)
-		s := fastrange(mix(hashName(name)), size)
-		for {
-			v := slots[s]
-			if v == 0 {
-				slots[s], masks[s] = id+1, bit
-				break
-			}
-			if bytes.Equal(d.enc(v-1), name) {
-				if masks[s]&bit != 0 {
-					return true
-				}
-				masks[s] |= bit
-				break
-			}
-			if s++; s == size {
-				s = 0
+	seed := maphash.MakeSeed()
+	var (
+		homes [buildBatch]int
+		encs  [buildBatch][]byte
+		touch uint32
+	)
+	last := -1 // slot of the previous rule's name
+	off := int(d.encStart(uint32(start)))
+	for b0 := start; b0 < end; b0 += buildBatch {
+		b1 := min(b0+buildBatch, end)
+		for i := b0; i < b1; i++ {
+			if l := int(d.lens[i]); l != 0 {
+				e := d.arena[off : off+l]
+				off += l
+				homes[i-b0], encs[i-b0] = fastrange(maphash.Bytes(seed, e), size), e
+			} else {
+				encs[i-b0] = nil
 			}
 		}
+		for i := b0; i < b1; i++ {
+			if encs[i-b0] != nil {
+				touch += slots[homes[i-b0]]
+			}
+		}
+		for i := b0; i < b1; i++ {
+			id := uint32(i)
+			k, _ := kindOf(d.kindAt(id))
+			bit := uint8(1) << k
+			if encs[i-b0] == nil && last >= 0 {
+				if masks[last]&bit != 0 {
+					return true
+				}
+				masks[last] |= bit
+				continue
+			}
+			name := encs[i-b0]
+			if name == nil {
+				name = d.enc(id) // the file's first rule shares the name of the rule before the file
+				homes[i-b0] = fastrange(maphash.Bytes(seed, name), size)
+			}
+			s := homes[i-b0]
+			for {
+				v := slots[s]
+				if v == 0 {
+					slots[s], masks[s] = id+1, bit
+					break
+				}
+				if bytes.Equal(d.enc(v-1), name) {
+					if masks[s]&bit != 0 {
+						return true
+					}
+					masks[s] |= bit
+					break
+				}
+				if s++; s == size {
+					s = 0
+				}
+			}
+			last = s
+		}
 	}
+	b.touch = touch // keeps the loads ahead of the inserts
 	return false
 }
 

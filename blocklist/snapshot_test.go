@@ -225,3 +225,55 @@ func TestSnapshotTriggers(t *testing.T) {
 		}
 	}
 }
+
+// TestBuilderRepeatedOwner checks the builder's repeated-owner test on
+// the rules of the file being parsed: a name listed again with a kind it
+// already has (however far apart, allow bit or not) is repeated; the same
+// name with another kind, the previous file's names and a name shared
+// with the rule before the file are not.
+func TestBuilderRepeatedOwner(t *testing.T) {
+	type rule struct {
+		name  string
+		kind  MatchKind
+		allow bool
+	}
+	many := func(n int, extra ...rule) []rule {
+		var rs []rule
+		for i := range n {
+			rs = append(rs, rule{fmt.Sprintf("n%d.example", i), MatchExact, false}, rule{fmt.Sprintf("n%d.example", i), MatchWildcard, false})
+		}
+		return append(rs, extra...)
+	}
+	cases := []struct {
+		name   string
+		before []rule // the previous file's rules
+		rules  []rule
+		want   bool
+	}{
+		{"empty", nil, nil, false},
+		{"pairs", nil, many(1000), false},
+		{"exact again far apart", nil, many(1000, rule{"n3.example", MatchExact, false}), true},
+		{"wildcard again far apart", nil, many(1000, rule{"n999.example", MatchWildcard, true}), true},
+		{"subtree beside exact and wildcard", nil, many(1000, rule{"n5.example", MatchSubtree, false}), false},
+		{"pair repeated at once", nil, []rule{{"a.example", MatchExact, false}, {"a.example", MatchExact, true}}, true},
+		{"previous file", many(10), many(10), false},
+		{"shared with the rule before the file", []rule{{"a.example", MatchExact, false}},
+			[]rule{{"a.example", MatchWildcard, false}, {"b.example", MatchExact, false}, {"a.example", MatchWildcard, false}}, true},
+		{"shared with the rule before the file, once", []rule{{"a.example", MatchExact, false}},
+			[]rule{{"a.example", MatchExact, false}, {"b.example", MatchExact, false}}, false},
+	}
+	for _, c := range cases {
+		b := newBuilder(0, 0)
+		b.beginSection(Section{File: "a.rpz"})
+		for i, r := range c.before {
+			b.addDomain([]byte(r.name), r.kind, r.allow, i+1)
+		}
+		b.startFile()
+		for i, r := range c.rules {
+			b.addDomain([]byte(r.name), r.kind, r.allow, i+1)
+		}
+		if got := b.repeatedOwner(); got != c.want {
+			t.Errorf("%s: repeatedOwner %v, want %v", c.name, got, c.want)
+		}
+	}
+}
