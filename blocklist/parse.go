@@ -145,7 +145,10 @@ func (p *listParser) fail(line int, text []byte, msg string) {
 	}
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' }
+func isSpace(c byte) bool { return spaceByte[c] }
+
+// spaceByte marks the blanks of isSpace.
+var spaceByte = [256]bool{' ': true, '\t': true, '\r': true, '\v': true, '\f': true}
 
 func trimSpace(b []byte) []byte {
 	for len(b) > 0 && isSpace(b[0]) {

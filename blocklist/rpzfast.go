@@ -410,10 +410,10 @@ func (p *rpzStream) absolute(dst, tok []byte) ([]byte, bool) {
 	}
 	prevDot := true
 	for i, c := range tok {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '*':
+		switch ownerByte[c] {
+		case 1:
 			prevDot = false
-		case c == '.':
+		case 2:
 			if prevDot && !(i == 0 && len(tok) == 1) {
 				return dst, false
 			}
@@ -437,6 +437,20 @@ func (p *rpzStream) absolute(dst, tok []byte) ([]byte, bool) {
 	}
 	return append(append(dst, '.'), p.origin...), true
 }
+
+// ownerByte classes the bytes of a name token for absolute: 1 for a
+// letter, digit, '-', '_' or '*', 2 for a dot, 0 for anything else.
+var ownerByte = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '*':
+			t[c] = 1
+		case c == '.':
+			t[c] = 2
+		}
+	}
+	return t
+}()
 
 // directive handles a $ line.
 func (p *rpzStream) directive(n int, body []byte) error {
