@@ -221,7 +221,11 @@ func (b *builder) copyFileLayered(old *Snapshot, f *FileStatus) {
 	}
 	local := len(old.local) > 0 || old.layer != nil && len(old.layer.local) > 0
 	old.fileDomainRules(f, func(id uint32, enc []byte, kind uint8, line int, sc uint16) {
-		b.s.dom.addEnc(enc, kind, line, sect(sc))
+		if b.s.dom.share == &old.dom.domainRules && id < uint32(old.dom.len()) {
+			b.s.dom.addFrom(id, kind, line, sect(sc)) // the name stays in old's pages when it can
+		} else {
+			b.s.dom.addEnc(enc, kind, line, sect(sc))
+		}
 		// Local data (RPZ rules) follows its rule, base or added.
 		if !local {
 			return
@@ -248,8 +252,30 @@ func (b *builder) copyFileLayered(old *Snapshot, f *FileStatus) {
 
 // compact merges a layered snapshot into a freshly compiled one with the
 // same rules and generation.
+//
+// The new base keeps the names of the base's unchanged blocks in the
+// base's pages (see domainRules); when under half of the bytes of the
+// pages it would keep are its names (deltas removed the rest), it copies
+// every name instead.
 func compact(s *Snapshot) (*Snapshot, error) {
-	b := newBuilder(s.domainCount(), len(s.dom.arena)+len(s.layer.add.arena))
+	next, err := compactNames(s, true)
+	if err == nil && next.dom.sharedBytes < next.dom.pagesShared/2 {
+		next, err = compactNames(s, false)
+	}
+	return next, err
+}
+
+// compactNames is compact, with the names kept in the base's pages
+// (share) or copied.
+func compactNames(s *Snapshot, share bool) (*Snapshot, error) {
+	nameBytes := s.dom.nameBytes() + s.layer.add.nameBytes()
+	if share {
+		nameBytes = s.layer.add.nameBytes() + maxBlockBytes
+	}
+	b := newBuilder(s.domainCount(), nameBytes)
+	if share {
+		b.s.dom.shareFrom(&s.dom.domainRules)
+	}
 	files := make([]*FileStatus, len(s.Files))
 	for i, f := range s.Files {
 		m := b.mark()

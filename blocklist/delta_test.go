@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -278,6 +279,69 @@ func TestChunkerSplits(t *testing.T) {
 	for _, sizes := range [][]int{{1}, {2, 3}, {7, 1, 100}, {4096}, {13, 0, 5}} {
 		if got := chunks(sizes...); !slices.Equal(got, whole) {
 			t.Errorf("written in pieces of %v: %d chunks, whole: %d", sizes, len(got), len(whole))
+		}
+	}
+}
+
+// TestCompactSharesNames follows a list through deltas that each remove
+// a quarter of it, each merged into a new base: the merge keeps the names
+// in the pages of the base before while at least half of those pages'
+// bytes are names in service, and copies them once fewer are; after every
+// merge each listed name matches the rule, text and line a fresh load of
+// the same file gives.
+func TestCompactSharesNames(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "big.txt")
+	var names []string
+	for i := range 4000 {
+		names = append(names, fmt.Sprintf("n%04d.shared-pages.example", i))
+	}
+	write := func() {
+		if err := os.WriteFile(path, []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	s := NewStore(Options{Dirs: []string{dir}, Logger: discardLogger()})
+	if _, err := s.Reload(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	for step, wantShared := range []bool{true, true, false} {
+		// Drop a run of just under a quarter of the lines (still a delta).
+		cut := len(names)/4 - 2
+		names = append(names[:len(names)/3:len(names)/3], names[len(names)/3+cut:]...)
+		write()
+		rep, err := s.Reload(context.Background(), "test")
+		if err != nil || !rep.Delta {
+			t.Fatalf("step %d: not a delta: %v %+v", step, err, rep)
+		}
+		s.WaitCompacted()
+		cur := s.Current()
+		if cur.layer != nil {
+			t.Fatalf("step %d: not merged", step)
+		}
+		if shared := cur.dom.pagesShared > 0; shared != wantShared {
+			t.Errorf("step %d: names kept in the old pages %v (%d of %d bytes), want %v", step, shared, cur.dom.sharedBytes, cur.dom.pagesShared, wantShared)
+		}
+		fresh := NewStore(Options{Dirs: []string{dir}, Logger: discardLogger()})
+		if _, err := fresh.Reload(context.Background(), "test"); err != nil {
+			t.Fatal(err)
+		}
+		want := fresh.Current()
+		if cur.RuleCount() != want.RuleCount() {
+			t.Fatalf("step %d: %d rules, fresh load %d", step, cur.RuleCount(), want.RuleCount())
+		}
+		for _, n := range names {
+			q := "www." + n
+			got, exp := cur.MatchName(q), want.MatchName(q)
+			if !got.Blocked() || cur.Rule(got.Rule).Text != want.Rule(exp.Rule).Text || cur.Rule(got.Rule).Line != want.Rule(exp.Rule).Line {
+				t.Fatalf("step %d: %s: %+v, fresh load %+v", step, q, cur.Rule(got.Rule), want.Rule(exp.Rule))
+			}
+		}
+		for tr := range cur.Triggers() {
+			if !strings.HasSuffix(tr.Name, ".shared-pages.example") {
+				t.Fatalf("step %d: trigger %q", step, tr.Name)
+			}
 		}
 	}
 }

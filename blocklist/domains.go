@@ -60,16 +60,26 @@ func kindOf(b uint8) (MatchKind, bool) {
 }
 
 // domainRules is the compact, append-only store of domain rules: names are
-// encoded (see names.go) into one arena and every per-rule attribute is a
-// parallel array or a run-length form, so a million rules cost a handful
-// of large allocations and about 9 bytes each besides their encoded
-// names. A rule with the same name as the rule before it stores no name of
-// its own (an RPZ zone lists most names twice, as "name" and "*.name").
+// encoded (see names.go) into pages of up to a MiB and every per-rule
+// attribute is a parallel array or a run-length form, so a million rules
+// cost a handful of large allocations and about 9 bytes each besides their
+// encoded names. A rule with the same name as the rule before it stores no
+// name of its own (an RPZ zone lists most names twice, as "name" and
+// "*.name").
+//
+// Pages are immutable once a table is compiled, and the merge of a delta
+// into a new base (compact) points the new table's blocks of unchanged
+// rules into the old table's pages instead of copying their names: the
+// names are most of a table's memory, so a merge holds little more than
+// the old table while it runs.
 type domainRules struct {
-	arena []byte // encoded names, back to back
-	// lens[i] is the length of rule i's encoded name in arena, 0 when the
-	// rule shares the name of the rule before it; blockOff[b] is where the
-	// names of rules b*nameBlock on start.
+	// pages hold the encoded names, back to back; the names of one block
+	// (nameBlock rules) are always in one page. A position in the pages
+	// is page<<pageBits | offset.
+	pages [][]byte
+	// lens[i] is the length of rule i's encoded name, 0 when the rule
+	// shares the name of the rule before it; blockOff[b] is the position
+	// of the names of rules b*nameBlock on.
 	lens     []uint8
 	blockOff []uint32
 	shared   int          // rules whose name is the previous rule's
@@ -85,10 +95,33 @@ type domainRules struct {
 	lines     *packedLines // set by packLines
 	// sectRuns are the runs of consecutive rules under one section, by start.
 	sectRuns []sectRun
+
+	last []byte // the last rule's name (its own or the one it shares)
+	// share, while a merge fills the table (see shareFrom), is the table
+	// whose pages blocks of unchanged names point into; pend is the
+	// block being filled.
+	share *domainRules
+	pend  pendingBlock
+	// sharedPages maps a page of share to its index in pages.
+	sharedPages map[int]int
+	// sharedBytes counts the names of this table kept in pages of other
+	// tables, and pagesShared those pages' bytes (see shareFrom).
+	sharedBytes, pagesShared int
 }
 
-// nameBlock is how many rules share one arena offset.
+// nameBlock is how many rules share one name position.
 const nameBlock = 32
+
+// Pages: a position is page<<pageBits | offset. A page takes a new block
+// only while it holds at most pageSize - maxBlockBytes bytes, so no offset
+// reaches pageSize.
+const (
+	pageBits      = 20
+	pageSize      = 1 << pageBits
+	pageMask      = pageSize - 1
+	maxBlockBytes = nameBlock * 255
+	maxPages      = 1 << (32 - pageBits)
+)
 
 // lineBlock is how many rules share one line base.
 const lineBlock = 32
@@ -170,7 +203,7 @@ func (d *domainRules) unpackKinds() {
 	d.kind, d.kinds = all, nil
 }
 
-// encStart returns where rule i's own encoded name starts in the arena.
+// encStart returns the position of rule i's own encoded name.
 func (d *domainRules) encStart(i uint32) uint32 {
 	b := i / nameBlock
 	off := d.blockOff[b]
@@ -192,8 +225,43 @@ func (d *domainRules) encStart(i uint32) uint32 {
 // ownEnc is the encoded name stored with rule i itself: empty when the
 // rule shares the previous rule's name. A table head always has its own.
 func (d *domainRules) ownEnc(i uint32) []byte {
-	off := d.encStart(i)
-	return d.arena[off : off+uint32(d.lens[i])]
+	v := d.encStart(i)
+	off := v & pageMask
+	return d.pages[v>>pageBits][off : off+uint32(d.lens[i])]
+}
+
+// nameBytes is the size of the pages the table holds (its names, and
+// those of removed rules in pages it shares with the table it was merged
+// from).
+func (d *domainRules) nameBytes() int {
+	n := 0
+	for _, p := range d.pages {
+		n += len(p)
+	}
+	return n
+}
+
+// tail returns the page the next name goes to: a new one at a block
+// start when the last page is too full for a block.
+func (d *domainRules) tail() *[]byte {
+	if n := len(d.pages); n == 0 || len(d.lens)%nameBlock == 0 && (len(d.pages[n-1]) > pageSize-maxBlockBytes || d.pageShared(n-1)) {
+		c := 256
+		if n > 0 {
+			c = pageSize // a page after the first is likely to fill
+		}
+		d.pages = append(d.pages, make([]byte, 0, c))
+	}
+	return &d.pages[len(d.pages)-1]
+}
+
+// pageShared reports whether page k of d is another table's.
+func (d *domainRules) pageShared(k int) bool {
+	for _, v := range d.sharedPages {
+		if v == k {
+			return true
+		}
+	}
+	return false
 }
 
 // enc returns rule i's encoded name.
@@ -303,8 +371,9 @@ func (d *domainRules) sect(i uint32) uint16 {
 func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 	d.unpackLines()
 	d.unpackKinds()
-	start := len(d.arena)
-	d.arena = appendEncoded(d.arena, name)
+	p := d.tail()
+	start := len(*p)
+	*p = appendEncoded(*p, name)
 	d.addEncoded(start, kind, line, sect)
 }
 
@@ -312,25 +381,39 @@ func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 func (d *domainRules) addEnc(e []byte, kind uint8, line int, sect uint16) {
 	d.unpackLines()
 	d.unpackKinds()
-	start := len(d.arena)
-	d.arena = append(d.arena, e...)
+	if d.share != nil {
+		d.addPending(e, noPos, kind, line, sect)
+		return
+	}
+	p := d.tail()
+	start := len(*p)
+	*p = append(*p, e...)
 	d.addEncoded(start, kind, line, sect)
 }
 
-// addEncoded adds a rule whose encoded name was just appended to the arena
-// at start.
+// addEncoded adds a rule whose encoded name was just appended to the last
+// page at start.
 func (d *domainRules) addEncoded(start int, kind uint8, line int, sect uint16) {
 	i := uint32(len(d.lens))
-	e := d.arena[start:]
-	if i > 0 && bytes.Equal(e, d.lastName(start)) {
+	p := &d.pages[len(d.pages)-1]
+	e := (*p)[start:]
+	if i > 0 && bytes.Equal(e, d.last) {
 		d.shared++
-		d.arena = d.arena[:start]
+		*p = (*p)[:start]
 		e = nil
+	} else {
+		d.last = e
 	}
 	if i%nameBlock == 0 {
-		d.blockOff = append(d.blockOff, uint32(start))
+		d.blockOff = append(d.blockOff, uint32(len(d.pages)-1)<<pageBits|uint32(start))
 	}
-	d.lens = append(d.lens, uint8(len(e)))
+	d.addAttrs(uint8(len(e)), kind, line, sect)
+}
+
+// addAttrs appends rule i's name length and other attributes.
+func (d *domainRules) addAttrs(l, kind uint8, line int, sect uint16) {
+	i := uint32(len(d.lens))
+	d.lens = append(d.lens, l)
 	d.kind = append(d.kind, kind)
 	if i%lineBlock == 0 {
 		d.lineBase = append(d.lineBase, uint32(line))
@@ -349,14 +432,96 @@ func (d *domainRules) addEncoded(start int, kind uint8, line int, sect uint16) {
 	}
 }
 
-// lastName returns the name of the last rule, whose own name or the name
-// it shares ends at arena offset end (names are stored back to back).
-func (d *domainRules) lastName(end int) []byte {
-	j := len(d.lens) - 1
-	for j > 0 && d.lens[j] == 0 {
+// pendingBlock is the block a merge is filling: its rules' attributes are
+// in the table already, their names wait here until the block is whole,
+// to be kept where they are in share's pages when they lie there back to
+// back, or copied.
+type pendingBlock struct {
+	n     int      // rules in the block so far
+	names [][]byte // each own name (none for a rule sharing the one before)
+	pos   []uint32 // its position in share, or noPos
+}
+
+const noPos = ^uint32(0)
+
+// shareFrom makes d, an empty table about to receive (by addFrom and
+// addEnc) the rules of a merge, keep the names of old's unchanged runs of
+// rules in old's pages.
+func (d *domainRules) shareFrom(old *domainRules) {
+	d.share, d.sharedPages = old, map[int]int{}
+}
+
+// addFrom adds rule id of share (with the given attributes).
+func (d *domainRules) addFrom(id uint32, kind uint8, line int, sect uint16) {
+	d.unpackLines()
+	d.unpackKinds()
+	old := d.share
+	j := id
+	for old.lens[j] == 0 && j > 0 {
 		j--
 	}
-	return d.arena[end-int(d.lens[j]) : end]
+	d.addPending(old.ownEnc(j), old.encStart(j), kind, line, sect)
+}
+
+// addPending adds a rule of a merge whose name is e, at position pos of
+// share (noPos: elsewhere).
+func (d *domainRules) addPending(e []byte, pos uint32, kind uint8, line int, sect uint16) {
+	l := uint8(len(e))
+	if len(d.lens) > 0 && bytes.Equal(e, d.last) {
+		d.shared++
+		l = 0
+	} else {
+		d.last = e
+		d.pend.names = append(d.pend.names, e)
+		d.pend.pos = append(d.pend.pos, pos)
+	}
+	d.pend.n++
+	d.addAttrs(l, kind, line, sect)
+	if d.pend.n == nameBlock {
+		d.flushPending()
+	}
+}
+
+// flushPending places the names of the pending block: in share's page
+// when they are back to back there, else copied to d's own last page.
+func (d *domainRules) flushPending() {
+	pb := &d.pend
+	if pb.n == 0 {
+		return
+	}
+	first := uint32(len(d.lens) - pb.n) // the block's first rule
+	together := len(pb.pos) > 0
+	for k := range pb.pos {
+		if pb.pos[k] == noPos || k > 0 && pb.pos[k] != pb.pos[k-1]+uint32(len(pb.names[k-1])) {
+			together = false
+			break
+		}
+	}
+	if together {
+		page := int(pb.pos[0] >> pageBits)
+		k, ok := d.sharedPages[page]
+		if !ok {
+			k = len(d.pages)
+			d.pages = append(d.pages, d.share.pages[page])
+			d.sharedPages[page] = k
+			d.pagesShared += len(d.share.pages[page])
+		}
+		d.blockOff = append(d.blockOff, uint32(k)<<pageBits|pb.pos[0]&pageMask)
+		for _, e := range pb.names {
+			d.sharedBytes += len(e)
+		}
+	} else {
+		// The lens of the block are set; tail must see the block start.
+		n := len(d.lens)
+		d.lens = d.lens[:first]
+		p := d.tail()
+		d.lens = d.lens[:n]
+		d.blockOff = append(d.blockOff, uint32(len(d.pages)-1)<<pageBits|uint32(len(*p)))
+		for _, e := range pb.names {
+			*p = append(*p, e...)
+		}
+	}
+	pb.n, pb.names, pb.pos = 0, pb.names[:0], pb.pos[:0]
 }
 
 // truncate drops rules from index n on (used to roll back a failed file).
@@ -371,7 +536,9 @@ func (d *domainRules) truncate(n int) {
 			d.shared--
 		}
 	}
-	d.arena = d.arena[:d.encStart(uint32(n))]
+	v := d.encStart(uint32(n))
+	d.pages = d.pages[:v>>pageBits+1]
+	d.pages[len(d.pages)-1] = d.pages[len(d.pages)-1][:v&pageMask]
 	d.lens = d.lens[:n]
 	d.blockOff = d.blockOff[:(n+nameBlock-1)/nameBlock]
 	d.kind = d.kind[:n]
@@ -385,14 +552,23 @@ func (d *domainRules) truncate(n int) {
 	for len(d.sectRuns) > 0 && int(d.sectRuns[len(d.sectRuns)-1].start) >= n {
 		d.sectRuns = d.sectRuns[:len(d.sectRuns)-1]
 	}
+	d.last = nil
+	if n > 0 {
+		d.last = d.enc(uint32(n - 1))
+	}
 }
 
 // grow reserves room for n more rules with about nameBytes of names.
 func (d *domainRules) grow(n, nameBytes int) {
-	if cap(d.arena)-len(d.arena) < nameBytes {
-		a := make([]byte, len(d.arena), len(d.arena)+nameBytes)
-		copy(a, d.arena)
-		d.arena = a
+	if len(d.pages) == 0 {
+		d.pages = append(d.pages, make([]byte, 0, min(max(nameBytes, 256), pageSize)))
+	} else if p := &d.pages[len(d.pages)-1]; !d.pageShared(len(d.pages)-1) && cap(*p)-len(*p) < nameBytes && cap(*p) < pageSize {
+		a := make([]byte, len(*p), min(len(*p)+nameBytes, pageSize))
+		copy(a, *p)
+		*p = a
+		if len(d.lens) > 0 {
+			d.last = d.enc(uint32(len(d.lens) - 1))
+		}
 	}
 	d.unpackLines()
 	d.unpackKinds()
@@ -409,9 +585,11 @@ func (d *domainRules) grow(n, nameBytes int) {
 // holds little slack without copying arrays that are already about right
 // (the load pre-sizes them from the file's line count and size).
 func (d *domainRules) shrink() {
-	if cap(d.arena)-len(d.arena) > len(d.arena)/8 {
-		d.arena = append([]byte(nil), d.arena...)
+	d.flushPending()
+	if k := len(d.pages) - 1; k >= 0 && !d.pageShared(k) && cap(d.pages[k])-len(d.pages[k]) > len(d.pages[k])/8 {
+		d.pages[k] = append([]byte(nil), d.pages[k]...)
 	}
+	d.share, d.sharedPages, d.pend = nil, nil, pendingBlock{}
 	if cap(d.kind)-len(d.kind) > len(d.kind)/8 {
 		d.lens = append([]uint8(nil), d.lens...)
 		d.blockOff = append([]uint32(nil), d.blockOff...)
@@ -519,16 +697,19 @@ func (t *domainTable) build() {
 		encs   [buildBatch][]byte // each rule's encoded name (its own or the previous rule's)
 		touch  uint32
 	)
-	off := uint32(0) // where rule i's own name starts
+	var off uint32 // the position of rule i's own name
 	var (
 		h uint64
 		e []byte
 	)
 	for b0 := 0; b0 < n; b0 += buildBatch {
 		b1 := min(b0+buildBatch, n)
+		off = t.blockOff[b0/nameBlock] // buildBatch is a multiple of nameBlock
+		page := t.pages[off>>pageBits]
+		off &= pageMask
 		for i := b0; i < b1; i++ {
 			if l := t.lens[i]; l != 0 {
-				e = t.arena[off : off+uint32(l)]
+				e = page[off : off+uint32(l)]
 				name := appendDecoded(buf[:0], e)
 				hn, dots := uint64(fnvOffset64), 0
 				for j := len(name) - 1; j >= 0; j-- {
@@ -583,8 +764,9 @@ func (t *domainTable) build() {
 	t.packKinds()
 }
 
-// buildBatch is how many rules build hashes before it inserts them.
-const buildBatch = 32
+// buildBatch is how many rules build hashes before it inserts them: a
+// block, whose names are in one page.
+const buildBatch = nameBlock
 
 func (t *domainTable) addDup(head, id uint32) {
 	if t.dups == nil {
@@ -754,7 +936,7 @@ func (t *domainTable) matchSlow(name string) nameMatch {
 
 // heapBytes estimates the memory the table holds (for status and benchmarks).
 func (t *domainTable) heapBytes() int {
-	n := cap(t.arena) + cap(t.lens) + 4*cap(t.blockOff) + cap(t.kind) + 12*len(t.lineBase)/64 + t.kinds.heapBytes() + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
+	n := t.nameBytes() + 24*cap(t.pages) + cap(t.lens) + 4*cap(t.blockOff) + cap(t.kind) + 12*len(t.lineBase)/64 + t.kinds.heapBytes() + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
 		8*cap(t.sectRuns) + 4*cap(t.slots)
 	for _, l := range t.dups {
 		n += 48 + int(unsafe.Sizeof(dupRule{}))*cap(l)

@@ -528,12 +528,13 @@ func (b *builder) repeatedOwner() bool {
 		touch uint32
 	)
 	last := -1 // slot of the previous rule's name
-	off := int(d.encStart(uint32(start)))
-	for b0 := start; b0 < end; b0 += buildBatch {
-		b1 := min(b0+buildBatch, end)
+	for b0 := start; b0 < end; {
+		b1 := min((b0/nameBlock+1)*nameBlock, end) // to the end of b0's block
+		v := d.encStart(uint32(b0))
+		page, off := d.pages[v>>pageBits], int(v&pageMask)
 		for i := b0; i < b1; i++ {
 			if l := int(d.lens[i]); l != 0 {
-				e := d.arena[off : off+l]
+				e := page[off : off+l]
 				off += l
 				homes[i-b0], encs[i-b0] = fastrange(maphash.Bytes(seed, e), size), e
 			} else {
@@ -581,6 +582,7 @@ func (b *builder) repeatedOwner() bool {
 			}
 			last = s
 		}
+		b0 = b1
 	}
 	b.touch = touch // keeps the loads ahead of the inserts
 	return false

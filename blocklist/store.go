@@ -563,7 +563,7 @@ func (s *Store) reload(ctx context.Context, o ReloadOptions, start time.Time) (*
 		s.logReport(rep)
 		return rep, nil
 	}
-	b := newBuilder(old.domainCount(), len(old.dom.arena))
+	b := newBuilder(old.domainCount(), old.dom.nameBytes())
 	var files []*FileStatus
 	changed := false
 	// Files are processed in name order, deleted ones among them, so that

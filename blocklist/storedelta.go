@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -36,27 +37,21 @@ type lineChunk struct {
 	directive bool // a line starts with '#' and holds a ':' (it may be a directive)
 }
 
-// chunker cuts a stream into lineChunks. Lines are hashed whole with
-// maphash (under one seed per process: chunks are only compared with
-// chunks of the same process).
+// chunker cuts a stream into lineChunks. Lines are hashed whole, eight
+// bytes at a time (lineHash).
 type chunker struct {
 	chunks    []lineChunk
 	cur       lineChunk
-	h         maphash.Hash // the bytes of a line cut by the end of a write
-	partial   bool         // h holds bytes of the line being read
-	lineStart bool         // no non-blank byte seen yet on this line
-	comment   bool         // this line starts with '#'
-	colon     bool         // ... and has a ':' (it may be a directive)
+	carry     []byte // the start of a line cut by the end of a write
+	lineStart bool   // no non-blank byte seen yet on this line
+	comment   bool   // this line starts with '#'
+	colon     bool   // ... and has a ':' (it may be a directive)
 	started   bool
 }
-
-// chunkSeed seeds every line hash of the process.
-var chunkSeed = maphash.MakeSeed()
 
 func (c *chunker) write(b []byte) {
 	if !c.started {
 		c.started, c.lineStart = true, true
-		c.h.SetSeed(chunkSeed)
 	}
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
@@ -78,23 +73,37 @@ func (c *chunker) write(b []byte) {
 			c.colon = true
 		}
 		if i < 0 {
-			c.h.Write(seg)
-			c.partial = true
+			c.carry = append(c.carry, seg...)
 			return
 		}
-		var lh uint64
-		if c.partial {
-			c.h.Write(seg)
-			lh = c.h.Sum64()
-			c.h.Reset()
-			c.partial = false
-		} else {
-			lh = maphash.Bytes(chunkSeed, seg)
+		if len(c.carry) > 0 {
+			c.carry = append(c.carry, seg...)
+			seg = c.carry
+			c.carry = c.carry[:0]
 		}
-		c.endLine(lh)
+		c.endLine(lineHash(seg))
 		c.lineStart = true
 		b = b[i+1:]
 	}
+}
+
+// lineHash hashes a line eight bytes at a time (a multiply-xor over
+// little-endian words, the last word zero-padded, then the length).
+func lineHash(b []byte) uint64 {
+	h := uint64(fnvOffset64)
+	n := len(b)
+	for len(b) >= 8 {
+		h = (h ^ binary.LittleEndian.Uint64(b)) * 0x9e3779b97f4a7c15
+		h ^= h >> 29
+		b = b[8:]
+	}
+	if len(b) > 0 {
+		var w [8]byte
+		copy(w[:], b)
+		h = (h ^ binary.LittleEndian.Uint64(w[:])) * 0x9e3779b97f4a7c15
+		h ^= h >> 29
+	}
+	return mix(h ^ uint64(n))
 }
 
 func (c *chunker) endLine(h uint64) {
@@ -112,10 +121,9 @@ func (c *chunker) endLine(h uint64) {
 
 // finish ends the last line (one without a newline counts too) and chunk.
 func (c *chunker) finish() []lineChunk {
-	if c.partial {
-		c.endLine(c.h.Sum64())
-		c.h.Reset()
-		c.partial = false
+	if len(c.carry) > 0 {
+		c.endLine(lineHash(c.carry))
+		c.carry = nil
 	}
 	if c.cur.lines > 0 {
 		c.chunks = append(c.chunks, c.cur)
