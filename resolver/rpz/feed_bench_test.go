@@ -276,3 +276,18 @@ func BenchmarkFeedReadZoneFile1M(b *testing.B) {
 	}
 	cpu.report(b)
 }
+
+// BenchmarkFeedWriteZoneFile1M measures the zone file written from the
+// copy (2M records), as the background writer does after each IXFR and a
+// full transfer does before its reload.
+func BenchmarkFeedWriteZoneFile1M(b *testing.B) {
+	s := benchFeedSecondary(b)
+	path := filepath.Join(b.TempDir(), "regulator.rpz")
+	cpu := startCPU()
+	for b.Loop() {
+		if _, err := writeZoneFile(path, s.zone.view(), stateHeader("regulator", s.apex, "bench", s.zone.soa.Serial), nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
+}

@@ -143,14 +143,26 @@ func (z *zoneCopy) appendText(dst []byte, p recParts) ([]byte, error) {
 func appendWireName(dst, n []byte) []byte {
 	for off := 0; off < len(n); {
 		l := int(n[off])
-		for _, b := range n[off+1 : off+1+l] {
-			switch {
-			case b == '.' || b == ' ' || b == '(' || b == ')' || b == ';' || b == '@' || b == '"' || b == '\\' || b == '$':
-				dst = append(dst, '\\', b)
-			case b < 0x21 || b > 0x7e:
-				dst = append(dst, '\\', '0'+b/100, '0'+b/10%10, '0'+b%10)
-			default:
-				dst = append(dst, b)
+		label := n[off+1 : off+1+l]
+		plain := true
+		for _, b := range label {
+			if nameEscape[b] != 0 {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			dst = append(dst, label...)
+		} else {
+			for _, b := range label {
+				switch nameEscape[b] {
+				case 0:
+					dst = append(dst, b)
+				case 1:
+					dst = append(dst, '\\', b)
+				default:
+					dst = append(dst, '\\', '0'+b/100, '0'+b/10%10, '0'+b%10)
+				}
 			}
 		}
 		dst = append(dst, '.')
@@ -158,6 +170,20 @@ func appendWireName(dst, n []byte) []byte {
 	}
 	return dst
 }
+
+// nameEscape says how a byte of a label is written: as is (0), after a
+// backslash (1), or as a backslash and three decimal digits (2).
+var nameEscape = func() (t [256]uint8) {
+	for b := range 256 {
+		switch {
+		case b == '.' || b == ' ' || b == '(' || b == ')' || b == ';' || b == '@' || b == '"' || b == '\\' || b == '$':
+			t[b] = 1
+		case b < 0x21 || b > 0x7e:
+			t[b] = 2
+		}
+	}
+	return t
+}()
 
 // line is the line of record i in the zone file.
 func (z *zoneCopy) line(i int) int {

@@ -327,3 +327,25 @@ func TestZoneCopyPlaceholderInGroup(t *testing.T) {
 		t.Fatal("the wildcard is not found after a rehash")
 	}
 }
+
+// appendWireName writes what miekg/dns reads back as the same name.
+func TestAppendWireName(t *testing.T) {
+	for _, name := range []string{
+		"a.example.", "*.a.example.", "with-dash_and_underscore.example.",
+		`dot\.inside.example.`, `sp\ ace.example.`, `semi\;colon.example.`, `\(paren\).example.`,
+		`at\@.example.`, `quote\".example.`, `back\\slash.example.`, `dollar\$.example.`,
+		`\000nul.example.`, `\255high.example.`, `tab\009.example.`,
+	} {
+		w := make([]byte, 256)
+		n, err := dns.PackDomainName(name, w, 0, nil, false)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := string(appendWireName(nil, w[:n-1])) // without the root
+		w2 := make([]byte, 256)
+		n2, err := dns.PackDomainName(got, w2, 0, nil, false)
+		if err != nil || !bytes.Equal(w[:n], w2[:n2]) {
+			t.Errorf("%s written as %s, which reads back as %q (%v)", name, got, w2[:n2], err)
+		}
+	}
+}
