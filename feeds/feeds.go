@@ -259,7 +259,7 @@ func (fs *Set) Admin() ([]admin.Feed, *admin.Export) {
 	}
 	var exp *admin.Export
 	if e := st.Export; e != nil {
-		exp = &admin.Export{Zone: e.Zone, Serial: e.Serial, Records: e.Records, Changed: e.Changed, IXFRFrom: e.IXFRFrom, Notify: e.Notify,
+		exp = &admin.Export{Zone: e.Zone, Serial: e.Serial, Records: e.Records, Changed: e.Changed, IXFRFrom: e.IXFRFrom, Notify: e.Notify, Zonemd: e.Zonemd,
 			Skipped: map[string]int{"monitor": e.Skipped.Monitor, "overseas": e.Skipped.Overseas, "asn": e.Skipped.ASN}}
 	}
 	return feeds, exp

@@ -35,6 +35,14 @@ func TestExportZonemdChoice(t *testing.T) {
 				args = append(args, "--rpz-export-zonemd=false")
 			}
 			primary := startSinkholeOn(t, primaryAddr, lists, args...)
+			if st := primary.in.feeds.Exporter().Status(); st.Zonemd != publish {
+				t.Fatalf("export status says ZONEMD %v, want %v", st.Zonemd, publish)
+			}
+			// sinkhole status says when the export publishes no ZONEMD.
+			out, errOut, code := runBin(t, "status", "--admin", primary.in.admin.Addr())
+			if code != 0 || !strings.Contains(out, "RPZ export rpz.test: serial") || strings.Contains(out, "no ZONEMD") == publish {
+				t.Fatalf("sinkhole status: exit %d\n%s\n%s", code, out, errOut)
+			}
 
 			// The primary's apex ZONEMD: there, or NODATA.
 			m := new(dns.Msg)

@@ -224,8 +224,12 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	if e := st.Export; e != nil {
 		fmt.Fprintln(w)
-		fmt.Fprintf(w, "RPZ export %s: serial %d, %d records, changed %s, IXFR from serial %d; not expressible in RPZ: %d monitor, %d overseas, %d ASN rules\n",
-			e.Zone, e.Serial, e.Records, ago(e.Changed), e.IXFRFrom, e.Skipped["monitor"], e.Skipped["overseas"], e.Skipped["asn"])
+		zonemd := ""
+		if !e.Zonemd {
+			zonemd = ", no ZONEMD (--rpz-export-zonemd=false)"
+		}
+		fmt.Fprintf(w, "RPZ export %s: serial %d, %d records, changed %s, IXFR from serial %d%s; not expressible in RPZ: %d monitor, %d overseas, %d ASN rules\n",
+			e.Zone, e.Serial, e.Records, ago(e.Changed), e.IXFRFrom, zonemd, e.Skipped["monitor"], e.Skipped["overseas"], e.Skipped["asn"])
 	}
 }
 

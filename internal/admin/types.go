@@ -187,6 +187,9 @@ type Export struct {
 	// Skipped counts rules RPZ cannot express (monitor, overseas, ASN).
 	Skipped map[string]int `json:"skipped,omitempty"`
 	Notify  []string       `json:"notify,omitempty"`
+	// Zonemd is whether every version carries a ZONEMD record
+	// (--rpz-export-zonemd).
+	Zonemd bool `json:"zonemd"`
 }
 
 // Explanation is the answer of GET /v1/query: what the server decides for

@@ -185,13 +185,16 @@ type ExportStatus struct {
 	IXFRFrom uint32   `json:"ixfr_from"`
 	Skipped  Skipped  `json:"skipped"` // rules RPZ cannot express
 	Notify   []string `json:"notify,omitempty"`
+	// Zonemd is whether every version carries a ZONEMD (false with
+	// ExportConfig.NoZonemd).
+	Zonemd bool `json:"zonemd"`
 }
 
 // Status reports the zone in service.
 func (e *Exporter) Status() ExportStatus {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	st := ExportStatus{Zone: e.name, Skipped: e.skipped, Notify: e.cfg.Notify}
+	st := ExportStatus{Zone: e.name, Skipped: e.skipped, Notify: e.cfg.Notify, Zonemd: !e.cfg.NoZonemd}
 	if e.cur != nil {
 		st.Serial, st.Records, st.Changed, st.IXFRFrom = e.cur.serial, e.cur.zone.records+len(e.cur.zone.txt), e.cur.created, e.cur.serial
 		if len(e.deltas) > 0 {
