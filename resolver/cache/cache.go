@@ -15,6 +15,7 @@
 package cache
 
 import (
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,7 @@ type Cache struct {
 	stale  int64 // nanoseconds
 	now    func() time.Time
 	log    *slog.Logger
+	seed   maphash.Seed // of shardOf
 	shards [numShards]shard
 	stats  Stats
 }
@@ -120,7 +122,7 @@ func New(cfg Config) *Cache {
 		cfg.Logger = slog.Default()
 	}
 	c := &Cache{cfg: cfg, minTTL: uint32(cfg.MinTTL / time.Second), maxTTL: uint32(cfg.MaxTTL / time.Second),
-		stale: int64(cfg.ServeStale), now: cfg.Now, log: cfg.Logger}
+		stale: int64(cfg.ServeStale), now: cfg.Now, log: cfg.Logger, seed: maphash.MakeSeed()}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -155,13 +157,10 @@ func (c *Cache) Len() int {
 	return n
 }
 
-// shardOf picks the shard of a key (FNV-1a over the key).
+// shardOf picks the shard of a key (maphash, which hashes a key of 30
+// bytes several times faster than a byte-at-a-time FNV loop).
 func (c *Cache) shardOf(key []byte) *shard {
-	h := uint32(2166136261)
-	for _, b := range key {
-		h = (h ^ uint32(b)) * 16777619
-	}
-	return &c.shards[h%numShards]
+	return &c.shards[maphash.Bytes(c.seed, key)%numShards]
 }
 
 // get returns the entry for key (nil if none). It marks it visited.
@@ -170,8 +169,8 @@ func (c *Cache) get(key []byte) *entry {
 	s.mu.RLock()
 	e := s.m[string(key)]
 	s.mu.RUnlock()
-	if e != nil {
-		e.visited.Store(true)
+	if e != nil && !e.visited.Load() {
+		e.visited.Store(true) // a popular entry's line is not written on every hit
 	}
 	return e
 }
