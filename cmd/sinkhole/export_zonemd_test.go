@@ -112,3 +112,31 @@ func TestExportZonemdChoice(t *testing.T) {
 		})
 	}
 }
+
+// rpz-export-zonemd is read from the configuration file and the
+// environment like every flag, and defaults to publishing.
+func TestExportZonemdConfig(t *testing.T) {
+	lists := writeLists(t, map[string]string{"x.txt": "a.com\n"})
+	state := t.TempDir()
+	for _, tc := range []struct {
+		yaml, env string
+		noZonemd  bool
+	}{
+		{"rpz-export: rpz.test\n", "", false},
+		{"rpz-export: rpz.test\nrpz-export-zonemd: false\n", "", true},
+		{"rpz-export: rpz.test\n", "false", true},
+		{"rpz-export: rpz.test\nrpz-export-zonemd: false\n", "true", false},
+	} {
+		t.Setenv("SINKHOLE_RPZ_EXPORT_ZONEMD", tc.env)
+		if tc.env == "" {
+			os.Unsetenv("SINKHOLE_RPZ_EXPORT_ZONEMD")
+		}
+		cfg, err := loadServeConfig(t, "--config", writeConfig(t, tc.yaml+"state-dir: "+state+"\n"), "--lists", lists)
+		if err != nil {
+			t.Fatalf("%q, env %q: %v", tc.yaml, tc.env, err)
+		}
+		if cfg.feeds.Export != "rpz.test" || cfg.feeds.NoZonemd != tc.noZonemd {
+			t.Errorf("%q, env %q: export %q, no ZONEMD %v; want %v", tc.yaml, tc.env, cfg.feeds.Export, cfg.feeds.NoZonemd, tc.noZonemd)
+		}
+	}
+}
