@@ -102,6 +102,9 @@ type domainRules struct {
 	// block being filled.
 	share *domainRules
 	pend  pendingBlock
+	// fromNext is the rule of share after the last one addFrom took, and
+	// fromPos the position after its name (0, 0: none yet).
+	fromNext, fromPos uint32
 	// sharedPages maps a page of share to its index in pages.
 	sharedPages map[int]int
 	// sharedBytes counts the names of this table kept in pages of other
@@ -456,6 +459,18 @@ func (d *domainRules) addFrom(id uint32, kind uint8, line int, sect uint16) {
 	d.unpackLines()
 	d.unpackKinds()
 	old := d.share
+	if l := old.lens[id]; l != 0 {
+		// Rules come in order: the position follows from the last one's.
+		pos := d.fromPos
+		if id != d.fromNext || id%nameBlock == 0 {
+			pos = old.encStart(id)
+		}
+		d.fromNext, d.fromPos = id+1, pos+uint32(l)
+		off := pos & pageMask
+		d.addPending(old.pages[pos>>pageBits][off:off+uint32(l)], pos, kind, line, sect)
+		return
+	}
+	d.fromNext, d.fromPos = id+1, old.encStart(id) // rule id has no name of its own: the next one's starts there
 	j := id
 	for old.lens[j] == 0 && j > 0 {
 		j--
