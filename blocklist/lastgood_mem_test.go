@@ -76,4 +76,5 @@ func TestLastGoodWaitsForWriter(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	st.WaitLastGood() // the index after the copy, before the directory is removed
 }
