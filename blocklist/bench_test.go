@@ -2,7 +2,6 @@ package blocklist
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -11,12 +10,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sinkhole-dns/sinkhole/internal/scalenames"
 )
 
 var benchTLDs = []string{"com", "net", "org", "io", "co", "info", "xyz", "app", "exchange", "me", "cc", "co.uk", "com.sg"}
@@ -421,45 +421,6 @@ func fiveLabelQueries(names []string) []string {
 	return queries
 }
 
-// scaleNames yields the i-th of n distinct, deterministic names of about
-// 28 characters, as make bench-scale lists them: a random label ending in
-// the name's index (base 36), a second random label and a TLD. Names that
-// are, or whose parent is, a public suffix are drawn again.
-type scaleNames struct {
-	rng *rand.Rand
-	buf []byte
-}
-
-var scaleTLDs = []string{"com", "net", "org", "io", "co", "info", "xyz", "app", "me", "cc", "tv", "id", "ru", "cn", "de", "uk"}
-
-func newScaleNames(seed uint64) *scaleNames {
-	return &scaleNames{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
-}
-
-func (g *scaleNames) label(lo, hi int) {
-	n := lo + g.rng.IntN(hi-lo+1)
-	for range n {
-		g.buf = append(g.buf, byte('a'+g.rng.IntN(26)))
-	}
-}
-
-func (g *scaleNames) name(i int) []byte {
-	for {
-		g.buf = g.buf[:0]
-		g.label(7, 14)
-		g.buf = append(g.buf, '-')
-		g.buf = strconv.AppendInt(g.buf, int64(i), 36)
-		g.buf = append(g.buf, '.')
-		g.label(4, 9)
-		g.buf = append(g.buf, '.')
-		g.buf = append(g.buf, scaleTLDs[g.rng.IntN(len(scaleTLDs))]...)
-		parent := g.buf[bytes.IndexByte(g.buf, '.')+1:]
-		if publicSuffixMsg(g.buf, "") == "" && publicSuffixMsg(parent, "") == "" {
-			return g.buf
-		}
-	}
-}
-
 // scaleFixtures caches the generated scale lists of one test binary run
 // (10M names take tens of seconds to write).
 var scaleFixtures = map[string]string{}
@@ -485,27 +446,7 @@ func scaleList(b *testing.B, format string, n int) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	if format == "rpz" {
-		w.WriteString("$ORIGIN rpz.bench.\n$TTL 300\n@ SOA localhost. hostmaster.localhost. 1 3600 600 86400 300\n@ NS localhost.\n")
-	}
-	g := newScaleNames(1)
-	for i := range n {
-		name := g.name(i)
-		if format == "rpz" {
-			w.Write(name)
-			w.WriteString(" CNAME .\n*.")
-			w.Write(name)
-			w.WriteString(" CNAME .\n")
-			continue
-		}
-		if i%10000 == 0 {
-			fmt.Fprintf(w, "# platform: P%d\n", i/10000)
-		}
-		w.Write(name)
-		w.WriteByte('\n')
-	}
-	if err := w.Flush(); err != nil {
+	if err := scalenames.Write(f, n, 1, format == "rpz"); err != nil {
 		b.Fatal(err)
 	}
 	if err := f.Close(); err != nil {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/sinkhole-dns/sinkhole/internal/scalenames"
 )
 
 // BenchmarkPublicSuffixCheck is what the over-broad rule check adds to
@@ -83,9 +85,9 @@ func TestPublicSuffixTable(t *testing.T) {
 		cases = append(cases, n, "x."+n, "a.b."+n, "www."+n, parent, "x"+n)
 	}
 	cases = append(cases, genNames(5000, 3)...)
-	g := newScaleNames(5)
+	g := scalenames.New(5)
 	for i := range 5000 {
-		cases = append(cases, string(g.name(i)))
+		cases = append(cases, string(g.Name(i)))
 	}
 	for _, name := range cases {
 		if got, want := isPublicSuffix(name), xnetPublicSuffixMsg(name); got != want {

@@ -25,6 +25,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sinkhole-dns/sinkhole/internal/admin"
+	"github.com/sinkhole-dns/sinkhole/internal/scalenames"
 )
 
 // feedConfig is what the feed measurements need from the command line.
@@ -292,10 +293,10 @@ func makeFeedFiles(cfg feedConfig) (*feedFiles, error) {
 			return nil, err
 		}
 	}
-	g := newNameGen(7)
+	g := scalenames.New(7)
 	var mid, last string
 	for i := range cfg.names {
-		n := g.name(i)
+		n := g.Name(i)
 		switch i {
 		case cfg.names / 2:
 			mid = string(n)
