@@ -191,8 +191,8 @@ clean:
 # primary (with and without ZONEMD) and of a BIND primary block it, from
 # the edit and from the primary's reload), with real bin/sinkhole and
 # named processes on loopback; writes its section of docs/benchmarks.md.
-# 15 minutes at load average 7 to 15 on the shared 2-core VM (a few more
-# with the primary without ZONEMD). BENCH_SCALE_FLAGS: more bin/benchscale flags
+# About 11 minutes on the quiet 2-core VM with all three primaries (15 at
+# load average 7 to 15 with two). BENCH_SCALE_FLAGS: more bin/benchscale flags
 # (bin/benchscale -h), e.g. -names 100000 -runs 1 for a quick run, or
 # -modes axfr,ixfr -primaries bind -secondaries 3.
 BENCH_SCALE_OUT   ?= docs/benchmarks.md
