@@ -162,6 +162,18 @@ func (p *versionPrimary) publish(t *testing.T, serial uint32, withMD bool, recor
 	p.mu.Unlock()
 }
 
+// servingRandomZone starts a primary serving serial 1 of a random zone
+// (randomZone.mutate(r, size, k)); the zone is returned for the changes
+// that follow.
+func servingRandomZone(t *testing.T, r *rand.Rand, size, k int, withMD bool) (*versionPrimary, randomZone) {
+	t.Helper()
+	p := startVersionPrimary(t)
+	zone := randomZone{}
+	zone.mutate(r, size, k)
+	p.publish(t, 1, withMD, zone.records())
+	return p, zone
+}
+
 // feedSide is a list store loading a state directory and a secondary
 // feeding it, as sinkhole serve runs them.
 type feedSide struct {
@@ -384,11 +396,7 @@ func diffLines(got, want string) string {
 // A reload of the lists while the zone file is being rewritten in the
 // background does not parse it: the rules in service stay.
 func TestFeedFileNotReparsed(t *testing.T) {
-	p := startVersionPrimary(t)
-	zone := randomZone{}
-	r := rand.New(rand.NewPCG(7, 7))
-	zone.mutate(r, 50, 60)
-	p.publish(t, 1, false, zone.records())
+	p, zone := servingRandomZone(t, rand.New(rand.NewPCG(7, 7)), 50, 60, false)
 	dir := t.TempDir()
 	sec := startFeedSide(t, dir, p.addr, false)
 	sec.waitSerial(t, 1)
@@ -454,11 +462,8 @@ func (p *versionPrimary) transfers() (axfr, ixfr int) {
 func TestFeedRestartAsksForIXFR(t *testing.T) {
 	for _, withMD := range []bool{false, true} {
 		t.Run(fmt.Sprintf("zonemd=%v", withMD), func(t *testing.T) {
-			p := startVersionPrimary(t)
-			zone := randomZone{}
 			r := rand.New(rand.NewPCG(11, 12))
-			zone.mutate(r, 200, 300)
-			p.publish(t, 1, withMD, zone.records())
+			p, zone := servingRandomZone(t, r, 200, 300, withMD)
 			dir := t.TempDir()
 			first := startFeedSide(t, dir, p.addr, withMD)
 			first.waitSerial(t, 1)
@@ -566,11 +571,7 @@ func TestFeedShrinkGuard(t *testing.T) {
 // once); the last version is written when the secondary stops, and a
 // restart serves it.
 func TestFeedZoneFileWriteDelay(t *testing.T) {
-	p := startVersionPrimary(t)
-	zone := randomZone{}
-	r := rand.New(rand.NewPCG(11, 11))
-	zone.mutate(r, 50, 60)
-	p.publish(t, 1, false, zone.records())
+	p, zone := servingRandomZone(t, rand.New(rand.NewPCG(11, 11)), 50, 60, false)
 	dir := t.TempDir()
 	sec := startFeedSide(t, dir, p.addr, false, time.Hour)
 	sec.waitSerial(t, 1) // the AXFR writes the file at once
