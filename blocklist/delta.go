@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"math/bits"
 	"slices"
 	"sort"
 	"time"
@@ -37,6 +38,26 @@ type domainLayer struct {
 
 // lineShift moves lines at or after from by delta.
 type lineShift struct{ from, delta int }
+
+// nextKept returns the first base rule id in [id, end) the layer did not
+// take out, or end.
+func (l *domainLayer) nextKept(id, end uint32) uint32 {
+	if l == nil {
+		return id
+	}
+	for id < end {
+		w := id >> 6
+		if int(w) >= len(l.removed) {
+			return id
+		}
+		free := ^l.removed[w] >> (id & 63)
+		if free != 0 {
+			return min(id+uint32(bits.TrailingZeros64(free)), end)
+		}
+		id = (w + 1) << 6
+	}
+	return end
+}
 
 func (l *domainLayer) isRemoved(id uint32) bool {
 	return l != nil && int(id>>6) < len(l.removed) && l.removed[id>>6]&(1<<(id&63)) != 0
@@ -390,19 +411,29 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 	if old != nil {
 		stages = old.shifts[d.file]
 	}
-	for i := f.dom[0]; i < f.dom[1]; i++ {
-		id := uint32(i)
-		if old.isRemoved(id) {
-			continue
-		}
+	// A file's base rules are in line order, and so are their current
+	// lines (the rules a layer took out aside): each hunk's are found by a
+	// binary search.
+	curLine := func(id uint32) int {
 		line := cur.dom.line(id)
 		for _, sh := range stages {
 			if line >= sh.from {
 				line += sh.delta
 			}
 		}
-		if _, kept := d.mapLine(line); !kept {
-			noteRemoved(makeRuleID(RuleDomain, i))
+		return line
+	}
+	lo, hi := uint32(f.dom[0]), uint32(f.dom[1])
+	for _, h := range d.hunks {
+		if h.oldEnd <= h.oldFrom {
+			continue
+		}
+		first := lo + uint32(sort.Search(int(hi-lo), func(k int) bool {
+			id := old.nextKept(lo+uint32(k), hi)
+			return id == hi || curLine(id) >= h.oldFrom
+		}))
+		for id := old.nextKept(first, hi); id < hi && curLine(id) < h.oldEnd; id = old.nextKept(id+1, hi) {
+			noteRemoved(makeRuleID(RuleDomain, int(id)))
 			l.removed[id>>6] |= 1 << (id & 63)
 			l.nremoved++
 		}
@@ -445,6 +476,7 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 		}
 	}
 	l.add.build()
+	removedDomains := len(removed)
 	for i := 0; i < nd.len(); i++ {
 		added = append(added, makeRuleID(RuleDomain, i))
 	}
@@ -468,7 +500,7 @@ func applyDelta(cur *Snapshot, d *fileDelta, gen uint64) (next *Snapshot, rem, a
 	}
 	rem, add, _, _ = diffRuleIDs(cur, removed, d.add.s, added, -1)
 	st := next.Files[l.filePos[d.file]]
-	st.Domains = next.fileDomainCount(st)
+	st.Domains = f.Domains - removedDomains + nd.len()
 	if l.nremoved == 0 && l.add.len() == 0 && len(l.shifts) == 0 {
 		next.layer = nil // nothing layered (only IP or ASN rules changed)
 	}

@@ -387,7 +387,7 @@ func applyFeedDelta(cur *Snapshot, f *FileStatus, old []rpzRule, nb *builder, ge
 			st := *fs
 			st.LoadedAt = time.Now()
 			st.Domains = fs.Domains - len(old) + nd.len()
-			st.chunks = nil // the next version on disk is compared whole
+			st.fp = nil // the next version on disk is compared whole
 			fs = &st
 		}
 		next.Files[i] = fs

@@ -182,7 +182,7 @@ func (s *Store) seedLastGood(old *Snapshot) *Snapshot {
 // sidecar; disk is the path of the file it is the copy of.
 func (lg *lastGood) parseCopy(b *builder, name, disk string) (*FileStatus, error) {
 	path := filepath.Join(lg.dir, name)
-	file, err := openList(path, lg.max)
+	file, err := openList(path, lg.max, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (lg *lastGood) parseCopy(b *builder, name, disk string) (*FileStatus, error
 		b.rollback(m)
 		return nil, err
 	}
-	fs := &FileStatus{Name: name, Path: disk, SHA256: file.hash, Size: file.size, chunks: file.chunks}
+	fs := &FileStatus{Name: name, Path: disk, SHA256: file.hash, Size: file.size, fp: file.fp}
 	b.finishFile(fs, m)
 	return fs, nil
 }

@@ -31,7 +31,7 @@ func Lint(paths []string, maxSize int64) []*LineError {
 		if !ok {
 			parse = parseList
 		}
-		file, err := openList(p, maxSizeOr(maxSize))
+		file, err := openList(p, maxSizeOr(maxSize), nil)
 		if err != nil {
 			continue
 		}

@@ -81,11 +81,11 @@ type FileStatus struct {
 	// (Stale is set too; Errors says why).
 	Refused *Refusal `json:"refused,omitempty"`
 
-	badHash  string      // hash of the broken version, to skip re-parsing it
-	badSig   string      // the Verifier's fingerprint of the broken version's signature
-	sigPrint string      // the Verifier's fingerprint of the served version's signature
-	chunks   []lineChunk // of the version in service, for the line difference of the next one
-	dom      [2]int      // rule index ranges inside the snapshot
+	badHash  string       // hash of the broken version, to skip re-parsing it
+	badSig   string       // the Verifier's fingerprint of the broken version's signature
+	sigPrint string       // the Verifier's fingerprint of the served version's signature
+	fp       *fingerprint // of the version in service, for reading the next one (fingerprint.go)
+	dom      [2]int       // rule index ranges inside the snapshot
 	ip       [2]int
 	asn      [2]int
 	sect     [2]int

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -324,68 +323,15 @@ func (s *Store) listFiles() ([]listedFile, error) {
 
 // listFile is an open list file whose size and content hash are known.
 type listFile struct {
-	f      *os.File
-	st     os.FileInfo // when it was opened
-	size   int64
-	lines  int
-	hash   string
-	chunks []lineChunk // see lineDiff
-}
-
-// openList opens a list file, refusing one larger than max and anything but
-// a regular file (opened without blocking, so that a FIFO dropped in the
-// lists directory cannot hang the reload), and hashes it and counts its
-// lines in one streaming pass (no copy of the file is kept).
-func openList(path string, max int64) (*listFile, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("not a regular file (%s)", st.Mode().Type())
-	}
-	if st.Size() > max {
-		f.Close()
-		return nil, fmt.Errorf("file is %d bytes, over the %d-byte limit", st.Size(), max)
-	}
-	h := sha256.New()
-	buf := make([]byte, 256<<10)
-	lf := &listFile{f: f, st: st}
-	var ck chunker
-	for first := true; ; first = false {
-		n, err := f.Read(buf)
-		if first {
-			if msg := sniffEncoding(buf[:min(n, sniffLen)]); msg != "" {
-				f.Close()
-				return nil, errors.New(msg)
-			}
-		}
-		h.Write(buf[:n])
-		ck.write(buf[:n])
-		lf.size += int64(n)
-		lf.lines += bytes.Count(buf[:n], []byte{'\n'})
-		if lf.size > max {
-			f.Close()
-			return nil, fmt.Errorf("file grew over the %d-byte limit while being read", max)
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
-	lf.lines++
-	lf.chunks = ck.finish()
-	lf.hash = hex.EncodeToString(h.Sum(nil))
-	return lf, nil
+	f     *os.File
+	st    os.FileInfo // when it was opened
+	size  int64
+	lines int
+	hash  string
+	fp    *fingerprint // see fingerprint.go
+	// rescanned is how many bytes of chunks that differed from the
+	// version before were read a second time.
+	rescanned int64
 }
 
 // errChangedWhileRead is parse's report of a file whose bytes changed
@@ -673,7 +619,11 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	withhold := func(state, reason, hash string, rules int) (FileChange, *FileStatus, bool) {
 		return keepPrev(nil, "", &Withheld{State: state, Reason: reason, SHA256: hash, Rules: rules, Since: time.Now()})
 	}
-	file, err := s.openStable(lf)
+	var prevFP *fingerprint
+	if prev != nil {
+		prevFP = prev.fp
+	}
+	file, err := s.openStable(lf, prevFP)
 	if errors.Is(err, errUnsettled) {
 		return withhold(StateSettling, "the file is being written; it is read again once it is unchanged for "+s.opts.Settle.String(), "", -1)
 	}
@@ -762,7 +712,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		return keepPrev(errs, hash, nil)
 	}
 	fs := &FileStatus{Name: lf.name, Path: lf.path, SHA256: hash, Size: file.size, LoadedAt: time.Now(), Warnings: warns,
-		Signature: signed, sigPrint: sigPrint, chunks: file.chunks, rpz: b.rpz}
+		Signature: signed, sigPrint: sigPrint, fp: file.fp, rpz: b.rpz}
 	b.finishFile(fs, m)
 	if prev != nil && prev.SHA256 != "" {
 		if reason, held := shrinkGuard(s.opts.MaxShrink, prev.Rules(), fs.Rules()); held {
@@ -774,7 +724,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 			fc.Accepted = true
 		}
 	}
-	fillChanges(&fc, old, prev, b, m, file.chunks)
+	fillChanges(&fc, old, prev, b, m, file.fp)
 	fc.Rules, fc.Warnings = fs.Rules(), warns
 	fc.Change = ChangeAdded
 	if prev != nil && prev.SHA256 != "" {
@@ -821,11 +771,11 @@ var errUnsettled = errors.New("the file is being written")
 // changed more recently is waited for once and read again; if it changed
 // meanwhile, or is open for writing, it is errUnsettled. Files in
 // Options.Verified directories are replaced by rename and need no wait.
-func (s *Store) openStable(lf listedFile) (*listFile, error) {
+func (s *Store) openStable(lf listedFile, prev *fingerprint) (*listFile, error) {
 	if s.opts.Writing != nil && s.opts.Writing(lf.path) {
 		return nil, errUnsettled
 	}
-	file, err := openList(lf.path, s.opts.MaxFileSize)
+	file, err := openList(lf.path, s.opts.MaxFileSize, prev)
 	if err != nil || slices.Contains(s.opts.Verified, lf.dir) {
 		return file, err
 	}
@@ -843,7 +793,7 @@ func (s *Store) openStable(lf listedFile) (*listFile, error) {
 	}
 	file.close()
 	time.Sleep(s.opts.Settle - age)
-	again, err := openList(lf.path, s.opts.MaxFileSize)
+	again, err := openList(lf.path, s.opts.MaxFileSize, file.fp)
 	if err != nil {
 		return nil, err
 	}
@@ -946,7 +896,7 @@ func CheckFile(path string, maxSize int64) (FileStatus, []*LineError) {
 	if !ok {
 		parse = parseList
 	}
-	file, err := openList(path, maxSize)
+	file, err := openList(path, maxSize, nil)
 	if err != nil {
 		return fs, []*LineError{{File: path, Msg: err.Error()}}
 	}

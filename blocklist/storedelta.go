@@ -1,135 +1,25 @@
 package blocklist
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/maphash"
 	"io"
+	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
-
-// How a reload finds what changed in a file: while a file is hashed its
-// lines are cut into chunks at content-defined boundaries (a line whose
-// hash ends in six zero bits ends a chunk, and no chunk passes
-// maxChunkLines), each chunk keeping its lines' hash and count. An edit
-// changes only the chunks around it; the chunks before and after are
-// equal in both versions, however the lines moved. The changed middle is
-// the line difference of the two versions.
-
-const (
-	chunkMask     = 63
-	maxChunkLines = 1024
-)
-
-// lineChunk is a run of whole lines of a file.
-type lineChunk struct {
-	hash      uint64
-	lines     uint32
-	directive bool // a line starts with '#' and holds a ':' (it may be a directive)
-}
-
-// chunker cuts a stream into lineChunks. Lines are hashed whole, eight
-// bytes at a time (lineHash).
-type chunker struct {
-	chunks    []lineChunk
-	cur       lineChunk
-	carry     []byte // the start of a line cut by the end of a write
-	lineStart bool   // no non-blank byte seen yet on this line
-	comment   bool   // this line starts with '#'
-	colon     bool   // ... and has a ':' (it may be a directive)
-	started   bool
-}
-
-func (c *chunker) write(b []byte) {
-	if !c.started {
-		c.started, c.lineStart = true, true
-	}
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		seg := b
-		if i >= 0 {
-			seg = b[:i]
-		}
-		if c.lineStart {
-			for k, x := range seg {
-				if x != ' ' && x != '\t' {
-					c.lineStart, c.comment = false, x == '#'
-					if c.comment && bytes.IndexByte(seg[k:], ':') >= 0 {
-						c.colon = true
-					}
-					break
-				}
-			}
-		} else if c.comment && !c.colon && bytes.IndexByte(seg, ':') >= 0 {
-			c.colon = true
-		}
-		if i < 0 {
-			c.carry = append(c.carry, seg...)
-			return
-		}
-		if len(c.carry) > 0 {
-			c.carry = append(c.carry, seg...)
-			seg = c.carry
-			c.carry = c.carry[:0]
-		}
-		c.endLine(lineHash(seg))
-		c.lineStart = true
-		b = b[i+1:]
-	}
-}
-
-// lineHash hashes a line eight bytes at a time (a multiply-xor over
-// little-endian words, the last word zero-padded, then the length).
-func lineHash(b []byte) uint64 {
-	h := uint64(fnvOffset64)
-	n := len(b)
-	for len(b) >= 8 {
-		h = (h ^ binary.LittleEndian.Uint64(b)) * 0x9e3779b97f4a7c15
-		h ^= h >> 29
-		b = b[8:]
-	}
-	if len(b) > 0 {
-		var w [8]byte
-		copy(w[:], b)
-		h = (h ^ binary.LittleEndian.Uint64(w[:])) * 0x9e3779b97f4a7c15
-		h ^= h >> 29
-	}
-	return mix(h ^ uint64(n))
-}
-
-func (c *chunker) endLine(h uint64) {
-	if c.comment && c.colon {
-		c.cur.directive = true
-	}
-	c.comment, c.colon = false, false
-	c.cur.hash = (c.cur.hash^h)*fnvPrime64 + 1
-	c.cur.lines++
-	if h&chunkMask == 0 || c.cur.lines >= maxChunkLines {
-		c.chunks = append(c.chunks, c.cur)
-		c.cur = lineChunk{}
-	}
-}
-
-// finish ends the last line (one without a newline counts too) and chunk.
-func (c *chunker) finish() []lineChunk {
-	if len(c.carry) > 0 {
-		c.endLine(lineHash(c.carry))
-		c.carry = nil
-	}
-	if c.cur.lines > 0 {
-		c.chunks = append(c.chunks, c.cur)
-	}
-	return c.chunks
-}
 
 // hunk is one changed run of lines: lines [oldFrom, oldEnd) of the old
 // version became lines [newFrom, newEnd) of the new one.
@@ -246,7 +136,7 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 		if f.Name != l.name || f.Stale || f.Withheld != nil || f.SHA256 == "" || ctx.Err() != nil {
 			return false
 		}
-		st, err := openList(l.path, s.opts.MaxFileSize)
+		st, err := openList(l.path, s.opts.MaxFileSize, f.fp)
 		if err != nil {
 			return false
 		}
@@ -254,7 +144,7 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 			st.close()
 			continue
 		}
-		if file != nil || f.chunks == nil || !isNativeList(l.path) && (!isRPZFile(l.path) || f.rpz == nil) {
+		if file != nil || f.fp == nil || !isNativeList(l.path) && (!isRPZFile(l.path) || f.rpz == nil) {
 			st.close()
 			return false
 		}
@@ -269,7 +159,7 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	if s.opts.Settle > 0 || s.opts.Writing != nil {
 		file.close()
 		var err error
-		if file, err = s.openStable(lf); err != nil {
+		if file, err = s.openStable(lf, prev.fp); err != nil {
 			file = nil
 			return false
 		}
@@ -294,10 +184,16 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 			return false
 		}
 	}
-	hunks, directive := lineDiff(prev.chunks, file.chunks)
+	hunks, directive := lineDiff(prev.fp.chunks, file.fp.chunks)
 	rpz := isRPZFile(lf.path)
-	if rpz {
+	switch {
+	case rpz:
 		directive = false // $ lines are checked by parseRPZWindow
+	case directive && !prev.fp.dirsOver && !file.fp.dirsOver:
+		// The changed lines are parsed after the directives before them:
+		// only directives that now say something else after the change
+		// need the full reload.
+		directive = !sameHunkDirectives(prev.fp, file.fp, hunks)
 	}
 	changed := 0
 	for _, h := range hunks {
@@ -319,20 +215,28 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 		errs   []*LineError
 		rpzNew *rpzFileState
 	)
-	if rpz {
+	whole := true // the whole file was read again (and hashed)
+	switch {
+	case rpz:
 		regions, st, err := parseRPZWindow(lf.name, hr, nb, hunks, prev.rpz)
 		if err != nil {
 			return false
 		}
 		hunks, rpzNew = regions, st
-	} else {
+	case !file.fp.dirsOver:
+		var err error
+		if errs, err = parseListHunks(lf.name, file.f, file.fp, nb, hunks); err != nil {
+			return false
+		}
+		whole = false
+	default:
 		errs = parseListWindow(lf.name, hr, nb, hunks)
 	}
-	if len(errs) > 0 || nb.sectErr || hexSum(hr.h) != file.hash {
+	if len(errs) > 0 || nb.sectErr || whole && hexSum(hr.h) != file.hash {
 		return false // the full reload reports it
 	}
 	fs := *prev
-	fs.SHA256, fs.Size, fs.LoadedAt, fs.chunks = file.hash, file.size, time.Now(), file.chunks
+	fs.SHA256, fs.Size, fs.LoadedAt, fs.fp = file.hash, file.size, time.Now(), file.fp
 	if rpz {
 		if nb.nwarns > len(nb.warns) || nb.repeatedOwner() || rpzDeltaConflicts(old, prev, hunks, nb) {
 			return false
@@ -435,11 +339,11 @@ func (s *Store) WaitCompacted() {
 // fillChanges sets the added and removed rules of a file a full reload
 // loaded (rules of the new version in [m, end) of b), from the line
 // difference with the version before (prev in old, nil when new).
-func fillChanges(fc *FileChange, old *Snapshot, prev *FileStatus, b *builder, m mark, chunks []lineChunk) {
+func fillChanges(fc *FileChange, old *Snapshot, prev *FileStatus, b *builder, m mark, fp *fingerprint) {
 	all := int(^uint(0) >> 1)
 	hunks := []hunk{{1, all, 1, all}}
-	if prev != nil && prev.chunks != nil && chunks != nil {
-		hunks, _ = lineDiff(prev.chunks, chunks)
+	if prev != nil && prev.fp != nil && fp != nil {
+		hunks, _ = lineDiff(prev.fp.chunks, fp.chunks)
 	}
 	var removed, added []RuleID
 	if prev != nil && prev.SHA256 != "" && !prev.Stale {
@@ -566,4 +470,112 @@ func releaseMemory(snap *Snapshot) {
 	if snap.MemoryBytes() >= releaseBytes {
 		debug.FreeOSMemory()
 	}
+}
+
+// errReadAgain is parseListHunks' report of changed lines whose bytes,
+// read again, are not those the reload's first read saw.
+var errReadAgain = errors.New("the file changed while it was being read")
+
+// parseListHunks is parseListWindow reading only the changed lines: the
+// new lines of hunks (whole chunks of fp, the new version's fingerprint)
+// are read from f by their byte ranges and parsed, after the directive
+// lines before each (fp.dirs, which set the sections in force there). The
+// bytes read are checked against fp's chunks (errReadAgain when they
+// differ).
+func parseListHunks(file string, f *os.File, fp *fingerprint, sink entrySink, hunks []hunk) ([]*LineError, error) {
+	fp.layout()
+	p := &listParser{file: file, sink: sink, sec: Section{File: file}, name: make([]byte, 0, 256), suffixes: suffixChecker{hint: suffixHintList}}
+	di := 0
+	for _, h := range hunks {
+		for ; di < len(fp.dirs) && fp.dirs[di].line < h.newFrom; di++ {
+			p.parseLine(fp.dirs[di].line, []byte(fp.dirs[di].text))
+		}
+		for di < len(fp.dirs) && fp.dirs[di].line < h.newEnd {
+			di++ // parsed from the bytes
+		}
+		if h.newEnd <= h.newFrom {
+			continue
+		}
+		k0, k1 := fp.chunkAtLine(h.newFrom), fp.chunkAtLine(h.newEnd-1)
+		if k1 >= len(fp.chunks) || fp.firstLines[k0]+1 != h.newFrom {
+			return nil, fmt.Errorf("changed lines %d-%d are not whole chunks", h.newFrom, h.newEnd)
+		}
+		if err := parseChunks(p, f, fp, k0, k1+1); err != nil {
+			return nil, err
+		}
+	}
+	if hits := p.suffixes.finish(); len(hits) > 0 {
+		for _, h := range hits {
+			p.fail(h.line, []byte(h.name), h.msg)
+		}
+		slices.SortStableFunc(p.errs, func(a, b *LineError) int { return a.Line - b.Line })
+	}
+	if p.nerrs > len(p.errs) {
+		p.errs = append(p.errs, &LineError{File: file, Msg: strconv.Itoa(p.nerrs-len(p.errs)) + " more errors not shown"})
+	}
+	return p.errs, nil
+}
+
+// parseChunks parses the lines of chunks [k0, k1) of fp, read from f and
+// checked against their hashes.
+func parseChunks(p *listParser, f *os.File, fp *fingerprint, k0, k1 int) error {
+	start, end := fp.starts[k0], fp.starts[k1]
+	ck := chunker{line: fp.firstLines[k0]}
+	br := bufio.NewReaderSize(io.NewSectionReader(f, start, end-start), maxLineLen)
+	lineNo := fp.firstLines[k0]
+	read := int64(0)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// Over maxLineLen: an error, as parseListWindow reports it.
+			lineNo++
+			p.fail(lineNo, line[:80], "line longer than 65536 bytes")
+			for {
+				ck.write(line)
+				read += int64(len(line))
+				if !errors.Is(err, bufio.ErrBufferFull) {
+					break
+				}
+				line, err = br.ReadSlice('\n')
+			}
+		} else if len(line) > 0 {
+			ck.write(line)
+			read += int64(len(line))
+			lineNo++
+			text := line
+			if start == 0 && read == int64(len(line)) {
+				text = bytes.TrimPrefix(text, utf8BOM)
+			}
+			p.parseLine(lineNo, bytes.TrimSuffix(text, []byte{'\n'}))
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				return err
+			}
+			break
+		}
+	}
+	if got := ck.finish(); read != end-start || !slices.Equal(got, fp.chunks[k0:k1]) {
+		return errReadAgain
+	}
+	return nil
+}
+
+// sameHunkDirectives reports whether the lines that may be directives in
+// the old lines of each hunk (of old) are, in order, those of its new
+// lines (of cur): the directives in force after each hunk are then the
+// same in both versions.
+func sameHunkDirectives(old, cur *fingerprint, hunks []hunk) bool {
+	in := func(dirs []dirLine, from, end int) []dirLine {
+		lo := sort.Search(len(dirs), func(k int) bool { return dirs[k].line >= from })
+		hi := sort.Search(len(dirs), func(k int) bool { return dirs[k].line >= end })
+		return dirs[lo:hi]
+	}
+	for _, h := range hunks {
+		a, b := in(old.dirs, h.oldFrom, h.oldEnd), in(cur.dirs, h.newFrom, h.newEnd)
+		if !slices.EqualFunc(a, b, func(x, y dirLine) bool { return x.text == y.text }) {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,243 @@
+package blocklist
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestReadSinceMatchesColdRead edits a file of a few MiB (more than one
+// SHA-256 checkpoint) in many ways and checks that reading each version
+// with the fingerprint of the one before gives exactly what a read from
+// scratch gives: the chunks, the directive lines, the line count and the
+// SHA-256 of the bytes; and that a small edit is not read twice whole.
+func TestReadSinceMatchesColdRead(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	var base bytes.Buffer
+	for i := 0; base.Len() < 3*sumEvery+12345; i++ {
+		switch {
+		case i%5000 == 17:
+			fmt.Fprintf(&base, "# platform: P%d\n", i)
+		case i%7001 == 3:
+			base.WriteString("  # allow-public-suffix\n")
+		case i%3001 == 5:
+			base.WriteString("# just a comment\n\n")
+		default:
+			fmt.Fprintf(&base, "name%d-%x.example\n", i, rng.Uint32())
+		}
+	}
+	lineAt := func(b []byte, frac float64) int {
+		at := int(float64(len(b)) * frac)
+		if i := bytes.IndexByte(b[at:], '\n'); i >= 0 {
+			return at + i + 1
+		}
+		return len(b)
+	}
+	splice := func(b []byte, at, del int, ins string) []byte {
+		out := append([]byte(nil), b[:at]...)
+		out = append(out, ins...)
+		return append(out, b[min(len(b), at+del):]...)
+	}
+	edits := []struct {
+		name string
+		edit func([]byte) []byte
+	}{
+		{"unchanged", func(b []byte) []byte { return b }},
+		{"append", func(b []byte) []byte { return append(slices.Clip(b), "added.example\n"...) }},
+		{"append without newline", func(b []byte) []byte { return append(slices.Clip(b), "partial.example"...) }},
+		{"finish the last line", func(b []byte) []byte { return append(slices.Clip(b), "more\n"...) }},
+		{"insert in the middle", func(b []byte) []byte { return splice(b, lineAt(b, 0.5), 0, "inserted.example\n") }},
+		{"delete in the middle", func(b []byte) []byte {
+			at := lineAt(b, 0.4)
+			return splice(b, at, bytes.IndexByte(b[at:], '\n')+1, "")
+		}},
+		{"edit in place", func(b []byte) []byte {
+			at := lineAt(b, 0.6)
+			out := slices.Clone(b)
+			out[at] ^= 1
+			return out
+		}},
+		{"two edits far apart", func(b []byte) []byte {
+			b = splice(b, lineAt(b, 0.8), 0, "late.example\nlater.example\n")
+			return splice(b, lineAt(b, 0.1), 0, "early.example\n")
+		}},
+		{"prepend", func(b []byte) []byte { return splice(b, 0, 0, "first.example\n") }},
+		{"byte order mark", func(b []byte) []byte { return splice(b, 0, 0, "\xef\xbb\xbf") }},
+		{"directive added", func(b []byte) []byte { return splice(b, lineAt(b, 0.3), 0, "# action: log\n") }},
+		{"truncate", func(b []byte) []byte { return b[:lineAt(b, 0.7)] }},
+		{"truncate mid-line", func(b []byte) []byte { return b[:lineAt(b, 0.7)+3] }},
+		{"shrink to one line", func(b []byte) []byte { return []byte("one.example\n") }},
+		{"empty", func(b []byte) []byte { return nil }},
+		{"back to the start", func([]byte) []byte { return base.Bytes() }},
+		{"blank lines at the end", func(b []byte) []byte { return append(slices.Clip(b), "\n\n\n"...) }},
+		{"long line", func(b []byte) []byte {
+			return splice(b, lineAt(b, 0.5), 0, string(bytes.Repeat([]byte("x"), 300<<10))+"\n")
+		}},
+		{"same size, every chunk shifted", func(b []byte) []byte {
+			b = splice(b, lineAt(b, 0.2), 0, "abc\n")
+			at := lineAt(b, 0.9)
+			return splice(b, at, bytes.IndexByte(b[at:], '\n')+1, "")
+		}},
+	}
+	path := filepath.Join(t.TempDir(), "list.txt")
+	read := func(data []byte, prev *fingerprint) *listFile {
+		t.Helper()
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lf, err := openList(path, 1<<30, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lf.close()
+		return lf
+	}
+	cur := base.Bytes()
+	prev := read(cur, nil).fp
+	for _, e := range edits {
+		next := e.edit(cur)
+		got := read(next, prev)
+		want := read(next, nil)
+		sum := sha256.Sum256(next)
+		if got.hash != hex.EncodeToString(sum[:]) || want.hash != got.hash {
+			t.Errorf("%s: SHA-256 %s, from scratch %s, of the bytes %x", e.name, got.hash, want.hash, sum)
+		}
+		if !slices.Equal(got.fp.chunks, want.fp.chunks) {
+			t.Errorf("%s: %d chunks, from scratch %d", e.name, len(got.fp.chunks), len(want.fp.chunks))
+		}
+		if !slices.Equal(got.fp.dirs, want.fp.dirs) || got.fp.dirsOver != want.fp.dirsOver {
+			t.Errorf("%s: directive lines %v, from scratch %v", e.name, got.fp.dirs, want.fp.dirs)
+		}
+		if got.lines != want.lines || got.size != int64(len(next)) || want.lines != bytes.Count(next, []byte{'\n'})+1 {
+			t.Errorf("%s: %d lines, from scratch %d, %d bytes", e.name, got.lines, want.lines, got.size)
+		}
+		if len(got.fp.marks) != len(want.fp.marks) {
+			t.Errorf("%s: %d checkpoints, from scratch %d", e.name, len(got.fp.marks), len(want.fp.marks))
+		}
+		for k := range min(len(got.fp.marks), len(want.fp.marks)) {
+			if got.fp.marks[k].off != want.fp.marks[k].off || !bytes.Equal(got.fp.marks[k].state, want.fp.marks[k].state) {
+				t.Errorf("%s: checkpoint %d differs", e.name, k)
+				break
+			}
+		}
+		if small := len(e.name) > 0 && e.name != "long line" && e.name != "shrink to one line" && e.name != "empty" && e.name != "back to the start"; small && got.rescanned > 256<<10 {
+			t.Errorf("%s: %d bytes read again", e.name, got.rescanned)
+		}
+		cur, prev = next, got.fp
+	}
+}
+
+// TestDeltaSectionsMatchFullReload is TestDeltaMatchesFullReload for a
+// list with directives all through it (a platform every 150 lines, an
+// action now and then, "# allow-public-suffix" before a public suffix
+// rule), edited where the deltas read only the changed chunks: at chunk
+// boundaries, next to directives, at the end (appends), at the start;
+// directives added and removed too (the full reload's to decide). After
+// every reload each probe gets the rule, line, action and platform a full
+// load of the same file gives.
+func TestDeltaSectionsMatchFullReload(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	var lines []string
+	for i := range 4000 {
+		switch {
+		case i%150 == 0:
+			lines = append(lines, fmt.Sprintf("# platform: P%d", i/150))
+		case i%700 == 1:
+			lines = append(lines, []string{"# action: log", "# action: nxdomain", "  # scope: any"}[rng.IntN(3)])
+		case i == 2500:
+			lines = append(lines, "# allow-public-suffix", "co.uk")
+		default:
+			lines = append(lines, deltaLine(rng))
+		}
+	}
+	body := func() string { return strings.Join(lines, "\n") + "\n" }
+	st, dir := load(t, map[string]string{"big.txt": body()})
+	var names []string
+	for i := range 60 {
+		names = append(names, fmt.Sprintf("n%d.example", i), fmt.Sprintf("s%d.n%d.example", i%4, i), fmt.Sprintf("x.s%d.n%d.example", i%4, i))
+	}
+	names = append(names, "www.co.uk", "added.example")
+	var ips []netip.Addr
+	for i := range 16 {
+		ips = append(ips, netip.MustParseAddr(fmt.Sprintf("198.51.100.%d", i)))
+	}
+	describe := func(s *Snapshot) string {
+		var b strings.Builder
+		b.WriteString(decisions(s, names, ips))
+		for _, n := range names {
+			if m := s.MatchName(n); m.HasRule {
+				fmt.Fprintf(&b, "%s platform=%q\n", n, s.Section(m.Rule).Platform)
+			}
+		}
+		return b.String()
+	}
+	// boundary returns a line number where a chunk of the version in
+	// service starts.
+	boundary := func() int {
+		fp := st.Current().File("big.txt").fp
+		if fp == nil {
+			return 1 + rng.IntN(len(lines))
+		}
+		fp.layout()
+		return fp.firstLines[rng.IntN(len(fp.chunks))] + 1
+	}
+	deltas := 0
+	for step := range 150 {
+		at := 1 + rng.IntN(len(lines)-1) // 0-based index of the line edited
+		switch step % 6 {
+		case 0, 1:
+			at = min(boundary()-1+rng.IntN(3)-1, len(lines)-1)
+		case 2:
+			at = len(lines) // an append
+		case 3:
+			// Next to a directive.
+			for at < len(lines)-1 && !strings.HasPrefix(strings.TrimSpace(lines[at]), "#") {
+				at++
+			}
+			at += rng.IntN(3) - 1
+		}
+		at = max(0, at)
+		switch op := rng.IntN(10); {
+		case at >= len(lines) || op < 4:
+			l := deltaLine(rng)
+			if step%25 == 0 {
+				l = "# platform: Inserted" // a directive: the full reload
+			}
+			lines = slices.Insert(lines, min(at, len(lines)), l)
+		case op < 7 && len(lines) > 100:
+			lines = slices.Delete(lines, at, at+1)
+		default:
+			lines[at] = deltaLine(rng)
+		}
+		write(t, dir, "big.txt", body())
+		rep := reload(t, st)
+		if rep.Delta {
+			deltas++
+		}
+		fresh, _ := load(t, map[string]string{"big.txt": body()})
+		want := describe(fresh.Current())
+		if got := describe(st.Current()); got != want {
+			t.Fatalf("step %d (delta %v, line %d): decisions differ from a full load:\n%s", step, rep.Delta, at+1, diffLines(got, want))
+		}
+		if f := st.Current().File("big.txt"); f.Domains != st.Current().fileDomainCount(f) {
+			t.Fatalf("step %d: %d domain rules counted, %d in service", step, f.Domains, st.Current().fileDomainCount(f))
+		}
+		if step%10 == 0 {
+			st.WaitCompacted()
+			if got := describe(st.Current()); got != want {
+				t.Fatalf("step %d: after the merge, decisions differ from a full load:\n%s", step, diffLines(got, want))
+			}
+		}
+	}
+	if deltas < 100 {
+		t.Fatalf("only %d of 150 reloads were deltas", deltas)
+	}
+}
