@@ -276,3 +276,59 @@ func BenchmarkAudit(b *testing.B) {
 		}
 	})
 }
+
+// countingWriter records what it is given.
+type countingWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *countingWriter) lines() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Count(w.buf.Bytes(), []byte{'\n'})
+}
+
+// Once fullBatch bytes of lines are pending the writer takes them without
+// waiting out its pause (an hour here), so a busy log's pending lines stay
+// a small buffer: of lines logged in a burst, all but the last partial
+// batch are written while the writer is still pausing.
+func TestFullBatchEndsThePause(t *testing.T) {
+	snap := loadSnapshot(t, map[string]string{"x.txt": testList})
+	w := &countingWriter{}
+	l, err := Open(Options{Name: "audit", Path: Stdout, Stdout: w, Buffer: 1 << 20, Logger: quiet(), wait: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	req := blockedRequest(t, snap, "www.binance.com")
+	var buf [lineBuf]byte
+	lineLen := len(AppendAudit(buf[:0], req))
+	// The first line wakes the idle writer, which writes it and pauses;
+	// then enough lines for three full batches.
+	l.Audit(req)
+	deadline := time.Now().Add(time.Minute)
+	for w.lines() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first line was not written within a minute")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	n := 3*fullBatch/lineLen + 1
+	for range n {
+		l.Audit(req)
+	}
+	want := 1 + 2*fullBatch/lineLen // at least two full batches, taken during the pause
+	for w.lines() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d lines written within a minute of an hour-long pause; want at least %d", w.lines(), 1+n, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
