@@ -380,6 +380,25 @@ func (d *domainRules) add(name []byte, kind uint8, line int, sect uint16) {
 	d.addEncoded(start, kind, line, sect)
 }
 
+// addAgain is add for a name its caller knows is the name of the rule
+// added last (an RPZ zone's "*.name" after "name"): the rule shares that
+// name without encoding it again. Outside a merge it does what add does
+// for an equal name.
+func (d *domainRules) addAgain(name []byte, kind uint8, line int, sect uint16) {
+	if d.share != nil || len(d.lens) == 0 {
+		d.add(name, kind, line, sect)
+		return
+	}
+	d.unpackLines()
+	d.unpackKinds()
+	p := d.tail()
+	d.shared++
+	if i := len(d.lens); i%nameBlock == 0 {
+		d.blockOff = append(d.blockOff, uint32(len(d.pages)-1)<<pageBits|uint32(len(*p)))
+	}
+	d.addAttrs(0, kind, line, sect)
+}
+
 // addEnc adds a rule whose encoded name is e (as enc returns it).
 func (d *domainRules) addEnc(e []byte, kind uint8, line int, sect uint16) {
 	d.unpackLines()

@@ -36,6 +36,17 @@ func (r *recorder) repeatedOwner() bool {
 	}
 	return false
 }
+
+// hasDomainRule reports a domain rule of name and kind, whatever its
+// allow bit.
+func (r *recorder) hasDomainRule(name []byte, kind MatchKind) bool {
+	for _, o := range r.out {
+		if f := strings.Fields(o); len(f) >= 4 && f[1] == kind.String() && f[3] == string(name) {
+			return true
+		}
+	}
+	return false
+}
 func (r *recorder) addDomain(name []byte, kind MatchKind, allow bool, line int) {
 	r.out = append(r.out, fmt.Sprintf("%d %s allow=%v %s [%s/%s/%s]", line, kind, allow, name, r.sec.Platform, r.sec.Action, r.sec.Scope))
 }

@@ -313,7 +313,7 @@ func rpzTrigger(rel string) (r rpzRule, warn, msg string) {
 		}
 		n, msg := normalizeName(nil, []byte(name))
 		if msg == "" && r.kind == MatchWildcard {
-			msg = publicSuffixMsg(n, suffixHintRPZ)
+			msg = wildcardSuffixMsg(n)
 		}
 		if msg != "" {
 			return r, "", msg

@@ -151,6 +151,8 @@ func TestParseRPZErrors(t *testing.T) {
 		{"NS below apex", rpzHead + "a.example NS ns.example.", `z.rpz:3: NS records cannot be policy data`},
 		{"star inside", rpzHead + "a.*.example CNAME .", `z.rpz:3: '*' is only allowed as a leading "*."`},
 		{"bare star", rpzHead + "* CNAME .", `z.rpz:3: a wildcard over every name is not supported`},
+		{"wildcard on a public suffix", rpzHead + "ok.example CNAME .\n*.co.uk CNAME .", `z.rpz:4: "co.uk" is a public suffix`},
+		{"wildcard on a public suffix, long form", rpzHead + "*.com.z. 60 IN CNAME .", `z.rpz:3: "com" is a public suffix`},
 		{"rpz-ip no address", rpzHead + "32.rpz-ip CNAME .", `z.rpz:3: rpz-ip trigger needs a prefix length and an address`},
 		{"rpz-ip bad length", rpzHead + "x.7.113.0.203.rpz-ip CNAME .", `z.rpz:3: rpz-ip trigger must start with a prefix length`},
 		{"rpz-ip v4 length", rpzHead + "33.7.113.0.203.rpz-ip CNAME .", `z.rpz:3: IPv4 prefix length must be 1 to 32`},
@@ -276,35 +278,6 @@ func TestParseRPZStreamMatchesGeneral(t *testing.T) {
 		rpzHead + "c.example CNAME .\nc.example A 192.0.2.1\nn.example NS ns.example.\n",
 		"a.example 60 CNAME .\n",
 	}
-	// An exception's section is never used (the general parser gives it
-	// the last section of the zone, the streaming one nxdomain's), and the
-	// streaming parser puts an apex warning on the record's own line, the
-	// general one on the owner's first.
-	sectRE := regexp.MustCompile(`allow=true (\S+) \[[^]]*\]`)
-	show := func(r *recorder, errs []*LineError) string {
-		var out []string
-		for _, o := range r.out {
-			out = append(out, sectRE.ReplaceAllString(o, "allow=true $1 [exception]"))
-		}
-		slices.Sort(out)
-		var w []string
-		for _, e := range r.warns {
-			if strings.Contains(e.Msg, "zone apex") {
-				e = &LineError{File: e.File, Text: e.Text, Msg: e.Msg}
-			}
-			w = append(w, e.Error())
-		}
-		slices.Sort(w)
-		var es []string
-		for _, e := range errs {
-			es = append(es, e.Error())
-		}
-		slices.Sort(es)
-		if len(es) > 0 {
-			out = nil // a zone with errors loads nothing, whatever was fed
-		}
-		return strings.Join(out, "\n") + "\nwarnings:\n" + strings.Join(w, "\n") + "\nerrors:\n" + strings.Join(es, "\n")
-	}
 	for i, z := range zones {
 		fast, general := &recorder{}, &recorder{}
 		fe := parseRPZ("rpz.test.rpz", strings.NewReader(z), fast)
@@ -317,11 +290,48 @@ func TestParseRPZStreamMatchesGeneral(t *testing.T) {
 			}
 			continue
 		}
-		if got, want := show(fast, fe), show(general, ge); got != want {
+		if got, want := rpzOutcome(fast, fe), rpzOutcome(general, ge); got != want {
 			t.Errorf("zone %d:\n%s\n--- streaming parser above, general parser below ---\n%s", i, got, want)
 		}
 	}
 }
+
+// rpzOutcome shows what a parser fed a recorder, for comparing the
+// streaming parser with the general one: the rules as a set (the streaming
+// parser feeds them in file order, the general one by policy), the
+// warnings and the errors (and no rules when there are errors: a zone
+// with errors loads nothing, whatever was fed).
+//
+// An exception's section is never used (the general parser gives it the
+// last section of the zone, the streaming one nxdomain's), and the
+// streaming parser puts an apex warning on the record's own line, the
+// general one on the owner's first: both are left out.
+func rpzOutcome(r *recorder, errs []*LineError) string {
+	var out []string
+	for _, o := range r.out {
+		out = append(out, rpzSectRE.ReplaceAllString(o, "allow=true $1 [exception]"))
+	}
+	slices.Sort(out)
+	var w []string
+	for _, e := range r.warns {
+		if strings.Contains(e.Msg, "zone apex") {
+			e = &LineError{File: e.File, Text: e.Text, Msg: e.Msg}
+		}
+		w = append(w, e.Error())
+	}
+	slices.Sort(w)
+	var es []string
+	for _, e := range errs {
+		es = append(es, e.Error())
+	}
+	slices.Sort(es)
+	if len(es) > 0 {
+		out = nil
+	}
+	return strings.Join(out, "\n") + "\nwarnings:\n" + strings.Join(w, "\n") + "\nerrors:\n" + strings.Join(es, "\n")
+}
+
+var rpzSectRE = regexp.MustCompile(`allow=true (\S+) \[[^]]*\]`)
 
 // TestRPZSharedNames checks the pairs an RPZ zone makes (name and *.name,
 // stored once, indexed once) alone and mixed with the same name in other

@@ -25,6 +25,16 @@ import (
 // not consecutive, $INCLUDE, $GENERATE, unknown directives) is parsed
 // again from the start by the general parser (parseRPZGeneral), which
 // reads the zone whole; the result is the same either way.
+//
+// The commonest line of all, "name CNAME ACTION" relative to an origin
+// that is the apex, takes one pass over its bytes (quick): the owner is
+// checked and lower-cased as it is read and becomes its rule without being
+// normalized again, made absolute only when an error's text needs it; a
+// "*.name" after "name" shares the name stored for "name" (addDomainAgain)
+// and rules under the same policy skip the section lookup. The wildcards'
+// public suffix check has a bit filter in front of it (rpzsuffix.go).
+// TestRPZQuickLines and TestRPZQuickMatchesGeneral hold the stream to the
+// general parser.
 
 // errRPZGeneral is returned (alone) by the streaming parser when the zone
 // needs the general parser.
@@ -78,7 +88,9 @@ type rpzStream struct {
 	ttl          uint32 // default TTL
 	haveTTL      bool
 	ttlDirective bool   // ttl came from $TTL
-	owner        []byte // owner of the last record, absolute, as written
+	owner        []byte // owner of the last record, absolute, as written (curRaw while ownerCur)
+	ownerCur     bool
+	curRawRel    bool
 	apex         string // lower case; "" before the SOA
 	apexDot      []byte // "." + apex ("" for the root)
 	soaLine      int
@@ -86,14 +98,40 @@ type rpzStream struct {
 
 	// The owner being collected: its records are consecutive in the file.
 	cur     []byte // lower case
-	curRaw  []byte
+	curRaw  []byte // absolute, as written (relative while curRawRel: see rawOwner)
 	curLine int
 	recs    []rpzRec
 	abs     []byte // scratch for absolute names
 	name    []byte // scratch for normalized names
+	// curQuick is set when quick read the owner: cur is its relative
+	// name, already lower case and valid, followed by apexDot.
+	curQuick bool
+	qname    []byte // quick's scratch for the relative owner
+
+	// originApex is set when the origin is the apex (the names quick
+	// reads are relative to it).
+	originApex bool
+	// The section the last rule was emitted under (sectSet false before
+	// the first): a rule under the same policy and zone directives needs
+	// no section lookup.
+	sectSet bool
+	sectPol rpzPolicy
+	zoneGen int // counts apex flushes, which may change the directives
+	sectGen int
+	// The name of the last domain rule fed (haveLast), which the next
+	// rule may share (an RPZ zone's "*.name" after "name").
+	lastName     []byte
+	haveLast     bool
+	again        againSink
+	againChecked bool
 
 	ipOwners    map[netip.Prefix]bool
-	needGeneral bool // an rpz-ip trigger's records are spread over the zone
+	needGeneral bool // an owner's records are spread over the zone
+	// Owners whose records yielded a warning and no rule (lower case,
+	// absolute), and the QNAME triggers among them: if their owners have
+	// other records elsewhere, repeatedOwner cannot tell.
+	warned      map[string]bool
+	warnedRules []rpzOwnerRule
 	local       map[string][]dns.RR
 	fields      [][]byte
 	apexGroups  int // runs of apex records flushed (their TXT directives apply from there on)
@@ -141,7 +179,7 @@ func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, err
 		return p.finish(), nil
 	}
 	p.flush()
-	if len(p.errs) == 0 && (p.needGeneral || p.sink.repeatedOwner()) {
+	if len(p.errs) == 0 && (p.needGeneral || p.warnedRepeated() || p.sink.repeatedOwner()) {
 		return nil, errRPZGeneral // an owner's records are spread over the zone
 	}
 	if z, ok := p.sink.(rpzStateSink); ok && len(p.errs) == 0 {
@@ -215,6 +253,9 @@ func parenDepth(line []byte, depth int) int {
 
 // line handles one line outside parentheses.
 func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int) error {
+	if p.originApex && p.haveTTL && p.quick(n, raw) {
+		return nil
+	}
 	body := trimSpace(bytes.TrimSuffix(raw, []byte{'\n'}))
 	if len(body) == 0 || body[0] == ';' {
 		return nil
@@ -239,7 +280,7 @@ func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int
 	var ownerTok []byte
 	if !inherit {
 		ownerTok, f = f[0], f[1:]
-	} else if len(p.owner) == 0 {
+	} else if len(p.ownerName()) == 0 {
 		return p.slow(n, raw)
 	}
 	ttl, hasTTL := uint32(0), false
@@ -274,7 +315,7 @@ func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int
 		}
 		ttl = p.ttl
 	}
-	owner := p.owner
+	owner := p.ownerName()
 	if !inherit {
 		var ok bool
 		if p.abs, ok = p.absolute(p.abs[:0], ownerTok); !ok {
@@ -313,8 +354,166 @@ func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int
 	if !p.ttlDirective {
 		p.ttl, p.haveTTL = ttl, true
 	}
-	p.owner = append(p.owner[:0], owner...)
+	p.owner, p.ownerCur = append(p.owner[:0], owner...), false
 	return p.record(p.owner, rec)
+}
+
+// quick reads the commonest line of a big policy zone in one pass over
+// its bytes: "name CNAME ACTION" with name relative to an origin that is
+// the apex, no TTL or class, ACTION one of ., *., rpz-passthru. and
+// rpz-drop. (as written by the exporters of big zones), and, after a
+// blank, nothing but blanks or a comment. The owner is lower-cased and
+// checked as it is read (what normalizeName's table pass checks), so its
+// rule needs no second pass. It reports false, having changed nothing,
+// for any other line, for a name normalizeName's table pass would not
+// take or the trigger rules judge (a last label "rpz-...", "*" alone, a
+// "*" anywhere but a leading "*."), and for a second record of the owner
+// being collected: the general line path reads those.
+func (p *rpzStream) quick(n int, raw []byte) bool {
+	// The owner: its bytes are classed by one table (a letter, digit, '-'
+	// or '_'; an upper-case letter; a dot); the labels are checked only
+	// when the name has a dot and over 63 bytes, or an empty label.
+	i, star := 0, 0
+	if len(raw) > 2 && raw[0] == '*' && raw[1] == '.' {
+		i, star = 2, 2
+	}
+	var seen uint8
+	for i < len(raw) {
+		c := quickOwner[raw[i]]
+		if c == 0 {
+			break
+		}
+		seen |= c
+		i++
+	}
+	tok, name := raw[:i], raw[star:i]
+	if len(name) == 0 || i == len(raw) || !isSpace(raw[i]) || len(tok) > 253 {
+		return false // no name, or another byte after it
+	}
+	lastDot := -1
+	if seen&quickDot != 0 {
+		if name[0] == '.' || name[len(name)-1] == '.' || bytes.Contains(name, []byte("..")) {
+			return false // an empty label, or a trailing dot (absolute)
+		}
+		lastDot = bytes.LastIndexByte(name, '.')
+		if len(name) > 63 && !labelsFit(name) {
+			return false
+		}
+	} else if len(name) > 63 {
+		return false
+	}
+	if l := name[lastDot+1:]; len(l) >= 4 && l[0]|0x20 == 'r' && l[1]|0x20 == 'p' && l[2]|0x20 == 'z' && l[3] == '-' {
+		return false // a special trigger
+	}
+	rel := tok
+	if seen&quickUpper != 0 {
+		p.qname = appendLower(p.qname[:0], tok)
+		rel = p.qname
+	}
+	for i < len(raw) && isSpace(raw[i]) {
+		i++
+	}
+	if len(raw)-i < 7 || !asciiEqualFold(raw[i:i+5], "CNAME") || !isSpace(raw[i+5]) {
+		return false
+	}
+	for i += 6; i < len(raw) && isSpace(raw[i]); i++ {
+	}
+	j := i
+	for j < len(raw) && !isSpace(raw[j]) && raw[j] != '\n' && raw[j] != ';' {
+		j++
+	}
+	var target string
+	switch string(raw[i:j]) {
+	case RPZNXDomain:
+		target = RPZNXDomain
+	case RPZNoData:
+		target = RPZNoData
+	case RPZPassthru:
+		target = RPZPassthru
+	case RPZDrop:
+		target = RPZDrop
+	default:
+		return false
+	}
+	for j < len(raw) && isSpace(raw[j]) {
+		j++
+	}
+	switch {
+	case j == len(raw), raw[j] == '\n':
+	case raw[j] == ';' && !hasZoneSpecial(raw[j:]):
+	default:
+		return false
+	}
+	// The owner is rel + "." + origin, whose lower case is rel + apexDot.
+	if len(p.cur) == len(rel)+len(p.apexDot) && bytes.Equal(p.cur[:len(rel)], rel) && bytes.Equal(p.cur[len(rel):], p.apexDot) {
+		return false // the same owner again
+	}
+	p.records++
+	p.flush()
+	p.cur = append(append(p.cur[:0], rel...), p.apexDot...)
+	p.curRaw, p.curRawRel, p.ownerCur = append(p.curRaw[:0], tok...), true, true
+	p.curLine, p.curQuick = n, true
+	p.recs = append(p.recs, rpzRec{line: n, ttl: p.ttl, target: target})
+	return true
+}
+
+// Classes of owner bytes for quick.
+const (
+	quickName  = 1 // a lower-case letter, a digit, '-' or '_'
+	quickUpper = 2 // an upper-case letter
+	quickDot   = 4
+)
+
+var quickOwner = func() (t [256]uint8) {
+	for c := range 256 {
+		switch l := nameLower[c]; {
+		case l == '.':
+			t[c] = quickDot
+		case l != 0 && l != byte(c):
+			t[c] = quickUpper
+		case l != 0:
+			t[c] = quickName
+		}
+	}
+	return t
+}()
+
+// labelsFit reports whether no label of name is over 63 bytes.
+func labelsFit(name []byte) bool {
+	for len(name) > 0 {
+		i := bytes.IndexByte(name, '.')
+		if i < 0 {
+			return len(name) <= 63
+		}
+		if i > 63 {
+			return false
+		}
+		name = name[i+1:]
+	}
+	return true
+}
+
+// rawOwner returns the owner being collected as written, absolute: quick
+// keeps it relative until it is asked for (an error's text, a directive
+// that may change the origin).
+func (p *rpzStream) rawOwner() []byte {
+	if p.curRawRel {
+		p.curRaw, p.curRawRel = append(append(p.curRaw, '.'), p.origin...), false
+	}
+	return p.curRaw
+}
+
+// ownerName returns the owner of the last record, absolute, as written.
+func (p *rpzStream) ownerName() []byte {
+	if p.ownerCur {
+		return p.rawOwner()
+	}
+	return p.owner
+}
+
+// setOriginApex notes whether the origin is the apex.
+func (p *rpzStream) setOriginApex() {
+	p.originApex = p.apex != "" && p.apex != "." && len(p.origin) == len(p.apex) && equalFoldLower([]byte(p.origin), []byte(p.apex))
 }
 
 // zoneSpecial marks the bytes that make a line the zone parser's: quotes,
@@ -454,6 +653,7 @@ var ownerByte = func() (t [256]uint8) {
 
 // directive handles a $ line.
 func (p *rpzStream) directive(n int, body []byte) error {
+	p.rawOwner() // made absolute with the origin it was read under
 	if i := bytes.IndexByte(body, ';'); i >= 0 {
 		body = trimSpace(body[:i])
 	}
@@ -465,6 +665,7 @@ func (p *rpzStream) directive(n int, body []byte) error {
 			return errRPZGeneral
 		}
 		p.origin = string(o)
+		p.setOriginApex()
 	case len(f) == 2 && asciiEqualFold(f[0], "$TTL"):
 		t, ok := decimalTTL(f[1])
 		if !ok {
@@ -491,8 +692,8 @@ func (p *rpzStream) slow(n int, text []byte) error {
 		b.WriteString("$TTL " + strconv.FormatUint(uint64(p.ttl), 10) + "\n")
 		pre++
 	}
-	if len(text) > 0 && isSpace(text[0]) && len(p.owner) > 0 {
-		b.Write(p.owner)
+	if owner := p.ownerName(); len(text) > 0 && isSpace(text[0]) && len(owner) > 0 {
+		b.Write(owner)
 	}
 	b.Write(text)
 	zp := dns.NewZoneParser(&b, "", p.file)
@@ -522,7 +723,7 @@ func (p *rpzStream) slow(n int, text []byte) error {
 	if !p.ttlDirective {
 		p.ttl, p.haveTTL = h.Ttl, true
 	}
-	p.owner = append(p.owner[:0], h.Name...)
+	p.owner, p.ownerCur = append(p.owner[:0], h.Name...), false
 	if h.Class != dns.ClassINET {
 		p.records++
 		p.fail(n, rrText(rr), "only class IN records are allowed")
@@ -556,6 +757,7 @@ func (p *rpzStream) record(owner []byte, rec rpzRec) error {
 		if lower != "." {
 			p.apexDot = []byte("." + lower)
 		}
+		p.setOriginApex()
 		return nil
 	}
 	if p.apex == "" {
@@ -563,9 +765,9 @@ func (p *rpzStream) record(owner []byte, rec rpzRec) error {
 	}
 	if !equalFoldLower(owner, p.cur) {
 		p.flush()
-		p.curRaw = append(p.curRaw[:0], owner...)
+		p.curRaw, p.curRawRel = append(p.curRaw[:0], owner...), false
 		p.cur = appendLower(p.cur[:0], owner)
-		p.curLine = rec.line
+		p.curLine, p.curQuick = rec.line, false
 	}
 	p.recs = append(p.recs, rec)
 	return nil
@@ -613,7 +815,7 @@ func (p *rpzStream) rrOf(r rpzRec) dns.RR {
 	if r.rr != nil {
 		return r.rr
 	}
-	return &dns.CNAME{Hdr: dns.RR_Header{Name: string(p.curRaw), Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: r.ttl}, Target: r.target}
+	return &dns.CNAME{Hdr: dns.RR_Header{Name: string(p.rawOwner()), Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: r.ttl}, Target: r.target}
 }
 
 func (p *rpzStream) text(r rpzRec) string { return rrText(p.rrOf(r)) }
@@ -628,11 +830,19 @@ func (p *rpzStream) flush() {
 	line := p.curLine
 	if string(p.cur) == p.apex {
 		p.apexGroups++
+		p.zoneGen++
 		for _, r := range recs {
 			if msg := p.zone.apexRecord(r.rr); msg != "" {
 				p.sink.warn(&LineError{File: p.file, Line: r.line, Text: p.text(r), Msg: msg})
 			}
 		}
+		return
+	}
+	if p.warned != nil && p.warned[string(p.cur)] {
+		// The owner's records are spread over the zone, and an earlier
+		// run of them was not fed to the sink (so repeatedOwner cannot
+		// see it).
+		p.needGeneral = true
 		return
 	}
 	// Owner names are absolute: below the apex means ending in ".apex.".
@@ -648,8 +858,14 @@ func (p *rpzStream) flush() {
 		r         rpzRule
 		warn, msg string
 	)
-	last := rel[bytes.LastIndexByte(rel, '.')+1:]
-	if bytes.HasPrefix(last, []byte("rpz-")) || (len(rel) == 1 && rel[0] == '*') {
+	if p.curQuick {
+		// A QNAME trigger whose name quick lower-cased and checked.
+		r.name, r.kind = rel, MatchExact
+		if rel[0] == '*' {
+			r.name, r.kind = rel[2:], MatchWildcard
+			msg = wildcardSuffixMsg(r.name)
+		}
+	} else if last := rel[bytes.LastIndexByte(rel, '.')+1:]; bytes.HasPrefix(last, []byte("rpz-")) || (len(rel) == 1 && rel[0] == '*') {
 		r, warn, msg = rpzTrigger(string(rel))
 	} else {
 		// A QNAME trigger, without the allocations of rpzTrigger.
@@ -660,6 +876,9 @@ func (p *rpzStream) flush() {
 		}
 		p.name, msg = normalizeName(p.name[:0], name)
 		r.name = p.name
+		if msg == "" && r.kind == MatchWildcard {
+			msg = wildcardSuffixMsg(r.name)
+		}
 	}
 	r.line = line
 	switch {
@@ -668,6 +887,7 @@ func (p *rpzStream) flush() {
 		return
 	case warn != "":
 		p.sink.warn(&LineError{File: p.file, Line: line, Text: p.text(recs[0]), Msg: warn})
+		p.noteWarned()
 		return
 	}
 	// The policy, as rpzParser.policy reads it.
@@ -718,6 +938,18 @@ func (p *rpzStream) flush() {
 		switch {
 		case w != "":
 			p.sink.warn(&LineError{File: p.file, Line: line, Text: p.text(recs[cname]), Msg: w})
+			p.noteWarned()
+			switch {
+			case r.ip && p.ipOwners[r.prefix]:
+				p.needGeneral = true
+			case r.ip:
+				if p.ipOwners == nil {
+					p.ipOwners = map[netip.Prefix]bool{}
+				}
+				p.ipOwners[r.prefix] = true
+			default:
+				p.warnedRules = append(p.warnedRules, rpzOwnerRule{name: string(r.name), kind: r.kind})
+			}
 			return
 		case pol != rpzLocalData:
 			r.policy, local = pol, false
@@ -745,6 +977,50 @@ func (p *rpzStream) flush() {
 	p.emit(r)
 }
 
+// noteWarned notes the owner being flushed as one whose records yield a
+// warning and no rule.
+func (p *rpzStream) noteWarned() {
+	if p.warned == nil {
+		p.warned = map[string]bool{}
+	}
+	p.warned[string(p.cur)] = true
+}
+
+// rpzOwnerRule is the rule an owner would have been without its warning.
+type rpzOwnerRule struct {
+	name string
+	kind MatchKind
+}
+
+// ruleFinder is a sink that can say whether the file being parsed has a
+// domain rule of a name and kind (whatever its allow bit).
+type ruleFinder interface {
+	hasDomainRule(name []byte, kind MatchKind) bool
+}
+
+// maxWarnedRules is how many warned QNAME triggers the streaming parser
+// looks up among the rules fed (a scan of the file's rules each); a zone
+// with more is read by the general parser.
+const maxWarnedRules = 16
+
+// warnedRepeated reports whether an owner that yielded a warning is also
+// the owner of a rule fed earlier (its records spread over the zone).
+func (p *rpzStream) warnedRepeated() bool {
+	if len(p.warnedRules) == 0 {
+		return false
+	}
+	f, ok := p.sink.(ruleFinder)
+	if !ok || len(p.warnedRules) > maxWarnedRules {
+		return true
+	}
+	for _, r := range p.warnedRules {
+		if f.hasDomainRule([]byte(r.name), r.kind) {
+			return true
+		}
+	}
+	return false
+}
+
 // emit feeds one rule to the sink under its policy's section.
 func (p *rpzStream) emit(r rpzRule) {
 	allow := r.policy == rpzPassthru
@@ -752,13 +1028,35 @@ func (p *rpzStream) emit(r rpzRule) {
 	if !allow {
 		act = rpzActions[r.policy]
 	}
-	p.sink.useSection(Section{File: p.file, Action: act, Platform: p.zone.platform, Why: p.zone.why})
-	if r.ip {
+	if !p.sectSet || p.sectPol != r.policy || p.sectGen != p.zoneGen {
+		p.sink.useSection(Section{File: p.file, Action: act, Platform: p.zone.platform, Why: p.zone.why})
+		p.sectSet, p.sectPol, p.sectGen = true, r.policy, p.zoneGen
+	}
+	switch {
+	case r.ip:
 		p.sink.addPrefix(r.prefix, allow, r.line)
-	} else {
+	case p.haveLast && bytes.Equal(r.name, p.lastName) && p.againSink() != nil:
+		p.again.addDomainAgain(r.name, r.kind, allow, r.line)
+	default:
 		p.sink.addDomain(r.name, r.kind, allow, r.line)
+		p.lastName, p.haveLast = append(p.lastName[:0], r.name...), true
 	}
 	if r.policy == rpzLocalData {
 		p.sink.setLocalData(r.local)
 	}
+}
+
+// againSink is a sink that can add a domain rule on the name of the
+// domain rule added last without reading the name again.
+type againSink interface {
+	addDomainAgain(name []byte, kind MatchKind, allow bool, line int)
+}
+
+// againSink returns the sink as an againSink, nil if it is not one.
+func (p *rpzStream) againSink() againSink {
+	if !p.againChecked {
+		p.again, _ = p.sink.(againSink)
+		p.againChecked = true
+	}
+	return p.again
 }

@@ -588,8 +588,41 @@ func (b *builder) repeatedOwner() bool {
 	return false
 }
 
+// hasDomainRule reports whether a domain rule of the file being parsed
+// has name (canonical) and kind, whatever its allow bit: a scan of the
+// file's rules, for the few owners an RPZ zone yields no rule for.
+func (b *builder) hasDomainRule(name []byte, kind MatchKind) bool {
+	d := &b.s.dom
+	want := appendEncoded(nil, name)
+	var e []byte
+	for b0, end := b.fileStart.dom, d.len(); b0 < end; {
+		b1 := min((b0/nameBlock+1)*nameBlock, end) // to the end of b0's block
+		v := d.encStart(uint32(b0))
+		page, off := d.pages[v>>pageBits], int(v&pageMask)
+		for i := b0; i < b1; i++ {
+			if l := int(d.lens[i]); l != 0 {
+				e = page[off : off+l]
+				off += l
+			} else if e == nil {
+				e = d.enc(uint32(i)) // the file's first rule shares the name of the rule before the file
+			}
+			if k, _ := kindOf(d.kindAt(uint32(i))); k == kind && bytes.Equal(e, want) {
+				return true
+			}
+		}
+		b0 = b1
+	}
+	return false
+}
+
 func (b *builder) addDomain(name []byte, kind MatchKind, allow bool, line int) {
 	b.s.dom.add(name, kindBit(kind, allow), line, b.curSect())
+	b.last = makeRuleID(RuleDomain, b.s.dom.len()-1)
+}
+
+// addDomainAgain is addDomain for the name of the domain rule added last.
+func (b *builder) addDomainAgain(name []byte, kind MatchKind, allow bool, line int) {
+	b.s.dom.addAgain(name, kindBit(kind, allow), line, b.curSect())
 	b.last = makeRuleID(RuleDomain, b.s.dom.len()-1)
 }
 
