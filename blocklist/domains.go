@@ -706,11 +706,14 @@ func (t *domainTable) ownKind(i uint32) uint8 {
 // build indexes every rule. Rules sharing a name are chained under the
 // first. Every kind byte must hold the rule's own kind (see ownKind).
 //
-// It works in batches of buildBatch rules: the first pass decodes and
-// hashes each rule's name, the second loads each one's home slot (a tight
-// loop of independent loads, so the CPU overlaps their cache misses, as
-// match does), the third inserts the rules in order. Rules are inserted in rule order, so the head of a
-// name is its first rule whatever the batching.
+// Hashing the names (hashEncoded, straight from their encoding) and
+// inserting them are two stages: a table of more than buildChunk rules
+// has its names hashed on another goroutine, a chunk ahead of the
+// inserts, so a load or merge uses both cores. The inserts work a batch
+// of buildBatch rules at a time: each one's home slot is loaded first (a
+// tight loop of independent loads, so the CPU overlaps their cache
+// misses, as match does), then the rules are inserted in rule order, so
+// the head of a name is its first rule whatever the batching.
 func (t *domainTable) build() {
 	t.unpackKinds()
 	n := t.len()
@@ -725,64 +728,103 @@ func (t *domainTable) build() {
 	t.slots = make([]uint32, size)
 	t.levels = 0
 	lastHead := -1
-	var (
-		buf    [maxEncodedName + 8]byte
-		hashes [buildBatch]uint64
-		encs   [buildBatch][]byte // each rule's encoded name (its own or the previous rule's)
-		touch  uint32
-	)
-	var off uint32 // the position of rule i's own name
-	var (
-		h uint64
-		e []byte
-	)
-	for b0 := 0; b0 < n; b0 += buildBatch {
-		b1 := min(b0+buildBatch, n)
-		off = t.blockOff[b0/nameBlock] // buildBatch is a multiple of nameBlock
+	if n <= buildChunk {
+		hashes := make([]uint64, n)
+		t.levels = t.hashRules(0, n, hashes)
+		t.touch = t.insertRules(0, hashes, size, &lastHead)
+		t.packKinds()
+		return
+	}
+	full, free := make(chan []uint64, 2), make(chan []uint64, 2)
+	free <- make([]uint64, buildChunk)
+	free <- make([]uint64, buildChunk)
+	var levels uint64 // the hashing goroutine's, read after full is closed
+	go func() {
+		defer close(full)
+		for c0 := 0; c0 < n; c0 += buildChunk {
+			c1 := min(c0+buildChunk, n)
+			buf := (<-free)[:c1-c0]
+			levels |= t.hashRules(c0, c1, buf)
+			full <- buf
+		}
+	}()
+	var touch uint32
+	c0 := 0
+	for buf := range full {
+		touch += t.insertRules(c0, buf, size, &lastHead)
+		c0 += len(buf)
+		free <- buf
+	}
+	t.levels = levels
+	t.touch = touch
+	t.packKinds()
+}
+
+// buildChunk is how many rules build hashes ahead of its inserts (a
+// multiple of nameBlock).
+const buildChunk = 1 << 14
+
+// hashRules stores the slot hash of rules c0 to c1 (their names') in out
+// and returns the label counts seen, as levels bits. It only reads the
+// names, so it runs beside insertRules.
+func (t *domainTable) hashRules(c0, c1 int, out []uint64) uint64 {
+	var levels, h uint64
+	if c0 < c1 && t.lens[c0] == 0 && c0 > 0 {
+		hn, _ := hashEncoded(t.enc(uint32(c0))) // the name of a rule before the range
+		h = t.slotHash(hn)
+	}
+	for b0 := c0; b0 < c1; b0 += nameBlock {
+		off := t.blockOff[b0/nameBlock]
 		page := t.pages[off>>pageBits]
 		off &= pageMask
-		for i := b0; i < b1; i++ {
+		for i := b0; i < min(b0+nameBlock, c1); i++ {
 			if l := t.lens[i]; l != 0 {
-				e = page[off : off+uint32(l)]
-				name := appendDecoded(buf[:0], e)
-				hn, dots := uint64(fnvOffset64), 0
-				for j := len(name) - 1; j >= 0; j-- {
-					c := name[j]
-					if c == '.' {
-						dots++
-					}
-					hn = (hn ^ uint64(c)) * fnvPrime64
-				}
-				t.levels |= 1 << min(dots+1, 63)
+				hn, labels := hashEncoded(page[off : off+uint32(l)])
+				levels |= 1 << min(labels, 63)
 				h = t.slotHash(hn)
 				off += uint32(l)
 			}
-			hashes[i-b0], encs[i-b0] = h, e
+			out[i-c0] = h
 		}
-		for _, h := range hashes[:b1-b0] {
+	}
+	return levels
+}
+
+// insertRules inserts rules c0 on, whose slot hashes are hashes, into a
+// table of size slots. lastHead is the last rule inserted as a head.
+func (t *domainTable) insertRules(c0 int, hashes []uint64, size int, lastHead *int) uint32 {
+	var touch uint32
+	for b0 := 0; b0 < len(hashes); b0 += buildBatch {
+		b1 := min(b0+buildBatch, len(hashes))
+		for _, h := range hashes[b0:b1] {
 			touch += t.slots[fastrange(h, size)]
 		}
-		for i := b0; i < b1; i++ {
+		for k := b0; k < b1; k++ {
+			i := c0 + k
 			id := uint32(i)
-			if t.lens[i] == 0 && lastHead == i-1 &&
+			if t.lens[i] == 0 && *lastHead == i-1 &&
 				t.kind[i-1]&(kindNext|kindMore) == 0 && t.kind[i-1] != t.kind[i] {
 				// The second of a pair sharing a name: the head holds both.
 				t.kind[i-1] |= t.kind[i] | kindNext
 				continue
 			}
-			h := hashes[i-b0]
+			h := hashes[k]
 			tag := t.tag(h)
 			s := fastrange(h, size)
+			var e []byte // rule i's name, read when a tag matches
 			for {
 				v := t.slots[s]
 				if v == 0 {
 					t.slots[s] = tag | (id + 1)
-					lastHead = i
+					*lastHead = i
 					break
 				}
 				if v&^t.idMask == tag {
+					if e == nil {
+						e = t.enc(id)
+					}
 					head := v&t.idMask - 1
-					if bytes.Equal(t.ownEnc(head), encs[i-b0]) {
+					if bytes.Equal(t.ownEnc(head), e) {
 						t.addDup(head, id)
 						break
 					}
@@ -794,12 +836,11 @@ func (t *domainTable) build() {
 			}
 		}
 	}
-	t.touch = touch
-	t.packKinds()
+	return touch
 }
 
-// buildBatch is how many rules build hashes before it inserts them: a
-// block, whose names are in one page.
+// buildBatch is how many rules insertRules loads the home slots of before
+// it inserts them.
 const buildBatch = nameBlock
 
 func (t *domainTable) addDup(head, id uint32) {

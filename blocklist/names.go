@@ -189,6 +189,68 @@ func appendDecoded(dst, e []byte) []byte {
 	return dst
 }
 
+// suffixHash[h] is the FNV state (see hashName) after "." and suffixDict[h]
+// have been hashed from the right, so hashEncoded starts a dictionary
+// name's hash there.
+var suffixHash = func() (t [len(suffixDict)]uint64) {
+	for i, s := range suffixDict {
+		t[i] = hashName([]byte("." + s))
+	}
+	return t
+}()
+
+// hashEncoded returns hashName of the name e encodes and its number of
+// labels, without decoding it into a buffer: the packed groups are read
+// from the last one back.
+func hashEncoded(e []byte) (h uint64, labels int) {
+	hd := e[0]
+	if hd == encRaw {
+		h, labels = fnvOffset64, 1
+		for i := len(e) - 1; i >= 1; i-- {
+			c := e[i]
+			if c == '.' {
+				labels++
+			}
+			h = (h ^ uint64(c)) * fnvPrime64
+		}
+		return h, labels
+	}
+	h, labels = fnvOffset64, 1
+	if hd != encPacked {
+		h, labels = suffixHash[hd], 2
+	}
+	j := len(e)
+	if (j-1)%2 == 1 { // a last single character
+		j--
+		c := e[j] % 40
+		if c == symDot {
+			labels++
+		}
+		h = (h ^ uint64(charOf[c])) * fnvPrime64
+	}
+	for j -= 2; j >= 1; j -= 2 {
+		v := uint(binary.LittleEndian.Uint16(e[j:]))
+		s0, r := v/1600, v%1600
+		if s1 := r / 40; s1 != 0 {
+			if s2 := r % 40; s2 != 0 {
+				if s2 == symDot {
+					labels++
+				}
+				h = (h ^ uint64(charOf[s2])) * fnvPrime64
+			}
+			if s1 == symDot {
+				labels++
+			}
+			h = (h ^ uint64(charOf[s1])) * fnvPrime64
+		}
+		if s0 == symDot {
+			labels++
+		}
+		h = (h ^ uint64(charOf[s0%40])) * fnvPrime64
+	}
+	return h, labels
+}
+
 // encodedEqual reports whether e encodes name q. It does not allocate.
 func encodedEqual(e []byte, q string) bool {
 	h := e[0]

@@ -48,6 +48,9 @@ func TestNameEncodingRoundTrip(t *testing.T) {
 		if want := strings.Count(n, ".") + 1; encodedLabels(e) != want {
 			t.Errorf("%q: %d labels, want %d", n, encodedLabels(e), want)
 		}
+		if h, l := hashEncoded(e); h != hashName([]byte(n)) || l != strings.Count(n, ".")+1 {
+			t.Errorf("%q: hashEncoded %x, %d labels; want %x, %d", n, h, l, hashName([]byte(n)), strings.Count(n, ".")+1)
+		}
 	}
 	// A 27-character name with a dictionary TLD takes 17 bytes (23
 	// characters packed: 7 groups and a byte).
@@ -377,6 +380,31 @@ func TestSuffixIndex(t *testing.T) {
 		want, wok := suffixIdx[c]
 		if got != want || gok != wok {
 			t.Errorf("suffixIndex(%q) = %d %v, map: %d %v", c, got, gok, want, wok)
+		}
+	}
+}
+
+// TestHashEncodedRandom holds hashEncoded to hashName of the decoded name
+// over random names of the alphabet (with and without a dictionary label)
+// and random bytes (raw encodings).
+func TestHashEncodedRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const alpha = "abcdefghijklmnopqrstuvwxyz0123456789-._"
+	for i := range 20000 {
+		b := make([]byte, 1+rng.IntN(60))
+		for j := range b {
+			b[j] = alpha[rng.IntN(len(alpha))]
+			if i%10 == 0 {
+				b[j] = byte(rng.IntN(256))
+			}
+		}
+		n := string(b)
+		if i%3 == 0 {
+			n += "." + suffixDict[rng.IntN(len(suffixDict))]
+		}
+		e := appendEncoded(nil, []byte(n))
+		if h, l := hashEncoded(e); h != hashName([]byte(n)) || l != strings.Count(n, ".")+1 {
+			t.Fatalf("%q: hashEncoded %x, %d labels; want %x, %d", n, h, l, hashName([]byte(n)), strings.Count(n, ".")+1)
 		}
 	}
 }

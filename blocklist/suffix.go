@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"strings"
 	"sync"
@@ -54,6 +55,9 @@ var pslTable = sync.OnceValue(func() map[string]pslNode {
 // and are not public suffixes. name is canonical (lower case, punycode, no
 // trailing dot).
 func isPublicSuffix(name string) bool {
+	if !pslCandidate(name) {
+		return false
+	}
 	if looksLikeIP(name) {
 		if _, err := netip.ParseAddr(name); err == nil {
 			return strings.Contains(name, ".") // x/net: the address is its own suffix, not ICANN's
@@ -95,6 +99,84 @@ func isPublicSuffix(name string) bool {
 		return !strings.Contains(name, ".") && icann
 	}
 	return suffix == 0 && (icann || strings.Contains(name, "."))
+}
+
+// Most names cannot be public suffixes, and pslCandidate says so without
+// a lookup by name. For a name with a dot, isPublicSuffix is true only
+// when the walk ends with the whole name as the suffix: the name is a node
+// of the list (of the normal type), or its parent (the name without its
+// first label) is a node with a wildcard rule; an exception rule always
+// leaves a label before the suffix. So a name that is neither a node nor
+// under a wildcard node is not a public suffix, and pslCandidate checks
+// exactly that on hashes: the name and its parent are hashed and looked up
+// in pslHashes, a small table of every node's hash. A hash that matches by
+// chance only sends the name to the full check. Single labels and names
+// that may be addresses (a last digit or a colon) always go to it.
+
+// pslHashSet is an open-addressing set of the nodes' name hashes: a slot
+// holds the upper 32 bits of a hash with its low two bits replaced by
+// pslHashNode and pslHashWildcard (0: empty).
+type pslHashSet struct {
+	seed  maphash.Seed
+	slots []uint32
+	mask  uint32
+}
+
+// Flags of a pslHashSet slot.
+const (
+	pslHashNode     = 1 // some node has this hash
+	pslHashWildcard = 2 // some node with a wildcard rule has this hash
+)
+
+// pslHashes holds the hash of every node of pslNodes.
+var pslHashes = sync.OnceValue(func() *pslHashSet {
+	n := strings.Count(pslNodes, "\n") + 1
+	size := 1
+	for size < 3*n {
+		size <<= 1
+	}
+	s := &pslHashSet{seed: maphash.MakeSeed(), slots: make([]uint32, size), mask: uint32(size - 1)}
+	for line := range strings.SplitSeq(strings.TrimSpace(pslNodes), "\n") {
+		f := uint32(pslHashNode)
+		if pslNode(line[0]-'a')&pslWildcard != 0 {
+			f |= pslHashWildcard
+		}
+		h := maphash.String(s.seed, line[2:])
+		key := uint32(h>>32) &^ 3
+		for i := uint32(h) & s.mask; ; i = (i + 1) & s.mask {
+			if v := s.slots[i]; v == 0 || v&^3 == key {
+				s.slots[i] |= key | f
+				break
+			}
+		}
+	}
+	return s
+})
+
+// get returns the flags of name's hash (0: no node has it).
+func (s *pslHashSet) get(name string) uint32 {
+	h := maphash.String(s.seed, name)
+	key := uint32(h>>32) &^ 3
+	for i := uint32(h) & s.mask; ; i = (i + 1) & s.mask {
+		v := s.slots[i]
+		if v == 0 || v&^3 == key {
+			return v & 3
+		}
+	}
+}
+
+// pslCandidate reports whether name may be a public suffix (see above):
+// false means isPublicSuffix(name) is false.
+func pslCandidate(name string) bool {
+	dot := strings.IndexByte(name, '.')
+	if dot < 0 || name[len(name)-1] <= '9' || strings.IndexByte(name, ':') >= 0 {
+		// A single label, or what netip.ParseAddr may take: an IPv4
+		// address ends with a digit, an IPv6 one has a colon ('.', '-'
+		// and the digits sort at or below '9').
+		return true
+	}
+	set := pslHashes()
+	return set.get(name)&pslHashNode != 0 || set.get(name[dot+1:])&pslHashWildcard != 0
 }
 
 // looksLikeIP reports whether s has a colon or only digits and dots (what
@@ -162,6 +244,9 @@ type suffixChecker struct {
 }
 
 func (c *suffixChecker) add(name []byte, line int) {
+	if len(name) == 0 || !pslCandidate(unsafe.String(&name[0], len(name))) {
+		return // not a public suffix (isPublicSuffix would say so too)
+	}
 	if c.cur == nil {
 		c.cur = &suffixBatch{names: make([]byte, 0, suffixBatchLen*16)}
 	}

@@ -95,3 +95,41 @@ func TestPublicSuffixTable(t *testing.T) {
 		}
 	}
 }
+
+// TestPSLCandidate: the hash pre-check sends the names that may be public
+// suffixes to the full check and decides the rest (TestPublicSuffixTable
+// holds the two together to x/net).
+func TestPSLCandidate(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		want bool
+	}{
+		{"com", true}, {"co.uk", true}, {"github.io", true}, {"foo.ck", true}, {"www.ck", true},
+		{"1.2.3.4", true}, {"::ffff:1.2.3.4", true}, {"a.b.compute.amazonaws.com", false},
+		{"x.compute.amazonaws.com", true}, {"example.com", false}, {"w7lvhdsnc-uzhsnt.yvlhsaqm6.net", false},
+		{"foo.co.uk", false}, {"a.foo.github.io", false},
+	} {
+		if got := pslCandidate(c.name); got != c.want {
+			t.Errorf("pslCandidate(%q) = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// BenchmarkPSLCandidate is the pre-check a list's name takes before any
+// public suffix lookup.
+func BenchmarkPSLCandidate(b *testing.B) {
+	g := scalenames.New(1)
+	names := make([]string, 4096)
+	for i := range names {
+		names[i] = string(g.Name(i))
+	}
+	n := 0
+	for i := 0; b.Loop(); i++ {
+		if pslCandidate(names[i&4095]) {
+			n++
+		}
+	}
+	if n > b.N/100 {
+		b.Fatalf("%d of %d names need the full check", n, b.N)
+	}
+}
