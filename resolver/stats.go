@@ -5,9 +5,11 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/miekg/dns"
 
+	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
@@ -23,7 +25,20 @@ type Stats struct {
 	Dropped   atomic.Uint64
 
 	platforms sync.Map // platform name -> *atomic.Uint64
+	// bySection keeps each list section's platform counter, by the
+	// section's address (a pointer compare per block instead of the
+	// sync.Map's string hash and compare).
+	bySection [statsSlots]atomic.Pointer[sectionCount]
 }
+
+// sectionCount is the platform counter of one (immutable) list section.
+type sectionCount struct {
+	sec *blocklist.Section
+	n   *atomic.Uint64
+}
+
+// statsSlots is the size of Stats.bySection, direct-mapped by address.
+const statsSlots = 64
 
 // Observe counts one answered query. resp may be nil (answers served from
 // the cache's wire fast path); req.Info.Rcode holds the response code.
@@ -42,7 +57,13 @@ func (s *Stats) Observe(req *query.Request, resp *dns.Msg) {
 			s.Monitored.Add(1)
 		}
 		if d.Enforced {
-			p := d.Snapshot.Section(d.Rule).Platform
+			sec := d.Snapshot.Section(d.Rule)
+			slot := &s.bySection[uintptr(unsafe.Pointer(sec))/unsafe.Sizeof(blocklist.Section{})%statsSlots]
+			if sc := slot.Load(); sc != nil && sc.sec == sec {
+				sc.n.Add(1)
+				return
+			}
+			p := sec.Platform
 			if p == "" {
 				p = "(none)"
 			}
@@ -50,7 +71,9 @@ func (s *Stats) Observe(req *query.Request, resp *dns.Msg) {
 			if !ok {
 				v, _ = s.platforms.LoadOrStore(p, new(atomic.Uint64))
 			}
-			v.(*atomic.Uint64).Add(1)
+			n := v.(*atomic.Uint64)
+			slot.Store(&sectionCount{sec, n})
+			n.Add(1)
 			return
 		}
 	}

@@ -342,3 +342,36 @@ func TestCountGeo(t *testing.T) {
 		t.Errorf("geo lookups: %v", s.Values)
 	}
 }
+
+// The block counters remember each section's counters by the section
+// itself: a reload that moves a rule to another platform, and blocks
+// alternating between the sections of two snapshots, count under the
+// platform of the snapshot each block was decided under.
+func TestBlockCountersFollowSections(t *testing.T) {
+	m := New(Options{})
+	st, dir := loadStore(t, m, map[string]string{"ex.txt": "# platform: A\nbinance.com\n"})
+	old := st.Current()
+	if err := os.WriteFile(filepath.Join(dir, "ex.txt"), []byte("# platform: B\nbinance.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Reload(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	cur := st.Current()
+	if cur == old {
+		t.Fatal("the reload kept the old snapshot")
+	}
+	block := &policy.Blocker{}
+	for i := range 5 {
+		m.Observe(newQuery(old, block, "www.binance.com", dns.TypeA, "udp"), nil)
+		for range i + 1 {
+			m.Observe(newQuery(cur, block, "binance.com", dns.TypeA, "udp"), nil)
+		}
+	}
+	s := get(t, m)
+	for platform, want := range map[string]float64{"A": 5, "B": 15} {
+		if got := s.Value(scrape.Key("sinkhole_blocks_total", "platform", platform, "file", "ex.txt")); got != want {
+			t.Errorf("blocks of platform %s: %v, want %v", platform, got, want)
+		}
+	}
+}
