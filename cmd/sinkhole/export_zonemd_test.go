@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,10 @@ func TestExportZonemdChoice(t *testing.T) {
 			waitUntil(t, "the plain secondary to load the zone", time.Minute, at(plain, serial()))
 			if st := plain.in.feeds.Status().Feeds[0]; st.Zonemd != check || !censored(plain.addr, "www.binance.com") {
 				t.Fatalf("plain secondary: ZONEMD %q (want %q), blocks binance.com: %v", st.Zonemd, check, censored(plain.addr, "www.binance.com"))
+			}
+			// sinkhole status shows a secondary's serial and records.
+			if out, errOut, code := runBin(t, "status", "--admin", plain.in.admin.Addr()); !feedRow(out, "regulator", serial(), plain.in.feeds.Status().Feeds[0].Records) {
+				t.Fatalf("sinkhole status on the secondary: exit %d, want a feed row with serial %d and its records:\n%s\n%s", code, serial(), out, errOut)
 			}
 			if publish {
 				waitUntil(t, "the strict secondary to load the zone", time.Minute, at(strict, serial()))
@@ -139,4 +144,16 @@ func TestExportZonemdConfig(t *testing.T) {
 			t.Errorf("%q, env %q: export %q, no ZONEMD %v; want %v", tc.yaml, tc.env, cfg.feeds.Export, cfg.feeds.NoZonemd, tc.noZonemd)
 		}
 	}
+}
+
+// feedRow reports whether sinkhole status's output has the feed's row
+// with this serial and record count.
+func feedRow(out, feed string, serial uint32, records int) bool {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[0] == feed && f[1] == "rpz" && f[3] == strconv.FormatUint(uint64(serial), 10) && f[4] == strconv.Itoa(records) {
+			return records > 0
+		}
+	}
+	return false
 }

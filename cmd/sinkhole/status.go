@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -212,13 +213,20 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	if len(st.Feeds) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(tw, "FEED\tKIND\tSOURCE\tSERIAL\tLAST CHANGE\tLAST CHECK\tRESULT\tLAST ERROR")
+		fmt.Fprintln(tw, "FEED\tKIND\tSOURCE\tSERIAL\tRECORDS\tLAST CHANGE\tLAST CHECK\tRESULT\tLAST ERROR")
 		for _, f := range st.Feeds {
 			res := f.LastResult
 			if f.Zonemd != "" {
 				res += ", ZONEMD " + f.Zonemd
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", f.Name, f.Kind, f.Source, f.Serial, ago(f.LastChange), ago(f.LastCheck), res, f.LastError)
+			records := "-"
+			if f.Kind == "rpz" {
+				records = strconv.Itoa(f.Records)
+				if f.Removed > 0 {
+					records += fmt.Sprintf(" (+%d removed)", f.Removed)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Kind, f.Source, f.Serial, records, ago(f.LastChange), ago(f.LastCheck), res, f.LastError)
 		}
 		tw.Flush()
 	}

@@ -166,6 +166,12 @@ type Feed struct {
 	Source string `json:"source"` // ZONE@PRIMARY or the URL
 	// Serial of the RPZ zone in service (0 for URLs or before a load).
 	Serial uint32 `json:"serial,omitempty"`
+	// Records is how many records an RPZ copy holds, Removed how many
+	// more it keeps taken out (blank lines in its zone file) until its
+	// next rebuild (a full transfer, or the compaction that follows an
+	// IXFR once they are a quarter of Records).
+	Records int `json:"records,omitempty"`
+	Removed int `json:"removed,omitempty"`
 	// LastChange is when the copy in service last changed (a transfer, a
 	// new download).
 	LastChange time.Time `json:"last_change,omitzero"`

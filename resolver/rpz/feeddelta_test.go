@@ -187,8 +187,8 @@ type feedSide struct {
 }
 
 // startFeedSide starts a feed side; its zone file follows IXFRs after
-// 50 ms unless writeDelay says otherwise.
-func startFeedSide(t *testing.T, dir, primary string, requireMD bool, writeDelay ...time.Duration) *feedSide {
+// 50 ms unless a config function says otherwise.
+func startFeedSide(t *testing.T, dir, primary string, requireMD bool, config ...func(*FeedConfig)) *feedSide {
 	t.Helper()
 	lists := t.TempDir()
 	f := &feedSide{dir: dir, done: make(chan struct{})}
@@ -204,9 +204,13 @@ func startFeedSide(t *testing.T, dir, primary string, requireMD bool, writeDelay
 	if _, err := f.store.Reload(context.Background(), "start"); err != nil {
 		t.Fatal(err)
 	}
+	cfg := FeedConfig{Name: "regulator", Zone: "rpz.test", Primary: addrPort(t, primary), Dir: dir,
+		Store: f.store, RequireZonemd: requireMD, Logger: quietLogger(), WriteDelay: 50 * time.Millisecond}
+	for _, c := range config {
+		c(&cfg)
+	}
 	var err error
-	f.sec, err = NewSecondary(FeedConfig{Name: "regulator", Zone: "rpz.test", Primary: addrPort(t, primary), Dir: dir,
-		Store: f.store, RequireZonemd: requireMD, Logger: quietLogger(), WriteDelay: append(writeDelay, 50*time.Millisecond)[0]})
+	f.sec, err = NewSecondary(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,7 +577,7 @@ func TestFeedShrinkGuard(t *testing.T) {
 func TestFeedZoneFileWriteDelay(t *testing.T) {
 	p, zone := servingRandomZone(t, rand.New(rand.NewPCG(11, 11)), 50, 60, false)
 	dir := t.TempDir()
-	sec := startFeedSide(t, dir, p.addr, false, time.Hour)
+	sec := startFeedSide(t, dir, p.addr, false, func(c *FeedConfig) { c.WriteDelay = time.Hour })
 	sec.waitSerial(t, 1) // the AXFR writes the file at once
 	path := filepath.Join(dir, "regulator.rpz")
 	first, err := os.ReadFile(path)
@@ -603,5 +607,99 @@ func TestFeedZoneFileWriteDelay(t *testing.T) {
 	waitFor(t, "the zone from disk", time.Minute, func() bool { return again.sec.Status().Loaded })
 	if st := again.sec.Status(); st.Serial != 4 {
 		t.Fatalf("after restart serial %d, want 4", st.Serial)
+	}
+}
+
+// An IXFR after which the records taken out reach CompactMin and a
+// quarter of the live ones rebuilds the copy without them: the zone file
+// loses its blank lines and is then the file a full transfer of the same
+// version writes, the decisions stay, and the IXFRs after it apply as
+// deltas to the rebuilt copy, also after a restart.
+func TestFeedCompactsRemovedRecords(t *testing.T) {
+	const size = 200
+	r := rand.New(rand.NewPCG(13, 13))
+	p, zone := servingRandomZone(t, r, size, 400, false)
+	dir := t.TempDir()
+	sec := startFeedSide(t, dir, p.addr, false, func(c *FeedConfig) { c.CompactMin = 20 })
+	sec.waitSerial(t, 1)
+	names := queryNames(size)
+	serial := uint32(1)
+	remove := func(n int) {
+		keys := mapsKeys(zone)
+		slices.Sort(keys)
+		for _, k := range keys[len(keys)-n:] {
+			delete(zone, k)
+		}
+		serial++
+		p.publish(t, serial, false, zone.records())
+		sec.waitSerial(t, serial)
+	}
+	records := func() int { return len(zone.records()) + 1 } // and the apex NS (the SOA is apart)
+
+	// A few removals stay as blank lines.
+	remove(len(zone) / 10)
+	st := sec.sec.Status()
+	if st.Removed == 0 || st.Records != records() || !st.LastCompaction.IsZero() {
+		t.Fatalf("after a few removals: %d records, %d removed, compacted at %v; want %d records, some removed, no compaction",
+			st.Records, st.Removed, st.LastCompaction, records())
+	}
+	// More than a quarter: the copy is rebuilt, in canonical order (the
+	// names added go after the others in the copy, before them in the
+	// zone's order).
+	zone["a-new.test"], zone["*.a-new.test"] = "CNAME .", "CNAME ."
+	remove(len(zone) / 3)
+	waitFor(t, "the copy's rebuild", time.Minute, func() bool { return !sec.sec.Status().LastCompaction.IsZero() })
+	if st := sec.sec.Status(); st.Removed != 0 || st.Records != records() || st.Serial != serial {
+		t.Fatalf("after the rebuild: %d records, %d removed, serial %d; want %d, 0, %d", st.Records, st.Removed, st.Serial, records(), serial)
+	}
+	full := startFeedSide(t, t.TempDir(), p.addr, false)
+	full.waitSerial(t, serial)
+	recordLines := func(dir string) string {
+		b, err := os.ReadFile(filepath.Join(dir, "regulator.rpz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(string(b), "\n") // line 1 says when it was written
+		return rest
+	}
+	if got, want := recordLines(dir), recordLines(full.dir); got != want {
+		t.Fatalf("the rebuilt zone file is not the one a full transfer writes:\n%s", diffLines(got, want))
+	}
+	if got, want := decisions(sec.store.Current(), names, false), decisions(full.store.Current(), names, false); got != want {
+		t.Fatalf("the rebuilt copy decides differently from a full transfer:\n%s", diffLines(got, want))
+	}
+	full.stop()
+
+	// Changes after the rebuild are deltas on it.
+	sec.mu.Lock()
+	deltas := sec.deltas
+	sec.mu.Unlock()
+	zone.mutate(r, size, 8)
+	serial++
+	p.publish(t, serial, false, zone.records())
+	sec.waitSerial(t, serial)
+	sec.mu.Lock()
+	after := sec.deltas
+	sec.mu.Unlock()
+	if st := sec.sec.Status(); st.LastTransferType != "IXFR" || after != deltas+1 {
+		t.Fatalf("the change after the rebuild came by %s, %d deltas applied; want IXFR, one delta", st.LastTransferType, after-deltas)
+	}
+	again := startFeedSide(t, t.TempDir(), p.addr, false)
+	again.waitSerial(t, serial)
+	if got, want := decisions(sec.store.Current(), names, false), decisions(again.store.Current(), names, false); got != want {
+		t.Fatalf("after a delta on the rebuilt copy:\n%s", diffLines(got, want))
+	}
+	again.stop()
+	sec.store.WaitCompacted()
+	before := decisions(sec.store.Current(), names, true)
+	sec.stop()
+	restarted := startFeedSide(t, dir, "127.0.0.1:1", false) // primary unreachable
+	waitFor(t, "the zone from disk", time.Minute, func() bool { return restarted.sec.Status().Loaded })
+	restarted.store.Reload(context.Background(), "restart")
+	if st := restarted.sec.Status(); st.Serial != serial {
+		t.Fatalf("after restart serial %d, want %d", st.Serial, serial)
+	}
+	if got := decisions(restarted.store.Current(), names, true); got != before {
+		t.Fatalf("the zone file reloads to other decisions:\n%s", diffLines(got, before))
 	}
 }

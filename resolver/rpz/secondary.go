@@ -63,6 +63,15 @@ type FeedConfig struct {
 	// differences since its serial; the last version is written when Run
 	// ends.
 	WriteDelay time.Duration
+	// CompactMin is the fewest records taken out (an IXFR's removals and
+	// changes leave each as a bit in the copy and a blank line in the zone
+	// file, so that the other rules keep their lines) at which the copy
+	// is rebuilt without them, once they are also a quarter of the live
+	// records or more: the zone file is rewritten in canonical order and
+	// the lists reloaded whole, as after a full transfer, but without one.
+	// So a feed that churns keeps at most about 1.25 times its records.
+	// DefaultCompactMin if 0.
+	CompactMin int
 	// Logger; slog.Default() if nil.
 	Logger *slog.Logger
 }
@@ -70,6 +79,9 @@ type FeedConfig struct {
 // DefaultWriteDelay is FeedConfig.WriteDelay's default. Each rewrite costs
 // the whole zone (about 0.5 s of CPU at 1M names), whatever the IXFR.
 const DefaultWriteDelay = 5 * time.Second
+
+// DefaultCompactMin is FeedConfig.CompactMin's default.
+const DefaultCompactMin = 4096
 
 // FeedStore is what a secondary needs of the list store
 // (*blocklist.Store).
@@ -94,6 +106,13 @@ type FeedStatus struct {
 	Serial  uint32 `json:"serial"`
 	Loaded  bool   `json:"loaded"`
 	Records int    `json:"records"`
+	// Removed is how many records the copy holds taken out (blank lines
+	// in the zone file) until its next rebuild: a full transfer, or the
+	// compaction that follows an IXFR once they reach FeedConfig.CompactMin
+	// and a quarter of Records.
+	Removed int `json:"removed"`
+	// LastCompaction is when the copy was last rebuilt without them.
+	LastCompaction time.Time `json:"last_compaction,omitzero"`
 	// LastTransfer is when the zone last changed by transfer, of the type
 	// in LastTransferType ("AXFR", "IXFR"); zero when the zone in service
 	// came from disk at start.
@@ -159,6 +178,9 @@ func NewSecondary(cfg FeedConfig) (*Secondary, error) {
 	}
 	if cfg.WriteDelay == 0 {
 		cfg.WriteDelay = DefaultWriteDelay
+	}
+	if cfg.CompactMin <= 0 {
+		cfg.CompactMin = DefaultCompactMin
 	}
 	s := &Secondary{
 		cfg:      cfg,
@@ -299,6 +321,10 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 	}
 	if diff != nil {
 		err := s.applyIXFR(ctx, diff)
+		if err == nil {
+			s.compactIfWorth(ctx)
+			return nil
+		}
 		var bad *badIXFRError
 		if !errors.As(err, &bad) || ctx.Err() != nil {
 			return err
@@ -332,7 +358,7 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 func (s *Secondary) setZone(z *zoneCopy, kind string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.st.Serial, s.st.Loaded, s.st.Records = z.soa.Serial, true, z.live
+	s.st.Serial, s.st.Loaded, s.st.Records, s.st.Removed = z.soa.Serial, true, z.live, z.records()-z.live
 	if kind != "" {
 		s.st.LastTransfer, s.st.LastTransferType = at, kind
 	}
@@ -720,6 +746,33 @@ func sameApexTXT(z *zoneCopy, before, after []int) bool {
 		return out
 	}
 	return slices.Equal(txt(before), txt(after))
+}
+
+// compactIfWorth rebuilds the copy without the records taken out once
+// they reach CompactMin and a quarter of the live ones (see
+// FeedConfig.CompactMin). The zone stays the same version: the rebuilt
+// copy is written as the zone file and the lists reloaded whole, as after
+// a full transfer. A version the store holds out of service (the shrink
+// guard) is left as it is; so is the copy when the rewrite fails.
+func (s *Secondary) compactIfWorth(ctx context.Context) {
+	z := s.zone
+	removed := z.records() - z.live
+	if removed < s.cfg.CompactMin || removed*4 < z.live || s.Status().Held != "" {
+		return
+	}
+	start := time.Now()
+	c := z.compacted()
+	if err := s.writeAndReload(ctx, c); err != nil {
+		s.log.Error("rpz feed: rebuilding the zone copy without its removed records failed; keeping the copy", "err", err)
+		return
+	}
+	s.zone = c
+	s.setZone(c, "", time.Time{})
+	s.mu.Lock()
+	s.st.LastCompaction = time.Now()
+	s.mu.Unlock()
+	s.log.Info("rpz feed: zone copy rebuilt without its removed records", "serial", c.soa.Serial, "records", c.live,
+		"removed", removed, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // installIXFRFile puts a version the store could not take as a delta in

@@ -459,6 +459,24 @@ func (z *zoneCopy) addParts(p recParts) int {
 	return i
 }
 
+// compacted returns a copy of z's live records, without the records
+// taken out and the placeholders, numbered in canonical order as a full
+// transfer of the same version numbers them.
+func (z *zoneCopy) compacted() *zoneCopy {
+	c := newZoneCopy(z.apex, z.soa)
+	for p := range z.offs {
+		i := p
+		if p < len(z.layout) {
+			i = int(z.layout[p])
+		}
+		if !z.isDead(i) {
+			c.addParts(z.at(i))
+		}
+	}
+	c.canonicalLayout()
+	return c
+}
+
 // placeholder appends a record number that holds nothing (a blank line
 // of the zone file): dead from the start, never read.
 func (z *zoneCopy) placeholder() {
