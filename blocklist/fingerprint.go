@@ -64,7 +64,9 @@ type lineChunk struct {
 	hash      uint64 // maphash of its bytes
 	size      int64  // bytes, newlines included
 	lines     uint32
-	directive bool // a line starts with '#' and may be a directive (see isDirectiveCandidate)
+	directive bool  // a line starts with '#' and may be a directive (see isDirectiveCandidate)
+	paren     bool  // a line holds a parenthesis
+	depth     int32 // the parentheses open at its end, as a zone file reads them (parenDepth)
 }
 
 // dirLine is a line of a list file that may be a directive, with its line
@@ -141,6 +143,9 @@ type chunker struct {
 	tail      [8]byte      // the last eight bytes of the carried line
 	lineStart bool         // no non-blank byte seen yet on this line
 	comment   bool         // this line starts with '#'
+	parens    bool         // the bytes being written may hold a parenthesis
+	lineParen bool         // this line holds one
+	depth     int          // parentheses open
 	started   bool
 	line      int // lines ended so far
 	dirs      []dirLine
@@ -155,8 +160,14 @@ func (c *chunker) start() {
 	}
 }
 
+// hasParens reports whether b holds a parenthesis.
+func hasParens(b []byte) bool {
+	return bytes.IndexByte(b, '(') >= 0 || bytes.IndexByte(b, ')') >= 0
+}
+
 // write takes the next bytes of the stream.
 func (c *chunker) write(b []byte) {
+	c.parens = hasParens(b)
 	for len(b) > 0 {
 		n, _ := c.writeChunk(b)
 		b = b[n:]
@@ -182,6 +193,9 @@ func (c *chunker) writeChunk(b []byte) (int, bool) {
 					break
 				}
 			}
+		}
+		if c.parens && !c.lineParen && hasParens(seg) {
+			c.lineParen = true
 		}
 		if i < 0 {
 			c.addCarry(seg)
@@ -262,6 +276,10 @@ func (c *chunker) endLine(line []byte, n int) bool {
 			}
 		}
 	}
+	if c.lineParen {
+		c.lineParen, c.cur.paren = false, true
+		c.depth = parenDepth(line, c.depth)
+	}
 	c.line++
 	c.cur.lines++
 	return c.cur.lines >= maxChunkLines || c.cur.lines >= minChunkLines && c.lineKey(line, n)&chunkMask == 0
@@ -269,6 +287,7 @@ func (c *chunker) endLine(line []byte, n int) bool {
 
 func (c *chunker) endChunk() {
 	c.cur.hash = c.h.Sum64()
+	c.cur.depth = int32(min(c.depth, 1<<30))
 	c.h.Reset()
 	c.chunks = append(c.chunks, c.cur)
 	c.cur = lineChunk{}
@@ -290,6 +309,7 @@ func (c *chunker) take(ch lineChunk, dirs []dirLine, firstLine int) {
 		}
 	}
 	c.line += int(ch.lines)
+	c.depth = int(ch.depth)
 }
 
 // finish ends the last line (one without a newline counts too) and chunk.
@@ -411,6 +431,7 @@ func (s *listScan) hashSHA(b []byte, at int64) {
 
 // feed takes the next bytes read (at s.pos).
 func (s *listScan) feed(b []byte) error {
+	s.ck.parens = hasParens(b)
 	for len(b) > 0 {
 		if s.verifying {
 			c := s.prev.chunks[s.vi]
@@ -451,6 +472,7 @@ func (s *listScan) feed(b []byte) error {
 				return err
 			}
 			b = append(re, b...)
+			s.ck.parens = hasParens(b)
 			continue
 		}
 		n, ended := s.ck.writeChunk(b)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -508,4 +509,264 @@ func rpzDeltaWarnings(file string, old []*LineError, d *fileDelta, add []*LineEr
 		out = append(out[:maxErrorsPerFile:maxErrorsPerFile], &LineError{File: file, Msg: strconv.Itoa(more) + " more warnings not shown"})
 	}
 	return out, true
+}
+
+// The window need not read the zone from its start: it can start at a
+// chunk boundary (of the new version's fingerprint) before the first
+// change where the scan's state is known without the lines before it —
+// outside parentheses, at the start of an owner's records (the record
+// before it, in the chunk before, has another owner, not the apex), with
+// the origin and $TTL in force there taken from the version in service's
+// directives (the lines before the change are that version's) — and stop
+// once the region of the last change is closed (the lines after it are
+// the version in service's too). rpzWindowStart finds such a boundary a
+// few chunks before the change.
+
+// rpzStartTries is how many chunk boundaries before the change
+// rpzWindowStart tries.
+const rpzStartTries = 8
+
+// rpzWindowStart returns a chunk of fp (minK or later) where the window
+// can start reading for a change at line first (the lines before it are
+// the version in service's, moved by shift), and the owner (absolute,
+// lower case) of the last record before it; ok is false when there is
+// none.
+func rpzWindowStart(file string, f *os.File, fp *fingerprint, old *rpzFileState, first, shift, minK int) (k int, owner []byte, ok bool) {
+	fp.layout()
+	kh := fp.chunkAtLine(first)
+	for k = kh - 1; k >= max(2, minK) && k >= kh-rpzStartTries; k-- {
+		prev := fp.chunks[k-1]
+		if prev.paren || prev.depth != 0 || fp.chunks[k-2].depth != 0 {
+			continue
+		}
+		data := make([]byte, fp.starts[k+1]-fp.starts[k-1])
+		if _, err := f.ReadAt(data, fp.starts[k-1]); err != nil {
+			return 0, nil, false
+		}
+		var ck chunker
+		ck.write(data)
+		if got := ck.finish(); !slices.Equal(got, fp.chunks[k-1:k+1]) {
+			return 0, nil, false // changed since it was read
+		}
+		split := fp.starts[k] - fp.starts[k-1]
+		last, lastLine := lastOwnerToken(data[:split], fp.firstLines[k-1]+1)
+		if last == nil {
+			continue
+		}
+		w := &rpzWindow{lorigin: strings.ToLower(old.stateAt(file, lastLine-shift).origin)}
+		key, good := w.ownerKey(nil, last)
+		if !good || string(key) == old.apex {
+			continue
+		}
+		next, nextLine, inherited := firstOwnerToken(data[split:], fp.firstLines[k]+1)
+		if next == nil || inherited {
+			continue
+		}
+		w.lorigin = strings.ToLower(old.stateAt(file, nextLine-shift).origin)
+		if nk, good := w.ownerKey(nil, next); !good || bytes.Equal(nk, key) {
+			continue
+		}
+		return k, key, true
+	}
+	return 0, nil, false
+}
+
+// lastOwnerToken returns the owner written on the last record of lines
+// (the first of which is line), and its line: nil when no record there
+// has its owner written out.
+func lastOwnerToken(lines []byte, line int) ([]byte, int) {
+	var tok []byte
+	at := 0
+	for n := line; len(lines) > 0; n++ {
+		l := lines
+		if i := bytes.IndexByte(lines, '\n'); i >= 0 {
+			l = lines[:i]
+		}
+		lines = lines[len(l)+min(1, len(lines)-len(l)):]
+		if t, inherited := ownerToken(l); t != nil {
+			tok, at = t, n
+		} else if inherited && tok == nil {
+			at = 0 // a record of an owner written before these lines
+		}
+	}
+	if at == 0 {
+		return nil, 0
+	}
+	return tok, at
+}
+
+// firstOwnerToken returns the owner written on the first record of lines
+// (the first of which is line) and its line, or inherited when that
+// record's owner is the record's before.
+func firstOwnerToken(lines []byte, line int) ([]byte, int, bool) {
+	for n := line; len(lines) > 0; n++ {
+		l := lines
+		if i := bytes.IndexByte(lines, '\n'); i >= 0 {
+			l = lines[:i]
+		}
+		lines = lines[len(l)+min(1, len(lines)-len(l)):]
+		if t, inherited := ownerToken(l); t != nil || inherited {
+			return t, n, inherited
+		}
+	}
+	return nil, 0, false
+}
+
+// ownerToken returns the owner written at the start of a zone file line
+// (outside parentheses), nil for a line that is not a record, or
+// inherited for a record whose owner is left blank.
+func ownerToken(l []byte) (tok []byte, inherited bool) {
+	i := 0
+	for i < len(l) && isSpace(l[i]) {
+		i++
+	}
+	if i == len(l) || l[i] == ';' || l[i] == '$' {
+		return nil, false
+	}
+	if i > 0 {
+		return nil, true
+	}
+	for i < len(l) && ownerClass[l[i]] != classEnd {
+		i++
+	}
+	return l[:i], false
+}
+
+// parseRPZRegions is parseRPZWindow reading the new version by chunks of
+// its fingerprint fp: from the start of the zone, or from a boundary
+// rpzWindowStart finds before the first change; after each change's
+// region it skips to a boundary before the next change when there is one
+// (the lines between are the version in service's, moved), and it stops
+// once the last region is closed. The bytes read are checked against fp's
+// chunks (errReadAgain).
+func parseRPZRegions(file string, f *os.File, fp *fingerprint, sink *builder, hunks []hunk, old *rpzFileState) ([]hunk, *rpzFileState, error) {
+	if old == nil || old.apexGroups != 1 || len(hunks) == 0 {
+		return nil, nil, errRPZFull
+	}
+	fp.layout()
+	w := &rpzWindow{file: file, sink: sink, old: old, hunks: hunks, gStart: 1}
+	w.ls.origin = defaultOrigin(file)
+	w.lorigin = strings.ToLower(w.ls.origin)
+	w.gState = w.state()
+	k := 0
+	if k2, owner, ok := rpzWindowStart(file, f, fp, old, hunks[0].newFrom, 0, 2); ok {
+		w.skipTo(fp, k2, owner, 0, 0)
+		k = k2
+	}
+	n := 0
+	eof := false
+	for {
+		ck := chunker{line: fp.firstLines[k]}
+		start := fp.starts[k]
+		br := bufio.NewReaderSize(io.NewSectionReader(f, start, fp.size-start), 64<<10)
+		n = fp.firstLines[k]
+		var read int64
+		next := -1
+		for !(w.hi == len(hunks) && w.p == nil) {
+			line, err := br.ReadSlice('\n')
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return nil, nil, errRPZFull
+			}
+			if len(line) > 0 {
+				n++
+				ck.write(line)
+				read += int64(len(line))
+				regions := len(w.regions)
+				if e := w.lineAt(n, line); e != nil {
+					return nil, nil, e
+				}
+				if len(w.regions) > regions && w.p == nil && w.hi < len(hunks) {
+					// A region closed: skip to the next change?
+					h := hunks[w.hi-1]
+					cur := fp.chunkAtLine(n)
+					if k2, owner, ok := rpzWindowStart(file, f, fp, old, hunks[w.hi].newFrom, h.newEnd-h.oldEnd, cur+2); ok {
+						w.skipTo(fp, k2, owner, n, h.newEnd-h.oldEnd)
+						next = k2
+						break
+					}
+				}
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					return nil, nil, errRPZFull
+				}
+				eof = true
+				break
+			}
+		}
+		if !eof {
+			// Up to the end of the chunk the last line read is in, to
+			// check the bytes.
+			end := fp.starts[min(fp.chunkAtLine(n)+1, len(fp.chunks))]
+			rest := make([]byte, end-start-read)
+			if _, err := io.ReadFull(br, rest); err != nil {
+				return nil, nil, errReadAgain
+			}
+			ck.write(rest)
+			read += int64(len(rest))
+		}
+		got := ck.finish()
+		if k+len(got) > len(fp.chunks) || !slices.Equal(got, fp.chunks[k:k+len(got)]) || fp.starts[k+len(got)]-start != read {
+			return nil, nil, errReadAgain
+		}
+		if next < 0 {
+			break
+		}
+		k = next
+	}
+	if eof {
+		for ; w.hi < len(hunks); w.hi++ {
+			if w.p == nil {
+				if e := w.open(); e != nil {
+					return nil, nil, e
+				}
+			}
+		}
+		if w.p != nil {
+			if w.p.endInput() != nil {
+				return nil, nil, errRPZFull
+			}
+			if e := w.close(n + 1); e != nil {
+				return nil, nil, e
+			}
+		}
+		if w.depth > 0 {
+			return nil, nil, errRPZFull
+		}
+	}
+	ns := *old
+	ns.dirs = w.ls.dirs
+	if !eof {
+		// The directives after the lines read are the version in
+		// service's, moved by the change.
+		last := hunks[len(hunks)-1]
+		ns.dirs = appendMovedDirs(ns.dirs, old.dirs, n, int(^uint(0)>>1), last.newEnd-last.oldEnd)
+	}
+	return w.regions, &ns, nil
+}
+
+// appendMovedDirs appends to dirs the directives of old whose lines, moved
+// by shift, are in (after, before).
+func appendMovedDirs(dirs, old []rpzDirective, after, before, shift int) []rpzDirective {
+	for _, d := range old {
+		if l := d.line + shift; l > after && l < before {
+			d.line = l
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// skipTo moves the window's scan, outside any region, from after line
+// to the start of chunk k of fp (see rpzWindowStart; owner is the last
+// record's before it); the lines between are the version in service's,
+// moved by shift.
+func (w *rpzWindow) skipTo(fp *fingerprint, k int, owner []byte, after, shift int) {
+	start := fp.firstLines[k] + 1
+	w.ls.dirs = appendMovedDirs(w.ls.dirs, w.old.dirs, after, start, shift)
+	st := w.old.stateAt(w.file, start-shift)
+	w.ls.origin, w.ls.ttl, w.ls.haveTTL, w.ls.ttlDirective = st.origin, st.ttl, st.ttlDirective, st.ttlDirective
+	w.lorigin = strings.ToLower(w.ls.origin)
+	w.records, w.owner, w.depth = max(w.records, 1), append(w.owner[:0], owner...), 0
+	w.gStart, w.gState, w.gBuf = start, w.state(), w.gBuf[:0]
 }

@@ -293,3 +293,113 @@ func TestRPZDeltaCases(t *testing.T) {
 		})
 	}
 }
+
+// TestRPZDeltaNearChangeMatchesFullReload is TestRPZDeltaMatchesFullReload
+// for the deltas that read only the chunks around each change (see
+// rpzWindowStart): a bigger zone, the SOA serial bumped only now and then
+// (so the first change is often deep in the zone), edits at chunk
+// boundaries of the version in service, owners whose records (blank
+// owners) run over many lines and across chunk boundaries, $TTL and
+// $ORIGIN lines added, records in parentheses. After every reload the
+// store decides as a full load of the same zone does.
+func TestRPZDeltaNearChangeMatchesFullReload(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 29))
+	const universe = 400
+	var lines []string
+	for i := range 5000 {
+		switch {
+		case i%900 == 450:
+			// An owner with many records, its owner left blank after the
+			// first.
+			lines = append(lines, fmt.Sprintf("m%d.example A 192.0.2.1", i))
+			for j := range 40 {
+				lines = append(lines, fmt.Sprintf("   A 192.0.2.%d", 2+j))
+			}
+		case i%1300 == 7:
+			lines = append(lines, fmt.Sprintf("$TTL %d", 60+i))
+		default:
+			lines = append(lines, fmt.Sprintf("b%d.example CNAME .", i))
+		}
+	}
+	serial := 1
+	body := func() string { return fmt.Sprintf(rpzDeltaHead, serial) + strings.Join(lines, "\n") + "\n" }
+	st, dir := load(t, map[string]string{"big.rpz": body()})
+	names, ips := rpzProbes(universe)
+	for i := 0; i < 5000; i += 450 {
+		names = append(names, fmt.Sprintf("m%d.example", i))
+	}
+	head := strings.Count(rpzDeltaHead, "\n")
+	// boundary returns an index of lines where a chunk of the version in
+	// service starts (or near it).
+	boundary := func() int {
+		fp := st.Current().File("big.rpz").fp
+		if fp == nil || len(fp.chunks) < 3 {
+			return rng.IntN(len(lines))
+		}
+		fp.layout()
+		at := fp.firstLines[1+rng.IntN(len(fp.chunks)-1)] - head + rng.IntN(3) - 1
+		return min(max(at, 0), len(lines)-1)
+	}
+	deltas, refused := 0, 0
+	good := slices.Clone(lines)
+	for step := range 150 {
+		if step%4 == 0 {
+			serial++
+		}
+		edits := 1 + rng.IntN(2)
+		for range edits {
+			at := rng.IntN(len(lines) + 1)
+			switch step % 5 {
+			case 0, 1:
+				at = boundary()
+			case 2:
+				at = len(lines) // an append
+			}
+			line := rpzLine(rng, rng.IntN(universe))
+			switch {
+			case step%17 == 0:
+				line = "$TTL 77" // what the lines after mean changes
+			case step%19 == 0:
+				line = "$ORIGIN other.rpz.test."
+			}
+			switch op := rng.IntN(3); {
+			case at >= len(lines) || op == 0:
+				lines = slices.Insert(lines, min(at, len(lines)), line)
+			case op == 1:
+				lines = slices.Delete(lines, at, at+1)
+			default:
+				lines[at] = line
+			}
+		}
+		write(t, dir, "big.rpz", body())
+		rep := reload(t, st)
+		fresh, _ := load(t, map[string]string{"big.rpz": body()})
+		if ff := fresh.Current().File("big.rpz"); ff.Stale || len(ff.Errors) > 0 {
+			if f := st.Current().File("big.rpz"); !f.Stale || fmt.Sprint(f.Errors) != fmt.Sprint(ff.Errors) {
+				t.Fatalf("step %d: full load refused the zone (%v), the store reports %v", step, ff.Errors, f.Errors)
+			}
+			refused++
+			lines = slices.Clone(good)
+			write(t, dir, "big.rpz", body())
+			reload(t, st)
+			fresh, _ = load(t, map[string]string{"big.rpz": body()})
+		} else if rep.Delta {
+			deltas++
+		}
+		good = slices.Clone(lines)
+		want := rpzDecisions(fresh.Current(), names, ips)
+		if got := rpzDecisions(st.Current(), names, ips); got != want {
+			t.Fatalf("step %d (delta %v): decisions differ from a full load:\n%s", step, rep.Delta, diffLines(got, want))
+		}
+		if step%10 == 0 {
+			st.WaitCompacted()
+			if got := rpzDecisions(st.Current(), names, ips); got != want {
+				t.Fatalf("step %d: after the merge, decisions differ from a full load:\n%s", step, diffLines(got, want))
+			}
+		}
+	}
+	t.Logf("%d of 150 reloads were deltas, %d versions refused", deltas, refused)
+	if deltas < 60 {
+		t.Fatalf("only %d of 150 reloads were deltas (%d refused)", deltas, refused)
+	}
+}

@@ -220,7 +220,17 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	whole := true // the whole file was read again (and hashed)
 	switch {
 	case rpz:
-		regions, st, err := parseRPZWindow(lf.name, hr, nb, hunks, prev.rpz)
+		var (
+			regions []hunk
+			st      *rpzFileState
+			err     error
+		)
+		if len(hunks) > 0 {
+			regions, st, err = parseRPZRegions(lf.name, file.f, file.fp, nb, hunks, prev.rpz)
+			whole = false
+		} else {
+			regions, st, err = parseRPZWindow(lf.name, hr, nb, hunks, prev.rpz)
+		}
 		if err != nil {
 			return false
 		}
