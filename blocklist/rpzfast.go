@@ -32,7 +32,9 @@ import (
 // normalized again, made absolute only when an error's text needs it; a
 // "*.name" after "name" shares the name stored for "name" (addDomainAgain)
 // and rules under the same policy skip the section lookup. The wildcards'
-// public suffix check has a bit filter in front of it (rpzsuffix.go).
+// public suffix check has a bit filter in front of it (rpzsuffix.go), and
+// the check for owners spread over the zone runs beside the parser, on
+// another core (rpzdups.go).
 // TestRPZQuickLines and TestRPZQuickMatchesGeneral hold the stream to the
 // general parser.
 
@@ -124,6 +126,9 @@ type rpzStream struct {
 	haveLast     bool
 	again        againSink
 	againChecked bool
+	// dups checks the QNAME rules fed for an owner spread over the zone
+	// beside the parser (nil: the sink's repeatedOwner alone, at the end).
+	dups *dupCheck
 
 	ipOwners    map[netip.Prefix]bool
 	needGeneral bool // an owner's records are spread over the zone
@@ -145,7 +150,8 @@ type rpzStream struct {
 // parseRPZStream is the streaming parser. It returns errRPZGeneral when
 // the zone must be parsed by parseRPZGeneral instead.
 func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, error) {
-	p := &rpzStream{file: file, sink: sink, origin: defaultOrigin(file)}
+	p := &rpzStream{file: file, sink: sink, origin: defaultOrigin(file), dups: &dupCheck{}}
+	defer p.dups.stop()
 	br := bufio.NewReaderSize(r, 64<<10)
 	lineNo := 0
 	for {
@@ -179,7 +185,7 @@ func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, err
 		return p.finish(), nil
 	}
 	p.flush()
-	if len(p.errs) == 0 && (p.needGeneral || p.warnedRepeated() || p.sink.repeatedOwner()) {
+	if len(p.errs) == 0 && (p.needGeneral || p.warnedRepeated() || p.dups.finish() && p.sink.repeatedOwner()) {
 		return nil, errRPZGeneral // an owner's records are spread over the zone
 	}
 	if z, ok := p.sink.(rpzStateSink); ok && len(p.errs) == 0 {
@@ -1037,9 +1043,15 @@ func (p *rpzStream) emit(r rpzRule) {
 		p.sink.addPrefix(r.prefix, allow, r.line)
 	case p.haveLast && bytes.Equal(r.name, p.lastName) && p.againSink() != nil:
 		p.again.addDomainAgain(r.name, r.kind, allow, r.line)
+		if p.dups != nil {
+			p.dups.add(r.name, r.kind, true)
+		}
 	default:
 		p.sink.addDomain(r.name, r.kind, allow, r.line)
 		p.lastName, p.haveLast = append(p.lastName[:0], r.name...), true
+		if p.dups != nil {
+			p.dups.add(r.name, r.kind, false)
+		}
 	}
 	if r.policy == rpzLocalData {
 		p.sink.setLocalData(r.local)

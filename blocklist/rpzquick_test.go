@@ -207,3 +207,81 @@ func TestDomainRulesAddAgain(t *testing.T) {
 		t.Fatalf("addAgain on an empty table: %d rules", c.len())
 	}
 }
+
+// TestDupCheck holds the repeated-owner check that runs beside the
+// streaming parser to a map: random rules (names with their wildcards,
+// handed over as "again" or by name), with and without a planted repeat,
+// small (checked at the end) and big (batches on another goroutine, the
+// set grown many times).
+func TestDupCheck(t *testing.T) {
+	for _, tt := range []struct {
+		rules  int
+		repeat bool
+	}{{10, false}, {10, true}, {5000, false}, {5000, true}, {300000, false}, {300000, true}} {
+		rng := rand.New(rand.NewPCG(uint64(tt.rules), 7))
+		var c dupCheck
+		seen := map[string]uint8{}
+		want := false
+		var prev []byte
+		for i := range tt.rules {
+			name := fmt.Appendf(nil, "n%d.example", i)
+			kind := MatchExact
+			again := false
+			switch {
+			case tt.repeat && i == tt.rules-1-rng.IntN(3):
+				name = fmt.Appendf(nil, "n%d.example", rng.IntN(i)) // a name handed over before
+			case prev != nil && rng.IntN(2) == 0:
+				name, kind, again = prev, MatchWildcard, true
+			}
+			bit := uint8(1) << kind
+			if seen[string(name)]&bit != 0 {
+				want = true
+			}
+			seen[string(name)] |= bit
+			c.add(name, kind, again)
+			prev = name
+			if again {
+				prev = nil
+			}
+		}
+		if got := c.finish(); got != want {
+			t.Errorf("%d rules, repeat %v: finish() = %v, want %v", tt.rules, tt.repeat, got, want)
+		}
+	}
+	var c dupCheck
+	c.add([]byte("a.example"), MatchExact, false)
+	c.stop() // no goroutine: nothing to do
+	for i := range 3 * dupBatchLen {
+		c.add(fmt.Appendf(nil, "s%d.example", i), MatchExact, false)
+	}
+	c.stop() // ends the goroutine
+}
+
+// TestRPZBigZoneSpreadOwner loads, through the store, zones of more
+// names than a batch of the repeated-owner check, with an owner whose
+// records are spread (the general parser groups them) and without.
+func TestRPZBigZoneSpreadOwner(t *testing.T) {
+	zone := func(first, last, sub string) string {
+		var b strings.Builder
+		b.WriteString(rpzHead + first + ".example A 192.0.2.1\n")
+		for i := range 3 * dupBatchLen {
+			fmt.Fprintf(&b, "n%d.%s CNAME .\n*.n%d.%s CNAME .\n", i, sub, i, sub)
+		}
+		return b.String() + last + ".example AAAA 2001:db8::1\n"
+	}
+	spread, plain := zone("g", "g", "example"), zone("p", "q", "other")
+	st, _ := load(t, map[string]string{"spread.rpz": spread, "plain.rpz": plain})
+	s := st.Current()
+	for f, rules := range map[string]int{"spread.rpz": 1 + 6*dupBatchLen, "plain.rpz": 2 + 6*dupBatchLen} {
+		if fs := s.File(f); fs == nil || len(fs.Errors) > 0 || fs.Domains != rules {
+			t.Fatalf("%s: %+v, want %d rules", f, fs, rules)
+		}
+	}
+	m := s.MatchName("g.example")
+	if !m.Blocked() || len(s.LocalData(m.Rule)) != 2 {
+		t.Fatalf("g.example: %+v, local data %v (want the A and the AAAA)", m, s.LocalData(m.Rule))
+	}
+	if !s.MatchName("x.n12000.example").Blocked() || s.MatchName("n12288.example").Blocked() {
+		t.Fatal("wildcards")
+	}
+}
