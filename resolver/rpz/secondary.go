@@ -477,8 +477,10 @@ func (a *axfrReader) add(rr dns.RR) error {
 	if a.scratch, err = a.z.encode(rr, a.scratch); err != nil {
 		return err
 	}
-	if i, dup := a.z.find(a.scratch); dup {
-		a.z.kill(i, true) // the same record again: the last TTL counts
+	if !a.z.extendsOrder(a.scratch) {
+		if i, dup := a.z.find(a.scratch); dup {
+			a.z.kill(i, true) // the same record again: the last TTL counts
+		}
 	}
 	a.z.add(a.scratch)
 	return nil

@@ -358,6 +358,19 @@ func (z *zoneCopy) group(key []byte, fn func(i int, p recParts) bool) {
 	}
 }
 
+// extendsOrder reports whether record r (expanded) comes after every
+// record of the copy in canonical order, the copy being in that order so
+// far (its records below the apex; see addParts): then none of them has
+// r's key, and a transfer in canonical order (a sinkhole primary's, most
+// of BIND's) is read without an index look-up per record for duplicates.
+func (z *zoneCopy) extendsOrder(r []byte) bool {
+	p := partsOf(r)
+	if p.isApex() || z.unsorted || z.sorted != len(z.offs) {
+		return false
+	}
+	return z.lastBelow < 0 || canonicalCompare(z.at(z.lastBelow), p) < 0
+}
+
 // isLiteral reports whether record i is stored with a literal owner.
 func (z *zoneCopy) isLiteral(i int) bool {
 	o := z.offs[i]

@@ -349,3 +349,60 @@ func TestAppendWireName(t *testing.T) {
 		}
 	}
 }
+
+// A full transfer read record by record keeps one record per key, the
+// last one's TTL, whether its duplicates come next to each other, after
+// other records, at the apex, or break the canonical order; the copy
+// holds what the transfer's last copies are.
+func TestAXFRReaderDuplicates(t *testing.T) {
+	soa := "rpz.test. 60 IN SOA ns. admin. 1 60 60 600 60"
+	tests := []struct {
+		name       string
+		in, want   []string
+		wantSorted bool
+	}{
+		{"canonical order, no duplicates",
+			[]string{"rpz.test. 60 IN NS ns.", "a.rpz.test. 60 IN CNAME .", "*.a.rpz.test. 60 IN CNAME .", "b.rpz.test. 60 IN CNAME ."},
+			[]string{"rpz.test. 60 IN NS ns.", "a.rpz.test. 60 IN CNAME .", "*.a.rpz.test. 60 IN CNAME .", "b.rpz.test. 60 IN CNAME ."}, true},
+		{"a duplicate next to its record, another TTL",
+			[]string{"a.rpz.test. 60 IN CNAME .", "a.rpz.test. 90 IN CNAME .", "b.rpz.test. 60 IN CNAME ."},
+			[]string{"a.rpz.test. 90 IN CNAME .", "b.rpz.test. 60 IN CNAME ."}, false},
+		{"a duplicate after other records",
+			[]string{"a.rpz.test. 60 IN CNAME .", "b.rpz.test. 60 IN CNAME .", "c.rpz.test. 60 IN CNAME .", "a.rpz.test. 30 IN CNAME ."},
+			[]string{"a.rpz.test. 30 IN CNAME .", "b.rpz.test. 60 IN CNAME .", "c.rpz.test. 60 IN CNAME ."}, false},
+		{"apex duplicates",
+			[]string{"rpz.test. 60 IN NS ns.", "a.rpz.test. 60 IN CNAME .", "rpz.test. 120 IN NS ns."},
+			[]string{"rpz.test. 120 IN NS ns.", "a.rpz.test. 60 IN CNAME ."}, true},
+		{"same owner, other types and data",
+			[]string{"a.rpz.test. 60 IN A 192.0.2.1", "a.rpz.test. 60 IN A 192.0.2.2", "a.rpz.test. 60 IN TXT \"x\"", "a.rpz.test. 60 IN A 192.0.2.1"},
+			[]string{"a.rpz.test. 60 IN A 192.0.2.1", "a.rpz.test. 60 IN A 192.0.2.2", "a.rpz.test. 60 IN TXT \"x\""}, false},
+		{"out of order, then a duplicate above the last record",
+			[]string{"b.rpz.test. 60 IN CNAME .", "a.rpz.test. 60 IN CNAME .", "b.rpz.test. 10 IN CNAME ."},
+			[]string{"a.rpz.test. 60 IN CNAME .", "b.rpz.test. 10 IN CNAME ."}, false},
+		{"out of order, then a duplicate of an early record",
+			[]string{"b.rpz.test. 60 IN CNAME .", "a.rpz.test. 60 IN CNAME .", "c.rpz.test. 60 IN CNAME .", "b.rpz.test. 10 IN CNAME ."},
+			[]string{"a.rpz.test. 60 IN CNAME .", "b.rpz.test. 10 IN CNAME .", "c.rpz.test. 60 IN CNAME ."}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &axfrReader{s: &Secondary{apex: "rpz.test."}}
+			for _, r := range append(append([]string{soa}, tt.in...), soa) {
+				if err := a.add(mustRR(t, r)); err != nil {
+					t.Fatalf("%s: %v", r, err)
+				}
+			}
+			z, err := a.finish()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []dns.RR
+			for _, r := range tt.want {
+				want = append(want, mustRR(t, r))
+			}
+			sameRRSet(t, liveRRs(t, z), want) // TTLs included
+			if sorted := !z.unsorted && z.sorted == z.records(); sorted != tt.wantSorted {
+				t.Errorf("copy in canonical order: %v, want %v", sorted, tt.wantSorted)
+			}
+		})
+	}
+}
