@@ -123,7 +123,7 @@ func (s *Snapshot) matchLayered(name string) Match {
 				s.levelCandidates(&s.dom, 0, h, suffix, i < 0, &lb)
 				s.levelCandidates(&s.layer.add, uint32(s.dom.len()), h, suffix, i < 0, &lb)
 				if lb.hasBlk {
-					m.Rule, m.HasRule = makeRuleID(RuleDomain, int(lb.blk.id)), true
+					m.Rule, m.HasRule, m.At = makeRuleID(RuleDomain, int(lb.blk.id)), true, i+1
 				}
 				if lb.hasAlw {
 					m.Allow, m.HasAllow = makeRuleID(RuleDomain, int(lb.alw.id)), true

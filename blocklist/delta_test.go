@@ -345,3 +345,48 @@ func TestCompactSharesNames(t *testing.T) {
 		}
 	}
 }
+
+// Match.At points at the block rule's own name inside the matched name,
+// for every kind of rule, deep names, and rules a delta layer added (the
+// layered match) as well as the compiled table's.
+func TestMatchAt(t *testing.T) {
+	base := "example.com\n*.wild.test\n=exact.test\ndeep.a.b.c.test\nco.example.org\n@@ok.example.com\n"
+	st, dir := load(t, map[string]string{"l.txt": base})
+	probes := []string{"example.com", "www.example.com", "a.b.www.example.com", "x.wild.test", "y.x.wild.test",
+		"exact.test", "deep.a.b.c.test", "q.deep.a.b.c.test", "co.example.org", "w.co.example.org",
+		"ok.example.com", "in.ok.example.com", "added.test", "z.added.test", "p.q.r.s.t.u.v.w.x.y.z.a.b.c.d.e.f.g.added.test"}
+	check := func(s *Snapshot, layered bool) {
+		t.Helper()
+		if got := s.layer != nil; got != layered {
+			t.Fatalf("layered %v, want %v", got, layered)
+		}
+		for _, n := range probes {
+			m := s.MatchName(n)
+			if !m.HasRule || m.Rule.Type() != RuleDomain {
+				continue
+			}
+			text := s.Rule(m.Rule).Text
+			own := strings.TrimPrefix(strings.TrimPrefix(text, "*."), "=")
+			if m.At < 0 || m.At > len(n) || n[m.At:] != own || (m.At > 0 && n[m.At-1] != '.') {
+				t.Errorf("layered %v: %s matched %q with At %d (%q)", layered, n, text, m.At, n[min(max(m.At, 0), len(n)):])
+			}
+		}
+	}
+	check(st.Current(), false)
+	write(t, dir, "l.txt", base+"added.test\n")
+	if rep := reload(t, st); !rep.Delta {
+		t.Fatal("the one-line change was not applied as a delta")
+	}
+	// The merge runs a second after the change: the snapshot taken now is
+	// the layered one unless this machine stalled for that long.
+	if cur := st.Current(); cur.layer != nil {
+		check(cur, true)
+	} else {
+		t.Log("the delta was merged before it could be checked; only the merged snapshot is")
+	}
+	st.WaitCompacted()
+	check(st.Current(), false)
+	if !st.Current().MatchName("p.q.r.s.t.u.v.w.x.y.z.a.b.c.d.e.f.g.added.test").Blocked() {
+		t.Fatal("the added rule does not block")
+	}
+}

@@ -890,7 +890,8 @@ type nameMatch struct {
 	block, allow       uint32 // head rule ids, valid when the bits are set
 	blockBits          uint8  // kind bits that applied at the block level
 	allowBits          uint8
-	blockExact         bool // the block applies at the query name itself
+	blockAt            int32 // where the block level's suffix starts in the name
+	blockExact         bool  // the block applies at the query name itself
 	allowExact         bool
 	hasBlock, hasAllow bool
 }
@@ -948,14 +949,15 @@ func (t *domainTable) match(name string) nameMatch {
 		if !ok {
 			continue
 		}
-		m.note(t.kindAt(id), id, starts[l] == 0)
+		m.note(t.kindAt(id), id, starts[l])
 	}
 	return m
 }
 
 // note records a table hit at one level of the walk (levels come from the
 // top-level label down, so later hits are more specific).
-func (m *nameMatch) note(k uint8, id uint32, atName bool) {
+func (m *nameMatch) note(k uint8, id uint32, start int32) {
+	atName := start == 0
 	var blk, alw uint8
 	if atName {
 		blk, alw = k&kindBlockAtName, k&kindAllowAtName
@@ -963,7 +965,7 @@ func (m *nameMatch) note(k uint8, id uint32, atName bool) {
 		blk, alw = k&kindBlockBelow, k&kindAllowBelow
 	}
 	if blk != 0 {
-		m.block, m.blockBits, m.blockExact, m.hasBlock = id, blk, atName, true
+		m.block, m.blockBits, m.blockExact, m.hasBlock, m.blockAt = id, blk, atName, true, start
 	}
 	if alw != 0 {
 		m.allow, m.allowBits, m.allowExact, m.hasAllow = id, alw, atName, true
@@ -999,7 +1001,7 @@ func (t *domainTable) matchSlow(name string) nameMatch {
 	for i := len(name) - 1; ; i-- {
 		if i < 0 || name[i] == '.' {
 			if id, ok := t.lookup(h, name[i+1:]); ok {
-				m.note(t.kindAt(id), id, i < 0)
+				m.note(t.kindAt(id), id, int32(i+1))
 			}
 			if i < 0 {
 				return m

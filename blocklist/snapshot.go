@@ -32,6 +32,10 @@ type Match struct {
 	Allow    RuleID // exception that applies (valid when HasAllow)
 	HasRule  bool
 	HasAllow bool
+	// At is, for a name's block rule, where in the matched name the
+	// rule's own name begins (0: the name itself), so that an answer
+	// can point at the listed domain without looking the rule up again.
+	At int
 }
 
 // Blocked reports whether a block rule applies and no exception overrides it.
@@ -173,7 +177,7 @@ func (s *Snapshot) MatchName(name string) Match {
 	nm := s.dom.match(name)
 	var m Match
 	if nm.hasBlock {
-		m.Rule, m.HasRule = makeRuleID(RuleDomain, int(s.pickRule(nm.block, nm.blockBits))), true
+		m.Rule, m.HasRule, m.At = makeRuleID(RuleDomain, int(s.pickRule(nm.block, nm.blockBits))), true, int(nm.blockAt)
 	}
 	if nm.hasAllow {
 		m.Allow, m.HasAllow = makeRuleID(RuleDomain, int(s.pickRule(nm.allow, nm.allowBits))), true
@@ -396,6 +400,17 @@ func (s *Snapshot) SubtreeLabels(id RuleID) int {
 		return 0
 	}
 	return encodedLabels(t.enc(i))
+}
+
+// CoversSubtree reports whether a rule is a domain rule that covers its
+// name and every subdomain (the negative answer is then for its zone,
+// which starts at Match.At in the matched name).
+func (s *Snapshot) CoversSubtree(id RuleID) bool {
+	if id.Type() != RuleDomain {
+		return false
+	}
+	t, i := s.domRule(uint32(id.index()))
+	return t.ownKind(i) == kindSubtree
 }
 
 // File returns the status of the named list file, or nil.

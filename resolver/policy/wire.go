@@ -113,7 +113,11 @@ func (qs *Question) blockWire(q *query.WireQuery, name string, snap *blocklist.S
 	}
 	if soa {
 		ns = 1
-		binary.BigEndian.PutUint16(out[n:], 0xC000|uint16(12+ownerOffset(q.Question, snap.SubtreeLabels(m.Rule))))
+		owner := 0 // the question's name; a subtree rule's zone starts at m.At (a label start: the dotted name's offsets are the wire name's)
+		if snap.CoversSubtree(m.Rule) {
+			owner = m.At
+		}
+		binary.BigEndian.PutUint16(out[n:], 0xC000|uint16(12+owner))
 		binary.BigEndian.PutUint16(out[n+2:], dns.TypeSOA)
 		binary.BigEndian.PutUint16(out[n+4:], dns.ClassINET)
 		binary.BigEndian.PutUint32(out[n+6:], b.TTL)
@@ -162,25 +166,3 @@ var soaNames = func() []byte {
 	n, _ = dns.PackDomainName("hostmaster.sinkhole.invalid.", b, n, nil, false)
 	return b[:n]
 }()
-
-// ownerOffset returns the offset, inside the question section, of the
-// suffix of the question name with the given number of labels (0: the whole
-// name).
-func ownerOffset(question []byte, labels int) int {
-	if labels == 0 {
-		return 0
-	}
-	total := 0
-	for off := 0; off < len(question) && question[off] != 0; off += 1 + int(question[off]) {
-		total++
-	}
-	skip := total - labels
-	if skip <= 0 {
-		return 0
-	}
-	off := 0
-	for ; skip > 0; skip-- {
-		off += 1 + int(question[off])
-	}
-	return off
-}
