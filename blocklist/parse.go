@@ -62,8 +62,12 @@ var hostsIgnored = map[string]bool{
 
 // listParser holds the state of one file's parse.
 type listParser struct {
-	file    string
-	sink    entrySink
+	file string
+	sink listSink
+	// pipe, when set, is sink: the entries go to the file's sink on
+	// another goroutine (see parsepipe.go), which runs the public suffix
+	// check too.
+	pipe    *listPipe
 	sec     Section
 	secOpen bool // sink has been told about sec
 	errs    []*LineError
@@ -91,6 +95,10 @@ func parseList(file string, r io.Reader, sink entrySink) []*LineError {
 // read but not parsed.
 func parseListWindow(file string, r io.Reader, sink entrySink, hunks []hunk) []*LineError {
 	p := &listParser{file: file, sink: sink, sec: Section{File: file}, name: make([]byte, 0, 256), suffixes: suffixChecker{hint: suffixHintList}}
+	if hunks == nil {
+		p.pipe = newListPipe(sink, suffixHintList)
+		p.sink = p.pipe
+	}
 	br := bufio.NewReaderSize(r, maxLineLen)
 	lineNo := 0
 	for {
@@ -122,7 +130,13 @@ func parseListWindow(file string, r io.Reader, sink entrySink, hunks []hunk) []*
 			break
 		}
 	}
-	if hits := p.suffixes.finish(); len(hits) > 0 {
+	var hits []suffixHit
+	if p.pipe != nil {
+		hits = p.pipe.finish()
+	} else {
+		hits = p.suffixes.finish()
+	}
+	if len(hits) > 0 {
 		for _, h := range hits {
 			p.fail(h.line, []byte(h.name), h.msg)
 		}
@@ -298,9 +312,7 @@ func (p *listParser) hostsLine(n int, raw, line []byte) {
 			p.fail(n, raw, msg)
 			continue
 		}
-		p.broad(name, MatchSubtree, n)
-		p.openSection()
-		p.sink.addDomain(name, MatchSubtree, false, n)
+		p.addDomain(name, MatchSubtree, false, n)
 	}
 }
 
@@ -356,18 +368,23 @@ func (p *listParser) entry(n int, raw, tok []byte) {
 		p.fail(n, raw, msg)
 		return
 	}
-	p.broad(name, kind, n)
-	p.openSection()
-	p.sink.addDomain(name, kind, allow, n)
+	p.addDomain(name, kind, allow, n)
 }
 
-// broad queues a rule of kind on name for the public suffix check (an
-// over-broad rule is an error of the file, reported when it ends).
-func (p *listParser) broad(name []byte, kind MatchKind, line int) {
-	if p.allowSuffix || kind == MatchExact {
+// addDomain gives a domain rule to the sink, queued for the public suffix
+// check unless it is on one name only or the file allows public suffixes
+// (an over-broad rule is an error of the file, reported when it ends).
+func (p *listParser) addDomain(name []byte, kind MatchKind, allow bool, line int) {
+	check := !p.allowSuffix && kind != MatchExact
+	p.openSection()
+	if p.pipe != nil {
+		p.pipe.addChecked(name, kind, allow, line, check)
 		return
 	}
-	p.suffixes.add(name, line)
+	if check {
+		p.suffixes.add(name, line)
+	}
+	p.sink.addDomain(name, kind, allow, line)
 }
 
 // adblockName extracts "example.com" from "||example.com^" (also "^|").

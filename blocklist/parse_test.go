@@ -2,7 +2,9 @@ package blocklist
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -248,5 +250,77 @@ func TestNormalizeNameFastPath(t *testing.T) {
 		if string(fast) != string(slow) || fmsg != smsg {
 			t.Errorf("normalizeName(%q) = %q %q, normalizeNameSlow %q %q", s, fast, fmsg, slow, smsg)
 		}
+	}
+}
+
+// TestParseListPipeMatchesDirect: a big file parsed on two goroutines (the
+// entries handed over in batches, see parsepipe.go) gives its sink the
+// same entries under the same sections, and the same errors with the same
+// lines, as the same file fed to the sink on one goroutine (a window over
+// every line takes that path).
+func TestParseListPipeMatchesDirect(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	forms := []func(i int) string{
+		func(i int) string { return fmt.Sprintf("n%d.example.com", i) },
+		func(i int) string { return fmt.Sprintf("@@w%d.example.net", i) },
+		func(i int) string { return fmt.Sprintf("*.s%d.example.org", i) },
+		func(i int) string { return fmt.Sprintf("=e%d.example.io", i) },
+		func(i int) string { return fmt.Sprintf("||a%d.example.de^", i) },
+		func(i int) string { return fmt.Sprintf("0.0.0.0 h%d.example.com  localhost h%d.example.co.uk", i, i) },
+		func(i int) string { return fmt.Sprintf("10.%d.%d.0/24", i%256, i/256%256) },
+		func(i int) string { return fmt.Sprintf("AS%d", 1+i%60000) },
+		func(i int) string { return fmt.Sprintf("# platform: P%d", i) },
+		func(i int) string {
+			return []string{"# action: nxdomain", "# action: default", "# scope: overseas", "# authority: A"}[i%4]
+		},
+		func(int) string { return "# allow-public-suffix" },
+		func(i int) string {
+			return []string{"co.uk", "github.io", "*.com", "=com", "foo.ck", "x.compute.amazonaws.com"}[i%6]
+		},
+		func(i int) string {
+			return []string{"bad name", "a..b", "ex ample.com # c", "", "# just a comment", "http://x.com/"}[i%6]
+		},
+		func(i int) string { return fmt.Sprintf("  MiXeD%d.Example.COM.  # trailing", i) },
+	}
+	weights := []int{400, 40, 40, 40, 20, 20, 10, 10, 2, 2, 0, 0, 0, 10} // forms 10 to 12 at fixed lines
+	var b strings.Builder
+	for i := range 3 * pipeBatchLen {
+		w := rng.IntN(596)
+		k := 0
+		for ; k < len(weights)-1 && w >= weights[k]; k++ {
+			w -= weights[k]
+		}
+		switch {
+		case i == 2*pipeBatchLen+100:
+			k = 10 // public suffixes allowed from here on
+		case i%700 == 3:
+			k = 11 // at most 100 errors are kept: few of these
+		case i%1500 == 7:
+			k = 12
+		}
+		b.WriteString(forms[k](i))
+		b.WriteByte('\n')
+	}
+	var piped, direct recorder
+	perrs := parseList("big.txt", strings.NewReader(b.String()), &piped)
+	all := int(^uint(0) >> 1)
+	derrs := parseListWindow("big.txt", strings.NewReader(b.String()), &direct, []hunk{{1, all, 1, all}})
+	if len(piped.out) < 2*pipeBatchLen {
+		t.Fatalf("only %d entries: the pipe was not used", len(piped.out))
+	}
+	if !slices.Equal(piped.out, direct.out) {
+		for i := range min(len(piped.out), len(direct.out)) {
+			if piped.out[i] != direct.out[i] {
+				t.Fatalf("entry %d: piped %q, direct %q", i, piped.out[i], direct.out[i])
+			}
+		}
+		t.Fatalf("%d entries piped, %d direct", len(piped.out), len(direct.out))
+	}
+	pe, de := fmt.Sprint(perrs), fmt.Sprint(derrs)
+	if pe != de {
+		t.Fatalf("errors differ:\npiped  %s\ndirect %s", pe, de)
+	}
+	if !strings.Contains(pe, "public suffix") {
+		t.Fatalf("no public suffix errors: %s", pe)
 	}
 }
