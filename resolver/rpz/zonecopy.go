@@ -248,6 +248,82 @@ func recHash(p recParts) uint64 {
 // encode returns rr's record in expanded form (scratch is reused), or an
 // error for a record outside the zone or that does not pack.
 func (z *zoneCopy) encode(rr dns.RR, scratch []byte) ([]byte, error) {
+	if c, ok := rr.(*dns.CNAME); ok && c.Hdr.Class == dns.ClassINET {
+		if out, ok := z.encodeCNAME(c, scratch); ok {
+			return out, nil
+		}
+	}
+	return z.encodePacked(rr, scratch)
+}
+
+// encodeCNAME is encode for the plain CNAME records nearly all of a policy
+// zone is, without packing the record whole: owner and target in
+// presentation form are laid out as wire labels directly. It declines
+// (false) anything else: escapes, empty or long labels, upper case, the
+// apex, names outside the zone, for encodePacked to handle or refuse.
+func (z *zoneCopy) encodeCNAME(c *dns.CNAME, scratch []byte) ([]byte, bool) {
+	owner := c.Hdr.Name
+	if len(owner) <= len(z.apex) || owner[len(owner)-len(z.apex)-1] != '.' || owner[len(owner)-len(z.apex):] != z.apex {
+		return nil, false
+	}
+	rel := owner[:len(owner)-len(z.apex)-1]
+	out := append(scratch[:0], 0)
+	out, ok := appendPlainLabels(out, rel)
+	if !ok || len(out)-1 > maxLiteralOwner {
+		return nil, false
+	}
+	out[0] = byte(len(out) - 1)
+	out = append(out, byte(dns.TypeCNAME>>8), byte(dns.TypeCNAME), byte(dns.ClassINET>>8), byte(dns.ClassINET))
+	out = binary.BigEndian.AppendUint32(out, c.Hdr.Ttl)
+	rdStart := len(out)
+	out = append(out, 0, 0)
+	if c.Target != "." {
+		if len(c.Target) < 2 || c.Target[len(c.Target)-1] != '.' {
+			return nil, false
+		}
+		if out, ok = appendPlainLabels(out, c.Target[:len(c.Target)-1]); !ok || len(out)-rdStart-2 > 254 {
+			return nil, false
+		}
+	}
+	out = append(out, 0)
+	binary.BigEndian.PutUint16(out[rdStart:], uint16(len(out)-rdStart-2))
+	return out, true
+}
+
+// appendPlainLabels appends the wire labels of a relative name in
+// presentation form (no root label), or reports false for one it does
+// not take as plain: an escape, an upper-case letter, an empty label or
+// one over 63 bytes.
+func appendPlainLabels(dst []byte, name string) ([]byte, bool) {
+	for len(name) > 0 {
+		i := strings.IndexByte(name, '.')
+		label := name
+		if i >= 0 {
+			label, name = name[:i], name[i+1:]
+			if name == "" {
+				return dst, false // a trailing dot: an empty label
+			}
+		} else {
+			name = ""
+		}
+		if len(label) == 0 || len(label) > 63 {
+			return dst, false
+		}
+		dst = append(dst, byte(len(label)))
+		for j := 0; j < len(label); j++ {
+			b := label[j]
+			if b == '\\' || (b >= 'A' && b <= 'Z') {
+				return dst, false
+			}
+			dst = append(dst, b)
+		}
+	}
+	return dst, true
+}
+
+// encodePacked is encode for any record: packed by miekg/dns, in lower
+// case, and taken apart.
+func (z *zoneCopy) encodePacked(rr dns.RR, scratch []byte) ([]byte, error) {
 	if hasUpper(rr) {
 		rr = dns.Copy(rr)
 		rr.Header().Name = strings.ToLower(rr.Header().Name)

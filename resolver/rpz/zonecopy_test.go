@@ -406,3 +406,46 @@ func TestAXFRReaderDuplicates(t *testing.T) {
 		})
 	}
 }
+
+// encode's CNAME path gives the bytes miekg/dns's packing gives, and
+// declines (for the packed path to handle or refuse) what it does not
+// take as plain.
+func TestEncodeCNAME(t *testing.T) {
+	z := newZoneCopy("rpz.test.", nil)
+	long := strings.Repeat("a", 63)
+	tests := []struct {
+		rr   string
+		fast bool // taken by encodeCNAME
+	}{
+		{"name.example.rpz.test. 60 IN CNAME .", true},
+		{"*.name.example.rpz.test. 60 IN CNAME .", true},
+		{"name.example.rpz.test. 60 IN CNAME *.", true},
+		{"name.example.rpz.test. 60 IN CNAME rpz-passthru.", true},
+		{"name.example.rpz.test. 4294967295 IN CNAME walled.garden.example.", true},
+		{"_srv.x-y.rpz.test. 0 IN CNAME rpz-drop.", true},
+		{long + ".rpz.test. 60 IN CNAME " + long + "." + long + ".", true},
+		{"Name.Example.rpz.test. 60 IN CNAME .", false},
+		{"name.rpz.test. 60 IN CNAME Target.Example.", false},
+		{`we\.ird.rpz.test. 60 IN CNAME .`, false},
+		{`sp\032ace.rpz.test. 60 IN CNAME .`, false},
+		{"rpz.test. 60 IN CNAME .", false},
+		{"name.other.test. 60 IN CNAME .", false},
+		{"xrpz.test. 60 IN CNAME .", false},
+		{"32.1.2.0.192.rpz-ip.rpz.test. 60 IN CNAME .", true},
+	}
+	for _, tt := range tests {
+		rr := mustRR(t, tt.rr)
+		fast, ok := z.encodeCNAME(rr.(*dns.CNAME), nil)
+		if ok != tt.fast {
+			t.Errorf("%s: taken by the CNAME path %v, want %v", tt.rr, ok, tt.fast)
+		}
+		packed, err := z.encodePacked(rr, nil)
+		if ok && (err != nil || !bytes.Equal(fast, packed)) {
+			t.Errorf("%s: CNAME path %x, packed %x (%v)", tt.rr, fast, packed, err)
+		}
+		via, verr := z.encode(rr, nil)
+		if (verr == nil) != (err == nil) || !bytes.Equal(via, packed) {
+			t.Errorf("%s: encode %x (%v), packed %x (%v)", tt.rr, via, verr, packed, err)
+		}
+	}
+}
