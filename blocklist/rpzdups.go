@@ -36,6 +36,11 @@ type dupCheck struct {
 	free chan *dupBatch // batches back from the goroutine, for reuse
 
 	set dupSet // the goroutine's, or the parser's when there is none
+	// hint is how many rules the zone may have (0: unknown): a set
+	// that starts on another goroutine has room for half as many names
+	// (a name and its wildcard each) and, for most zones, never grows
+	// (growing holds the old slots and the new at once).
+	hint int
 }
 
 // add hands over a domain rule of kind on name; again says that name is
@@ -64,6 +69,7 @@ func (c *dupCheck) add(name []byte, kind MatchKind, again bool) {
 	}
 	if c.ch == nil {
 		c.ch, c.done, c.free = make(chan *dupBatch, 4), make(chan bool, 1), make(chan *dupBatch, 6)
+		c.set.hint = c.hint / 2
 		go func() {
 			for b := range c.ch {
 				c.set.addBatch(b)
@@ -115,13 +121,14 @@ type dupSet struct {
 	n      int
 	last   int // slot of the last rule's name
 	repeat bool
+	hint   int // names to make room for at the start
 }
 
 func (s *dupSet) addBatch(b *dupBatch) {
 	if s.slots == nil {
 		s.seed = maphash.MakeSeed()
 		size := 64
-		for size/4*3 < len(b.kinds) {
+		for size/4*3 < max(s.hint, len(b.kinds)) {
 			size *= 2
 		}
 		s.slots = make([]uint64, size)

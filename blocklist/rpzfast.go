@@ -151,6 +151,9 @@ type rpzStream struct {
 // the zone must be parsed by parseRPZGeneral instead.
 func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, error) {
 	p := &rpzStream{file: file, sink: sink, origin: defaultOrigin(file), dups: &dupCheck{}}
+	if r, ok := sink.(interface{ ruleRoom() int }); ok {
+		p.dups.hint = r.ruleRoom()
+	}
 	defer p.dups.stop()
 	br := bufio.NewReaderSize(r, 64<<10)
 	lineNo := 0

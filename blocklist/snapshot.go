@@ -635,6 +635,11 @@ func (b *builder) addDomain(name []byte, kind MatchKind, allow bool, line int) {
 	b.last = makeRuleID(RuleDomain, b.s.dom.len()-1)
 }
 
+// ruleRoom is how many more domain rules the builder holds without
+// growing: when a file is parsed, about its lines (the store sizes the
+// builder for them).
+func (b *builder) ruleRoom() int { return cap(b.s.dom.lens) - len(b.s.dom.lens) }
+
 // addDomainAgain is addDomain for the name of the domain rule added last.
 func (b *builder) addDomainAgain(name []byte, kind MatchKind, allow bool, line int) {
 	b.s.dom.addAgain(name, kindBit(kind, allow), line, b.curSect())
