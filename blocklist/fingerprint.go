@@ -362,6 +362,8 @@ func newListScan(f *os.File, size int64, prev *fingerprint) *listScan {
 		s.prev, s.delta = prev, size-prev.size
 		s.verifying = true
 		s.ck.dirsOver = prev.dirsOver
+		s.ck.chunks = make([]lineChunk, 0, len(prev.chunks)+len(prev.chunks)/8+16)
+		s.marks = make([]shaMark, 0, len(prev.marks)+len(prev.marks)/8+4)
 	} else {
 		s.startSHA(0)
 	}
@@ -431,7 +433,7 @@ func (s *listScan) hashSHA(b []byte, at int64) {
 
 // feed takes the next bytes read (at s.pos).
 func (s *listScan) feed(b []byte) error {
-	s.ck.parens = hasParens(b)
+	parensOf := []byte(nil) // the bytes s.ck.parens is for (the check is left for the scan)
 	for len(b) > 0 {
 		if s.verifying {
 			c := s.prev.chunks[s.vi]
@@ -472,8 +474,12 @@ func (s *listScan) feed(b []byte) error {
 				return err
 			}
 			b = append(re, b...)
-			s.ck.parens = hasParens(b)
+			parensOf = nil
 			continue
+		}
+		if parensOf == nil || &parensOf[len(parensOf)-1] != &b[len(b)-1] {
+			parensOf = b
+			s.ck.parens = hasParens(b)
 		}
 		n, ended := s.ck.writeChunk(b)
 		s.hashSHA(b[:n], s.pos)

@@ -776,8 +776,18 @@ func (s *Store) openStable(lf listedFile, prev *fingerprint) (*listFile, error) 
 		return nil, errUnsettled
 	}
 	file, err := openList(lf.path, s.opts.MaxFileSize, prev)
-	if err != nil || slices.Contains(s.opts.Verified, lf.dir) {
-		return file, err
+	if err != nil {
+		return nil, err
+	}
+	return s.settle(lf, file)
+}
+
+// settle is openStable for file, read already: it returns file when it is
+// whole, or its version once it settled (read again, the first read's
+// fingerprint sparing what did not change), closing file otherwise.
+func (s *Store) settle(lf listedFile, file *listFile) (*listFile, error) {
+	if slices.Contains(s.opts.Verified, lf.dir) {
+		return file, nil
 	}
 	if s.opts.Writing != nil && s.opts.Writing(lf.path) {
 		// A writer opened it while it was being read.

@@ -159,9 +159,8 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	// does), pass the checks and carry a good signature; anything else is
 	// the full reload's to report.
 	if s.opts.Settle > 0 || s.opts.Writing != nil {
-		file.close()
 		var err error
-		if file, err = s.openStable(lf, prev.fp); err != nil {
+		if file, err = s.settle(lf, file); err != nil {
 			file = nil
 			return false
 		}
