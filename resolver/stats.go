@@ -31,7 +31,9 @@ type Stats struct {
 	bySection [statsSlots]atomic.Pointer[sectionCount]
 }
 
-// sectionCount is the platform counter of one (immutable) list section.
+// sectionCount is the platform counter of one (immutable) list section. A
+// slot may keep a replaced snapshot's sections alive until another
+// section takes it (at most statsSlots small arrays).
 type sectionCount struct {
 	sec *blocklist.Section
 	n   *atomic.Uint64

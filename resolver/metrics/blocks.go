@@ -73,7 +73,9 @@ func (b *blockCounters) register(reg *prometheus.Registry) {
 }
 
 // sectionPair is the counter pair of one list section (sections are
-// immutable, and a snapshot's stay where they are while it is in use).
+// immutable, and a snapshot's stay where they are while it is in use). A
+// slot may keep a replaced snapshot's sections (their strings) alive until
+// another section takes it: at most sectionSlots small arrays.
 type sectionPair struct {
 	sec *blocklist.Section
 	p   *blockPair
