@@ -387,10 +387,15 @@ func (p *rpzStream) quick(n int, raw []byte) bool {
 		i, star = 2, 2
 	}
 	var seen uint8
+	dot, empty := star-1, false // the last dot; an empty label seen
 	for i < len(raw) {
 		c := quickOwner[raw[i]]
 		if c == 0 {
 			break
+		}
+		if c == quickDot {
+			empty = empty || i == dot+1
+			dot = i
 		}
 		seen |= c
 		i++
@@ -399,16 +404,11 @@ func (p *rpzStream) quick(n int, raw []byte) bool {
 	if len(name) == 0 || i == len(raw) || !isSpace(raw[i]) || len(tok) > 253 {
 		return false // no name, or another byte after it
 	}
-	lastDot := -1
-	if seen&quickDot != 0 {
-		if name[0] == '.' || name[len(name)-1] == '.' || bytes.Contains(name, []byte("..")) {
-			return false // an empty label, or a trailing dot (absolute)
-		}
-		lastDot = bytes.LastIndexByte(name, '.')
-		if len(name) > 63 && !labelsFit(name) {
-			return false
-		}
-	} else if len(name) > 63 {
+	if empty || dot == i-1 {
+		return false // an empty label, or a trailing dot (absolute)
+	}
+	lastDot := dot - star // in name; -1 when it has no dot
+	if len(name) > 63 && (seen&quickDot == 0 || !labelsFit(name)) {
 		return false
 	}
 	if l := name[lastDot+1:]; len(l) >= 4 && l[0]|0x20 == 'r' && l[1]|0x20 == 'p' && l[2]|0x20 == 'z' && l[3] == '-' {
@@ -422,8 +422,8 @@ func (p *rpzStream) quick(n int, raw []byte) bool {
 	for i < len(raw) && isSpace(raw[i]) {
 		i++
 	}
-	if len(raw)-i < 7 || !asciiEqualFold(raw[i:i+5], "CNAME") || !isSpace(raw[i+5]) {
-		return false
+	if len(raw)-i < 7 || raw[i]|0x20 != 'c' || raw[i+1]|0x20 != 'n' || raw[i+2]|0x20 != 'a' || raw[i+3]|0x20 != 'm' || raw[i+4]|0x20 != 'e' || !isSpace(raw[i+5]) {
+		return false // the type is not CNAME
 	}
 	for i += 6; i < len(raw) && isSpace(raw[i]); i++ {
 	}
