@@ -17,7 +17,13 @@
 //     delta (rules taken out, a small table of added rules, line moves)
 //     over the compiled lists, merged into a new base in the background;
 //     rpzdelta.go: the same for RPZ zone files (changed lines widened to
-//     whole owners, parsed with the $ORIGIN, $TTL and apex in force).
+//     whole owners, parsed with the $ORIGIN, $TTL and apex in force; the
+//     zone read only from a chunk boundary before each change).
+//   - fingerprint.go: reading a file once, cut into content-defined
+//     chunks of lines, against the fingerprint of the version before
+//     (unchanged chunks checked by one hash each, the SHA-256 resumed
+//     from a checkpoint before the first change), so that a change costs
+//     what changed plus one read of the bytes.
 //   - domains.go: the compact suffix matcher for millions of names (names
 //     encoded by names.go into pages a merged base shares with the base
 //     it was merged from).
