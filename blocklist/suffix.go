@@ -213,9 +213,11 @@ const (
 	suffixHintRPZ  = "list the names under it instead"
 )
 
-// The lookup costs about as much as parsing the line, so a big file's
-// names are checked beside the parser, on another core: the parser hands
-// them over in batches and collects the offenders when the file ends.
+// A whole file's names are checked on the goroutine that feeds them to
+// the sink (parsepipe.go). suffixChecker checks the names of a file parsed
+// in a window (a delta's changed lines): the names that pass pslCandidate
+// are handed over in batches, beside the parser, and the offenders are
+// collected when the file ends.
 
 // suffixBatchLen is how many names make a batch; a file with fewer names
 // is checked on the parser's own goroutine.
