@@ -64,9 +64,42 @@ type lineChunk struct {
 	hash      uint64 // maphash of its bytes
 	size      int64  // bytes, newlines included
 	lines     uint32
-	directive bool  // a line starts with '#' and may be a directive (see isDirectiveCandidate)
-	paren     bool  // a line holds a parenthesis
-	depth     int32 // the parentheses open at its end, as a zone file reads them (parenDepth)
+	directive bool // a line starts with '#' and may be a directive (see isDirectiveCandidate)
+	paren     bool // a line holds a parenthesis
+	// pnet and plow are the walk of its parentheses as a zone file reads
+	// them (parenDepth): the net change and the lowest point, relative to
+	// its start (they depend on its bytes only; see depthAfter).
+	pnet, plow int32
+}
+
+// depthAfter returns the parentheses open after c when depth were open
+// before it (parenDepth never goes below zero).
+func (c lineChunk) depthAfter(depth int) int {
+	return max(depth+int(c.pnet), int(c.pnet-c.plow))
+}
+
+// parenWalk returns the net change of the parentheses of a zone file line
+// as parenDepth counts them (quotes, escapes and comments skipped) and
+// the lowest point of the walk (at most zero), relative to its start.
+func parenWalk(line []byte) (net, low int) {
+	quoted := false
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == ';':
+			return net, low
+		case c == '(':
+			net++
+		case c == ')':
+			net--
+			low = min(low, net)
+		}
+	}
+	return net, low
 }
 
 // dirLine is a line of a list file that may be a directive, with its line
@@ -93,10 +126,12 @@ type fingerprint struct {
 	dirsOver bool
 	size     int64
 	hash     string
-	// starts and firstLines, once computed, are each chunk's byte offset
-	// and the number of lines before it (len(chunks)+1 entries).
+	// starts, firstLines and depths, once computed, are each chunk's byte
+	// offset, the number of lines before it and the parentheses open
+	// before it (len(chunks)+1 entries).
 	starts     []int64
 	firstLines []int
+	depths     []int32
 }
 
 // layout computes starts and firstLines.
@@ -106,9 +141,11 @@ func (fp *fingerprint) layout() {
 	}
 	fp.starts = make([]int64, len(fp.chunks)+1)
 	fp.firstLines = make([]int, len(fp.chunks)+1)
+	fp.depths = make([]int32, len(fp.chunks)+1)
 	for i, c := range fp.chunks {
 		fp.starts[i+1] = fp.starts[i] + c.size
 		fp.firstLines[i+1] = fp.firstLines[i] + int(c.lines)
+		fp.depths[i+1] = int32(min(c.depthAfter(int(fp.depths[i])), 1<<30))
 	}
 }
 
@@ -145,7 +182,6 @@ type chunker struct {
 	comment   bool         // this line starts with '#'
 	parens    bool         // the bytes being written may hold a parenthesis
 	lineParen bool         // this line holds one
-	depth     int          // parentheses open
 	started   bool
 	line      int // lines ended so far
 	dirs      []dirLine
@@ -278,7 +314,9 @@ func (c *chunker) endLine(line []byte, n int) bool {
 	}
 	if c.lineParen {
 		c.lineParen, c.cur.paren = false, true
-		c.depth = parenDepth(line, c.depth)
+		n, l := parenWalk(line)
+		c.cur.plow = min(c.cur.plow, c.cur.pnet+int32(max(l, -1<<20)))
+		c.cur.pnet += int32(max(min(n, 1<<20), -1<<20))
 	}
 	c.line++
 	c.cur.lines++
@@ -287,7 +325,6 @@ func (c *chunker) endLine(line []byte, n int) bool {
 
 func (c *chunker) endChunk() {
 	c.cur.hash = c.h.Sum64()
-	c.cur.depth = int32(min(c.depth, 1<<30))
 	c.h.Reset()
 	c.chunks = append(c.chunks, c.cur)
 	c.cur = lineChunk{}
@@ -309,7 +346,6 @@ func (c *chunker) take(ch lineChunk, dirs []dirLine, firstLine int) {
 		}
 	}
 	c.line += int(ch.lines)
-	c.depth = int(ch.depth)
 }
 
 // finish ends the last line (one without a newline counts too) and chunk.

@@ -30,6 +30,10 @@ func TestReadSinceMatchesColdRead(t *testing.T) {
 			base.WriteString("  # allow-public-suffix\n")
 		case i%3001 == 5:
 			base.WriteString("# just a comment\n\n")
+		case i%4001 == 9:
+			// A zone file's record over lines (the chunks keep the
+			// parentheses open at their end).
+			fmt.Fprintf(&base, "r%d ( TXT\n  \"a (b\" ; )\n  \"c\" )\n", i)
 		default:
 			fmt.Fprintf(&base, "name%d-%x.example\n", i, rng.Uint32())
 		}
@@ -81,6 +85,8 @@ func TestReadSinceMatchesColdRead(t *testing.T) {
 		{"long line", func(b []byte) []byte {
 			return splice(b, lineAt(b, 0.5), 0, string(bytes.Repeat([]byte("x"), 300<<10))+"\n")
 		}},
+		{"parenthesis opened", func(b []byte) []byte { return splice(b, lineAt(b, 0.55), 0, "open ( TXT \"x\"\n") }},
+		{"parenthesis closed", func(b []byte) []byte { return splice(b, lineAt(b, 0.75), 0, "  \"y\" )\n") }},
 		{"same size, every chunk shifted", func(b []byte) []byte {
 			b = splice(b, lineAt(b, 0.2), 0, "abc\n")
 			at := lineAt(b, 0.9)
@@ -109,6 +115,29 @@ func TestReadSinceMatchesColdRead(t *testing.T) {
 		sum := sha256.Sum256(next)
 		if got.hash != hex.EncodeToString(sum[:]) || want.hash != got.hash {
 			t.Errorf("%s: SHA-256 %s, from scratch %s, of the bytes %x", e.name, got.hash, want.hash, sum)
+		}
+		// The parentheses open at each chunk boundary are those parenDepth
+		// counts line by line.
+		want.fp.layout()
+		depth, k := 0, 0
+		for n, l := range bytes.Split(next, []byte{'\n'}) {
+			for k < len(want.fp.chunks) && want.fp.firstLines[k] == n {
+				if int(want.fp.depths[k]) != depth {
+					t.Fatalf("%s: chunk %d (line %d): %d parentheses open, parenDepth says %d", e.name, k, n+1, want.fp.depths[k], depth)
+				}
+				k++
+			}
+			depth = parenDepth(l, depth)
+		}
+		if e.name == "parenthesis opened" {
+			want.fp.layout()
+			open := 0
+			for _, d := range want.fp.depths {
+				open = max(open, int(d))
+			}
+			if open == 0 {
+				t.Errorf("%s: no chunk ends with a parenthesis open", e.name)
+			}
 		}
 		if !slices.Equal(got.fp.chunks, want.fp.chunks) {
 			t.Errorf("%s: %d chunks, from scratch %d", e.name, len(got.fp.chunks), len(want.fp.chunks))

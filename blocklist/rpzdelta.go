@@ -536,7 +536,7 @@ func rpzWindowStart(file string, f *os.File, fp *fingerprint, old *rpzFileState,
 	kh := fp.chunkAtLine(first)
 	for k = kh - 1; k >= max(2, minK) && k >= kh-rpzStartTries; k-- {
 		prev := fp.chunks[k-1]
-		if prev.paren || prev.depth != 0 || fp.chunks[k-2].depth != 0 {
+		if prev.paren || fp.depths[k-1] != 0 || fp.depths[k] != 0 {
 			continue
 		}
 		data := make([]byte, fp.starts[k+1]-fp.starts[k-1])
