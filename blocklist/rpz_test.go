@@ -277,6 +277,7 @@ func TestParseRPZStreamMatchesGeneral(t *testing.T) {
 		rpzHead + "bad_name CNAME .\nbad..name CNAME .\n* CNAME .\nx.*.y CNAME .\n33.1.2.3.4.rpz-ip CNAME .\n",
 		rpzHead + "c.example CNAME .\nc.example A 192.0.2.1\nn.example NS ns.example.\n",
 		"a.example 60 CNAME .\n",
+		"$TTL 000\n0 SOA 0000000000000000000000 00000 00\nA\n A 0.0.0.0", // a record without an owner (found by fuzzing: it panicked)
 	}
 	for i, z := range zones {
 		fast, general := &recorder{}, &recorder{}

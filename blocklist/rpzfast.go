@@ -854,6 +854,12 @@ func (p *rpzStream) flush() {
 		p.needGeneral = true
 		return
 	}
+	if len(p.cur) == 0 {
+		// No owner name (the zone parser read a record without one):
+		// the general parser judges the zone.
+		p.needGeneral = true
+		return
+	}
 	// Owner names are absolute: below the apex means ending in ".apex.".
 	rel := p.cur[:len(p.cur)-1]
 	if p.apex != "." {
