@@ -57,7 +57,7 @@ interop:
 # more, and fails the run if it fails again.
 FUZZTIME     ?= 30s
 FUZZMINIMIZE ?= 2s
-FUZZ_TARGETS := ./blocklist:FuzzParseList ./blocklist:FuzzNormalizeName \
+FUZZ_TARGETS := ./blocklist:FuzzParseList ./blocklist:FuzzNormalizeName ./blocklist:FuzzRPZStreamMatchesGeneral \
                 ./resolver:FuzzServerAnswer ./resolver/acl:FuzzSet \
                 ./resolver/ratelimit:FuzzResponseKey ./resolver/scrub:FuzzMessage \
                 ./cmd/sinkhole:FuzzConfig ./cmd/sinkhole:FuzzAdminQuery
