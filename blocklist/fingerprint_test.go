@@ -270,3 +270,61 @@ func TestDeltaSectionsMatchFullReload(t *testing.T) {
 		t.Fatalf("only %d of 150 reloads were deltas", deltas)
 	}
 }
+
+// parenDepth, taken from parenWalk, is the walk of the parentheses that
+// ignores a ")" with none open, from any depth: a table of lines with
+// quotes, escapes and comments, then random lines against that walk
+// written out.
+func TestParenDepthFromWalk(t *testing.T) {
+	walk := func(line []byte, depth int) int {
+		quoted := false
+		for i := 0; i < len(line); i++ {
+			switch c := line[i]; {
+			case c == '\\':
+				i++
+			case c == '"':
+				quoted = !quoted
+			case quoted:
+			case c == ';':
+				return depth
+			case c == '(':
+				depth++
+			case c == ')':
+				if depth > 0 {
+					depth--
+				}
+			}
+		}
+		return depth
+	}
+	tests := []struct {
+		line  string
+		depth int
+		want  int
+	}{
+		{"@ SOA ns. admin. ( 1", 0, 1},
+		{"60 60 600 60 )", 1, 0},
+		{"))(", 0, 1},
+		{")) (", 1, 1},
+		{`x TXT "(" ; (`, 0, 0},
+		{`x TXT \( (`, 2, 3},
+		{"", 2, 2},
+	}
+	for _, tt := range tests {
+		if got := parenDepth([]byte(tt.line), tt.depth); got != tt.want {
+			t.Errorf("parenDepth(%q, %d) = %d, want %d", tt.line, tt.depth, got, tt.want)
+		}
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	alphabet := []byte(`()();"\ a`)
+	for range 20000 {
+		line := make([]byte, r.IntN(12))
+		for i := range line {
+			line[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		depth := r.IntN(4)
+		if got, want := parenDepth(line, depth), walk(line, depth); got != want {
+			t.Fatalf("parenDepth(%q, %d) = %d, want %d", line, depth, got, want)
+		}
+	}
+}

@@ -160,28 +160,38 @@ func parseRPZWindow(file string, r io.Reader, sink *builder, hunks []hunk, old *
 			break
 		}
 	}
-	// A change at the end (lines removed there).
-	for ; w.hi < len(hunks); w.hi++ {
+	if e := w.endOfInput(n); e != nil {
+		return nil, nil, e
+	}
+	st := *old
+	st.dirs = w.ls.dirs
+	return w.regions, &st, nil
+}
+
+// endOfInput ends the window after the file's last line, n: a change at
+// the end (lines removed there) opens a region if none is open, the
+// region open is parsed to its end and closed; errRPZFull when the zone
+// ends inside parentheses or the region does not parse.
+func (w *rpzWindow) endOfInput(n int) error {
+	for ; w.hi < len(w.hunks); w.hi++ {
 		if w.p == nil {
 			if e := w.open(); e != nil {
-				return nil, nil, e
+				return e
 			}
 		}
 	}
 	if w.p != nil {
 		if w.p.endInput() != nil {
-			return nil, nil, errRPZFull
+			return errRPZFull
 		}
 		if e := w.close(n + 1); e != nil {
-			return nil, nil, e
+			return e
 		}
 	}
 	if w.depth > 0 {
-		return nil, nil, errRPZFull
+		return errRPZFull
 	}
-	st := *old
-	st.dirs = w.ls.dirs
-	return w.regions, &st, nil
+	return nil
 }
 
 func (w *rpzWindow) state() rpzScanState {
@@ -715,23 +725,8 @@ func parseRPZRegions(file string, f *os.File, fp *fingerprint, sink *builder, hu
 		k = next
 	}
 	if eof {
-		for ; w.hi < len(hunks); w.hi++ {
-			if w.p == nil {
-				if e := w.open(); e != nil {
-					return nil, nil, e
-				}
-			}
-		}
-		if w.p != nil {
-			if w.p.endInput() != nil {
-				return nil, nil, errRPZFull
-			}
-			if e := w.close(n + 1); e != nil {
-				return nil, nil, e
-			}
-		}
-		if w.depth > 0 {
-			return nil, nil, errRPZFull
+		if e := w.endOfInput(n); e != nil {
+			return nil, nil, e
 		}
 	}
 	ns := *old

@@ -237,27 +237,10 @@ func (p *rpzStream) fail(line int, text, msg string) {
 }
 
 // parenDepth returns the parenthesis depth after line, outside quotes and
-// comments.
+// comments, from depth before it; a ")" with none open is ignored.
 func parenDepth(line []byte, depth int) int {
-	quoted := false
-	for i := 0; i < len(line); i++ {
-		switch c := line[i]; {
-		case c == '\\':
-			i++
-		case c == '"':
-			quoted = !quoted
-		case quoted:
-		case c == ';':
-			return depth
-		case c == '(':
-			depth++
-		case c == ')':
-			if depth > 0 {
-				depth--
-			}
-		}
-	}
-	return depth
+	net, low := parenWalk(line)
+	return depth + net - min(0, depth+low)
 }
 
 // line handles one line outside parentheses.
