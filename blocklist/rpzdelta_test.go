@@ -13,6 +13,23 @@ import (
 
 // rpzDecisions is decisions plus what only RPZ zones have: the local data
 // a blocked name answers with, and every file's warnings and errors.
+// sameRPZDecisions fails unless st decides as fresh (a full load of the
+// same files) at this step, and, every tenth step, also after st's
+// background merge.
+func sameRPZDecisions(t *testing.T, step int, delta bool, st, fresh *Store, names []string, ips []netip.Addr) {
+	t.Helper()
+	want := rpzDecisions(fresh.Current(), names, ips)
+	if got := rpzDecisions(st.Current(), names, ips); got != want {
+		t.Fatalf("step %d (delta %v): decisions differ from a full load:\n%s", step, delta, diffLines(got, want))
+	}
+	if step%10 == 0 {
+		st.WaitCompacted()
+		if got := rpzDecisions(st.Current(), names, ips); got != want {
+			t.Fatalf("step %d: after the merge, decisions differ from a full load:\n%s", step, diffLines(got, want))
+		}
+	}
+}
+
 func rpzDecisions(s *Snapshot, names []string, ips []netip.Addr) string {
 	var b strings.Builder
 	b.WriteString(decisions(s, names, ips))
@@ -183,16 +200,7 @@ func TestRPZDeltaMatchesFullReload(t *testing.T) {
 			deltas++
 		}
 		good = slices.Clone(lines)
-		want := rpzDecisions(fresh.Current(), names, ips)
-		if got := rpzDecisions(st.Current(), names, ips); got != want {
-			t.Fatalf("step %d (delta %v): decisions differ from a full load:\n%s", step, rep.Delta, diffLines(got, want))
-		}
-		if step%10 == 0 {
-			st.WaitCompacted()
-			if got := rpzDecisions(st.Current(), names, ips); got != want {
-				t.Fatalf("step %d: after the merge, decisions differ from a full load:\n%s", step, diffLines(got, want))
-			}
-		}
+		sameRPZDecisions(t, step, rep.Delta, st, fresh, names, ips)
 	}
 	t.Logf("%d of 120 reloads were deltas, %d versions refused", deltas, refused)
 	if deltas < 50 {
@@ -387,16 +395,7 @@ func TestRPZDeltaNearChangeMatchesFullReload(t *testing.T) {
 			deltas++
 		}
 		good = slices.Clone(lines)
-		want := rpzDecisions(fresh.Current(), names, ips)
-		if got := rpzDecisions(st.Current(), names, ips); got != want {
-			t.Fatalf("step %d (delta %v): decisions differ from a full load:\n%s", step, rep.Delta, diffLines(got, want))
-		}
-		if step%10 == 0 {
-			st.WaitCompacted()
-			if got := rpzDecisions(st.Current(), names, ips); got != want {
-				t.Fatalf("step %d: after the merge, decisions differ from a full load:\n%s", step, diffLines(got, want))
-			}
-		}
+		sameRPZDecisions(t, step, rep.Delta, st, fresh, names, ips)
 	}
 	t.Logf("%d of 150 reloads were deltas, %d versions refused", deltas, refused)
 	if deltas < 60 {
