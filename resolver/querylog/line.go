@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/miekg/dns"
 
@@ -35,9 +36,9 @@ import (
 // AppendAudit appends the audit line of req, which must carry a Decision,
 // ending in a newline.
 func AppendAudit(b []byte, req *query.Request) []byte {
-	b = appendHead(b, req)
+	b, name := appendHead(b, req)
 	if d := req.Info.Decision; d != nil {
-		b = appendDecision(b, d, req.Name)
+		b = appendDecision(b, d, name)
 	}
 	return append(b, "}\n"...)
 }
@@ -46,7 +47,7 @@ func AppendAudit(b []byte, req *query.Request) []byte {
 // req.Info.Rcode; resp may be nil on the wire path), which took dur,
 // ending in a newline.
 func AppendQuery(b []byte, req *query.Request, resp *dns.Msg, dur time.Duration) []byte {
-	b = appendHead(b, req)
+	b, name := appendHead(b, req)
 	if !req.Info.Dropped {
 		b = append(b, `,"rcode":`...)
 		if s, ok := dns.RcodeToString[req.Info.Rcode]; ok {
@@ -66,7 +67,7 @@ func AppendQuery(b []byte, req *query.Request, resp *dns.Msg, dur time.Duration)
 		b = append(b, `,"stale":true`...)
 	}
 	if d := req.Info.Decision; d != nil {
-		b = appendDecision(b, d, req.Name)
+		b = appendDecision(b, d, name)
 	} else if req.Snapshot != nil {
 		b = append(b, `,"generation":`...)
 		b = strconv.AppendUint(b, req.Snapshot.Generation, 10)
@@ -74,13 +75,17 @@ func AppendQuery(b []byte, req *query.Request, resp *dns.Msg, dur time.Duration)
 	return append(b, "}\n"...)
 }
 
-// appendHead opens the object with the fields every line has.
-func appendHead(b []byte, req *query.Request) []byte {
+// span is where a field's JSON text (quotes included) is in a line.
+type span struct{ start, end int }
+
+// appendHead opens the object with the fields every line has, and says
+// where the query name's JSON string is (the audit line's target repeats
+// it).
+func appendHead(b []byte, req *query.Request) ([]byte, span) {
 	b = append(b, `{"time":"`...)
 	b = appendTime(b, req.Start)
 	b = append(b, `","client":`...)
-	var tmp [64]byte
-	b = appendBytes(b, req.Client.AppendTo(tmp[:0]))
+	b = appendAddrPort(b, req.Client)
 	b = append(b, `,"proto":`...)
 	b = appendString(b, req.Proto)
 	if req.ClientName != "" {
@@ -88,9 +93,24 @@ func appendHead(b []byte, req *query.Request) []byte {
 		b = appendString(b, req.ClientName)
 	}
 	b = append(b, `,"name":`...)
+	name := span{start: len(b)}
 	b = appendString(b, req.Name)
+	name.end = len(b)
 	b = append(b, `,"type":`...)
-	return appendType(b, req.Qtype)
+	return appendType(b, req.Qtype), name
+}
+
+// appendAddrPort appends a client address as a JSON string. Its text
+// (digits, dots, colons, brackets, hex digits) needs no escape, unless an
+// IPv6 zone (an interface name) is part of it.
+func appendAddrPort(b []byte, a netip.AddrPort) []byte {
+	if a.Addr().Zone() != "" {
+		var tmp [64]byte
+		return appendBytes(b, a.AppendTo(tmp[:0]))
+	}
+	b = append(b, '"')
+	b = a.AppendTo(b)
+	return append(b, '"')
 }
 
 // typeNames holds the quoted names of the types below 256 (empty for the
@@ -158,14 +178,80 @@ func appendTime(b []byte, t time.Time) []byte {
 	return append(b, 'Z')
 }
 
-// appendDecision adds the fields of the rule that fired.
-func appendDecision(b []byte, d *query.Decision, qname string) []byte {
-	file, line, platform := d.Snapshot.RulePlace(d.Rule)
-	b = append(b, `,"action":`...)
-	b = appendString(b, d.Action.String())
-	b = append(b, `,"enforced":`...)
-	b = strconv.AppendBool(b, d.Enforced)
-	b = append(b, `,"rule":`...)
+// actionTexts holds, for every action and enforced (1) or not (0), the
+// text from the action field to the rule field's name:
+// `,"action":"nxdomain","enforced":true,"rule":`.
+var actionTexts = func() (t [16][2]string) {
+	for a := range t {
+		for e := range t[a] {
+			t[a][e] = `,"action":` + strconv.Quote(blocklist.Action(a).String()) +
+				`,"enforced":` + strconv.FormatBool(e == 1) + `,"rule":`
+		}
+	}
+	return t
+}()
+
+// triggerTexts holds, for every trigger, the text from the trigger field to
+// the target field's name: `,"trigger":"qname","target":`.
+var triggerTexts = func() (t [8]string) {
+	for i := range t {
+		t[i] = `,"trigger":` + strconv.Quote(query.Trigger(i).String()) + `,"target":`
+	}
+	return t
+}()
+
+// sectionText is the audit line's text of a list section's fields, made
+// once per section: head is `,"file":"F","line":` and tail is
+// `,"platform":"P"` with the authority, order and contact the section sets.
+// A slot may keep a replaced snapshot's section (and its strings) alive
+// until another section takes it: at most sectionSlots small strings.
+type sectionText struct {
+	sec        *blocklist.Section
+	head, tail string
+}
+
+// sectionSlots is the size of sectionTexts, direct-mapped by the section's
+// address (a snapshot's sections are one array, so up to sectionSlots
+// sections of a snapshot have a slot each). A miss makes the section's
+// text and takes the slot.
+const sectionSlots = 256
+
+var sectionTexts [sectionSlots]atomic.Pointer[sectionText]
+
+// textOf returns sec's text, from its slot when the slot holds it.
+func textOf(sec *blocklist.Section) *sectionText {
+	slot := &sectionTexts[uintptr(unsafe.Pointer(sec))/unsafe.Sizeof(blocklist.Section{})%sectionSlots]
+	if st := slot.Load(); st != nil && st.sec == sec {
+		return st
+	}
+	head := appendString([]byte(`,"file":`), sec.File)
+	tail := appendString([]byte(`,"platform":`), sec.Platform)
+	if !sec.Why.IsZero() {
+		tail = appendWhy(tail, sec.Why)
+	}
+	st := &sectionText{sec: sec, head: string(append(head, `,"line":`...)), tail: string(tail)}
+	slot.Store(st)
+	return st
+}
+
+// appendDecision adds the fields of the rule that fired. name is where
+// the line holds the query name's JSON string (the target of a rule on
+// the query name itself).
+func appendDecision(b []byte, d *query.Decision, name span) []byte {
+	_, line, _ := d.Snapshot.RulePlace(d.Rule)
+	if a := int(d.Action); a < len(actionTexts) {
+		e := 0
+		if d.Enforced {
+			e = 1
+		}
+		b = append(b, actionTexts[a][e]...)
+	} else {
+		b = append(b, `,"action":`...)
+		b = appendString(b, d.Action.String())
+		b = append(b, `,"enforced":`...)
+		b = strconv.AppendBool(b, d.Enforced)
+		b = append(b, `,"rule":`...)
+	}
 	// The rule text is appended in place; in the rare case it holds a byte
 	// JSON must escape, it is written again through appendString.
 	start := len(b)
@@ -176,22 +262,21 @@ func appendDecision(b []byte, d *query.Decision, qname string) []byte {
 	} else {
 		b = append(b, '"')
 	}
-	b = append(b, `,"file":`...)
-	b = appendString(b, file)
-	b = append(b, `,"line":`...)
+	st := textOf(d.Snapshot.Section(d.Rule))
+	b = append(b, st.head...)
 	b = strconv.AppendInt(b, int64(line), 10)
-	b = append(b, `,"platform":`...)
-	b = appendString(b, platform)
-	if why := d.Snapshot.RuleWhy(d.Rule); !why.IsZero() {
-		b = appendWhy(b, why)
-	}
+	b = append(b, st.tail...)
 	b = append(b, `,"generation":`...)
 	b = strconv.AppendUint(b, d.Snapshot.Generation, 10)
-	b = append(b, `,"trigger":`...)
-	b = appendString(b, d.Trigger.String())
-	b = append(b, `,"target":`...)
+	if t := int(d.Trigger); t < len(triggerTexts) {
+		b = append(b, triggerTexts[t]...)
+	} else {
+		b = append(b, `,"trigger":`...)
+		b = appendString(b, d.Trigger.String())
+		b = append(b, `,"target":`...)
+	}
 	if d.Target == "" {
-		b = appendString(b, qname) // a rule on the query name itself
+		b = append(b, b[name.start:name.end]...) // a rule on the query name itself
 	} else {
 		b = appendString(b, d.Target)
 	}
