@@ -310,7 +310,7 @@ func BenchmarkFeedCompact1M(b *testing.B) {
 				z.kill(i, true)
 			}
 		}
-		if err := s.writeAndReload(context.Background(), z); err != nil {
+		if err := s.writeAndReload(context.Background(), z, nil); err != nil {
 			b.Fatal(err)
 		}
 		s.cfg.Store.(*blocklist.Store).WaitCompacted()

@@ -764,7 +764,7 @@ func (s *Secondary) compactIfWorth(ctx context.Context) {
 	}
 	start := time.Now()
 	c := z.compacted()
-	if err := s.writeAndReload(ctx, c); err != nil {
+	if err := s.writeAndReload(ctx, c, nil); err != nil {
 		s.log.Error("rpz feed: rebuilding the zone copy without its removed records failed; keeping the copy", "err", err)
 		return
 	}
@@ -781,7 +781,7 @@ func (s *Secondary) compactIfWorth(ctx context.Context) {
 // service the full way: the file written now, then reloaded.
 func (s *Secondary) installIXFRFile(ctx context.Context, undo func()) error {
 	z := s.zone
-	if err := s.writeAndReload(ctx, z); err != nil {
+	if err := s.writeAndReload(ctx, z, nil); err != nil {
 		undo()
 		return s.failed(err)
 	}
@@ -796,13 +796,14 @@ func (s *Secondary) failed(err error) error {
 	return err
 }
 
-// installFull puts a fully transferred version in service.
+// installFull puts a fully transferred version in service. Its ZONEMD is
+// checked while the zone file is written (each is a pass over the copy,
+// on its own core); the file replaces the one on disk only once the
+// digest matched, so a refused version never reaches the disk or the
+// store.
 func (s *Secondary) installFull(ctx context.Context, z *zoneCopy, kind string) error {
-	if err := s.checkZonemd(z); err != nil {
-		return err
-	}
 	prev := s.zone
-	if err := s.writeAndReload(ctx, z); err != nil {
+	if err := s.writeAndReload(ctx, z, func() error { return s.checkZonemd(z) }); err != nil {
 		return err
 	}
 	s.zone = z
@@ -818,16 +819,36 @@ func (s *Secondary) installFull(ctx context.Context, z *zoneCopy, kind string) e
 
 // writeAndReload writes version z of the zone file now (superseding a
 // background write) and reloads the lists. A version the store does not
-// load is taken back: the file before it is put back on disk.
-func (s *Secondary) writeAndReload(ctx context.Context, z *zoneCopy) error {
+// load is taken back: the file before it is put back on disk. verify, if
+// not nil, runs beside the write (it may read z, and change what only a
+// digest uses); its error refuses the version before the written file
+// replaces the one on disk.
+func (s *Secondary) writeAndReload(ctx context.Context, z *zoneCopy, verify func() error) error {
 	s.pendMu.Lock()
 	s.pending = nil
 	s.pendMu.Unlock()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	view := z.view()
+	verified := func() error { return nil }
+	if verify != nil {
+		done := make(chan error, 1)
+		go func() { done <- verify() }()
+		var once sync.Once
+		var verr error
+		verified = func() error {
+			once.Do(func() { verr = <-done })
+			return verr
+		}
+		// Every way out waits for verify: it must not outlive the call.
+		defer verified()
+	}
 	var check func(string) error
 	if s.cfg.Store == nil {
 		check = func(tmp string) error {
+			if err := verified(); err != nil {
+				return err
+			}
 			if _, problems := blocklist.CheckFile(tmp, 0); len(problems) > 0 {
 				for i, e := range problems {
 					cp := *e
@@ -839,14 +860,24 @@ func (s *Secondary) writeAndReload(ctx context.Context, z *zoneCopy) error {
 			return nil
 		}
 	} else {
-		s.cfg.Store.ForgetFeedFile(s.file)
+		check = func(string) error {
+			if err := verified(); err != nil {
+				return err
+			}
+			s.cfg.Store.ForgetFeedFile(s.file)
+			return nil
+		}
 	}
 	// The version on disk, to put back if the new one does not load.
 	keep := filepath.Join(s.cfg.Dir, "."+s.cfg.Name+".rpz.prev")
 	os.Remove(keep)
 	kept := os.Link(s.path, keep) == nil
 	defer os.Remove(keep)
-	if _, err := writeZoneFile(s.path, z.view(), stateHeader(s.cfg.Name, s.apex, s.cfg.Primary.String(), z.soa.Serial), check, nil); err != nil {
+	_, err := writeZoneFile(s.path, view, stateHeader(s.cfg.Name, s.apex, s.cfg.Primary.String(), z.soa.Serial), check, nil)
+	if verr := verified(); verr != nil {
+		return verr // the refusal, whatever the write did
+	}
+	if err != nil {
 		return fmt.Errorf("write zone: %w", err)
 	}
 	if s.cfg.Store == nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/blocklist"
 )
 
 // swapPrimary is a TCP-only AXFR server whose zone the test replaces.
@@ -99,6 +101,18 @@ func TestFeedVerifiesZonemd(t *testing.T) {
 	b, _ := os.ReadFile(zoneFile)
 	if st := s.Status(); st.Serial != 5 || st.LastResult != "failed" || strings.Contains(string(b), "okx.com") {
 		t.Fatalf("after the refusal: %+v\n%s", st, b)
+	}
+	// The digest is checked while the file is written: the refused
+	// version's temporary file is gone, the sidecar still matches.
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("files after the refusal: %v, want the zone file and its checksum", names)
+	}
+	if err := blocklist.VerifyCopy(zoneFile); err != nil {
+		t.Fatalf("the zone file kept after the refusal: %v", err)
 	}
 	// Without ZONEMD: accepted (and reported) unless it is required.
 	p.set(t, 7, false, false, "binance.com.rpz.test. 60 IN CNAME .", "okx.com.rpz.test. 60 IN CNAME .")
