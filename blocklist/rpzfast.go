@@ -108,7 +108,9 @@ type rpzStream struct {
 	// curQuick is set when quick read the owner: cur is its relative
 	// name, already lower case and valid, followed by apexDot.
 	curQuick bool
-	qname    []byte // quick's scratch for the relative owner
+	// curNotSuffix is quickLine.notSuffix of the owner quick read.
+	curNotSuffix bool
+	qname        []byte // quick's scratch for the relative owner
 
 	// originApex is set when the origin is the apex (the names quick
 	// reads are relative to it).
@@ -155,25 +157,14 @@ func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, err
 		p.dups.hint = r.ruleRoom()
 	}
 	defer p.dups.stop()
-	br := bufio.NewReaderSize(r, 64<<10)
-	lineNo := 0
-	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, errRPZGeneral // a line over 64 KiB: let the general parser judge it
-		}
-		if len(line) > 0 {
-			lineNo++
-			if gerr := p.feed(lineNo, line); gerr != nil {
-				return nil, gerr
-			}
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				p.fail(0, "", "read: "+err.Error())
-			}
-			break
-		}
+	var gerr error
+	if rpzPipelined {
+		gerr = p.readPiped(r)
+	} else {
+		gerr = p.read(r)
+	}
+	if gerr != nil {
+		return nil, gerr
 	}
 	if gerr := p.endInput(); gerr != nil {
 		return nil, gerr
@@ -196,6 +187,35 @@ func parseRPZStream(file string, r io.Reader, sink entrySink) ([]*LineError, err
 	}
 	return p.finish(), nil
 }
+
+// read feeds the lines of r to the parser, on this goroutine; readPiped
+// (rpzpipe.go) is the same with the reading on another.
+func (p *rpzStream) read(r io.Reader) error {
+	br := bufio.NewReaderSize(r, rpzMaxLine)
+	lineNo := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return errRPZGeneral // a line over 64 KiB: let the general parser judge it
+		}
+		if len(line) > 0 {
+			lineNo++
+			if gerr := p.feed(lineNo, line); gerr != nil {
+				return gerr
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				p.fail(0, "", "read: "+err.Error())
+			}
+			return nil
+		}
+	}
+}
+
+// rpzMaxLine is the longest line the streaming parser reads; a zone with
+// a longer one is the general parser's.
+const rpzMaxLine = 64 << 10
 
 // feed parses one line (with its newline, if any) of the zone.
 func (p *rpzStream) feed(lineNo int, line []byte) error {
@@ -248,6 +268,22 @@ func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int
 	if p.originApex && p.haveTTL && p.quick(n, raw) {
 		return nil
 	}
+	return p.lineRest(n, raw, chunk, chunkLine, depth)
+}
+
+// feedScanned is feed for a line quickScan read already (as q).
+func (p *rpzStream) feedScanned(n int, raw []byte, q quickLine) error {
+	if p.depth != 0 {
+		return p.feed(n, raw)
+	}
+	if q.tok > 0 && p.originApex && p.haveTTL && p.quickApply(n, raw, q) {
+		return nil
+	}
+	return p.lineRest(n, raw, &p.chunk, &p.chunkLine, &p.depth)
+}
+
+// lineRest is line for a line quick did not read.
+func (p *rpzStream) lineRest(n int, raw []byte, chunk *[]byte, chunkLine, depth *int) error {
 	body := trimSpace(bytes.TrimSuffix(raw, []byte{'\n'}))
 	if len(body) == 0 || body[0] == ';' {
 		return nil
@@ -362,6 +398,39 @@ func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int
 // "*" anywhere but a leading "*."), and for a second record of the owner
 // being collected: the general line path reads those.
 func (p *rpzStream) quick(n int, raw []byte) bool {
+	q := quickScanLine(raw)
+	return q.tok > 0 && p.quickApply(n, raw, q)
+}
+
+// quickLine is what quickScan read of a line: the length of its owner
+// token (0: not a line quick reads), whether the owner has an upper-case
+// letter, and its action (an index into quickTargets).
+type quickLine struct {
+	tok    int32
+	upper  bool
+	target uint8
+	// notSuffix is set for a "*.name" owner whose name is certainly not
+	// a public suffix (wildcardSuffixMsg has nothing to say of it): the
+	// check is done where quickScan runs. Unset, the parser checks.
+	notSuffix bool
+}
+
+// quickTargets are the actions quick reads.
+var quickTargets = [...]string{RPZNXDomain, RPZNoData, RPZPassthru, RPZDrop}
+
+// quickScan is the part of quick that reads the line's bytes alone (no
+// parser state), so that it can run ahead of the parser, on another
+// goroutine (rpzpipe.go).
+func quickScan(raw []byte) quickLine {
+	q := quickScanLine(raw)
+	if q.tok > 2 && !q.upper && raw[0] == '*' && !theSuffixFilter().maybePublicSuffix(raw[2:q.tok]) {
+		q.notSuffix = true
+	}
+	return q
+}
+
+// quickScanLine is quickScan without the public suffix check.
+func quickScanLine(raw []byte) quickLine {
 	// The owner: its bytes are classed by one table (a letter, digit, '-'
 	// or '_'; an upper-case letter; a dot); the labels are checked only
 	// when the name has a dot and over 63 bytes, or an empty label.
@@ -385,28 +454,23 @@ func (p *rpzStream) quick(n int, raw []byte) bool {
 	}
 	tok, name := raw[:i], raw[star:i]
 	if len(name) == 0 || i == len(raw) || !isSpace(raw[i]) || len(tok) > 253 {
-		return false // no name, or another byte after it
+		return quickLine{} // no name, or another byte after it
 	}
 	if empty || dot == i-1 {
-		return false // an empty label, or a trailing dot (absolute)
+		return quickLine{} // an empty label, or a trailing dot (absolute)
 	}
 	lastDot := dot - star // in name; -1 when it has no dot
 	if len(name) > 63 && (seen&quickDot == 0 || !labelsFit(name)) {
-		return false
+		return quickLine{}
 	}
 	if l := name[lastDot+1:]; len(l) >= 4 && l[0]|0x20 == 'r' && l[1]|0x20 == 'p' && l[2]|0x20 == 'z' && l[3] == '-' {
-		return false // a special trigger
-	}
-	rel := tok
-	if seen&quickUpper != 0 {
-		p.qname = appendLower(p.qname[:0], tok)
-		rel = p.qname
+		return quickLine{} // a special trigger
 	}
 	for i < len(raw) && isSpace(raw[i]) {
 		i++
 	}
 	if len(raw)-i < 7 || raw[i]|0x20 != 'c' || raw[i+1]|0x20 != 'n' || raw[i+2]|0x20 != 'a' || raw[i+3]|0x20 != 'm' || raw[i+4]|0x20 != 'e' || !isSpace(raw[i+5]) {
-		return false // the type is not CNAME
+		return quickLine{} // the type is not CNAME
 	}
 	for i += 6; i < len(raw) && isSpace(raw[i]); i++ {
 	}
@@ -414,18 +478,18 @@ func (p *rpzStream) quick(n int, raw []byte) bool {
 	for j < len(raw) && !isSpace(raw[j]) && raw[j] != '\n' && raw[j] != ';' {
 		j++
 	}
-	var target string
+	var target uint8
 	switch string(raw[i:j]) {
 	case RPZNXDomain:
-		target = RPZNXDomain
+		target = 0
 	case RPZNoData:
-		target = RPZNoData
+		target = 1
 	case RPZPassthru:
-		target = RPZPassthru
+		target = 2
 	case RPZDrop:
-		target = RPZDrop
+		target = 3
 	default:
-		return false
+		return quickLine{}
 	}
 	for j < len(raw) && isSpace(raw[j]) {
 		j++
@@ -434,7 +498,20 @@ func (p *rpzStream) quick(n int, raw []byte) bool {
 	case j == len(raw), raw[j] == '\n':
 	case raw[j] == ';' && !hasZoneSpecial(raw[j:]):
 	default:
-		return false
+		return quickLine{}
+	}
+	return quickLine{tok: int32(len(tok)), upper: seen&quickUpper != 0, target: target}
+}
+
+// quickApply is the part of quick that needs the parser's state: raw is
+// a line quickScan read as q (q.tok > 0). It reports false, having
+// changed nothing, for a second record of the owner being collected.
+func (p *rpzStream) quickApply(n int, raw []byte, q quickLine) bool {
+	tok := raw[:q.tok]
+	rel := tok
+	if q.upper {
+		p.qname = appendLower(p.qname[:0], tok)
+		rel = p.qname
 	}
 	// The owner is rel + "." + origin, whose lower case is rel + apexDot.
 	if len(p.cur) == len(rel)+len(p.apexDot) && bytes.Equal(p.cur[:len(rel)], rel) && bytes.Equal(p.cur[len(rel):], p.apexDot) {
@@ -444,8 +521,8 @@ func (p *rpzStream) quick(n int, raw []byte) bool {
 	p.flush()
 	p.cur = append(append(p.cur[:0], rel...), p.apexDot...)
 	p.curRaw, p.curRawRel, p.ownerCur = append(p.curRaw[:0], tok...), true, true
-	p.curLine, p.curQuick = n, true
-	p.recs = append(p.recs, rpzRec{line: n, ttl: p.ttl, target: target})
+	p.curLine, p.curQuick, p.curNotSuffix = n, true, q.notSuffix
+	p.recs = append(p.recs, rpzRec{line: n, ttl: p.ttl, target: quickTargets[q.target]})
 	return true
 }
 
@@ -861,7 +938,9 @@ func (p *rpzStream) flush() {
 		r.name, r.kind = rel, MatchExact
 		if rel[0] == '*' {
 			r.name, r.kind = rel[2:], MatchWildcard
-			msg = wildcardSuffixMsg(r.name)
+			if !p.curNotSuffix {
+				msg = wildcardSuffixMsg(r.name)
+			}
 		}
 	} else if last := rel[bytes.LastIndexByte(rel, '.')+1:]; bytes.HasPrefix(last, []byte("rpz-")) || (len(rel) == 1 && rel[0] == '*') {
 		r, warn, msg = rpzTrigger(string(rel))

@@ -1,0 +1,151 @@
+package blocklist
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// TestRPZPipedMatchesSequential checks that the streaming parser with its
+// reading on another goroutine (readPiped) feeds exactly what it feeds on
+// one (read): the same rules in the same order, with the same lines and
+// sections, the same warnings, the same errors (file:line) and the same
+// hand-over to the general parser, on random zones cut into blocks of
+// every size from a line each to the default, with directives,
+// parentheses over block boundaries, spread owners, errors and warnings.
+func TestRPZPipedMatchesSequential(t *testing.T) {
+	owners := []string{"a.example", "A.Example", "*.a.example", "*.A.EXAMPLE", "b.example", "*.b.example", "c-1_x.test",
+		"*.com", "*.co.uk", "x.github.io", "single", "*.single", "a.example.rpz.test.", "out.example.", "@", "*",
+		"a..b", "a*.b", "32.1.2.0.192.rpz-ip", "ns.x.rpz-nsdname", "x.rpz-future", "bäd.example", "xn--p1ai"}
+	rdata := []string{"CNAME .", "CNAME *.", "CNAME rpz-passthru.", "CNAME rpz-drop.", "cname .", "CNAME rpz-tcp-only.",
+		"CNAME walled.garden.", "CNAME rel", "A 192.0.2.1", "AAAA 2001:db8::1", `TXT "x"`, "60 CNAME .", "IN CNAME .",
+		"1h CNAME .", "NS ns.example.", "CNAME", "A 1.2.3", "CH TXT x", "CNAME . extra"}
+	tails := []string{"", "", "", " ", " ; comment", "\r", ` ; "quoted"`}
+	rng := rand.New(rand.NewPCG(13, 2))
+	pick := func(s []string) string { return s[rng.IntN(len(s))] }
+	defer func(b int) { rpzBlockBytes = b }(rpzBlockBytes)
+	for i := range 1500 {
+		var b strings.Builder
+		if rng.IntN(20) > 0 {
+			b.WriteString(rpzHead)
+		}
+		for range 1 + rng.IntN(40) {
+			switch r := rng.IntN(40); {
+			case r == 0:
+				b.WriteString("\n")
+			case r == 1:
+				b.WriteString("; a comment\n")
+			case r == 2:
+				b.WriteString("$TTL " + pick([]string{"60", "1h"}) + "\n")
+			case r == 3:
+				b.WriteString("$ORIGIN " + pick([]string{"rpz.test.", "RPZ.Test.", "sub.rpz.test.", "other.test."}) + "\n")
+			case r == 4:
+				b.WriteString(" " + pick(rdata) + pick(tails) + "\n") // the owner before
+			case r == 5:
+				b.WriteString(pick(owners) + " ( CNAME\n  . )\n") // over lines, and over blocks
+			case r == 6:
+				b.WriteString(pick(owners) + " ( CNAME\n") // unbalanced
+			case r == 7:
+				b.WriteString("$INCLUDE other.zone\n")
+			default:
+				b.WriteString(pick(owners) + " " + pick(rdata) + pick(tails) + "\n")
+			}
+		}
+		if rng.IntN(50) == 0 {
+			b.WriteString("long CNAME . ;" + strings.Repeat("x", rpzMaxLine) + "\n")
+		}
+		if rng.IntN(3) == 0 {
+			b.WriteString("last.example CNAME .") // no newline at the end
+		}
+		zone := b.String()
+		rpzBlockBytes = []int{1, 7, 64, 300, 256 << 10}[i%5]
+		want, wantErrs, wantG := parseRPZMode(zone, false, nil)
+		got, gotErrs, gotG := parseRPZMode(zone, true, nil)
+		if got != want || gotErrs != wantErrs || gotG != wantG {
+			t.Fatalf("zone %d (blocks of %d bytes):\n%s\npiped:\n%s\n%s\n%v\nsequential:\n%s\n%s\n%v", i, rpzBlockBytes, zone, got, gotErrs, gotG, want, wantErrs, wantG)
+		}
+	}
+}
+
+// TestRPZPipedReadError checks that a read error ends the piped parse as
+// it ends the sequential one: the lines before it parsed, then the error.
+func TestRPZPipedReadError(t *testing.T) {
+	defer func(b int) { rpzBlockBytes = b }(rpzBlockBytes)
+	zone := rpzHead + strings.Repeat("a.example CNAME .\nb.example CNAME .\n", 3) + "c.exa"
+	for _, bytes := range []int{1, 64, 256 << 10} {
+		rpzBlockBytes = bytes
+		fail := errors.New("disk on fire")
+		want, wantErrs, _ := parseRPZMode(zone, false, fail)
+		got, gotErrs, _ := parseRPZMode(zone, true, fail)
+		if got != want || gotErrs != wantErrs {
+			t.Errorf("blocks of %d: piped\n%s\n%s\nsequential\n%s\n%s", bytes, got, gotErrs, want, wantErrs)
+		}
+		if !strings.Contains(gotErrs, "read: disk on fire") {
+			t.Errorf("blocks of %d: errors %s, want the read error", bytes, gotErrs)
+		}
+	}
+}
+
+// parseRPZMode runs the streaming parser on zone, piped or not (reading
+// fails with fail at the end of zone when fail is not nil), and shows what
+// it fed, the errors, and whether it handed the zone to the general
+// parser.
+func parseRPZMode(zone string, piped bool, fail error) (fed, errs string, general bool) {
+	defer func(p bool) { rpzPipelined = p }(rpzPipelined)
+	rpzPipelined = piped
+	var r io.Reader = strings.NewReader(zone)
+	if fail != nil {
+		r = io.MultiReader(r, failingReader{fail})
+	}
+	rec := &recorder{}
+	es, err := parseRPZStream("rpz.test.rpz", r, rec)
+	var w []string
+	for _, e := range rec.warns {
+		w = append(w, e.Error())
+	}
+	var e []string
+	for _, x := range es {
+		e = append(e, x.Error())
+	}
+	return strings.Join(rec.out, "\n") + "\nwarnings:\n" + strings.Join(w, "\n"), strings.Join(e, "\n"), errors.Is(err, errRPZGeneral)
+}
+
+type failingReader struct{ err error }
+
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+// TestRPZPipedStops checks that the piped parse stops its reader before it
+// returns, however it ends, so that the zone can be read again from the
+// start (as parseRPZ does for the general parser): a zone that needs the
+// general parser early, in a file much bigger than the blocks ahead.
+func TestRPZPipedStops(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(rpzHead + "$INCLUDE x\n")
+	for i := range 200000 {
+		fmt.Fprintf(&b, "n%d.example CNAME .\n", i)
+	}
+	r := &countingReader{r: strings.NewReader(b.String())}
+	_, err := parseRPZStream("rpz.test.rpz", r, &recorder{})
+	if !errors.Is(err, errRPZGeneral) {
+		t.Fatalf("err %v, want the general parser", err)
+	}
+	// A reader still running would race with this read of r.n (go test
+	// -race fails on it).
+	if n := r.n; n >= int64(b.Len()) {
+		t.Errorf("the reader read the whole zone (%d bytes) for a zone decided in its first line", n)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
