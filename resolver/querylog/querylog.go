@@ -11,7 +11,6 @@
 package querylog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,8 +58,18 @@ const fullBatch = 2 * batchSize
 // (many answer addresses) grows onto the heap.
 const lineBuf = 1024
 
-// maxSpare is the largest pending buffer the writer keeps for reuse.
+// maxSpare is how many bytes of written chunks the writer keeps for
+// reuse: a backlog up to that size (the writer held back by the disk) is
+// gathered in chunks already allocated, so a busy log makes no garbage.
 const maxSpare = 4 << 20
+
+// chunk is batchSize bytes of whole pending lines, written in one write.
+// A line longer than batchSize gets a chunk of its own, which is not kept
+// for reuse.
+type chunk struct {
+	b []byte
+	n int // lines in b
+}
 
 // Options configures a Log.
 type Options struct {
@@ -104,13 +113,17 @@ type Log struct {
 	lines   atomic.Uint64
 	dropped atomic.Uint64
 
-	// The lines waiting for the writer, whole and in order. A line is
-	// appended under mu; the writer swaps pending for spare and writes
-	// what it took. wake tells an idle writer that lines are pending.
+	// The lines waiting for the writer, whole and in order, in chunks of
+	// batchSize bytes. A line is appended under mu; the writer takes the
+	// pending chunks, writes them and gives them back to spare (at most
+	// maxSpare bytes of them) for the next lines. wake tells an idle writer
+	// that lines are pending.
 	mu      sync.Mutex
-	pending []byte
+	pending []*chunk
 	npend   int // lines in pending
-	spare   []byte
+	nbytes  int // bytes in pending
+	spare   []*chunk
+	taken   []*chunk // the slice pending was, handed back by the writer
 	wake    chan struct{}
 	// full tells a pausing writer that fullBatch bytes are pending;
 	// nudged says it was told since it last took the pending lines.
@@ -207,9 +220,18 @@ func (l *Log) add(line []byte) {
 		return
 	}
 	first := l.npend == 0
-	l.pending = append(l.pending, line...)
+	var c *chunk
+	if k := len(l.pending); k > 0 && len(l.pending[k-1].b)+len(line) <= cap(l.pending[k-1].b) {
+		c = l.pending[k-1]
+	} else {
+		c = l.newChunk(len(line))
+		l.pending = append(l.pending, c)
+	}
+	c.b = append(c.b, line...)
+	c.n++
 	l.npend++
-	full := len(l.pending) >= fullBatch && !l.nudged
+	l.nbytes += len(line)
+	full := l.nbytes >= fullBatch && !l.nudged
 	if full {
 		l.nudged = true
 	}
@@ -229,24 +251,43 @@ func (l *Log) add(line []byte) {
 	}
 }
 
-// take hands the pending lines to the writer (n of them, possibly none).
-// The writer gives the buffer back with giveBack once it is written.
-func (l *Log) take() (batch []byte, n int) {
+// newChunk returns an empty chunk for a line of n bytes: a spare one, or
+// a new one. mu is held.
+func (l *Log) newChunk(n int) *chunk {
+	if n <= batchSize {
+		if k := len(l.spare); k > 0 {
+			c := l.spare[k-1]
+			l.spare = l.spare[:k-1]
+			return c
+		}
+		n = batchSize
+	}
+	return &chunk{b: make([]byte, 0, n)}
+}
+
+// take hands the pending chunks to the writer (n lines in all, possibly
+// none). The writer gives them back with giveBack once they are written.
+func (l *Log) take() (batch []*chunk, n int) {
 	l.mu.Lock()
 	batch, n = l.pending, l.npend
-	l.pending, l.npend, l.spare, l.nudged = l.spare[:0], 0, nil, false
+	l.pending, l.npend, l.nbytes, l.nudged = l.taken[:0], 0, 0, false
+	l.taken = nil
 	l.mu.Unlock()
 	return batch, n
 }
 
-// giveBack keeps a written batch's buffer for the next one.
-func (l *Log) giveBack(batch []byte) {
-	if cap(batch) > maxSpare {
-		return
-	}
+// giveBack keeps written chunks for the next lines, up to maxSpare bytes.
+func (l *Log) giveBack(batch []*chunk) {
 	l.mu.Lock()
-	if l.spare == nil {
-		l.spare = batch[:0]
+	for i, c := range batch {
+		if cap(c.b) == batchSize && len(l.spare)*batchSize < maxSpare {
+			c.b, c.n = c.b[:0], 0
+			l.spare = append(l.spare, c)
+		}
+		batch[i] = nil
+	}
+	if l.taken == nil {
+		l.taken = batch[:0]
 	}
 	l.mu.Unlock()
 }
@@ -262,7 +303,7 @@ func (l *Log) run() {
 	flush := func() {
 		batch, n := l.take()
 		if n > 0 {
-			l.writeLines(batch, n)
+			l.writeLines(batch)
 		}
 		l.giveBack(batch)
 	}
@@ -310,24 +351,13 @@ func (l *Log) run() {
 	}
 }
 
-// writeLines writes n whole lines in writes of at most about batchSize
-// bytes, each ending at a line's end (a rotation never splits a line).
-func (l *Log) writeLines(batch []byte, n int) {
-	for len(batch) > 0 {
-		end := len(batch)
-		if end > batchSize {
-			end = bytes.LastIndexByte(batch[:batchSize], '\n') + 1
-			if end == 0 { // one line longer than batchSize
-				end = bytes.IndexByte(batch, '\n') + 1
-			}
+// writeLines writes the chunks' lines, one write per chunk (each ends at
+// a line's end: a rotation never splits a line).
+func (l *Log) writeLines(batch []*chunk) {
+	for _, c := range batch {
+		if c.n > 0 {
+			l.write(c.b, uint64(c.n))
 		}
-		chunk := batch[:end]
-		k := n
-		if end < len(batch) {
-			k = bytes.Count(chunk, []byte{'\n'})
-		}
-		l.write(chunk, uint64(k))
-		batch, n = batch[end:], n-k
 	}
 }
 

@@ -332,3 +332,58 @@ func TestFullBatchEndsThePause(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// The pending lines are gathered in chunks of whole lines, at most
+// batchSize bytes each (a longer line has one of its own), in order; once
+// written, the chunks take the next lines: a busy log allocates nothing.
+func TestPendingChunks(t *testing.T) {
+	l := &Log{max: 1 << 20, wake: make(chan struct{}, 1), full: make(chan struct{}, 1)}
+	var lines [][]byte
+	for i := range 2000 {
+		n := 100 + i%300
+		if i%700 == 0 {
+			n = batchSize + 1000 // a line longer than a chunk
+		}
+		line := bytes.Repeat([]byte{'a' + byte(i%26)}, n)
+		line[n-1] = '\n'
+		lines = append(lines, line)
+	}
+	cycle := func() {
+		for _, line := range lines {
+			l.add(line)
+		}
+		batch, n := l.take()
+		if n != len(lines) {
+			t.Fatalf("took %d lines, logged %d", n, len(lines))
+		}
+		var all []byte
+		for _, c := range batch {
+			if len(c.b) > batchSize && c.n != 1 {
+				t.Fatalf("a chunk of %d bytes holds %d lines", len(c.b), c.n)
+			}
+			if c.n != bytes.Count(c.b, []byte{'\n'}) || c.b[len(c.b)-1] != '\n' {
+				t.Fatalf("chunk of %d lines does not hold whole lines", c.n)
+			}
+			all = append(all, c.b...)
+		}
+		if !bytes.Equal(all, bytes.Join(lines, nil)) {
+			t.Fatal("the chunks do not hold the lines in order")
+		}
+		l.giveBack(batch)
+	}
+	cycle()
+	// Counted without the checks' own allocations: add, take and giveBack.
+	allocs := testing.AllocsPerRun(5, func() {
+		for _, line := range lines {
+			if len(line) <= batchSize {
+				l.add(line)
+			}
+		}
+		batch, _ := l.take()
+		l.giveBack(batch)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per busy cycle, want 0", allocs)
+	}
+	cycle()
+}
