@@ -272,13 +272,17 @@ func (b *builder) copyFileLayered(old *Snapshot, f *FileStatus) {
 }
 
 // compact merges a layered snapshot into a freshly compiled one with the
-// same rules and generation.
+// same rules and generation. A layer that only appends rules is merged by
+// extending the base instead (compactAppend).
 //
 // The new base keeps the names of the base's unchanged blocks in the
 // base's pages (see domainRules); when under half of the bytes of the
 // pages it would keep are its names (deltas removed the rest), it copies
 // every name instead.
 func compact(s *Snapshot) (*Snapshot, error) {
+	if next := compactAppend(s); next != nil {
+		return next, nil
+	}
 	next, err := compactNames(s, true)
 	if err == nil && next.dom.sharedBytes < next.dom.pagesShared/2 {
 		next, err = compactNames(s, false)

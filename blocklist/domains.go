@@ -110,6 +110,11 @@ type domainRules struct {
 	// sharedBytes counts the names of this table kept in pages of other
 	// tables, and pagesShared those pages' bytes (see shareFrom).
 	sharedBytes, pagesShared int
+	// claim, set when the table is compiled, says up to where the
+	// arrays are in use, and tailOwned whether the last page is this
+	// lineage's own (see compactAppend, which extends them).
+	claim     *appendClaim
+	tailOwned bool
 }
 
 // nameBlock is how many rules share one name position.
@@ -623,6 +628,8 @@ func (d *domainRules) shrink() {
 	if k := len(d.pages) - 1; k >= 0 && !d.pageShared(k) && cap(d.pages[k])-len(d.pages[k]) > len(d.pages[k])/8 {
 		d.pages[k] = append([]byte(nil), d.pages[k]...)
 	}
+	d.tailOwned = len(d.pages) > 0 && !d.pageShared(len(d.pages)-1)
+	d.claim = newAppendClaim(len(d.lens))
 	d.share, d.sharedPages, d.pend = nil, nil, pendingBlock{}
 	if cap(d.kind)-len(d.kind) > len(d.kind)/8 {
 		d.lens = append([]uint8(nil), d.lens...)
