@@ -379,6 +379,11 @@ type listScan struct {
 	shaOn bool
 	shaAt int64 // bytes hashed
 	marks []shaMark
+	// shaAside is set for a file read with no version before: every byte
+	// is hashed, in order, so listFile.scan hands its reads to a
+	// goroutine that hashes them (sha, shaAt and marks are that
+	// goroutine's until shaWait) and feed hashes nothing.
+	shaAside bool
 
 	verifying bool
 	vi        int   // the old chunk being checked
@@ -446,9 +451,14 @@ func (s *listScan) markAt(off int64) {
 // hashSHA hashes b (the bytes at offset at) beyond those hashed already,
 // saving a checkpoint at every multiple of sumEvery.
 func (s *listScan) hashSHA(b []byte, at int64) {
-	if !s.shaOn {
+	if !s.shaOn || s.shaAside {
 		return
 	}
+	s.writeSHA(b, at)
+}
+
+// writeSHA is hashSHA's hashing.
+func (s *listScan) writeSHA(b []byte, at int64) {
 	if skip := s.shaAt - at; skip > 0 {
 		if skip >= int64(len(b)) {
 			return
@@ -613,9 +623,21 @@ func openList(path string, max int64, prev *fingerprint) (*listFile, error) {
 
 func (lf *listFile) scan(max int64, prev *fingerprint) error {
 	sc := newListScan(lf.f, lf.st.Size(), prev)
-	buf := make([]byte, 256<<10)
+	var aside *shaAside
+	if sc.prev == nil && lf.st.Size() > shaAsideMin {
+		// Hashed beside the chunking, on another core.
+		aside = startSHAAside(sc)
+		defer aside.wait()
+	}
+	var buf []byte
+	if aside == nil {
+		buf = make([]byte, scanBuf)
+	}
 	var last byte
 	for first := true; ; first = false {
+		if aside != nil {
+			buf = aside.buffer()
+		}
 		n, err := lf.f.Read(buf)
 		if first {
 			if msg := sniffEncoding(buf[:min(n, sniffLen)]); msg != "" {
@@ -628,6 +650,9 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 				return e
 			}
 		}
+		if aside != nil {
+			aside.hash(buf[:n], lf.size)
+		}
 		lf.size += int64(n)
 		if lf.size > max {
 			return fmt.Errorf("file grew over the %d-byte limit while being read", max)
@@ -638,6 +663,9 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 		if err != nil {
 			return err
 		}
+	}
+	if aside != nil {
+		aside.wait()
 	}
 	chunks, err := sc.finish()
 	if err != nil {
@@ -653,4 +681,76 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 	lf.rescanned = sc.rescanned
 	lf.fp = &fingerprint{chunks: chunks, marks: sc.marks, dirs: sc.ck.dirs, dirsOver: sc.ck.dirsOver, size: lf.size, hash: lf.hash}
 	return nil
+}
+
+// scanBuf is the size of listFile.scan's reads.
+const scanBuf = 256 << 10
+
+// shaAside hashes a scan's reads on another goroutine, in the order they
+// were read, with buffers that go round between the two.
+type shaAside struct {
+	sc    *listScan
+	work  chan shaBlock
+	free  chan []byte
+	done  chan struct{}
+	ended bool
+}
+
+type shaBlock struct {
+	b  []byte
+	at int64
+}
+
+// shaAsideMin is the size over which a file read with no version before
+// is hashed beside the scan (a variable for the tests).
+var shaAsideMin int64 = scanBuf
+
+// shaAsideBuffers is how many reads may wait to be hashed.
+const shaAsideBuffers = 4
+
+func startSHAAside(sc *listScan) *shaAside {
+	sc.shaAside = true
+	a := &shaAside{sc: sc, work: make(chan shaBlock, shaAsideBuffers), free: make(chan []byte, shaAsideBuffers+1), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for w := range a.work {
+			sc.writeSHA(w.b, w.at)
+			a.free <- w.b[:cap(w.b)]
+		}
+	}()
+	return a
+}
+
+// buffer returns a buffer to read into: one hashed already, or a new one
+// while fewer than shaAsideBuffers+1 are about.
+func (a *shaAside) buffer() []byte {
+	select {
+	case b := <-a.free:
+		return b
+	default:
+	}
+	if len(a.work) < shaAsideBuffers {
+		return make([]byte, scanBuf)
+	}
+	return <-a.free
+}
+
+// hash hands b, the bytes at offset at, to the goroutine; b is its own
+// until it comes back from buffer.
+func (a *shaAside) hash(b []byte, at int64) {
+	if len(b) > 0 {
+		a.work <- shaBlock{b: b, at: at}
+	}
+}
+
+// wait returns once every read handed over is hashed (the scan's sha,
+// shaAt and marks are then the scan's again).
+func (a *shaAside) wait() {
+	if a.ended {
+		return
+	}
+	a.ended = true
+	close(a.work)
+	<-a.done
+	a.sc.shaAside = false
 }

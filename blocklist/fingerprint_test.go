@@ -328,3 +328,53 @@ func TestParenDepthFromWalk(t *testing.T) {
 		}
 	}
 }
+
+// TestSHAAsideMatchesInline checks that a file read with no version
+// before and hashed on another goroutine (shaAside) gives exactly what
+// hashing it inline gives: the SHA-256, its checkpoints (which the next
+// read restores), the chunks and the line count, for sizes around the
+// reads' and the checkpoints' boundaries.
+func TestSHAAsideMatchesInline(t *testing.T) {
+	defer func(m int64) { shaAsideMin = m }(shaAsideMin)
+	rng := rand.New(rand.NewPCG(5, 8))
+	dir := t.TempDir()
+	for _, size := range []int{0, 1, scanBuf - 1, scanBuf, scanBuf + 1, 3*scanBuf + 17, sumEvery, sumEvery + 1, 2*sumEvery + scanBuf/3} {
+		var b bytes.Buffer
+		for b.Len() < size {
+			fmt.Fprintf(&b, "n%x.example\n", rng.Uint64())
+		}
+		data := b.Bytes()[:size]
+		path := filepath.Join(dir, fmt.Sprintf("f%d.list", size))
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		read := func(aside bool) *listFile {
+			shaAsideMin = 1 << 62
+			if aside {
+				shaAsideMin = -1
+			}
+			lf, err := openList(path, 1<<30, nil)
+			if err != nil {
+				t.Fatalf("size %d: %v", size, err)
+			}
+			lf.close()
+			return lf
+		}
+		in, as := read(false), read(true)
+		sum := sha256.Sum256(data)
+		if as.hash != hex.EncodeToString(sum[:]) || as.hash != in.hash {
+			t.Errorf("size %d: SHA-256 %s aside, %s inline, want %x", size, as.hash, in.hash, sum)
+		}
+		if as.lines != in.lines || as.size != in.size || !slices.Equal(as.fp.chunks, in.fp.chunks) {
+			t.Errorf("size %d: lines %d/%d, size %d/%d, %d/%d chunks (aside/inline)", size, as.lines, in.lines, as.size, in.size, len(as.fp.chunks), len(in.fp.chunks))
+		}
+		if len(as.fp.marks) != len(in.fp.marks) {
+			t.Fatalf("size %d: %d checkpoints aside, %d inline", size, len(as.fp.marks), len(in.fp.marks))
+		}
+		for i := range as.fp.marks {
+			if as.fp.marks[i].off != in.fp.marks[i].off || !bytes.Equal(as.fp.marks[i].state, in.fp.marks[i].state) {
+				t.Errorf("size %d: checkpoint %d differs", size, i)
+			}
+		}
+	}
+}
