@@ -634,6 +634,8 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 		buf = make([]byte, scanBuf)
 	}
 	var last byte
+	var sum maphash.Hash
+	sum.SetSeed(chunkSeed)
 	for first := true; ; first = false {
 		if aside != nil {
 			buf = aside.buffer()
@@ -646,6 +648,7 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 		}
 		if n > 0 {
 			last = buf[n-1]
+			sum.Write(buf[:n])
 			if e := sc.feed(buf[:n]); e != nil {
 				return e
 			}
@@ -678,6 +681,7 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 		lf.lines++
 	}
 	lf.hash = hex.EncodeToString(sc.sha.Sum(nil))
+	lf.sum64 = sum.Sum64()
 	lf.rescanned = sc.rescanned
 	lf.fp = &fingerprint{chunks: chunks, marks: sc.marks, dirs: sc.ck.dirs, dirsOver: sc.ck.dirsOver, size: lf.size, hash: lf.hash}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -375,6 +376,49 @@ func TestSHAAsideMatchesInline(t *testing.T) {
 			if as.fp.marks[i].off != in.fp.marks[i].off || !bytes.Equal(as.fp.marks[i].state, in.fp.marks[i].state) {
 				t.Errorf("size %d: checkpoint %d differs", size, i)
 			}
+		}
+	}
+}
+
+// TestParseChecksBytesScanned checks that listFile.parse reports
+// errChangedWhileRead for a file whose bytes changed between the scan
+// (which hashed them) and the parse, in place and at the same size, and
+// parses a file that did not change, with or without a byte order mark.
+func TestParseChecksBytesScanned(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		data   string
+		change bool
+	}{
+		{"same.list", "a.example\nb.example\n", false},
+		{"bom.list", "\xef\xbb\xbfa.example\nb.example\n", false},
+		{"changed.list", "a.example\nb.example\n", true},
+		{"changed-bom.list", "\xef\xbb\xbfa.example\nb.example\n", true},
+		{"big.rpz", rpzHead + strings.Repeat("n.example CNAME .\n", 100000), true},
+	} {
+		path := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(path, []byte(tc.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lf, err := openList(path, 1<<30, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.change {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("z"), int64(len(tc.data)-3)); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		_, err = lf.parse(tc.name, formats[filepath.Ext(tc.name)], &recorder{})
+		lf.close()
+		if tc.change != errors.Is(err, errChangedWhileRead) {
+			t.Errorf("%s (changed %v): parse error %v", tc.name, tc.change, err)
 		}
 	}
 }
