@@ -456,6 +456,17 @@ func serve(ctx context.Context, cfg *serveConfig) error {
 // allocate little, so collecting more often is cheap.
 const defaultGCPercent = 25
 
+// servingGCPercent is the garbage collector's target once the first list
+// load is done and every listener serves, when GOGC is not set. The fast
+// paths (cache hits, blocks, the audit line) allocate nothing, so in
+// steady service the collector runs only for what misses and reloads
+// allocate, and marking is cheap (the lists hold no pointers): a lower
+// target costs little CPU and keeps the heap at most 10% over the live
+// heap instead of 25% (make bench's 1M-name list: peak RSS about 4 MB
+// lower). The first load keeps defaultGCPercent, where collecting more
+// often would lengthen the load.
+const servingGCPercent = 10
+
 // closers is a stack of what start has started, stopped in reverse order:
 // by start itself when a later part fails, and by shutdown.
 type closers []func(context.Context)
@@ -578,6 +589,9 @@ func start(cfg *serveConfig) (_ *instance, err error) {
 		"allow", cfg.allow.String(), "refuse_action", refuse,
 		"client_qps", cfg.clientQPS, "rrl_rate", cfg.rrlRate)
 	releaseExePages(log, "serving")
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(servingGCPercent)
+	}
 	return in, nil
 }
 
