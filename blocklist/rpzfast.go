@@ -108,8 +108,11 @@ type rpzStream struct {
 	// curQuick is set when quick read the owner: cur is its relative
 	// name, already lower case and valid, followed by apexDot.
 	curQuick bool
-	// curNotSuffix is quickLine.notSuffix of the owner quick read.
+	// curNotSuffix is quickLine.notSuffix of the owner quick read, and
+	// curEnc its name encoded, when curEncOK (see quickApply).
 	curNotSuffix bool
+	curEncOK     bool
+	curEnc       []byte
 	qname        []byte // quick's scratch for the relative owner
 
 	// originApex is set when the origin is the apex (the names quick
@@ -128,6 +131,8 @@ type rpzStream struct {
 	haveLast     bool
 	again        againSink
 	againChecked bool
+	enc          encodedSink
+	encChecked   bool
 	// dups checks the QNAME rules fed for an owner spread over the zone
 	// beside the parser (nil: the sink's repeatedOwner alone, at the end).
 	dups *dupCheck
@@ -271,12 +276,13 @@ func (p *rpzStream) line(n int, raw []byte, chunk *[]byte, chunkLine, depth *int
 	return p.lineRest(n, raw, chunk, chunkLine, depth)
 }
 
-// feedScanned is feed for a line quickScan read already (as q).
-func (p *rpzStream) feedScanned(n int, raw []byte, q quickLine) error {
+// feedScanned is feed for a line quickScan read already (as q; enc as
+// quickApply takes it).
+func (p *rpzStream) feedScanned(n int, raw []byte, q quickLine, enc []byte) error {
 	if p.depth != 0 {
 		return p.feed(n, raw)
 	}
-	if q.tok > 0 && p.originApex && p.haveTTL && p.quickApply(n, raw, q) {
+	if q.tok > 0 && p.originApex && p.haveTTL && p.quickApply(n, raw, q, enc) {
 		return nil
 	}
 	return p.lineRest(n, raw, &p.chunk, &p.chunkLine, &p.depth)
@@ -399,7 +405,7 @@ func (p *rpzStream) lineRest(n int, raw []byte, chunk *[]byte, chunkLine, depth 
 // being collected: the general line path reads those.
 func (p *rpzStream) quick(n int, raw []byte) bool {
 	q := quickScanLine(raw)
-	return q.tok > 0 && p.quickApply(n, raw, q)
+	return q.tok > 0 && p.quickApply(n, raw, q, nil)
 }
 
 // quickLine is what quickScan read of a line: the length of its owner
@@ -504,9 +510,11 @@ func quickScanLine(raw []byte) quickLine {
 }
 
 // quickApply is the part of quick that needs the parser's state: raw is
-// a line quickScan read as q (q.tok > 0). It reports false, having
-// changed nothing, for a second record of the owner being collected.
-func (p *rpzStream) quickApply(n int, raw []byte, q quickLine) bool {
+// a line quickScan read as q (q.tok > 0), and enc, when not nil, the
+// owner's name encoded (appendEncoded), for an owner that is not "*.name"
+// and has no upper-case letter. It reports false, having changed
+// nothing, for a second record of the owner being collected.
+func (p *rpzStream) quickApply(n int, raw []byte, q quickLine, enc []byte) bool {
 	tok := raw[:q.tok]
 	rel := tok
 	if q.upper {
@@ -522,6 +530,7 @@ func (p *rpzStream) quickApply(n int, raw []byte, q quickLine) bool {
 	p.cur = append(append(p.cur[:0], rel...), p.apexDot...)
 	p.curRaw, p.curRawRel, p.ownerCur = append(p.curRaw[:0], tok...), true, true
 	p.curLine, p.curQuick, p.curNotSuffix = n, true, q.notSuffix
+	p.curEnc, p.curEncOK = append(p.curEnc[:0], enc...), enc != nil
 	p.recs = append(p.recs, rpzRec{line: n, ttl: p.ttl, target: quickTargets[q.target]})
 	return true
 }
@@ -1117,6 +1126,12 @@ func (p *rpzStream) emit(r rpzRule) {
 		if p.dups != nil {
 			p.dups.add(r.name, r.kind, true)
 		}
+	case p.curQuick && p.curEncOK && r.kind == MatchExact && p.encSink() != nil:
+		p.enc.addDomainEncoded(r.name, p.curEnc, r.kind, allow, r.line)
+		p.lastName, p.haveLast = append(p.lastName[:0], r.name...), true
+		if p.dups != nil {
+			p.dups.add(r.name, r.kind, false)
+		}
 	default:
 		p.sink.addDomain(r.name, r.kind, allow, r.line)
 		p.lastName, p.haveLast = append(p.lastName[:0], r.name...), true
@@ -1142,4 +1157,19 @@ func (p *rpzStream) againSink() againSink {
 		p.againChecked = true
 	}
 	return p.again
+}
+
+// encodedSink is a sink that can add a domain rule whose name the caller
+// has encoded already (appendEncoded(nil, name) == enc).
+type encodedSink interface {
+	addDomainEncoded(name, enc []byte, kind MatchKind, allow bool, line int)
+}
+
+// encSink returns the sink as an encodedSink, nil if it is not one.
+func (p *rpzStream) encSink() encodedSink {
+	if !p.encChecked {
+		p.enc, _ = p.sink.(encodedSink)
+		p.encChecked = true
+	}
+	return p.enc
 }

@@ -32,6 +32,11 @@ type rpzBlock struct {
 	buf   []byte      // the lines, each with its newline (the last may have none)
 	ends  []int32     // where each line ends in buf
 	quick []quickLine // quickScan of each line
+	// The owners of the lines quickScan read, without "*." or upper-case
+	// letters, encoded (appendEncoded): line i's is enc[encs[i-1]:encs[i]]
+	// (empty for the others; encs[-1] is 0).
+	enc  []byte
+	encs []int32
 	// After the lines: the zone has a line over rpzMaxLine (long), or
 	// reading failed (err, never io.EOF).
 	long bool
@@ -53,10 +58,15 @@ func (p *rpzStream) readPiped(r io.Reader) error {
 	}()
 	lineNo := 0
 	for b := range full {
-		start := int32(0)
+		start, encStart := int32(0), int32(0)
 		for i, end := range b.ends {
 			lineNo++
-			if gerr := p.feedScanned(lineNo, b.buf[start:end], b.quick[i]); gerr != nil {
+			var enc []byte
+			if e := b.encs[i]; e > encStart {
+				enc = b.enc[encStart:e]
+				encStart = e
+			}
+			if gerr := p.feedScanned(lineNo, b.buf[start:end], b.quick[i], enc); gerr != nil {
 				return gerr
 			}
 			start = end
@@ -88,9 +98,10 @@ func readBlocks(r io.Reader, full, free chan *rpzBlock, quit chan struct{}) {
 		if b == nil {
 			select {
 			case b = <-free:
-				b.buf, b.ends, b.quick = b.buf[:0], b.ends[:0], b.quick[:0]
+				b.buf, b.ends, b.quick, b.enc, b.encs = b.buf[:0], b.ends[:0], b.quick[:0], b.enc[:0], b.encs[:0]
 			default:
-				b = &rpzBlock{buf: make([]byte, 0, rpzBlockBytes+rpzMaxLine), ends: make([]int32, 0, rpzBlockBytes/32), quick: make([]quickLine, 0, rpzBlockBytes/32)}
+				b = &rpzBlock{buf: make([]byte, 0, rpzBlockBytes+rpzMaxLine), ends: make([]int32, 0, rpzBlockBytes/32), quick: make([]quickLine, 0, rpzBlockBytes/32),
+					enc: make([]byte, 0, rpzBlockBytes/4), encs: make([]int32, 0, rpzBlockBytes/32)}
 			}
 		}
 		line, err := br.ReadSlice('\n')
@@ -102,7 +113,12 @@ func readBlocks(r io.Reader, full, free chan *rpzBlock, quit chan struct{}) {
 			start := len(b.buf)
 			b.buf = append(b.buf, line...)
 			b.ends = append(b.ends, int32(len(b.buf)))
-			b.quick = append(b.quick, quickScan(b.buf[start:]))
+			q := quickScan(b.buf[start:])
+			b.quick = append(b.quick, q)
+			if q.tok > 0 && !q.upper && b.buf[start] != '*' {
+				b.enc = appendEncoded(b.enc, b.buf[start:start+int(q.tok)])
+			}
+			b.encs = append(b.encs, int32(len(b.enc)))
 		}
 		if last && !b.long && !errors.Is(err, io.EOF) {
 			b.err = err
@@ -120,4 +136,23 @@ func readBlocks(r io.Reader, full, free chan *rpzBlock, quit chan struct{}) {
 		}
 		b = nil
 	}
+}
+
+// addDomainEncoded is addDomain for a name the caller has encoded already
+// (enc is appendEncoded(nil, name)): the streaming RPZ parser's reader
+// encodes the owners it reads.
+func (b *builder) addDomainEncoded(name, enc []byte, kind MatchKind, allow bool, line int) {
+	b.s.dom.addPreEncoded(enc, kindBit(kind, allow), line, b.curSect())
+	b.last = makeRuleID(RuleDomain, b.s.dom.len()-1)
+}
+
+// addPreEncoded is add for a name encoded already (e is
+// appendEncoded(nil, name)): it leaves the table exactly as add leaves it.
+func (d *domainRules) addPreEncoded(e []byte, kind uint8, line int, sect uint16) {
+	d.unpackLines()
+	d.unpackKinds()
+	p := d.tail()
+	start := len(*p)
+	*p = append(*p, e...)
+	d.addEncoded(start, kind, line, sect)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -148,4 +149,83 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// TestRPZPipedBuildsSameTable checks that the piped parse, whose reader
+// encodes the owners (addDomainEncoded), leaves a builder exactly as the
+// parse on one goroutine leaves it (the domain table byte for byte, the
+// sections, the address rules, the warnings), on zones big enough to fill
+// many name pages: names and their wildcards, upper-case owners, a
+// wildcard without its name, exceptions and other actions, local data,
+// and lines the quick path does not read.
+func TestRPZPipedBuildsSameTable(t *testing.T) {
+	defer func(b int) { rpzBlockBytes = b }(rpzBlockBytes)
+	rng := rand.New(rand.NewPCG(21, 3))
+	for round, blocks := range []int{1 << 10, 256 << 10} {
+		var z strings.Builder
+		z.WriteString(rpzHead)
+		for i := range 100000 {
+			name := fmt.Sprintf("n%d-%x.%x.%s", i, rng.Uint32(), rng.Uint64(), []string{"example", "co.uk", "com", "github.io", "xn--p1ai", "test"}[rng.IntN(6)])
+			act := []string{".", ".", ".", "*.", "rpz-passthru.", "rpz-drop."}[rng.IntN(6)]
+			switch r := rng.IntN(50); {
+			case r == 0:
+				name = strings.ToUpper(name)
+			case r == 1:
+				fmt.Fprintf(&z, "*.%s CNAME %s\n", name, act) // no name before
+				continue
+			case r == 2:
+				fmt.Fprintf(&z, "%s A 192.0.2.%d\n", name, rng.IntN(256))
+				continue
+			case r == 3:
+				fmt.Fprintf(&z, "%s 60 IN CNAME %s ; slow path\n", name, act)
+				continue
+			}
+			fmt.Fprintf(&z, "%s CNAME %s\n*.%s CNAME %s\n", name, act, name, act)
+		}
+		zone := z.String()
+		rpzBlockBytes = blocks
+		build := func(piped bool) *builder {
+			defer func(p bool) { rpzPipelined = p }(rpzPipelined)
+			rpzPipelined = piped
+			b := newBuilder(0, 0)
+			b.startFile()
+			if errs, err := parseRPZStream("rpz.test.rpz", strings.NewReader(zone), b); err != nil || len(errs) > 0 {
+				t.Fatalf("round %d: %v %v", round, err, errs)
+			}
+			return b
+		}
+		a, s := build(true), build(false)
+		if a.s.dom.len() < 150000 || len(a.s.dom.pages) < 2 {
+			t.Fatalf("round %d: %d rules on %d pages: the zone should fill pages", round, a.s.dom.len(), len(a.s.dom.pages))
+		}
+		if !reflect.DeepEqual(a.s.dom, s.s.dom) {
+			t.Errorf("round %d: piped table differs: %d/%d rules, %d/%d shared, %d/%d pages", round, a.s.dom.len(), s.s.dom.len(), a.s.dom.shared, s.s.dom.shared, len(a.s.dom.pages), len(s.s.dom.pages))
+		}
+		if !reflect.DeepEqual(a.s.sections, s.s.sections) || !reflect.DeepEqual(a.s.ips, s.s.ips) || !reflect.DeepEqual(a.s.local, s.s.local) || !reflect.DeepEqual(a.warns, s.warns) {
+			t.Errorf("round %d: piped sections, address rules, local data or warnings differ", round)
+		}
+	}
+}
+
+// TestDomainRulesAddPreEncoded checks that addPreEncoded with a name's
+// encoding leaves the table exactly as add leaves it, across name blocks
+// and pages, for names of every encoding (packed, a known suffix, raw).
+func TestDomainRulesAddPreEncoded(t *testing.T) {
+	var a, b domainRules
+	rng := rand.New(rand.NewPCG(9, 4))
+	for i := range 100000 {
+		name := fmt.Appendf(nil, "n%d-%s.%s", i, strings.Repeat("x", rng.IntN(120)), []string{"com", "example", "xn--p1ai", "a_b", "co.uk"}[rng.IntN(5)])
+		if rng.IntN(4) == 0 && i > 0 {
+			name = a.name(uint32(a.len() - 1)) // the name before again
+		}
+		kind, line, sect := uint8(1)<<rng.IntN(6), 3+i, uint16(i/7000)
+		a.add(name, kind, line, sect)
+		b.addPreEncoded(appendEncoded(nil, name), kind, line, sect)
+	}
+	if len(a.pages) < 2 {
+		t.Fatalf("%d pages: the test should cross pages", len(a.pages))
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("addPreEncoded left a different table: %d/%d rules, %d/%d shared, %d/%d pages", a.len(), b.len(), a.shared, b.shared, len(a.pages), len(b.pages))
+	}
 }
