@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -39,10 +40,18 @@ import (
 // version's last chunk (which ended at the end of the file, not at a
 // boundary of its content) is always scanned again.
 
+// A file of bigChunkFile bytes or more is cut with bigChunkShift more
+// zero bits in the key and as many times more lines at most (chunks of
+// about 260 lines instead of 70): a quarter of the chunk records, which
+// are most of what a big file's fingerprint holds, for a change that
+// rescans a few KiB more. The next version of a file is cut as the one
+// before was (fingerprint.shift), whatever its size, so their chunks line
+// up.
 const (
 	chunkMask     = 63
 	minChunkLines = 8
 	maxChunkLines = 1024
+	bigChunkShift = 2
 	// sumEvery is the distance between the SHA-256 checkpoints.
 	sumEvery = 1 << 20
 	// maxDirLines and maxDirText bound the directive lines a fingerprint
@@ -55,6 +64,12 @@ const (
 	// (longer lines are errors for the parsers).
 	maxCarry = maxLineLen + 1
 )
+
+// bigChunkFile is the size from which a file is cut into bigger chunks
+// (128 MiB; tests lower it).
+var bigChunkFile atomic.Int64
+
+func init() { bigChunkFile.Store(128 << 20) }
 
 // chunkSeed seeds the chunks' hashes (they never leave the process).
 var chunkSeed = maphash.MakeSeed()
@@ -126,6 +141,8 @@ type fingerprint struct {
 	dirsOver bool
 	size     int64
 	hash     string
+	// shift is the chunking's (chunker.shift).
+	shift uint8
 	// starts, firstLines and depths, once computed, are each chunk's byte
 	// offset, the number of lines before it and the parentheses open
 	// before it (len(chunks)+1 entries).
@@ -184,9 +201,13 @@ type chunker struct {
 	lineParen bool         // this line holds one
 	started   bool
 	line      int // lines ended so far
-	dirs      []dirLine
-	dirsOver  bool
-	dirBytes  int
+	// shift scales the chunks: chunkMask<<shift | (1<<shift-1) is the
+	// key's mask and maxChunkLines<<shift the most lines (see
+	// bigChunkFile).
+	shift    uint8
+	dirs     []dirLine
+	dirsOver bool
+	dirBytes int
 }
 
 func (c *chunker) start() {
@@ -320,7 +341,8 @@ func (c *chunker) endLine(line []byte, n int) bool {
 	}
 	c.line++
 	c.cur.lines++
-	return c.cur.lines >= maxChunkLines || c.cur.lines >= minChunkLines && c.lineKey(line, n)&chunkMask == 0
+	return c.cur.lines >= maxChunkLines<<c.shift ||
+		c.cur.lines >= minChunkLines && c.lineKey(line, n)&(chunkMask<<c.shift|(1<<c.shift-1)) == 0
 }
 
 func (c *chunker) endChunk() {
@@ -398,6 +420,12 @@ type listScan struct {
 func newListScan(f *os.File, size int64, prev *fingerprint) *listScan {
 	s := &listScan{f: f, sha: sha256.New()}
 	s.vh.SetSeed(chunkSeed)
+	if size >= bigChunkFile.Load() {
+		s.ck.shift = bigChunkShift
+	}
+	if prev != nil {
+		s.ck.shift = prev.shift
+	}
 	if prev != nil && len(prev.chunks) > 1 && len(prev.marks) > 0 {
 		prev.layout()
 		s.prev, s.delta = prev, size-prev.size
@@ -683,7 +711,8 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 	lf.hash = hex.EncodeToString(sc.sha.Sum(nil))
 	lf.sum64 = sum.Sum64()
 	lf.rescanned = sc.rescanned
-	lf.fp = &fingerprint{chunks: chunks, marks: sc.marks, dirs: sc.ck.dirs, dirsOver: sc.ck.dirsOver, size: lf.size, hash: lf.hash}
+	lf.fp = &fingerprint{chunks: chunks, marks: sc.marks, dirs: sc.ck.dirs, dirsOver: sc.ck.dirsOver, size: lf.size, hash: lf.hash,
+		shift: sc.ck.shift}
 	return nil
 }
 

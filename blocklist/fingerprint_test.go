@@ -422,3 +422,30 @@ func TestParseChecksBytesScanned(t *testing.T) {
 		}
 	}
 }
+
+// TestBigChunksMatchFullReload runs the delta property tests with every
+// file cut into the bigger chunks of big files (bigChunkFile).
+func TestBigChunksMatchFullReload(t *testing.T) {
+	defer bigChunkFile.Store(bigChunkFile.Load())
+	bigChunkFile.Store(0)
+	t.Run("ReadSinceMatchesColdRead", TestReadSinceMatchesColdRead)
+	t.Run("DeltaMatchesFullReload", TestDeltaMatchesFullReload)
+	t.Run("DeltaSectionsMatchFullReload", TestDeltaSectionsMatchFullReload)
+	t.Run("RPZDeltaMatchesFullReload", TestRPZDeltaMatchesFullReload)
+	path := filepath.Join(t.TempDir(), "big.txt")
+	var b bytes.Buffer
+	for i := range 20000 {
+		fmt.Fprintf(&b, "n%d.example.com\n", i)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lf, err := openList(path, 1<<30, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf.close()
+	if lf.fp.shift != bigChunkShift || len(lf.fp.chunks) > 20000/150 {
+		t.Errorf("shift %d, %d chunks of 20000 lines: want shift %d, chunks of about 260 lines", lf.fp.shift, len(lf.fp.chunks), bigChunkShift)
+	}
+}

@@ -553,7 +553,7 @@ func rpzWindowStart(file string, f *os.File, fp *fingerprint, old *rpzFileState,
 		if _, err := f.ReadAt(data, fp.starts[k-1]); err != nil {
 			return 0, nil, false
 		}
-		var ck chunker
+		ck := chunker{shift: fp.shift}
 		ck.write(data)
 		if got := ck.finish(); !slices.Equal(got, fp.chunks[k-1:k+1]) {
 			return 0, nil, false // changed since it was read
@@ -666,7 +666,7 @@ func parseRPZRegions(file string, f *os.File, fp *fingerprint, sink *builder, hu
 	n := 0
 	eof := false
 	for {
-		ck := chunker{line: fp.firstLines[k]}
+		ck := chunker{line: fp.firstLines[k], shift: fp.shift}
 		start := fp.starts[k]
 		br := bufio.NewReaderSize(io.NewSectionReader(f, start, fp.size-start), 64<<10)
 		n = fp.firstLines[k]

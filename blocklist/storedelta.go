@@ -5,12 +5,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/maphash"
 	"io"
 	"os"
@@ -208,7 +205,9 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	if _, err := file.f.Seek(0, io.SeekStart); err != nil {
 		return false
 	}
-	hr := &hashingReader{f: file.f, limit: file.size + 1, h: newSHA256()}
+	check := new(maphash.Hash)
+	check.SetSeed(chunkSeed)
+	hr := &hashingReader{f: file.f, limit: file.size + 1, h: check}
 	if hr.start() != nil {
 		return false
 	}
@@ -243,7 +242,7 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	default:
 		errs = parseListWindow(lf.name, hr, nb, hunks)
 	}
-	if len(errs) > 0 || nb.sectErr || whole && hexSum(hr.h) != file.hash {
+	if len(errs) > 0 || nb.sectErr || whole && check.Sum64() != file.sum64 {
 		return false // the full reload reports it
 	}
 	fs := *prev
@@ -366,6 +365,23 @@ func fillChanges(fc *FileChange, old *Snapshot, prev *FileStatus, b *builder, m 
 	}
 	cur := b.s
 	e := b.mark()
+	if len(removed) == 0 && len(hunks) == 1 && hunks[0].newFrom <= 1 && hunks[0].newEnd == all {
+		// Every rule is added and none removed (a first load): nothing
+		// cancels out, so the report is the first MaxReportedRules rules
+		// and the count, without a list of every rule's id.
+		fc.AddedCount = (e.dom - m.dom) + (e.ip - m.ip) + (e.asn - m.asn)
+		for i := m.dom; i < e.dom && len(fc.Added) < MaxReportedRules; i++ {
+			fc.Added = append(fc.Added, cur.Rule(makeRuleID(RuleDomain, i)))
+		}
+		for i := m.ip; i < e.ip && len(fc.Added) < MaxReportedRules; i++ {
+			fc.Added = append(fc.Added, cur.Rule(makeRuleID(RuleIP, i)))
+		}
+		for i := m.asn; i < e.asn && len(fc.Added) < MaxReportedRules; i++ {
+			fc.Added = append(fc.Added, cur.Rule(makeRuleID(RuleASN, i)))
+		}
+		fc.Removed, fc.RemovedCount = nil, 0
+		return
+	}
 	for i := m.dom; i < e.dom; i++ {
 		if inHunks(hunks, cur.dom.line(uint32(i)), false) {
 			added = append(added, makeRuleID(RuleDomain, i))
@@ -532,10 +548,6 @@ func eachFileRule(s *Snapshot, f *FileStatus, fn func(RuleID, int)) {
 	}
 }
 
-func newSHA256() hash.Hash { return sha256.New() }
-
-func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
-
 // releaseBytes is the size of compiled lists above which the memory a
 // replaced version held is handed back to the system at once.
 const releaseBytes = 16 << 20
@@ -599,7 +611,7 @@ func parseListHunks(file string, f *os.File, fp *fingerprint, sink entrySink, hu
 // checked against their hashes.
 func parseChunks(p *listParser, f *os.File, fp *fingerprint, k0, k1 int) error {
 	start, end := fp.starts[k0], fp.starts[k1]
-	ck := chunker{line: fp.firstLines[k0]}
+	ck := chunker{line: fp.firstLines[k0], shift: fp.shift}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, start, end-start), maxLineLen)
 	lineNo := fp.firstLines[k0]
 	read := int64(0)

@@ -113,6 +113,13 @@ func isPublicSuffix(name string) bool {
 // chance only sends the name to the full check. Single labels and names
 // that may be addresses (a last digit or a colon) always go to it.
 
+// Before the hashes, two bitmaps of pslQuickBits bits (16 KiB each, in
+// the first-level cache) filter on a key of a few bytes of the name: its
+// length, first, middle and last bytes (pslQuickKey). A bit is set for
+// every node (nodes), and for every node with a wildcard rule (wild): a
+// clear bit means no node has that key, so the name is not one; a set bit
+// (about one name in twelve, or a real node) takes the hash lookup.
+
 // pslHashSet is an open-addressing set of the nodes' name hashes: a slot
 // holds the upper 32 bits of a hash with its low two bits replaced by
 // pslHashNode and pslHashWildcard (0: empty).
@@ -120,6 +127,28 @@ type pslHashSet struct {
 	seed  maphash.Seed
 	slots []uint32
 	mask  uint32
+	// nodes and wild are the bitmaps of the quick keys of every node and
+	// of the nodes with a wildcard rule.
+	nodes, wild [1 << pslQuickBits / 64]uint64
+}
+
+// pslQuickBits is the size of the quick keys (and bitmaps) in bits.
+const pslQuickBits = 17
+
+// pslQuickKey is the bitmap key of name: its length with its first,
+// middle and last bytes, multiplied and shifted (a Fibonacci hash).
+func pslQuickKey(name string) uint32 {
+	n := len(name)
+	if n == 0 {
+		return 0
+	}
+	k := uint32(n) | uint32(name[0])<<8 | uint32(name[n/2])<<16 | uint32(name[n-1])<<24
+	return (k * 0x9e3779b1) >> (32 - pslQuickBits)
+}
+
+// has reports whether key's bit is set in bits.
+func pslQuickHas(bits *[1 << pslQuickBits / 64]uint64, key uint32) bool {
+	return bits[key/64]&(1<<(key%64)) != 0
 }
 
 // Flags of a pslHashSet slot.
@@ -140,6 +169,11 @@ var pslHashes = sync.OnceValue(func() *pslHashSet {
 		f := uint32(pslHashNode)
 		if pslNode(line[0]-'a')&pslWildcard != 0 {
 			f |= pslHashWildcard
+		}
+		k := pslQuickKey(line[2:])
+		s.nodes[k/64] |= 1 << (k % 64)
+		if f&pslHashWildcard != 0 {
+			s.wild[k/64] |= 1 << (k % 64)
 		}
 		h := maphash.String(s.seed, line[2:])
 		key := uint32(h>>32) &^ 3
@@ -176,7 +210,11 @@ func pslCandidate(name string) bool {
 		return true
 	}
 	set := pslHashes()
-	return set.get(name)&pslHashNode != 0 || set.get(name[dot+1:])&pslHashWildcard != 0
+	if pslQuickHas(&set.nodes, pslQuickKey(name)) && set.get(name)&pslHashNode != 0 {
+		return true
+	}
+	parent := name[dot+1:]
+	return pslQuickHas(&set.wild, pslQuickKey(parent)) && set.get(parent)&pslHashWildcard != 0
 }
 
 // looksLikeIP reports whether s has a colon or only digits and dots (what

@@ -90,8 +90,12 @@ func TestPublicSuffixTable(t *testing.T) {
 		cases = append(cases, string(g.Name(i)))
 	}
 	for _, name := range cases {
-		if got, want := isPublicSuffix(name), xnetPublicSuffixMsg(name); got != want {
+		got, want := isPublicSuffix(name), xnetPublicSuffixMsg(name)
+		if got != want {
 			t.Errorf("isPublicSuffix(%q) = %v, x/net says %v", name, got, want)
+		}
+		if want && !pslCandidate(name) {
+			t.Errorf("pslCandidate(%q) = false for a public suffix", name)
 		}
 	}
 }
