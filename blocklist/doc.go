@@ -12,7 +12,10 @@
 //   - rpz.go: RPZ zone files (*.rpz, *.zone): QNAME and response-IP
 //     triggers with their NXDOMAIN, NODATA, PASSTHRU, DROP and local-data
 //     policies.
-//   - rpzfast.go: the streaming parser for the common RPZ record forms.
+//   - rpzfast.go: the streaming parser for the common RPZ record forms;
+//     rpzpipe.go runs its reading, line cutting and stateless line scan
+//     (quickScan, with the owner's name encoding) on a second goroutine
+//     ahead of the parser, which takes the lines in file order.
 //   - delta.go, storedelta.go: a small change to one file applied as a
 //     delta (rules taken out, a small table of added rules, line moves)
 //     over the compiled lists, merged into a new base in the background;
@@ -23,7 +26,10 @@
 //     chunks of lines, against the fingerprint of the version before
 //     (unchanged chunks checked by one hash each, the SHA-256 resumed
 //     from a checkpoint before the first change), so that a change costs
-//     what changed plus one read of the bytes.
+//     what changed plus one read of the bytes. A file read with no
+//     version before is SHA-256 hashed on another goroutine beside the
+//     chunking; the parse checks the bytes it reads against a 64-bit hash
+//     of the scan's (listFile.sum64), not a second SHA-256.
 //   - domains.go: the compact suffix matcher for millions of names (names
 //     encoded by names.go into pages a merged base shares with the base
 //     it was merged from).

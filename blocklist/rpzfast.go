@@ -34,7 +34,9 @@ import (
 // and rules under the same policy skip the section lookup. The wildcards'
 // public suffix check has a bit filter in front of it (rpzsuffix.go), and
 // the check for owners spread over the zone runs beside the parser, on
-// another core (rpzdups.go).
+// another core (rpzdups.go). The reading, the cutting into lines and
+// quick's stateless part (quickScan) run on a goroutine of their own
+// ahead of the parser (rpzpipe.go).
 // TestRPZQuickLines and TestRPZQuickMatchesGeneral hold the stream to the
 // general parser.
 
