@@ -14,10 +14,10 @@ import (
 // regulator's new orders). The merge of such a delta (compactAppend) does
 // not compile the rules again: the new base is the old one with the added
 // rules after its last, so it keeps the old base's names, kinds, lines
-// and sections where they are and extends its arrays, and only the hash
-// table is copied (with the added rules inserted). A merge then holds
-// little more than the snapshot in service, and costs the change plus one
-// copy of the table's slots.
+// and sections where they are and extends its arrays, and only the pages
+// of the hash table the added rules go to are copied. A merge then holds
+// little more than the snapshot in service, and costs the change plus a
+// copy of the pages of slots it inserts into (64 KiB each).
 //
 // Extending in place. A compiled table's arrays (lens, kinds, lines,
 // sections, name offsets, its last page of names) may have room past their
@@ -58,7 +58,7 @@ func compactAppend(s *Snapshot) *Snapshot {
 	old := &s.dom
 	add := &l.add
 	n, total := old.len(), add.len()
-	if n == 0 || total == 0 || old.lines == nil || old.claim == nil || len(old.slots) == 0 || len(old.pages) >= maxPages-1 {
+	if n == 0 || total == 0 || old.lines == nil || old.claim == nil || old.nslots == 0 || len(old.pages) >= maxPages-1 {
 		return nil
 	}
 	// The file the rules go to: the only one with added rules, with no
@@ -105,7 +105,7 @@ func compactAppend(s *Snapshot) *Snapshot {
 	m := total - r // the rules appended
 	a := func(k int) uint32 { return uint32(r + k) }
 	if n+m > maxDomainRuleIDs || uint(bits.Len32(uint32(n+m)+1)) != old.idBits ||
-		(n-old.shared+m)*appendLoadDen > len(old.slots)*appendLoadNum {
+		(n-old.shared+m)*appendLoadDen > old.nslots*appendLoadNum {
 		return nil
 	}
 	// No base rule kept moves: every line move of a file is after its
@@ -143,7 +143,7 @@ func compactAppend(s *Snapshot) *Snapshot {
 	// would change kind), which the hashes tell before anything is built.
 	hashes := make([]uint64, m)
 	var levels uint64
-	size := len(old.slots)
+	size := old.nslots
 	var h uint64
 	for k := 0; k < m; k++ {
 		if add.lens[a(k)] != 0 || k == 0 {
@@ -254,10 +254,17 @@ func compactAppend(s *Snapshot) *Snapshot {
 	}
 	nt.shared = old.shared + shared
 
-	// The hash table: a copy, with the added rules inserted as build
-	// inserts them (nk holds their kind bytes meanwhile).
-	if m > 0 {
-		nt.slots = slices.Clone(old.slots)
+	// The hash table: the base's pages, each one the added rules go to
+	// copied first, with the added rules inserted as build inserts them
+	// (nk holds their kind bytes meanwhile).
+	nt.slots = slices.Clone(old.slots)
+	copied := map[int]bool{}
+	setSlot := func(s int, v uint32) {
+		pg := s >> slotPageBits
+		if !copied[pg] {
+			nt.slots[pg], copied[pg] = slices.Clone(old.slots[pg]), true
+		}
+		nt.slots[pg][s&slotPageMask] = v
 	}
 	nk := make([]uint8, m)
 	for k := range nk {
@@ -277,9 +284,9 @@ func compactAppend(s *Snapshot) *Snapshot {
 		sl := fastrange(h, size)
 		var e []byte
 		for {
-			v := nt.slots[sl]
+			v := nt.slot(sl)
 			if v == 0 {
-				nt.slots[sl] = tag | (id + 1)
+				setSlot(sl, tag|(id+1))
 				lastHead = i
 				break
 			}
@@ -439,10 +446,10 @@ func sameRRs(a, b []dns.RR) bool {
 // findEnc reports whether some head rule of t has the encoded name e,
 // whose slot hash is h.
 func (t *domainTable) findEnc(h uint64, e []byte) bool {
-	size := len(t.slots)
+	size := t.nslots
 	tag := t.tag(h)
 	for s := fastrange(h, size); ; {
-		v := t.slots[s]
+		v := t.slot(s)
 		if v == 0 {
 			return false
 		}

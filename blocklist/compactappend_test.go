@@ -227,3 +227,56 @@ func TestAppendMergeOlderBase(t *testing.T) {
 		t.Errorf("three.example at %s", got.Where())
 	}
 }
+
+// TestAppendMergeCopiesFewSlotPages: merging one appended name copies the
+// page of slots it goes to and shares the others with the base, which
+// keeps finding every name it had.
+func TestAppendMergeCopiesFewSlotPages(t *testing.T) {
+	var big strings.Builder
+	for i := range 100000 {
+		fmt.Fprintf(&big, "b%d.pages.example\n", i)
+	}
+	st, dir := load(t, map[string]string{"z.txt": big.String()})
+	base := st.Current()
+	if len(base.dom.slots) < 8 {
+		t.Fatalf("%d slot pages", len(base.dom.slots))
+	}
+	for round := range 3 {
+		f, err := os.OpenFile(filepath.Join(dir, "z.txt"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "new%d.pages.example\n", round)
+		f.Close()
+		n := appendMerges.Load()
+		if rep := reload(t, st); !rep.Delta {
+			t.Fatalf("round %d: not a delta", round)
+		}
+		st.WaitCompacted()
+		merged := st.Current()
+		if appendMerges.Load() != n+1 || merged.layer != nil {
+			t.Fatalf("round %d: not merged by extending the base", round)
+		}
+		copied := 0
+		for i, pg := range merged.dom.slots {
+			if &pg[0] != &base.dom.slots[i][0] {
+				copied++
+			}
+		}
+		if copied == 0 || copied > 2*(round+1) {
+			t.Errorf("round %d: %d of %d slot pages copied", round, copied, len(merged.dom.slots))
+		}
+		for i := 0; i < 100000; i += 997 {
+			name := fmt.Sprintf("x.b%d.pages.example", i)
+			if !base.MatchName(name).Blocked() || !merged.MatchName(name).Blocked() {
+				t.Fatalf("round %d: %s not blocked", round, name)
+			}
+		}
+		for r := 0; r <= round; r++ {
+			name := fmt.Sprintf("new%d.pages.example", r)
+			if base.MatchName(name).Blocked() || !merged.MatchName(name).Blocked() {
+				t.Fatalf("round %d: %s: base %v, merged %v", round, name, base.MatchName(name).Blocked(), merged.MatchName(name).Blocked())
+			}
+		}
+	}
+}

@@ -18,7 +18,8 @@
 //     ahead of the parser, which takes the lines in file order.
 //   - delta.go, storedelta.go: a small change to one file applied as a
 //     delta (rules taken out, a small table of added rules, line moves)
-//     over the compiled lists, merged into a new base in the background;
+//     over the compiled lists, merged into a new base in the background
+//     (compactappend.go: a delta that only appends extends the base);
 //     rpzdelta.go: the same for RPZ zone files (changed lines widened to
 //     whole owners, parsed with the $ORIGIN, $TTL and apex in force; the
 //     zone read only from a chunk boundary before each change).

@@ -648,7 +648,12 @@ func (d *domainRules) shrink() {
 // usually decided without touching the names.
 type domainTable struct {
 	domainRules
-	slots  []uint32 // 0 = empty; else tag<<idBits | (id+1)
+	// slots, 0 = empty, else tag<<idBits | (id+1), are in pages of
+	// slotPage (each its own allocation, the last one shorter), so that a
+	// merge that inserts a few rules copies only the pages it changes
+	// (compactAppend); slot s is slots[s>>slotPageBits][s&slotPageMask].
+	slots  [][]uint32
+	nslots int
 	idBits uint
 	idMask uint32
 	// levels has bit l set when some rule's name has l labels (bit 63: 63
@@ -663,6 +668,25 @@ type domainTable struct {
 	// keeps the compiler from dropping those loads).
 	touch uint32
 }
+
+// Slot pages: 16Ki slots (64 KiB).
+const (
+	slotPageBits = 14
+	slotPage     = 1 << slotPageBits
+	slotPageMask = slotPage - 1
+)
+
+// makeSlots returns size empty slots in pages.
+func makeSlots(size int) [][]uint32 {
+	pages := make([][]uint32, (size+slotPage-1)/slotPage)
+	for i := range pages {
+		pages[i] = make([]uint32, min(slotPage, size-i*slotPage))
+	}
+	return pages
+}
+
+// slot returns slot s.
+func (t *domainTable) slot(s int) uint32 { return t.slots[s>>slotPageBits][s&slotPageMask] }
 
 type dupRule struct {
 	id   uint32
@@ -735,7 +759,7 @@ func (t *domainTable) build() {
 	t.idBits = uint(bits.Len32(uint32(n) + 1))
 	t.idMask = 1<<t.idBits - 1
 	size := slotCount(n - t.shared)
-	t.slots = make([]uint32, size)
+	t.slots, t.nslots = makeSlots(size), size
 	t.levels = 0
 	lastHead := -1
 	if n <= buildChunk {
@@ -831,7 +855,7 @@ func (t *domainTable) insertRules(c0 int, hashes []uint64, size int, lastHead *i
 	for b0 := 0; b0 < len(hashes); b0 += buildBatch {
 		b1 := min(b0+buildBatch, len(hashes))
 		for _, h := range hashes[b0:b1] {
-			touch += t.slots[fastrange(h, size)]
+			touch += t.slot(fastrange(h, size))
 		}
 		for k := b0; k < b1; k++ {
 			i := c0 + k
@@ -847,9 +871,9 @@ func (t *domainTable) insertRules(c0 int, hashes []uint64, size int, lastHead *i
 			s := fastrange(h, size)
 			var e []byte // rule i's name, read when a tag matches
 			for {
-				v := t.slots[s]
+				v := t.slot(s)
 				if v == 0 {
-					t.slots[s] = tag | (id + 1)
+					t.slots[s>>slotPageBits][s&slotPageMask] = tag | (id + 1)
 					*lastHead = i
 					break
 				}
@@ -911,12 +935,12 @@ func fastrange(h uint64, n int) int {
 
 // lookup finds the head rule for name, given its unmixed hash.
 func (t *domainTable) lookup(h uint64, name string) (uint32, bool) {
-	size := len(t.slots)
+	size := t.nslots
 	if size == 0 {
 		return 0, false
 	}
 	h = t.slotHash(h)
-	return t.find(h, t.slots[fastrange(h, size)], name)
+	return t.find(h, t.slot(fastrange(h, size)), name)
 }
 
 // nameMatch is the raw outcome of walking a query name's suffixes.
@@ -945,7 +969,7 @@ const maxLevels = 16
 // count that no rule has are skipped.
 func (t *domainTable) match(name string) nameMatch {
 	var m nameMatch
-	size := len(t.slots)
+	size := t.nslots
 	if size == 0 || len(name) == 0 {
 		return m
 	}
@@ -966,7 +990,7 @@ func (t *domainTable) match(name string) nameMatch {
 				}
 				mh := t.slotHash(h)
 				hashes[n], starts[n] = mh, int32(i+1)
-				first[n] = t.slots[fastrange(mh, size)]
+				first[n] = t.slot(fastrange(mh, size))
 				n++
 			}
 			if i < 0 {
@@ -1008,7 +1032,7 @@ func (m *nameMatch) note(k uint8, id uint32, start int32) {
 
 // find resolves one suffix given its mixed hash and its home slot's value.
 func (t *domainTable) find(h uint64, v uint32, suffix string) (uint32, bool) {
-	size := len(t.slots)
+	size := t.nslots
 	tag := t.tag(h)
 	s := fastrange(h, size)
 	for v != 0 {
@@ -1022,7 +1046,7 @@ func (t *domainTable) find(h uint64, v uint32, suffix string) (uint32, bool) {
 		if s == size {
 			s = 0
 		}
-		v = t.slots[s]
+		v = t.slot(s)
 	}
 	return 0, false
 }
@@ -1048,7 +1072,7 @@ func (t *domainTable) matchSlow(name string) nameMatch {
 // heapBytes estimates the memory the table holds (for status and benchmarks).
 func (t *domainTable) heapBytes() int {
 	n := t.nameBytes() + 24*cap(t.pages) + cap(t.lens) + 4*cap(t.blockOff) + cap(t.kind) + 12*len(t.lineBase)/64 + t.kinds.heapBytes() + cap(t.lineDelta) + 4*cap(t.lineBase) + 8*len(t.lineBig) +
-		8*cap(t.sectRuns) + 4*cap(t.slots)
+		8*cap(t.sectRuns) + 4*t.nslots + 24*cap(t.slots)
 	for _, l := range t.dups {
 		n += 48 + int(unsafe.Sizeof(dupRule{}))*cap(l)
 	}
