@@ -26,35 +26,14 @@ func TestRPZPipedMatchesSequential(t *testing.T) {
 		"1h CNAME .", "NS ns.example.", "CNAME", "A 1.2.3", "CH TXT x", "CNAME . extra"}
 	tails := []string{"", "", "", " ", " ; comment", "\r", ` ; "quoted"`}
 	rng := rand.New(rand.NewPCG(13, 2))
-	pick := func(s []string) string { return s[rng.IntN(len(s))] }
+	g := &rpzZoneGen{rng: rng, owners: owners, rdata: rdata, blanks: []string{" "}, tails: tails, ttls: []string{"60", "1h"}, maxLines: 40, extra: true}
 	defer func(b int) { rpzBlockBytes = b }(rpzBlockBytes)
 	for i := range 1500 {
 		var b strings.Builder
 		if rng.IntN(20) > 0 {
 			b.WriteString(rpzHead)
 		}
-		for range 1 + rng.IntN(40) {
-			switch r := rng.IntN(40); {
-			case r == 0:
-				b.WriteString("\n")
-			case r == 1:
-				b.WriteString("; a comment\n")
-			case r == 2:
-				b.WriteString("$TTL " + pick([]string{"60", "1h"}) + "\n")
-			case r == 3:
-				b.WriteString("$ORIGIN " + pick([]string{"rpz.test.", "RPZ.Test.", "sub.rpz.test.", "other.test."}) + "\n")
-			case r == 4:
-				b.WriteString(" " + pick(rdata) + pick(tails) + "\n") // the owner before
-			case r == 5:
-				b.WriteString(pick(owners) + " ( CNAME\n  . )\n") // over lines, and over blocks
-			case r == 6:
-				b.WriteString(pick(owners) + " ( CNAME\n") // unbalanced
-			case r == 7:
-				b.WriteString("$INCLUDE other.zone\n")
-			default:
-				b.WriteString(pick(owners) + " " + pick(rdata) + pick(tails) + "\n")
-			}
-		}
+		g.lines(&b)
 		if rng.IntN(50) == 0 {
 			b.WriteString("long CNAME . ;" + strings.Repeat("x", rpzMaxLine) + "\n")
 		}

@@ -131,29 +131,11 @@ func TestRPZQuickMatchesGeneral(t *testing.T) {
 		"CNAME", "A 1.2.3", "CH TXT x", "CNAME . extra", "CNAMEX ."}
 	blanks := []string{" ", "\t", "  \t"}
 	tails := []string{"", "", "", " ", " ; comment", "\r", ` ; "quoted"`, " ;"}
-	rng := rand.New(rand.NewPCG(13, 1))
-	pick := func(s []string) string { return s[rng.IntN(len(s))] }
+	g := &rpzZoneGen{rng: rand.New(rand.NewPCG(13, 1)), owners: owners, rdata: rdata, blanks: blanks, tails: tails, ttls: []string{"60"}, maxLines: 10}
 	for i := range 3000 {
 		var b strings.Builder
 		b.WriteString(rpzHead)
-		for range 1 + rng.IntN(10) {
-			switch r := rng.IntN(40); {
-			case r == 0:
-				b.WriteString("\n")
-			case r == 1:
-				b.WriteString("; a comment\n")
-			case r == 2:
-				b.WriteString("$TTL 60\n")
-			case r == 3:
-				b.WriteString("$ORIGIN " + pick([]string{"rpz.test.", "RPZ.Test.", "sub.rpz.test.", "other.test."}) + "\n")
-			case r == 4:
-				b.WriteString(pick(blanks) + pick(rdata) + pick(tails) + "\n") // the owner before
-			case r == 5:
-				b.WriteString(pick(owners) + " ( CNAME\n  . )\n")
-			default:
-				b.WriteString(pick(owners) + pick(blanks) + pick(rdata) + pick(tails) + "\n")
-			}
-		}
+		g.lines(&b)
 		zone := b.String()
 		fast, general := &recorder{}, &recorder{}
 		fe := parseRPZ("rpz.test.rpz", strings.NewReader(zone), fast)
@@ -171,6 +153,51 @@ func TestRPZQuickMatchesGeneral(t *testing.T) {
 		}
 		if f, g := rpzOutcome(fast, fe), rpzOutcome(general, ge); f != g {
 			t.Errorf("zone %d:\n%s\nstreaming parser:\n%s\ngeneral parser:\n%s", i, zone, f, g)
+		}
+	}
+}
+
+// rpzZoneGen writes random zone lines for the RPZ parsers' equivalence
+// tests: blank and comment lines, $TTL and $ORIGIN, records of the owner
+// before, records over lines in parentheses, and owner, blank, rdata and
+// tail picked from its lists; with extra, also unbalanced parentheses and
+// $INCLUDE. A list of one string is taken without drawing from rng.
+type rpzZoneGen struct {
+	rng                                *rand.Rand
+	owners, rdata, blanks, tails, ttls []string
+	maxLines                           int
+	extra                              bool
+}
+
+func (g *rpzZoneGen) pick(s []string) string {
+	if len(s) == 1 {
+		return s[0]
+	}
+	return s[g.rng.IntN(len(s))]
+}
+
+// lines writes 1 to maxLines random lines to b.
+func (g *rpzZoneGen) lines(b *strings.Builder) {
+	for range 1 + g.rng.IntN(g.maxLines) {
+		switch r := g.rng.IntN(40); {
+		case r == 0:
+			b.WriteString("\n")
+		case r == 1:
+			b.WriteString("; a comment\n")
+		case r == 2:
+			b.WriteString("$TTL " + g.pick(g.ttls) + "\n")
+		case r == 3:
+			b.WriteString("$ORIGIN " + g.pick([]string{"rpz.test.", "RPZ.Test.", "sub.rpz.test.", "other.test."}) + "\n")
+		case r == 4:
+			b.WriteString(g.pick(g.blanks) + g.pick(g.rdata) + g.pick(g.tails) + "\n") // the owner before
+		case r == 5:
+			b.WriteString(g.pick(g.owners) + " ( CNAME\n  . )\n") // over lines (and over the piped parse's blocks)
+		case r == 6 && g.extra:
+			b.WriteString(g.pick(g.owners) + " ( CNAME\n") // unbalanced
+		case r == 7 && g.extra:
+			b.WriteString("$INCLUDE other.zone\n")
+		default:
+			b.WriteString(g.pick(g.owners) + g.pick(g.blanks) + g.pick(g.rdata) + g.pick(g.tails) + "\n")
 		}
 	}
 }
