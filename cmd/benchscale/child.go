@@ -75,8 +75,16 @@ func settledMB() float64 {
 // runChild runs one measurement in this process: mode is load, change or
 // reloads; dir holds the one generated list file.
 func runChild(mode, dir, format string, reloads int) result {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(25) // as sinkhole serve does
+	gogc := os.Getenv("GOGC") == ""
+	if gogc {
+		debug.SetGCPercent(firstLoadGCPercent)
+	}
+	// serving is where sinkhole serve lowers the collector's target: after
+	// the first load, before the changes and reloads measured.
+	serving := func() {
+		if gogc {
+			debug.SetGCPercent(servingGCPercent)
+		}
 	}
 	var r result
 	// The file cap is raised above blocklist.DefaultMaxFileSize (which
@@ -116,6 +124,7 @@ func runChild(mode, dir, format string, reloads int) result {
 		if err := reload(); err != nil {
 			return fail(err)
 		}
+		serving()
 		r.FirstMB = settledMB()
 		name, err := appendName(path, format, 1)
 		if err != nil {
@@ -136,6 +145,7 @@ func runChild(mode, dir, format string, reloads int) result {
 		if err := reload(); err != nil {
 			return fail(err)
 		}
+		serving()
 		r.FirstMB = settledMB()
 		resetPeak()
 		err := step(func() error {
@@ -162,6 +172,14 @@ func runChild(mode, dir, format string, reloads int) result {
 	r.Rules = st.Current().RuleCount()
 	return r
 }
+
+// The garbage collector's targets of sinkhole serve when GOGC is not set
+// (cmd/sinkhole: defaultGCPercent for the first list load,
+// servingGCPercent once it serves, which is when reloads happen).
+const (
+	firstLoadGCPercent = 25
+	servingGCPercent   = 10
+)
 
 // benchMaxFileSize is the list file cap of the bench's stores.
 const benchMaxFileSize = 4 << 30
