@@ -813,9 +813,12 @@ func (t *domainTable) build() {
 const buildHashers = 2
 
 // slotCount is the size of a table of n distinct names: 1.375 slots a
-// name (5 MB less than 1.5 at 10M names; BenchmarkMatchNameMiss and
-// BenchmarkMatchName5Labels showed no difference above the noise, where
-// 1.25 slots made a miss 44% slower).
+// name, 5 MB less than 1.5 at 10M names. The higher load factor costs
+// lookups that miss: BenchmarkMatchNameMiss, pinned, on a quiet machine,
+// about 15% slower than at 1.5 slots with the slot pages (282-295 ns
+// before the pages, 329-337 ns now, 283-318 ns at 1.5 slots with pages;
+// docs/benchmarks.md); 1.25 slots made a miss 44% slower. Hits do not
+// move.
 func slotCount(n int) int { return n*11/8 + 1 }
 
 // buildChunk is how many rules build hashes ahead of its inserts (a
