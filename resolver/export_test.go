@@ -40,7 +40,3 @@ const ServerUDPSizeForTest = query.ServerUDPSize
 
 // AddrPort is the first bound address.
 func (s *Server) AddrPort() netip.AddrPort { return netip.MustParseAddrPort(s.Addrs()[0]) }
-
-// UDPFlushEvery is how many answers the batch loop queues before sending
-// them.
-const UDPFlushEvery = udpFlushEvery

@@ -12,20 +12,6 @@ import (
 // a UDP socket by default (ServerConfig.UDPBatch).
 const DefaultUDPBatch = 32
 
-// udpFlushEvery is how many answers the batch loop queues before it sends
-// them, without waiting for the rest of the batch. Sending the first
-// answers early lets the clients' next queries arrive while the loop is
-// still answering, so its next read finds them instead of parking the
-// loop in the netpoller until they come (fewer wake-ups per query). It
-// also keeps each sendmmsg short: on loopback the kernel delivers every
-// datagram inside the sender's call (a few microseconds each), and a call
-// that lasts one sysmon tick (20 µs or more) has its P handed to another
-// thread, which costs context switches and futex and epoll calls. Measured
-// at 8 (docs/benchmarks.md, "Fifth session"): 0.2 to 0.25 context switches
-// and 0.17 to 0.2 epoll_pwait per blocked query at 32 answers a call,
-// 0.05 to 0.12 and 0.01 at 8.
-const udpFlushEvery = 8
-
 // udpSlot is the size of one batch slot: a query longer than this (no real
 // query is: a query carries one question and a few options) is dropped.
 const udpSlot = slowPathBuf
@@ -49,10 +35,9 @@ func (s *Server) serveUDPSocket(c *net.UDPConn) {
 // those the fast path can (answerFast: admission, the stages' offers,
 // response rate limiting) into the write batch, hands the rest to
 // goroutines for the chain (they write their own answers, so a slow
-// upstream never holds the batch up), and sends the queued answers every
-// udpFlushEvery answers and at the end of the batch, before reading again.
-// Read returns as soon as one datagram is there, so a lone query is
-// answered at once.
+// upstream never holds the batch up), and sends the batch's answers with
+// one system call before reading again. Read returns as soon as one
+// datagram is there, so a lone query is answered at once.
 func (s *Server) udpBatchLoop(c *net.UDPConn, m *mmsg.Conn) {
 	defer s.loops.Done()
 	w := newWireScratch()
@@ -66,7 +51,6 @@ func (s *Server) udpBatchLoop(c *net.UDPConn, m *mmsg.Conn) {
 			s.log.Debug("udp read", "err", err)
 			continue
 		}
-		queued := 0
 		for i := 0; i < n; i++ {
 			pkt, from, truncated, ok := m.Packet(i)
 			if !ok || len(pkt) < 12 {
@@ -84,12 +68,6 @@ func (s *Server) udpBatchLoop(c *net.UDPConn, m *mmsg.Conn) {
 			if out != nil {
 				if err := m.Queue(i, out); err != nil {
 					s.log.Debug("udp write", "err", err)
-				}
-				if queued++; queued == udpFlushEvery {
-					queued = 0
-					if err := m.Flush(); err != nil {
-						s.log.Debug("udp write", "err", err)
-					}
 				}
 			}
 		}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,111 +128,5 @@ func TestUDPBatchRequestStart(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// The batch loop sends the first answers of a batch before it has answered
-// the whole batch: a burst of cache hits read with one recvmmsg gets its
-// first resolver.UDPFlushEvery answers while the loop is still held in the
-// batch's last query (its observer waits for them, and gives up after a
-// minute when they do not come).
-func TestUDPBatchSendsBeforeBatchEnds(t *testing.T) {
-	const burst = 20 // one read: more than UDPFlushEvery, at most a batch
-	if burst <= resolver.UDPFlushEvery || burst > resolver.DefaultUDPBatch {
-		t.Fatalf("burst %d: want over %d and at most %d", burst, resolver.UDPFlushEvery, resolver.DefaultUDPBatch)
-	}
-	var armed atomic.Bool
-	gateIn, gateOpen := make(chan struct{}), make(chan struct{})
-	early := make(chan struct{}) // closed once the client has UDPFlushEvery answers of the burst
-	held := make(chan bool, 1)   // the last query's observer: whether the early answers came
-	observe := func(req *query.Request, _ *dns.Msg) {
-		if !armed.Load() {
-			return
-		}
-		switch {
-		case strings.HasPrefix(req.Name, "gate"): // holds the loop while the burst queues up
-			close(gateIn)
-			select {
-			case <-gateOpen:
-			case <-time.After(time.Minute):
-			}
-		case strings.HasPrefix(req.Name, "last"):
-			select {
-			case <-early:
-				held <- true
-			case <-time.After(time.Minute):
-				held <- false
-			}
-		}
-	}
-	s := startServer(t, resolver.ServerConfig{Handler: slowBehindCache(t, 0), UDPSockets: 1,
-		UDPBatch: resolver.DefaultUDPBatch, Observe: observe})
-	conn, err := net.Dial("udp", s.Addrs()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(3 * time.Minute))
-	names := []string{"gate.test"}
-	for i := 0; i < burst-1; i++ {
-		names = append(names, fmt.Sprintf("b%02d.test", i))
-	}
-	names = append(names, "last.test")
-	pkts := make([][]byte, len(names))
-	for i, name := range names {
-		m := question(name)
-		m.Id = uint16(i + 1)
-		if pkts[i], err = m.Pack(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	buf := make([]byte, 4096)
-	for i, p := range pkts { // fill the cache: the burst is answered by the fast path
-		if _, err := conn.Write(p); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Read(buf); err != nil {
-			t.Fatalf("filling the cache, query %d: %v", i, err)
-		}
-	}
-	armed.Store(true)
-	if _, err := conn.Write(pkts[0]); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gateIn:
-	case <-time.After(time.Minute):
-		t.Fatal("the gate query was not observed")
-	}
-	for _, p := range pkts[1:] { // queued in the socket while the loop is held
-		if _, err := conn.Write(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(gateOpen)
-	got := 0
-	for answers := 0; answers < len(pkts); answers++ {
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatalf("after %d answers: %v", answers, err)
-		}
-		var r dns.Msg
-		if err := r.Unpack(buf[:n]); err != nil {
-			t.Fatal(err)
-		}
-		if r.Id == 1 { // the gate's own answer
-			continue
-		}
-		if got++; got == resolver.UDPFlushEvery {
-			close(early)
-		}
-	}
-	select {
-	case ok := <-held:
-		if !ok {
-			t.Fatalf("no answer of the burst came while its last query was answered: the loop held %d answers to the end of the batch", resolver.UDPFlushEvery)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the last query was not observed")
 	}
 }
