@@ -110,12 +110,17 @@ func FuzzParseList(f *testing.F) {
 
 // FuzzNormalizeName checks that canonical names are canonical: valid
 // length, and normalizing twice changes nothing; and that the fast path
-// of normalizeName answers as normalizeNameSlow does.
+// of normalizeName answers as normalizeNameSlow does, and the list
+// parser's one-pass read of a line holding a bare name as its general
+// line path does.
 func FuzzNormalizeName(f *testing.F) {
 	for _, s := range []string{"Example.COM.", "bücher.de", "a..b", "*.x", "_srv.example", strings.Repeat("a.", 127), "xn--bcher-kva.de", "a\u3002b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if !strings.ContainsAny(s, "\n") {
+			checkPlainName(t, s) // the list parser's one-pass read of a bare name line
+		}
 		fast, fmsg := normalizeName([]byte("x"), []byte(s))
 		slow, smsg := normalizeNameSlow([]byte("x"), []byte(s))
 		if string(fast) != string(slow) || fmsg != smsg {

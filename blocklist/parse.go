@@ -175,6 +175,13 @@ func trimSpace(b []byte) []byte {
 }
 
 func (p *listParser) parseLine(n int, raw []byte) {
+	if !p.plainName(n, raw) {
+		p.parseLineGeneral(n, raw)
+	}
+}
+
+// parseLineGeneral is parseLine for any line.
+func (p *listParser) parseLineGeneral(n int, raw []byte) {
 	line := trimSpace(raw)
 	if len(line) == 0 {
 		return
@@ -199,6 +206,49 @@ func (p *listParser) parseLine(n int, raw []byte) {
 		return
 	}
 	p.hostsLine(n, raw, line)
+}
+
+// plainName reads the commonest line of a big list in one pass over its
+// bytes: a bare name of letters, digits, '-', '_' and dots (blanks around
+// it and one trailing dot allowed) that normalizeName's table pass takes
+// and that is neither an address nor an AS number. The name is
+// lower-cased into p.name as it is checked, and added as parseLine would
+// add it (entry, then normalizeName). It reports false, having changed
+// nothing, for any other line: parseLine's general path reads it.
+func (p *listParser) plainName(n int, raw []byte) bool {
+	t := trimSpace(raw)
+	if len(t) > 0 && t[len(t)-1] == '.' {
+		t = t[:len(t)-1]
+	}
+	if len(t) == 0 || len(t) > 253 {
+		return false
+	}
+	out := p.name[:len(t)] // p.name has room for 256 bytes
+	label, numeric := 0, true
+	for i, c := range t {
+		l := nameLower[c]
+		if l == '.' {
+			if label == 0 {
+				return false
+			}
+			label = 0
+			out[i] = '.'
+			continue
+		}
+		label++
+		if l == 0 || label > 63 {
+			return false
+		}
+		numeric = numeric && l >= '0' && l <= '9'
+		out[i] = l
+	}
+	// An address ("1.2.3.4", looksNumeric) or an AS number ("AS64496")
+	// is not a name.
+	if label == 0 || numeric || isASN(t) {
+		return false
+	}
+	p.addDomain(out, MatchSubtree, false, n)
+	return true
 }
 
 // directive handles a full-line comment, which may be a "# key: value" directive.
