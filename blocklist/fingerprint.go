@@ -698,6 +698,16 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 	if aside != nil {
 		aside.wait()
 	}
+	if err := lf.scanned(sc, last); err != nil {
+		return err
+	}
+	lf.sum64 = sum.Sum64()
+	return nil
+}
+
+// scanned completes lf from its scan, which read every byte (the last
+// one last): its chunks, lines, SHA-256 and fingerprint.
+func (lf *listFile) scanned(sc *listScan, last byte) error {
 	chunks, err := sc.finish()
 	if err != nil {
 		return err
@@ -709,7 +719,6 @@ func (lf *listFile) scan(max int64, prev *fingerprint) error {
 		lf.lines++
 	}
 	lf.hash = hex.EncodeToString(sc.sha.Sum(nil))
-	lf.sum64 = sum.Sum64()
 	lf.rescanned = sc.rescanned
 	lf.fp = &fingerprint{chunks: chunks, marks: sc.marks, dirs: sc.ck.dirs, dirsOver: sc.ck.dirsOver, size: lf.size, hash: lf.hash,
 		shift: sc.ck.shift}

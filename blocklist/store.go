@@ -629,7 +629,17 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	if prev != nil {
 		prevFP = prev.fp
 	}
-	file, err := s.openStable(lf, prevFP)
+	var (
+		file  *listFile
+		first *firstRead // the file is read once, as it is parsed
+		err   error
+	)
+	if s.useFirstRead(prev, lf) {
+		file, first, err = s.openFirst(lf)
+	}
+	if first == nil && err == nil {
+		file, err = s.openStable(lf, prevFP)
+	}
 	if errors.Is(err, errUnsettled) {
 		return withhold(StateSettling, "the file is being written; it is read again once it is unchanged for "+s.opts.Settle.String(), "", -1)
 	}
@@ -703,11 +713,28 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		}
 	}
 	m := b.startFile()
-	b.s.dom.grow(file.lines, nameBytesHint(lf.path, file.size))
-	errs, err := file.parse(lf.name, formats[strings.ToLower(filepath.Ext(lf.path))], b)
-	if err != nil {
-		b.rollback(m)
-		return withhold(StateSettling, err.Error()+"; it is read again once it settles", "", -1)
+	var errs []*LineError
+	if first != nil {
+		b.s.dom.grow(first.lineHint, nameBytesHint(lf.path, file.st.Size()))
+		errs = parseList(lf.name, first, b)
+		err := first.finish()
+		unsettled := err == nil && !slices.Contains(s.opts.Verified, lf.dir) && s.opts.Writing != nil && s.opts.Writing(lf.path)
+		if err != nil || unsettled {
+			b.rollback(m)
+			b.takeWarnings(lf.name)
+			if unsettled { // a writer opened it while it was being read
+				return withhold(StateSettling, "the file is being written; it is read again once it is unchanged for "+s.opts.Settle.String(), "", -1)
+			}
+			return keepPrev([]*LineError{{File: lf.name, Msg: err.Error()}}, "", nil)
+		}
+		hash = file.hash
+	} else {
+		b.s.dom.grow(file.lines, nameBytesHint(lf.path, file.size))
+		errs, err = file.parse(lf.name, formats[strings.ToLower(filepath.Ext(lf.path))], b)
+		if err != nil {
+			b.rollback(m)
+			return withhold(StateSettling, err.Error()+"; it is read again once it settles", "", -1)
+		}
 	}
 	warns := b.takeWarnings(lf.name)
 	if b.sectErr {
