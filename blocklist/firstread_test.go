@@ -54,7 +54,7 @@ func TestFirstReadMatchesScan(t *testing.T) {
 				}
 				return s, s.Current().File(name), rep.Errors()
 			}
-			sOnce, once, onceErrs := load(-1)   // every file read once
+			sOnce, once, onceErrs := load(-1)    // every file read once
 			_, twice, twiceErrs := load(1 << 40) // none
 			if !reflect.DeepEqual(onceErrs, twiceErrs) {
 				t.Fatalf("errors read once %v, read twice %v", onceErrs, twiceErrs)

@@ -3,6 +3,7 @@ package blocklist
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 )
 
 // Compressed names. A compiled list stores each domain rule's name in an
@@ -126,7 +127,9 @@ func suffixIndex(label []byte) (uint8, bool) {
 	}
 }
 
-// appendEncoded appends the encoding of name to dst.
+// appendEncoded appends the encoding of name to dst. The name's bytes
+// are checked against the alphabet as they are packed (one pass); a name
+// with a byte outside it is stored raw.
 func appendEncoded(dst, name []byte) []byte {
 	head, h := name, byte(encPacked)
 	if i := bytes.LastIndexByte(name, '.'); i > 0 {
@@ -134,27 +137,34 @@ func appendEncoded(dst, name []byte) []byte {
 			head, h = name[:i], k
 		}
 	}
-	bad := uint8(0)
-	for _, c := range head {
-		bad |= symOf[c]
-	}
-	if bad&symBad != 0 || len(head) == 0 {
+	n := len(head)
+	if n == 0 {
 		return append(append(dst, encRaw), name...)
 	}
-	dst = append(dst, h)
-	n := len(head)
-	i := 0
-	for ; i+3 <= n; i += 3 {
-		v := uint16(symOf[head[i]])*1600 + uint16(symOf[head[i+1]])*40 + uint16(symOf[head[i+2]])
-		dst = append(dst, byte(v), byte(v>>8))
+	start := len(dst)
+	dst = slices.Grow(dst, 1+packedLen(n))[:start+1+packedLen(n)]
+	out := dst[start+1:]
+	bad := uint8(0)
+	i, j := 0, 0
+	for ; i+3 <= n && j+2 <= len(out); i, j = i+3, j+2 {
+		a, b, c := symOf[head[i]], symOf[head[i+1]], symOf[head[i+2]]
+		bad |= a | b | c
+		binary.LittleEndian.PutUint16(out[j:], uint16(a)*1600+uint16(b)*40+uint16(c))
 	}
 	switch n - i {
 	case 1:
-		dst = append(dst, symOf[head[i]])
+		a := symOf[head[i]]
+		bad |= a
+		out[j] = a
 	case 2:
-		v := uint16(symOf[head[i]])*1600 + uint16(symOf[head[i+1]])*40
-		dst = append(dst, byte(v), byte(v>>8))
+		a, b := symOf[head[i]], symOf[head[i+1]]
+		bad |= a | b
+		binary.LittleEndian.PutUint16(out[j:], uint16(a)*1600+uint16(b)*40)
 	}
+	if bad&symBad != 0 {
+		return append(append(dst[:start], encRaw), name...)
+	}
+	dst[start] = h
 	return dst
 }
 
@@ -223,33 +233,39 @@ func hashEncoded(e []byte) (h uint64, labels int) {
 	if (j-1)%2 == 1 { // a last single character
 		j--
 		c := e[j] % 40
-		if c == symDot {
-			labels++
-		}
+		labels += isDot(uint(c))
 		h = (h ^ uint64(charOf[c])) * fnvPrime64
-	}
-	for j -= 2; j >= 1; j -= 2 {
+	} else if j >= 3 {
+		// The last group may hold two characters (s2 = 0).
+		j -= 2
 		v := uint(binary.LittleEndian.Uint16(e[j:]))
 		s0, r := v/1600, v%1600
-		if s1 := r / 40; s1 != 0 {
-			if s2 := r % 40; s2 != 0 {
-				if s2 == symDot {
-					labels++
-				}
-				h = (h ^ uint64(charOf[s2])) * fnvPrime64
-			}
-			if s1 == symDot {
-				labels++
-			}
-			h = (h ^ uint64(charOf[s1])) * fnvPrime64
+		if s2 := r % 40; s2 != 0 {
+			labels += isDot(s2)
+			h = (h ^ uint64(charOf[s2])) * fnvPrime64
 		}
-		if s0 == symDot {
-			labels++
-		}
+		s1 := r / 40 % 40
+		labels += isDot(s1) + isDot(s0)
+		h = (h ^ uint64(charOf[s1])) * fnvPrime64
 		h = (h ^ uint64(charOf[s0%40])) * fnvPrime64
+	}
+	// The other groups are whole: no branch in the loop but its own, so
+	// the decoding of a group overlaps the hashing of the one before.
+	for j -= 2; j >= 1; j -= 2 {
+		v := uint(binary.LittleEndian.Uint16(e[j:]))
+		s0, r := v/1600%40, v%1600
+		s1, s2 := r/40%40, r%40
+		labels += isDot(s2) + isDot(s1) + isDot(s0)
+		h = (h ^ uint64(charOf[s2])) * fnvPrime64
+		h = (h ^ uint64(charOf[s1])) * fnvPrime64
+		h = (h ^ uint64(charOf[s0])) * fnvPrime64
 	}
 	return h, labels
 }
+
+// isDot is 1 when symbol s (below 40) is the dot's, else 0, without a
+// branch.
+func isDot(s uint) int { return int((s ^ symDot - 1) >> 63) }
 
 // encodedEqual reports whether e encodes name q. It does not allocate.
 func encodedEqual(e []byte, q string) bool {
