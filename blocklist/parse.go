@@ -224,32 +224,53 @@ func (p *listParser) plainName(n int, raw []byte) bool {
 		return false
 	}
 	out := p.name[:len(t)] // p.name has room for 256 bytes
-	label, numeric := 0, true
+	// One table load a byte classes it; the classes seen are or-ed
+	// together, with plainEmpty for a dot at the start or after a dot.
+	acc, prev := uint8(0), uint8(plainDot)
 	for i, c := range t {
-		l := nameLower[c]
-		if l == '.' {
-			if label == 0 {
-				return false
-			}
-			label = 0
-			out[i] = '.'
-			continue
-		}
-		label++
-		if l == 0 || label > 63 {
-			return false
-		}
-		numeric = numeric && l >= '0' && l <= '9'
-		out[i] = l
+		k := plainClass[c]
+		acc |= k | (k&prev&plainDot)<<2
+		prev = k
+		out[i] = nameLower[c]
 	}
-	// An address ("1.2.3.4", looksNumeric) or an AS number ("AS64496")
-	// is not a name.
-	if label == 0 || numeric || isASN(t) {
+	// A bad byte, an empty label (the last one too), or only digits and
+	// dots: an address ("1.2.3.4", looksNumeric) or not a name.
+	if acc&(plainBad|plainEmpty) != 0 || prev == plainDot || acc&plainAlpha == 0 {
+		return false
+	}
+	if len(t) > 63 && !labelsFit(t) {
+		return false
+	}
+	if isASN(t) { // "AS64496"
 		return false
 	}
 	p.addDomain(out, MatchSubtree, false, n)
 	return true
 }
+
+// Classes of the bytes of a name (plainClass): not in a canonical name, a
+// dot, a letter, '-' or '_' (a digit is 0); plainEmpty marks an empty
+// label in plainName.
+const (
+	plainBad   = 1
+	plainDot   = 2
+	plainEmpty = 8
+	plainAlpha = 4
+)
+
+var plainClass = func() (t [256]uint8) {
+	for c := range t {
+		switch l := nameLower[c]; {
+		case l == 0:
+			t[c] = plainBad
+		case l == '.':
+			t[c] = plainDot
+		case l < '0' || l > '9':
+			t[c] = plainAlpha
+		}
+	}
+	return t
+}()
 
 // directive handles a full-line comment, which may be a "# key: value" directive.
 func (p *listParser) directive(n int, line []byte) {
