@@ -8,7 +8,10 @@
 //   - rules.go: actions, scopes, sections and rule references.
 //   - parse.go: the list line format (domains, wildcards, exact names,
 //     exceptions, hosts-file and adblock lines, IPs, CIDR prefixes, ASNs and
-//     the "# platform:", "# scope:" and "# action:" directives).
+//     the "# platform:", "# scope:" and "# action:" directives); a line
+//     holding a bare name, the commonest, is checked and lower-cased in
+//     one pass (plainName). parsepipe.go feeds a big file's entries to
+//     the store, with the public suffix check, on a second goroutine.
 //   - rpz.go: RPZ zone files (*.rpz, *.zone): QNAME and response-IP
 //     triggers with their NXDOMAIN, NODATA, PASSTHRU, DROP and local-data
 //     policies.
@@ -30,7 +33,11 @@
 //     what changed plus one read of the bytes. A file read with no
 //     version before is SHA-256 hashed on another goroutine beside the
 //     chunking; the parse checks the bytes it reads against a 64-bit hash
-//     of the scan's (listFile.sum64), not a second SHA-256.
+//     of the scan's (listFile.sum64), not a second SHA-256. A big file of
+//     the list format with no version before (and no Checks or Verifier
+//     to judge its hash first) is read only once (firstread.go): a
+//     goroutine reads, chunks and hashes it and hands each read to the
+//     parser as it comes.
 //   - domains.go: the compact suffix matcher for millions of names (names
 //     encoded by names.go into pages a merged base shares with the base
 //     it was merged from).
