@@ -43,7 +43,15 @@ const batchSize = 64 << 10
 
 // batchWait is how long the writer lets lines gather after a write: it
 // bounds how late a line reaches the file (and how often the writer wakes).
-const batchWait = 10 * time.Millisecond
+// Each write (and the file status check before it) holds a P for its
+// whole length, and on a server pinned to one CPU (GOMAXPROCS 1) that is
+// the only P, the one the UDP read loop needs: a query arriving then
+// waits for it. At 5,000 blocked queries a second, 10 ms made about 95
+// writes a second that held the P 1.6-3 % of the time (Go execution
+// trace), enough to lift the 99th percentile latency; 50 ms makes about
+// 24 that hold it 0.5 % (docs/benchmarks.md, "p99 at 5,000 qps"). A busy
+// log is written every fullBatch bytes whatever batchWait is.
+const batchWait = 50 * time.Millisecond
 
 // fullBatch is how many bytes of pending lines make the writer take them
 // at once instead of at the end of its pause. The query path then yields
