@@ -148,6 +148,31 @@ func TestStoreSettling(t *testing.T) {
 	}
 }
 
+// A changed file caught while still being written (an in-place write
+// between its truncation and its new content, or a writer that has not
+// closed it yet) is waited for by the delta, so that a one-line change
+// stays a delta rather than a whole-list reload.
+func TestDeltaWaitsForWriter(t *testing.T) {
+	var busy atomic.Int32 // the next calls that report the file open for writing
+	st, dir := newTestStore(t, Options{Writing: func(string) bool { return busy.Add(-1) >= 0 }}, map[string]string{"l.txt": names("a", 2000)})
+	for _, open := range []int32{1, 2} {
+		busy.Store(open)
+		write(t, dir, "l.txt", names("a", 2000)+fmt.Sprintf("new%d.example\n", open))
+		rep := reload(t, st)
+		if fc := change(rep, "l.txt"); fc.Change != ChangeUpdated || !rep.Delta || !st.Current().MatchName(fmt.Sprintf("new%d.example", open)).Blocked() {
+			t.Fatalf("open for %d more checks: %+v, delta %v", open, fc, rep.Delta)
+		}
+	}
+	// A writer that stays: the delta gives up and the full reload
+	// withholds the file as settling, as before.
+	busy.Store(1 << 20)
+	write(t, dir, "l.txt", names("a", 2000)+"late.example\n")
+	rep := reload(t, st)
+	if fc := change(rep, "l.txt"); fc.Change != ChangeSettling || rep.Delta || st.Current().MatchName("late.example").Blocked() {
+		t.Fatalf("a file kept open for writing was loaded: %+v, delta %v", fc, rep.Delta)
+	}
+}
+
 // A file changed within Settle is waited for; one that keeps changing is
 // left settling, and read again by the store on its own.
 func TestStoreSettleWait(t *testing.T) {

@@ -101,6 +101,12 @@ func inHunks(hunks []hunk, line int, old bool) bool {
 const (
 	maxDeltaShare = 4 // a quarter
 	maxDeltaLines = 16384
+	// deltaSettleTries is how many times a delta waits for a changed file
+	// that is still being written before it leaves the change to the
+	// full reload (which withholds the file until it settles);
+	// minDeltaSettle is the wait between tries when Settle is zero.
+	deltaSettleTries = 3
+	minDeltaSettle   = 10 * time.Millisecond
 )
 
 func isNativeList(path string) bool {
@@ -157,7 +163,19 @@ func (s *Store) tryDelta(ctx context.Context, o ReloadOptions, old *Snapshot, li
 	// the full reload's to report.
 	if s.opts.Settle > 0 || s.opts.Writing != nil {
 		var err error
-		if file, err = s.settle(lf, file); err != nil {
+		file, err = s.settle(lf, file)
+		// A file caught mid-write (truncated and not yet rewritten, as
+		// an in-place write leaves it between its two steps, or still
+		// open for writing) settles within a few settling periods: wait
+		// for it here, so that the change stays a delta instead of
+		// costing the whole list in a full reload that would wait too.
+		for try := 1; errors.Is(err, errUnsettled) && try < deltaSettleTries && ctx.Err() == nil; try++ {
+			time.Sleep(max(s.opts.Settle, minDeltaSettle))
+			if file, err = openList(lf.path, s.opts.MaxFileSize, prev.fp); err == nil {
+				file, err = s.settle(lf, file)
+			}
+		}
+		if err != nil {
 			file = nil
 			return false
 		}
