@@ -382,22 +382,15 @@ func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string, noZonemd
 	}
 	// Addresses of every secondary, known before the primary starts so
 	// that it notifies them all.
-	var secAddrs []string
 	n := 0
 	if doIXFR {
 		n = cfg.secondaries
 	}
-	for range n + 1 {
-		a, err := freeAddr()
-		if err != nil {
-			return fail(err)
-		}
-		secAddrs = append(secAddrs, a)
-	}
-	primaryAddr, err := freeAddr()
+	addrs, err := freeAddrs(n + 2) // the secondaries, the AXFR's, the primary
 	if err != nil {
 		return fail(err)
 	}
+	secAddrs, primaryAddr := addrs[:n+1], addrs[n+1]
 	extra := []string{"--rpz-export", feedZone, "--reload-debounce", "10ms"}
 	if noZonemd {
 		extra = append(extra, "--rpz-export-zonemd=false")
@@ -773,20 +766,12 @@ func soaSerial(addr string) (uint32, bool) {
 // the propagation of one-name changes (DNS UPDATEs) to the secondaries.
 func runBINDPrimary(cfg feedConfig, ff *feedFiles, upstream string, ix *ixfrResult, peakHint float64) {
 	dir := filepath.Dir(ff.zoneFile)
-	addr, err := freeAddr()
+	addrs, err := freeAddrs(cfg.secondaries + 1) // named's, then the secondaries'
 	if err != nil {
 		ix.Error = err.Error()
 		return
 	}
-	var secAddrs []string
-	for range cfg.secondaries {
-		a, err := freeAddr()
-		if err != nil {
-			ix.Error = err.Error()
-			return
-		}
-		secAddrs = append(secAddrs, a)
-	}
+	addr, secAddrs := addrs[0], addrs[1:]
 	conf, err := namedConf(dir, addr, secAddrs)
 	if err != nil {
 		ix.Error = err.Error()

@@ -111,3 +111,20 @@ func TestWriteSection(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// The addresses given to the primary and its secondaries are distinct:
+// two servers on one address would share its UDP port (SO_REUSEPORT)
+// without an error, and one of them would miss the NOTIFYs.
+func TestFreeAddrsDistinct(t *testing.T) {
+	addrs, err := freeAddrs(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Fatalf("%s handed out twice in %v", a, addrs)
+		}
+		seen[a] = true
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -172,20 +173,44 @@ func memAvailableMB() float64 {
 
 // freeAddr returns a loopback address whose port is free for UDP and TCP.
 func freeAddr() (string, error) {
-	for range 20 {
+	addrs, err := freeAddrs(1)
+	if err != nil {
+		return "", err
+	}
+	return addrs[0], nil
+}
+
+// freeAddrs returns n distinct loopback addresses whose TCP and UDP ports
+// were free. Each is held until all are found: a port closed and asked
+// for again can be handed out twice, and two sinkhole servers given the
+// same address would share it without an error (their UDP sockets use
+// SO_REUSEPORT), one of them never seeing the NOTIFYs and queries sent to
+// the other.
+func freeAddrs(n int) ([]string, error) {
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	addrs := make([]string, 0, n)
+	for tries := 0; len(addrs) < n; tries++ {
+		if tries == 20*n {
+			return nil, errors.New("no free loopback port")
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr, nil
+		held = append(held, l)
+		u, err := net.ListenPacket("udp", l.Addr().String())
+		if err != nil {
+			continue
 		}
+		held = append(held, u)
+		addrs = append(addrs, l.Addr().String())
 	}
-	return "", errors.New("no free loopback port")
+	return addrs, nil
 }
 
 // uptime is the load line of uptime(1), to print with each figure.
