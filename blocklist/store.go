@@ -625,6 +625,10 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 	withhold := func(state, reason, hash string, rules int) (FileChange, *FileStatus, bool) {
 		return keepPrev(nil, "", &Withheld{State: state, Reason: reason, SHA256: hash, Rules: rules, Since: time.Now()})
 	}
+	// settling withholds a file a writer has open or changed too lately.
+	settling := func() (FileChange, *FileStatus, bool) {
+		return withhold(StateSettling, "the file is being written; it is read again once it is unchanged for "+s.opts.Settle.String(), "", -1)
+	}
 	var prevFP *fingerprint
 	if prev != nil {
 		prevFP = prev.fp
@@ -641,7 +645,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 		file, err = s.openStable(lf, prevFP)
 	}
 	if errors.Is(err, errUnsettled) {
-		return withhold(StateSettling, "the file is being written; it is read again once it is unchanged for "+s.opts.Settle.String(), "", -1)
+		return settling()
 	}
 	if err != nil {
 		return keepPrev([]*LineError{{File: lf.name, Msg: err.Error()}}, "", nil)
@@ -723,7 +727,7 @@ func (s *Store) loadFile(b *builder, old *Snapshot, prev *FileStatus, lf listedF
 			b.rollback(m)
 			b.takeWarnings(lf.name)
 			if unsettled { // a writer opened it while it was being read
-				return withhold(StateSettling, "the file is being written; it is read again once it is unchanged for "+s.opts.Settle.String(), "", -1)
+				return settling()
 			}
 			return keepPrev([]*LineError{{File: lf.name, Msg: err.Error()}}, "", nil)
 		}
