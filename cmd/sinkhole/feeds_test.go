@@ -23,10 +23,22 @@ func startSinkholeOn(t *testing.T, listen, lists string, args ...string) *testSe
 	return startSinkholeWith(t, listen, io.Discard, lists, args...)
 }
 
-// freeAddr returns a loopback address whose port is free for UDP and TCP.
+// handedOut holds every address freeAddr returned in this test binary.
+// The kernel may hand a port that was just closed to the next bind to
+// port 0, and sinkhole's UDP sockets use SO_REUSEPORT, so two servers
+// given the same port would share it without an error (one of them
+// then never sees its queries or NOTIFYs). freeAddr therefore never
+// returns an address twice.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+// freeAddr returns a loopback address whose port is free for UDP and TCP
+// and was not returned before in this test binary.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	for try := 0; try < 20; try++ {
+	for try := 0; try < 50; try++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -34,13 +46,33 @@ func freeAddr(t *testing.T) string {
 		addr := l.Addr().String()
 		u, err := net.ListenPacket("udp", addr)
 		l.Close()
-		if err == nil {
-			u.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		handedOut.Lock()
+		seen := handedOut.addrs[addr]
+		handedOut.addrs[addr] = true
+		handedOut.Unlock()
+		if !seen {
 			return addr
 		}
 	}
 	t.Fatal("no free port")
 	return ""
+}
+
+// TestFreeAddrNeverRepeats: addresses found one after another (each port
+// closed before the next is found) are all distinct.
+func TestFreeAddrNeverRepeats(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 300; i++ {
+		a := freeAddr(t)
+		if seen[a] {
+			t.Fatalf("freeAddr returned %s twice (call %d)", a, i)
+		}
+		seen[a] = true
+	}
 }
 
 // censored reports whether the server blocks name (EDE 16 on the answer).
