@@ -56,7 +56,9 @@ func (b *bench) describe(ctx context.Context, tools map[string]string, args []st
 		fmt.Sprintf("Before each server the run waits (up to %s) for the machine to be idle. The noise line under each table is the CPU that other processes "+
 			"(neither the server, dnsperf nor the upstream) took during the workload's three runs, plus time stolen by the hypervisor; "+
 			"a workload with more than %.0f %% is run again, up to %d times in all (waits and reruns within %s), and the quietest attempt is reported. "+
-			"dnsperf on one core is the ceiling of the QPS column; near that ceiling, CPU µs/query is the figure that separates the servers.",
+			"dnsperf on one core is the ceiling of the QPS column; near that ceiling, CPU µs/query is the figure that separates the servers. "+
+			"The generator line under each table is dnsperf's own CPU (utime + stime) over the max run in %% of its core: at about 100 %% the QPS is the generator's ceiling, "+
+			"and a server below 100 %% of its core in that run was not what limited it.",
 			b.cfg.QuietWait, b.cfg.MaxNoise, b.cfg.Attempts, b.cfg.Patience),
 	}
 	r.Commands = append(r.Commands, "# make bench runs (the list and query files are generated into $WORK, a temporary directory)",

@@ -58,6 +58,10 @@ type Measurement struct {
 	// CPU is the server's CPU time over the max run, Wall that run's
 	// duration as this program saw it.
 	CPU, Wall time.Duration
+	// GenCPU is the load generator's CPU time (dnsperf, or benchrun's DoH
+	// client) over the max run: near 100 % of its core, the QPS column is
+	// the generator's ceiling rather than the server's.
+	GenCPU time.Duration
 	// Upstream is how many queries reached the upstream during the max run.
 	Upstream int64
 	PeakRSS  int64 // VmHWM after the workload, bytes
@@ -76,6 +80,15 @@ func (m *Measurement) CPUPct() float64 {
 		return 0
 	}
 	return 100 * m.CPU.Seconds() / m.Wall.Seconds()
+}
+
+// GenPct is the load generator's CPU use over the max run, in percent
+// of one core.
+func (m *Measurement) GenPct() float64 {
+	if m.Wall <= 0 {
+		return 0
+	}
+	return 100 * m.GenCPU.Seconds() / m.Wall.Seconds()
 }
 
 // CPUPerQuery is server CPU microseconds per completed query.
@@ -269,6 +282,19 @@ func (r *Report) noiseLine(w Workload) string {
 	return "CPU other processes took during the runs, in % of one core (noise): " + strings.Join(parts, ", ") + "."
 }
 
+// generatorLine reports how busy the load generator was during each max
+// run: at about 100 % of its core the QPS column is its ceiling, and a
+// server below 100 % of its own core there was not the bottleneck.
+func (r *Report) generatorLine(w Workload) string {
+	var parts []string
+	for _, s := range r.Servers {
+		if m := s.Work[w.Name]; m != nil && m.Err == "" {
+			parts = append(parts, fmt.Sprintf("%s %.0f %%", s.Name, m.GenPct()))
+		}
+	}
+	return "Load generator's CPU during the max run, in % of its core (about 100 %: the QPS is the generator's ceiling): " + strings.Join(parts, ", ") + "."
+}
+
 // rcodesMatch reports whether the NXDOMAIN share is within one point of
 // want and every other answer is NOERROR.
 func rcodesMatch(r *PerfResult, want float64) bool {
@@ -298,7 +324,7 @@ func (r *Report) Markdown() string {
 	for _, w := range workloads {
 		b.WriteString("### " + w.Title + "\n\n")
 		b.WriteString(r.Table(w))
-		b.WriteString("\n- " + r.rcodeLine(w) + "\n- " + r.noiseLine(w) + "\n\n")
+		b.WriteString("\n- " + r.rcodeLine(w) + "\n- " + r.noiseLine(w) + "\n- " + r.generatorLine(w) + "\n\n")
 	}
 	b.WriteString("### Commands\n\n```sh\n")
 	for _, c := range r.Commands {

@@ -103,6 +103,10 @@ func TestTable(t *testing.T) {
 	if got := r.noiseLine(w); got != "CPU other processes took during the runs, in % of one core (noise): sinkhole 0 %, dnsmasq 0 %." {
 		t.Errorf("noise line %q", got)
 	}
+	r.Servers[0].Work["blocked"].GenCPU = 990 * time.Millisecond
+	if got := r.generatorLine(w); got != "Load generator's CPU during the max run, in % of its core (about 100 %: the QPS is the generator's ceiling): sinkhole 99 %, dnsmasq 0 %." {
+		t.Errorf("generator line %q", got)
+	}
 	if got := r.rcodeLine(Workload{Name: "blocked", NXPct: 20}); !strings.Contains(got, "**unexpected**") {
 		t.Errorf("rcode line %q does not flag a mismatch", got)
 	}

@@ -154,9 +154,9 @@ func (b *bench) measure(ctx context.Context, srv *Server, p *Proc, w Workload) (
 			}
 			return m, err
 		}
-		b.logf("%s/%s: %s qps, %.0f%% CPU, %.2f µs/query, p99 %s, p99 at %d qps %s, lost %d/%d, noise %.0f%%",
+		b.logf("%s/%s: %s qps, %.0f%% CPU, %.2f µs/query, p99 %s, p99 at %d qps %s, lost %d/%d, noise %.0f%%, generator %.0f%%",
 			srv.Name, w.Name, thousands(m.Max.QPS), m.CPUPct(), m.CPUPerQuery(), us(m.Tail.Percentile(99)),
-			b.cfg.Rate, us(m.Fixed.Percentile(99)), m.Max.Lost, m.Fixed.Lost, m.OthersPct)
+			b.cfg.Rate, us(m.Fixed.Percentile(99)), m.Max.Lost, m.Fixed.Lost, m.OthersPct, m.GenPct())
 		if best == nil || m.OthersPct < best.OthersPct {
 			best = m
 		}
@@ -242,6 +242,7 @@ func (b *bench) runWorkload(ctx context.Context, srv *Server, p *Proc, w Workloa
 	}
 	m.Wall = afterMax.at.Sub(before.at)
 	m.CPU = afterMax.server - before.server
+	m.GenCPU = perfCPU
 	up1, err := b.upstreamQueries(ctx)
 	if err != nil {
 		return m, fmt.Errorf("upstream stats: %w", err)
