@@ -61,7 +61,7 @@ interop:
 FUZZTIME     ?= 30s
 FUZZMINIMIZE ?= 2s
 FUZZ_TARGETS := ./blocklist:FuzzParseList ./blocklist:FuzzNormalizeName ./blocklist:FuzzRPZStreamMatchesGeneral \
-                ./resolver:FuzzServerAnswer ./resolver/acl:FuzzSet \
+                ./resolver:FuzzServerAnswer ./resolver/acl:FuzzSet ./resolver/rpz:FuzzMerkle3 \
                 ./resolver/ratelimit:FuzzResponseKey ./resolver/scrub:FuzzMessage \
                 ./cmd/sinkhole:FuzzConfig ./cmd/sinkhole:FuzzAdminQuery
 

@@ -247,7 +247,7 @@ func (fs *Set) Admin() ([]admin.Feed, *admin.Export) {
 			res += " (" + f.LastTransferType + ")"
 		}
 		feeds = append(feeds, admin.Feed{Name: f.Name, Kind: "rpz", Source: f.Zone + "@" + f.Primary, Serial: f.Serial,
-			Records: f.Records, Removed: f.Removed, LastChange: f.LastTransfer, LastCheck: f.LastCheck, LastResult: res, LastError: f.LastError, Zonemd: f.Zonemd})
+			Records: f.Records, Removed: f.Removed, LastChange: f.LastTransfer, LastCheck: f.LastCheck, LastResult: res, LastError: f.LastError, Zonemd: f.Zonemd, ZonemdScheme: f.ZonemdScheme})
 	}
 	for _, u := range st.URLs {
 		res := u.LastResult

@@ -218,6 +218,9 @@ func printStatus(w io.Writer, st *admin.Status) {
 			res := f.LastResult
 			if f.Zonemd != "" {
 				res += ", ZONEMD " + f.Zonemd
+				if f.ZonemdScheme != "" {
+					res += " (" + f.ZonemdScheme + ")"
+				}
 			}
 			records := "-"
 			if f.Kind == "rpz" {

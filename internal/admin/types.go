@@ -181,6 +181,9 @@ type Feed struct {
 	// Zonemd says how an RPZ zone in service was checked: "verified" (its
 	// ZONEMD matched) or "absent" (the primary publishes none).
 	Zonemd string `json:"zonemd,omitempty"`
+	// ZonemdScheme is the scheme of the ZONEMD that verified it: "MERKLE3"
+	// (checked first when the zone has one) or "SIMPLE".
+	ZonemdScheme string `json:"zonemd_scheme,omitempty"`
 }
 
 // Export is the RPZ zone this server serves to secondaries (--rpz-export).

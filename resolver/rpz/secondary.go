@@ -129,6 +129,10 @@ type FeedStatus struct {
 	// ZONEMD matched), "absent" (the primary publishes none), or empty
 	// for a zone read from disk at start.
 	Zonemd string `json:"zonemd,omitempty"`
+	// ZonemdScheme is the scheme of the ZONEMD that verified it: "MERKLE3"
+	// (preferred when the zone has one: it costs what changed) or
+	// "SIMPLE"; empty unless Zonemd is "verified".
+	ZonemdScheme string `json:"zonemd_scheme,omitempty"`
 	// Held, when set, is why the list store holds the zone file's newest
 	// version (Serial) out of service: the shrink guard (--max-shrink) found
 	// it drops too many rules. The rules of the last version it accepted
@@ -1018,18 +1022,18 @@ func (s *Secondary) writeOne() {
 
 // checkZonemd verifies a new version against its ZONEMD (RFC 8976).
 func (s *Secondary) checkZonemd(z *zoneCopy) error {
-	err := z.verifyZonemd()
-	result := "verified"
+	scheme, err := z.verifyZonemd()
+	result, name := "verified", ZonemdSchemeName(scheme)
 	switch {
 	case errors.Is(err, ErrNoZonemd) && s.cfg.RequireZonemd:
 		return fmt.Errorf("serial %d refused: %w, and --rpz-require-zonemd is set for this feed; keeping serial %s", z.soa.Serial, err, s.servingSerial())
 	case errors.Is(err, ErrNoZonemd):
-		result = "absent"
+		result, name = "absent", ""
 	case err != nil:
 		return fmt.Errorf("serial %d refused: %w; keeping serial %s", z.soa.Serial, err, s.servingSerial())
 	}
 	s.mu.Lock()
-	s.st.Zonemd = result
+	s.st.Zonemd, s.st.ZonemdScheme = result, name
 	s.mu.Unlock()
 	return nil
 }

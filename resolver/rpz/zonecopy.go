@@ -101,6 +101,10 @@ type zoneCopy struct {
 	// below len(layout) (canonical, see canonicalLayout), inv its inverse;
 	// later records follow in number order.
 	layout, inv []uint32
+	// m3, once a MERKLE3 digest was computed, is the state that keeps the
+	// next one in time proportional to the change (see m3Copy); nil
+	// until then, and after an undo.
+	m3 *m3Copy
 }
 
 func newZoneCopy(apex string, soa *dns.SOA) *zoneCopy {
@@ -611,6 +615,9 @@ func (z *zoneCopy) kill(i int, count bool) {
 		z.live--
 		z.sum -= recHash(z.at(i))
 	}
+	if z.m3 != nil {
+		z.m3.killed = append(z.m3.killed, uint32(i))
+	}
 }
 
 // canonicalCompare orders two records as RFC 4034 section 6 (and RFC
@@ -678,12 +685,8 @@ var extraFold = 4096
 
 // digest computes the SIMPLE-scheme digest (RFC 8976) of the zone: the
 // SOA and every live record, the apex ZONEMD left out, in canonical
-// order, in one pass over the copy. Nothing is sorted but what was added
-// since the last digest: the records in canonical order already (a
-// transfer that sends them so, or the order canonicalLayout found) are
-// the base; the records added after it are kept sorted in extra, merged
-// with the base as they are hashed; when extra grows large it is folded
-// into a new base order.
+// order, in one pass over the copy (eachCanonical: nothing is sorted but
+// what was added since the last pass).
 func (z *zoneCopy) digest(hashAlg uint8) ([]byte, error) {
 	h, err := zonemdHash(hashAlg)
 	if err != nil {
@@ -695,6 +698,23 @@ func (z *zoneCopy) digest(hashAlg uint8) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range z.apexParts(soa) {
+		scratch = z.appendWire(scratch, p)
+	}
+	z.eachCanonical(func(_ int, p recParts) {
+		if scratch = z.appendWire(scratch, p); len(scratch) >= digestBatch {
+			h.Write(scratch)
+			scratch = scratch[:0]
+		}
+	})
+	h.Write(scratch)
+	return h.Sum(nil), nil
+}
+
+// apexParts returns the apex records a digest covers, the SOA first
+// (soa, the SOA in expanded form), in canonical order: the apex ZONEMD
+// and RRSIGs covering it left out.
+func (z *zoneCopy) apexParts(soa []byte) []recParts {
 	apex := []recParts{partsOf(soa)}
 	z.owner(nil, func(i int, _ []byte) {
 		if p := z.at(i); p.typ() != dns.TypeZONEMD && !(p.typ() == dns.TypeRRSIG && coversZonemd(p)) {
@@ -702,14 +722,21 @@ func (z *zoneCopy) digest(hashAlg uint8) ([]byte, error) {
 		}
 	})
 	slices.SortFunc(apex, canonicalCompare)
-	for _, p := range apex {
-		scratch = z.appendWire(scratch, p)
-	}
+	return apex
+}
+
+// eachCanonical calls fn with every live record below the apex, in
+// canonical order. Nothing is sorted but what was added since the last
+// walk: the records in canonical order already (a transfer that sends
+// them so, or the order canonicalLayout found) are the base; the records
+// added after it are kept sorted in extra, merged with the base as they
+// are walked; when extra grows large it is folded into a new base order.
+func (z *zoneCopy) eachCanonical(fn func(i int, p recParts)) {
 	covered := z.sorted // records numbered below covered are in the base
 	if z.order != nil {
 		covered = z.ordered
 	}
-	// The records added since the last digest, sorted, merged into extra.
+	// The records added since the last walk, sorted, merged into extra.
 	var added []uint32
 	for i := max(z.extraTo, covered); i < len(z.offs); i++ {
 		if !z.isDead(i) && !z.at(i).isApex() {
@@ -774,19 +801,15 @@ func (z *zoneCopy) digest(hashAlg uint8) ([]byte, error) {
 			p = z.at(i)
 			j++
 		default:
-			h.Write(scratch)
 			if merged != nil {
 				z.order, z.ordered, z.extra = merged, len(z.offs), nil
 			}
-			return h.Sum(nil), nil
+			return
 		}
 		if merged != nil {
 			merged = append(merged, uint32(i))
 		}
-		if scratch = z.appendWire(scratch, p); len(scratch) >= digestBatch {
-			h.Write(scratch)
-			scratch = scratch[:0]
-		}
+		fn(i, p)
 	}
 }
 
@@ -796,8 +819,10 @@ func coversZonemd(p recParts) bool {
 }
 
 // verifyZonemd checks the copy against its apex ZONEMD records as
-// VerifyZonemd does for a list of records.
-func (z *zoneCopy) verifyZonemd() error {
+// VerifyZonemd does for a list of records (MERKLE3 first, from the state
+// the copy keeps for it; SIMPLE when no MERKLE3 record matches) and
+// returns the scheme that matched.
+func (z *zoneCopy) verifyZonemd() (uint8, error) {
 	var mds []*dns.ZONEMD
 	var derr error
 	z.owner(nil, func(i int, _ []byte) {
@@ -815,37 +840,14 @@ func (z *zoneCopy) verifyZonemd() error {
 		}
 	})
 	if derr != nil {
-		return derr
+		return 0, derr
 	}
-	digests := map[uint8][]byte{}
-	var errs []string
-	checked := 0
-	for _, md := range mds {
-		if md.Scheme != ZonemdSchemeSimple || (md.Hash != ZonemdHashSHA384 && md.Hash != ZonemdHashSHA512) {
-			continue
+	return checkZonemds(mds, z.soa.Serial, func(scheme, alg uint8) ([]byte, error) {
+		if scheme == ZonemdSchemeMerkle3 {
+			return z.merkle3(alg)
 		}
-		checked++
-		if md.Serial != z.soa.Serial {
-			errs = append(errs, fmt.Sprintf("ZONEMD serial %d is not the SOA serial %d", md.Serial, z.soa.Serial))
-			continue
-		}
-		d, ok := digests[md.Hash]
-		if !ok {
-			var err error
-			if d, err = z.digest(md.Hash); err != nil {
-				return err
-			}
-			digests[md.Hash] = d
-		}
-		if strings.EqualFold(md.Digest, fmt.Sprintf("%x", d)) {
-			return nil
-		}
-		errs = append(errs, fmt.Sprintf("ZONEMD digest %s does not match the zone's %s", short(md.Digest), short(fmt.Sprintf("%x", d))))
-	}
-	if checked == 0 {
-		return ErrNoZonemd
-	}
-	return fmt.Errorf("ZONEMD mismatch (RFC 8976): %s", strings.Join(errs, "; "))
+		return z.digest(alg)
+	})
 }
 
 // copyMark is where a copy stood before a tentative change.
@@ -889,4 +891,7 @@ func (z *zoneCopy) undo(m copyMark, killed []int) {
 	z.live, z.sum, z.sorted, z.lastBelow, z.lastLit, z.unsorted = m.live, m.sum, m.sorted, m.lastBelow, m.lastLit, m.unsorted
 	z.order, z.ordered, z.extra, z.extraTo = m.order, m.ordered, m.extra, m.extraTo
 	z.rehash(max(1024, len(z.slots)))
+	// The MERKLE3 state may have followed the change: built again when
+	// next needed.
+	z.m3 = nil
 }

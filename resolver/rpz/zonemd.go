@@ -25,7 +25,7 @@ const (
 // ErrNoZonemd is returned by VerifyZonemd for a zone without a ZONEMD
 // record it can check (none at the apex, or only unknown schemes and
 // algorithms).
-var ErrNoZonemd = errors.New("the zone has no ZONEMD record with a supported scheme (SIMPLE) and hash (SHA-384, SHA-512)")
+var ErrNoZonemd = errors.New("the zone has no ZONEMD record with a supported scheme (SIMPLE, MERKLE3) and hash (SHA-384, SHA-512)")
 
 // canonicalRR is one record in RFC 4034 canonical wire form, located in
 // an arena: its sort key (the owner's labels right to left, escaped so
@@ -183,6 +183,66 @@ func ZoneDigest(apex string, rrs []dns.RR, hashAlg uint8) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	wires, err := canonicalZone(apex, rrs)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range wires {
+		h.Write(w)
+	}
+	return h.Sum(nil), nil
+}
+
+// ZoneDigestMerkle3 computes the MERKLE3-scheme digest
+// (draft-aklpdw-dnsop-zonemd-incremental-00, ZonemdSchemeMerkle3) of a
+// zone's records with the given hash, with SIMPLE's inclusion rules (see
+// ZoneDigest). It is the reference: the whole tree is built from the
+// records.
+func ZoneDigestMerkle3(apex string, rrs []dns.RR, hashAlg uint8) ([]byte, error) {
+	h, err := zonemdHash(hashAlg)
+	if err != nil {
+		return nil, err
+	}
+	wires, err := canonicalZone(apex, rrs)
+	if err != nil {
+		return nil, err
+	}
+	var leaves [][]byte
+	for i := 0; i < len(wires); {
+		j := i + 1
+		for j < len(wires) && sameRRset(wires[i], wires[j]) {
+			j++
+		}
+		h.Reset()
+		for _, w := range wires[i:j] {
+			h.Write(w)
+		}
+		leaves = append(leaves, h.Sum(nil))
+		i = j
+	}
+	return merkle3Root(hashAlg, leaves)
+}
+
+// sameRRset reports whether two records in canonical wire form have the
+// same owner and type (and class: the zone's records are all IN).
+func sameRRset(a, b []byte) bool {
+	n := wireNameLen(a)
+	return n+4 <= len(a) && n+4 <= len(b) && bytes.Equal(a[:n+4], b[:n+4])
+}
+
+// wireNameLen is the length of the uncompressed name w starts with.
+func wireNameLen(w []byte) int {
+	off := 0
+	for off < len(w) && w[off] != 0 {
+		off += 1 + int(w[off])
+	}
+	return off + 1
+}
+
+// canonicalZone returns a zone's records that a digest covers (class IN,
+// the apex ZONEMD RRset and the RRSIGs covering it left out), in RFC 4034
+// canonical form and order, duplicates dropped.
+func canonicalZone(apex string, rrs []dns.RR) ([][]byte, error) {
 	apex = strings.ToLower(dns.Fqdn(apex))
 	recs := make([]canonicalRR, 0, len(rrs))
 	z := &canonicalizer{arena: make([]byte, 0, len(rrs)*64)}
@@ -207,16 +267,15 @@ func ZoneDigest(apex string, rrs []dns.RR, hashAlg uint8) ([]byte, error) {
 	}
 	a := z.arena
 	slices.SortFunc(recs, func(x, y canonicalRR) int { return bytes.Compare(a[x.key[0]:x.key[1]], a[y.key[0]:y.key[1]]) })
-	var prev []byte
+	out := make([][]byte, 0, len(recs))
 	for _, c := range recs {
 		w := a[c.wire[0]:c.wire[1]]
-		if prev != nil && bytes.Equal(prev, w) {
+		if len(out) > 0 && bytes.Equal(out[len(out)-1], w) {
 			continue // a duplicate record counts once
 		}
-		h.Write(w)
-		prev = w
+		out = append(out, w)
 	}
-	return h.Sum(nil), nil
+	return out, nil
 }
 
 // NewZonemd returns the apex ZONEMD record (SIMPLE, SHA-384) of a zone
@@ -234,9 +293,10 @@ func NewZonemd(apex string, serial, ttl uint32, rrs []dns.RR) (*dns.ZONEMD, erro
 
 // VerifyZonemd checks a whole zone (rrs, SOA and apex ZONEMD included)
 // against its ZONEMD records as RFC 8976 section 4 says: the zone verifies
-// when one ZONEMD with a supported scheme and hash, and the SOA's serial,
-// matches the digest. It returns ErrNoZonemd when there is nothing to
-// check, and an error saying what differs on a mismatch.
+// when one ZONEMD with a supported scheme (SIMPLE, MERKLE3) and hash
+// (SHA-384, SHA-512), and the SOA's serial, matches the digest. It
+// returns ErrNoZonemd when there is nothing to check, and an error saying
+// what differs on a mismatch.
 func VerifyZonemd(apex string, rrs []dns.RR) error {
 	apex = strings.ToLower(dns.Fqdn(apex))
 	var soa *dns.SOA
@@ -255,35 +315,84 @@ func VerifyZonemd(apex string, rrs []dns.RR) error {
 	if soa == nil {
 		return errors.New("the zone has no SOA record at its apex")
 	}
-	digests := map[uint8][]byte{}
+	_, err := checkZonemds(mds, soa.Serial, func(scheme, alg uint8) ([]byte, error) {
+		if scheme == ZonemdSchemeMerkle3 {
+			return ZoneDigestMerkle3(apex, rrs, alg)
+		}
+		return ZoneDigest(apex, rrs, alg)
+	})
+	return err
+}
+
+// supportedZonemd reports whether a ZONEMD's scheme and hash are ones
+// sinkhole computes.
+func supportedZonemd(md *dns.ZONEMD) bool {
+	return (md.Scheme == ZonemdSchemeSimple || md.Scheme == ZonemdSchemeMerkle3) &&
+		(md.Hash == ZonemdHashSHA384 || md.Hash == ZonemdHashSHA512)
+}
+
+// ZonemdSchemeName names a ZONEMD scheme: "SIMPLE", "MERKLE3" (for
+// ZonemdSchemeMerkle3), else its number.
+func ZonemdSchemeName(scheme uint8) string {
+	switch scheme {
+	case ZonemdSchemeSimple:
+		return "SIMPLE"
+	case ZonemdSchemeMerkle3:
+		return "MERKLE3"
+	}
+	return fmt.Sprint(scheme)
+}
+
+// checkZonemds checks the apex ZONEMD records mds of a zone whose SOA
+// serial is serial (RFC 8976 section 4), computing digests with digest
+// (once per scheme and hash). MERKLE3 records are tried first (a verifier
+// may use any supported ZONEMD: MERKLE3 costs what changed, SIMPLE the
+// whole zone), SIMPLE only when no MERKLE3 one matches. It returns the
+// scheme that matched, ErrNoZonemd when none is supported, or an error
+// saying what differs.
+func checkZonemds(mds []*dns.ZONEMD, serial uint32, digest func(scheme, alg uint8) ([]byte, error)) (uint8, error) {
+	order := slices.Clone(mds)
+	slices.SortStableFunc(order, func(a, b *dns.ZONEMD) int {
+		return boolInt(a.Scheme != ZonemdSchemeMerkle3) - boolInt(b.Scheme != ZonemdSchemeMerkle3)
+	})
+	digests := map[[2]uint8][]byte{}
 	var errs []string
 	checked := 0
-	for _, md := range mds {
-		if md.Scheme != ZonemdSchemeSimple || (md.Hash != ZonemdHashSHA384 && md.Hash != ZonemdHashSHA512) {
+	for _, md := range order {
+		if !supportedZonemd(md) {
 			continue
 		}
 		checked++
-		if md.Serial != soa.Serial {
-			errs = append(errs, fmt.Sprintf("ZONEMD serial %d is not the SOA serial %d", md.Serial, soa.Serial))
+		name := ZonemdSchemeName(md.Scheme)
+		if md.Serial != serial {
+			errs = append(errs, fmt.Sprintf("%s ZONEMD serial %d is not the SOA serial %d", name, md.Serial, serial))
 			continue
 		}
-		d, ok := digests[md.Hash]
+		k := [2]uint8{md.Scheme, md.Hash}
+		d, ok := digests[k]
 		if !ok {
 			var err error
-			if d, err = ZoneDigest(apex, rrs, md.Hash); err != nil {
-				return err
+			if d, err = digest(md.Scheme, md.Hash); err != nil {
+				return 0, err
 			}
-			digests[md.Hash] = d
+			digests[k] = d
 		}
 		if strings.EqualFold(md.Digest, hex.EncodeToString(d)) {
-			return nil
+			return md.Scheme, nil
 		}
-		errs = append(errs, fmt.Sprintf("ZONEMD digest %s does not match the zone's %s", short(md.Digest), short(hex.EncodeToString(d))))
+		errs = append(errs, fmt.Sprintf("%s ZONEMD digest %s does not match the zone's %s", name, short(md.Digest), short(hex.EncodeToString(d))))
 	}
 	if checked == 0 {
-		return ErrNoZonemd
+		return 0, ErrNoZonemd
 	}
-	return fmt.Errorf("ZONEMD mismatch (RFC 8976): %s", strings.Join(errs, "; "))
+	return 0, fmt.Errorf("ZONEMD mismatch (RFC 8976): %s", strings.Join(errs, "; "))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func short(hexDigest string) string {
