@@ -1,7 +1,7 @@
 // Package querylog writes the audit log (one JSON line per blocked or
 // monitored query) and the query log (one JSON line per query) without
-// ever slowing the query path: a query formats its line on its stack and
-// appends it to the log's pending lines (a copy under a mutex); one
+// ever slowing the query path: a query formats its line straight into the
+// log's pending lines (under a mutex, no copy); one
 // goroutine takes the pending lines at most batchWait later and writes
 // them in batches of whole lines, or as soon as fullBatch bytes are
 // pending (so the pending lines stay a small buffer, hot in the CPU's
@@ -62,8 +62,9 @@ const batchWait = 50 * time.Millisecond
 // line copied into memory the CPU's caches no longer held.
 const fullBatch = 2 * batchSize
 
-// lineBuf is the stack buffer a line is formatted into; a longer line
-// (many answer addresses) grows onto the heap.
+// lineBuf is the room a pending chunk must have left to take the next
+// line, which is formatted in place; a longer line (many answer
+// addresses) gets a chunk of its own.
 const lineBuf = 1024
 
 // maxSpare is how many bytes of written chunks the writer keeps for
@@ -205,8 +206,7 @@ func (l *Log) Audit(req *query.Request) {
 	if req.Info.Decision == nil || l.closed.Load() {
 		return
 	}
-	var buf [lineBuf]byte
-	l.add(AppendAudit(buf[:0], req))
+	l.addWith(func(b []byte) []byte { return AppendAudit(b, req) })
 }
 
 // Query logs any answered query with its response (nil when none was sent).
@@ -214,36 +214,26 @@ func (l *Log) Query(req *query.Request, resp *dns.Msg) {
 	if l.closed.Load() {
 		return
 	}
-	var buf [lineBuf]byte
-	l.add(AppendQuery(buf[:0], req, resp, time.Since(req.Start)))
+	dur := time.Since(req.Start)
+	l.addWith(func(b []byte) []byte { return AppendQuery(b, req, resp, dur) })
 }
 
 // add appends one formatted line to the pending lines, or drops it (and
 // counts it) when Buffer lines are pending already. line is copied.
 func (l *Log) add(line []byte) {
-	l.mu.Lock()
-	if l.npend >= l.max {
-		l.mu.Unlock()
+	l.addWith(func(b []byte) []byte { return append(b, line...) })
+}
+
+// addWith appends one line to the pending lines, formatted by format
+// straight into the last pending chunk (format appends the whole line to
+// b and returns it), or drops it (and counts it) when Buffer lines are
+// pending already.
+func (l *Log) addWith(format func(b []byte) []byte) {
+	first, full, ok := l.appendLine(format)
+	if !ok {
 		l.dropped.Add(1)
 		return
 	}
-	first := l.npend == 0
-	var c *chunk
-	if k := len(l.pending); k > 0 && len(l.pending[k-1].b)+len(line) <= cap(l.pending[k-1].b) {
-		c = l.pending[k-1]
-	} else {
-		c = l.newChunk(len(line))
-		l.pending = append(l.pending, c)
-	}
-	c.b = append(c.b, line...)
-	c.n++
-	l.npend++
-	l.nbytes += len(line)
-	full := l.nbytes >= fullBatch && !l.nudged
-	if full {
-		l.nudged = true
-	}
-	l.mu.Unlock()
 	if first {
 		select {
 		case l.wake <- struct{}{}:
@@ -257,6 +247,49 @@ func (l *Log) add(line []byte) {
 		}
 		runtime.Gosched() // let the writer run now, even on a single P
 	}
+}
+
+// appendLine is addWith's part under mu: ok is false when the line was
+// not taken (Buffer lines pending), first when it is the only pending
+// line, full when it made fullBatch bytes pending. A chunk takes a line
+// only with lineBuf bytes free, so a line fits in place unless it is
+// longer than lineBuf (many answer addresses): then it gets a chunk of
+// its own, which is not kept for reuse. mu is released however format
+// returns (a panic on the query path leaves the pending lines whole).
+func (l *Log) appendLine(format func(b []byte) []byte) (first, full, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.npend >= l.max {
+		return false, false, false
+	}
+	first = l.npend == 0
+	var c *chunk
+	if k := len(l.pending); k > 0 && len(l.pending[k-1].b)+lineBuf <= cap(l.pending[k-1].b) {
+		c = l.pending[k-1]
+	} else {
+		c = l.newChunk(lineBuf)
+		l.pending = append(l.pending, c)
+	}
+	start := len(c.b)
+	b := format(c.b)
+	n := len(b) - start
+	switch {
+	case cap(b) == cap(c.b):
+		c.b = b
+	case c.n == 0:
+		c.b = b[:len(b):len(b)] // a chunk of its own, full
+	default:
+		c = &chunk{b: b[start:len(b):len(b)]} // the new array is the line's alone from now on
+		l.pending = append(l.pending, c)
+	}
+	c.n++
+	l.npend++
+	l.nbytes += n
+	full = l.nbytes >= fullBatch && !l.nudged
+	if full {
+		l.nudged = true
+	}
+	return first, full, true
 }
 
 // newChunk returns an empty chunk for a line of n bytes: a spare one, or
