@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ type Options struct {
 	Export        string        // --rpz-export ZONE
 	AllowTransfer []string      // --rpz-allow-transfer CIDR
 	Notify        []string      // --rpz-notify ADDR
-	NoZonemd      bool          // --rpz-export-zonemd=false
+	Zonemd        string        // --rpz-export-zonemd: simple, merkle3, simple,merkle3, false ("" for the default)
 	URLs          []string      // --list-url NAME=URL
 	URLInterval   time.Duration // --list-url-interval
 	MaxListSize   int64         // --max-list-mb, in bytes (the list store's default if 0)
@@ -39,6 +40,7 @@ type Config struct {
 	AllowTransfer []netip.Prefix
 	Notify        []string // host:port
 	NoZonemd      bool     // the export publishes no ZONEMD
+	ZonemdSchemes []uint8  // the ZONEMD schemes it publishes (rpz.DefaultExportZonemd if empty)
 	URLs          []urlfeed.Source
 	URLInterval   time.Duration
 	MaxListSize   int64 // bytes; a list URL's download is refused above it
@@ -50,7 +52,11 @@ var feedNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 // Parse validates o. lists is the --lists directory, which the state
 // directory must not be.
 func Parse(o Options, lists string) (Config, error) {
-	fc := Config{StateDir: o.StateDir, URLInterval: o.URLInterval, MaxListSize: o.MaxListSize, NoZonemd: o.NoZonemd}
+	fc := Config{StateDir: o.StateDir, URLInterval: o.URLInterval, MaxListSize: o.MaxListSize}
+	var err error
+	if fc.ZonemdSchemes, fc.NoZonemd, err = rpz.ParseZonemdSchemes(o.Zonemd); err != nil {
+		return Config{}, fmt.Errorf("--rpz-export-zonemd %q: %w", o.Zonemd, err)
+	}
 	names := map[string]string{} // file base name -> option
 	claim := func(flag, name, file string) error {
 		if !feedNameRE.MatchString(name) {
@@ -117,8 +123,8 @@ func Parse(o Options, lists string) (Config, error) {
 	if fc.Export == "" && (len(fc.AllowTransfer) > 0 || len(fc.Notify) > 0) {
 		return Config{}, fmt.Errorf("--rpz-allow-transfer and --rpz-notify need --rpz-export")
 	}
-	if fc.Export == "" && fc.NoZonemd {
-		return Config{}, fmt.Errorf("--rpz-export-zonemd=false needs --rpz-export")
+	if fc.Export == "" && (fc.NoZonemd || (len(fc.ZonemdSchemes) > 0 && !slices.Equal(fc.ZonemdSchemes, rpz.DefaultExportZonemd))) {
+		return Config{}, fmt.Errorf("--rpz-export-zonemd=%s needs --rpz-export", o.Zonemd)
 	}
 	for _, v := range o.URLs {
 		name, raw, ok := strings.Cut(v, "=")

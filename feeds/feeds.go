@@ -58,6 +58,7 @@ func New(cfg Config, build rpz.BuildOptions, log *slog.Logger) (*Set, error) {
 			AllowTransfer: cfg.AllowTransfer,
 			Notify:        cfg.Notify,
 			NoZonemd:      cfg.NoZonemd,
+			ZonemdSchemes: cfg.ZonemdSchemes,
 			SerialFile:    filepath.Join(cfg.StateDir, "export."+cfg.Export+".serial"),
 			Build:         build,
 			Logger:        log,
@@ -259,7 +260,7 @@ func (fs *Set) Admin() ([]admin.Feed, *admin.Export) {
 	}
 	var exp *admin.Export
 	if e := st.Export; e != nil {
-		exp = &admin.Export{Zone: e.Zone, Serial: e.Serial, Records: e.Records, Changed: e.Changed, IXFRFrom: e.IXFRFrom, Notify: e.Notify, Zonemd: e.Zonemd,
+		exp = &admin.Export{Zone: e.Zone, Serial: e.Serial, Records: e.Records, Changed: e.Changed, IXFRFrom: e.IXFRFrom, Notify: e.Notify, Zonemd: e.Zonemd, ZonemdSchemes: e.ZonemdSchemes,
 			Skipped: map[string]int{"monitor": e.Skipped.Monitor, "overseas": e.Skipped.Overseas, "asn": e.Skipped.ASN}}
 	}
 	return feeds, exp

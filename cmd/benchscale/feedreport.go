@@ -41,8 +41,13 @@ func (rep *report) feedTables(b *strings.Builder) {
 	b.WriteString("| Primary | Secondaries | One-name change until all block: slowest secondary, per change | From the primary: slowest, per change | Median secondary, per change | Secondary peak RSS, max of all: first AXFR; changes | Secondary CPU over all changes (median) | First AXFRs, all secondaries | Primary |\n|---|---:|---|---|---|---|---:|---:|---|\n")
 	for _, ix := range rep.ixfr {
 		what := fmt.Sprintf("%s, %s names (%s records)", ix.Primary, humanCount(ix.Names), humanCount(ix.Records))
-		if ix.NoZonemd {
+		switch {
+		case ix.NoZonemd:
 			what = fmt.Sprintf("sinkhole without ZONEMD (`--rpz-export-zonemd=false`), %s names (%s records)", humanCount(ix.Names), humanCount(ix.Records))
+		case ix.Zonemd != "":
+			what = fmt.Sprintf("sinkhole, MERKLE3 only (`--rpz-export-zonemd=%s`), %s names (%s records)", ix.Zonemd, humanCount(ix.Names), humanCount(ix.Records))
+		case ix.Primary == "sinkhole":
+			what = fmt.Sprintf("sinkhole, ZONEMD SIMPLE and MERKLE3 (the default), %s names (%s records)", humanCount(ix.Names), humanCount(ix.Records))
 		}
 		if len(ix.Secondaries) == 0 {
 			fmt.Fprintf(b, "| %s | %d | failed: %s | | | | | | |\n", what, ix.Wanted, cell(ix.Error))

@@ -98,6 +98,7 @@ type secondaryResult struct {
 type ixfrResult struct {
 	Primary        string // "sinkhole" or "BIND"
 	NoZonemd       bool   // sinkhole with --rpz-export-zonemd=false
+	Zonemd         string // sinkhole's --rpz-export-zonemd otherwise ("" for its default, simple,merkle3)
 	Names, Records int
 	Wanted         int    // secondaries asked for
 	Limit          string // why fewer ran
@@ -116,8 +117,11 @@ type ixfrResult struct {
 
 // label names the primary in the report.
 func (ix *ixfrResult) label() string {
-	if ix.NoZonemd {
+	switch {
+	case ix.NoZonemd:
 		return "sinkhole (--rpz-export-zonemd=false)"
+	case ix.Zonemd != "":
+		return "sinkhole (--rpz-export-zonemd=" + ix.Zonemd + ")"
 	}
 	return ix.Primary
 }
@@ -325,14 +329,16 @@ func runFeeds(cfg feedConfig) (*axfrResult, []*ixfrResult) {
 	needSinkhole := slices.Contains(cfg.modes, "axfr") || (slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "sinkhole"))
 	var peakHint float64
 	if needSinkhole {
-		ax, ix = runSinkholePrimary(cfg, ff, up.addr, false)
+		ax, ix = runSinkholePrimary(cfg, ff, up.addr, "")
 		if ax != nil && ax.Error == "" {
 			peakHint = ax.PeakMB
 		}
 	}
-	if slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "sinkhole-nozonemd") {
-		_, nz := runSinkholePrimary(cfg, ff, up.addr, true)
-		ix = append(ix, nz...)
+	for _, kind := range []string{"merkle3", "false"} {
+		if slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, primaryKind(kind)) {
+			_, nz := runSinkholePrimary(cfg, ff, up.addr, kind)
+			ix = append(ix, nz...)
+		}
 	}
 	if slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "bind") {
 		r := &ixfrResult{Primary: "BIND", Names: cfg.names, Records: 2 * cfg.names, Wanted: cfg.secondaries}
@@ -346,6 +352,18 @@ func runFeeds(cfg feedConfig) (*axfrResult, []*ixfrResult) {
 	return ax, ix
 }
 
+// primaryKind is the -primaries name of a sinkhole primary with this
+// --rpz-export-zonemd ("" for the default).
+func primaryKind(zonemd string) string {
+	switch zonemd {
+	case "":
+		return "sinkhole"
+	case "false":
+		return "sinkhole-nozonemd"
+	}
+	return "sinkhole-" + zonemd
+}
+
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "benchscale: "+format+"\n", args...)
 }
@@ -353,14 +371,13 @@ func logf(format string, args ...any) {
 // runSinkholePrimary starts a sinkhole primary exporting the list, then
 // measures one secondary's first AXFR and the propagation of changes to
 // cfg.secondaries secondaries.
-// With noZonemd the primary publishes no ZONEMD (--rpz-export-zonemd=false)
-// and only the ixfr measurement runs.
-func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string, noZonemd bool) (*axfrResult, []*ixfrResult) {
-	doAXFR := slices.Contains(cfg.modes, "axfr") && !noZonemd
-	doIXFR := slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "sinkhole")
-	if noZonemd {
-		doIXFR = slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, "sinkhole-nozonemd")
-	}
+// zonemd is the primary's --rpz-export-zonemd: "" for its default
+// (SIMPLE and MERKLE3), "merkle3" or "false" (no ZONEMD); with either of
+// those only the ixfr measurement runs.
+func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string, zonemd string) (*axfrResult, []*ixfrResult) {
+	noZonemd := zonemd == "false"
+	doAXFR := slices.Contains(cfg.modes, "axfr") && zonemd == ""
+	doIXFR := slices.Contains(cfg.modes, "ixfr") && slices.Contains(cfg.primaries, primaryKind(zonemd))
 	var ax *axfrResult
 	if doAXFR {
 		ax = &axfrResult{Names: cfg.names, Records: 2 * cfg.names}
@@ -369,6 +386,9 @@ func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string, noZonemd
 	var ixs []*ixfrResult
 	if doIXFR {
 		ix = &ixfrResult{Primary: "sinkhole", NoZonemd: noZonemd, Names: cfg.names, Records: 2 * cfg.names, Wanted: cfg.secondaries}
+		if !noZonemd {
+			ix.Zonemd = zonemd
+		}
 		ixs = append(ixs, ix)
 	}
 	fail := func(err error) (*axfrResult, []*ixfrResult) {
@@ -392,8 +412,8 @@ func runSinkholePrimary(cfg feedConfig, ff *feedFiles, upstream string, noZonemd
 	}
 	secAddrs, primaryAddr := addrs[:n+1], addrs[n+1]
 	extra := []string{"--rpz-export", feedZone, "--reload-debounce", "10ms"}
-	if noZonemd {
-		extra = append(extra, "--rpz-export-zonemd=false")
+	if zonemd != "" {
+		extra = append(extra, "--rpz-export-zonemd="+zonemd)
 	}
 	for _, a := range secAddrs {
 		extra = append(extra, "--rpz-notify", a)
@@ -563,8 +583,11 @@ func measureIXFR(cfg feedConfig, ix *ixfrResult, ops primaryOps, addrs []string,
 	}()
 	results := make([]secondaryResult, 0, len(addrs))
 	prefix := strings.ToLower(ix.Primary)
-	if ix.NoZonemd {
+	switch {
+	case ix.NoZonemd:
 		prefix += "-nozonemd"
+	case ix.Zonemd != "":
+		prefix += "-" + ix.Zonemd
 	}
 	start1 := func(i int) (*sinkholeProc, time.Time, error) {
 		t := time.Now()

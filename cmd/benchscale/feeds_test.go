@@ -24,14 +24,14 @@ func TestFeedsSmoke(t *testing.T) {
 		t.Fatalf("build sinkhole: %v\n%s", err, out)
 	}
 	cfg := feedConfig{
-		names: 2000, secondaries: 2, changes: 2, primaries: []string{"sinkhole", "sinkhole-nozonemd", "bind"}, modes: []string{"axfr", "ixfr"},
+		names: 2000, secondaries: 2, changes: 2, primaries: []string{"sinkhole", "sinkhole-merkle3", "sinkhole-nozonemd", "bind"}, modes: []string{"axfr", "ixfr"},
 		sinkhole: bin, named: findNamed(), timeout: 20 * time.Second, loadTimeout: 30 * time.Second, work: filepath.Join(work, "feeds"),
 	}
 	if cfg.named == "" {
 		if os.Getenv("CI") != "" {
 			t.Fatal("named not installed (apt-get install bind9)")
 		}
-		cfg.primaries = cfg.primaries[:1]
+		cfg.primaries = cfg.primaries[:3]
 	}
 	if err := os.MkdirAll(cfg.work, 0o755); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,8 @@ func TestFeedsSmoke(t *testing.T) {
 	}
 	rep := &report{started: time.Now(), ended: time.Now(), feeds: &cfg, axfr: ax, ixfr: ix, cmdline: "bin/benchscale -modes axfr,ixfr"}
 	md := rep.markdown()
-	for _, want := range []string{"first AXFR of a 2k-name zone", "| sinkhole, 2k names (4k records) | 2 |", "bin/sinkhole serve --listen $PRIMARY", "--rpz-feed bench=rpz.bench@$PRIMARY", "From the primary: slowest, per change", "| sinkhole without ZONEMD (`--rpz-export-zonemd=false`), 2k names (4k records) | 2 |", "--rpz-export-zonemd=false"} {
+	for _, want := range []string{"first AXFR of a 2k-name zone", "| sinkhole, ZONEMD SIMPLE and MERKLE3 (the default), 2k names (4k records) | 2 |",
+		"| sinkhole, MERKLE3 only (`--rpz-export-zonemd=merkle3`), 2k names (4k records) | 2 |", "--rpz-export-zonemd=merkle3", "bin/sinkhole serve --listen $PRIMARY", "--rpz-feed bench=rpz.bench@$PRIMARY", "From the primary: slowest, per change", "| sinkhole without ZONEMD (`--rpz-export-zonemd=false`), 2k names (4k records) | 2 |", "--rpz-export-zonemd=false"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("section lacks %q:\n%s", want, md)
 		}

@@ -40,7 +40,7 @@ func main() {
 		modes   = flag.String("modes", "load,change,reloads,axfr,ixfr", "measurements to run: load, change, reloads (lists); axfr, ixfr (feeds)")
 		feedN   = flag.Int("feed-names", 0, "names of the feed measurements' list (default: the smallest -names size)")
 		secs    = flag.Int("secondaries", 10, "sinkhole secondaries of the ixfr measurement")
-		prims   = flag.String("primaries", "sinkhole,sinkhole-nozonemd,bind", "primaries of the ixfr measurement: sinkhole, sinkhole-nozonemd (--rpz-export-zonemd=false), bind")
+		prims   = flag.String("primaries", "sinkhole,sinkhole-merkle3,sinkhole-nozonemd,bind", "primaries of the ixfr measurement: sinkhole (its default ZONEMD, SIMPLE and MERKLE3), sinkhole-merkle3 (--rpz-export-zonemd=merkle3), sinkhole-nozonemd (--rpz-export-zonemd=false), bind")
 		changes = flag.Int("changes", 0, "one-name changes of the ixfr measurement (default: -runs)")
 		feedTO  = flag.Duration("feed-timeout", 60*time.Second, "how long the secondaries may take to block a changed name")
 		loadTO  = flag.Duration("load-timeout", 5*time.Minute, "how long a primary may take to serve the zone, and a secondary to block with its first AXFR")
@@ -79,7 +79,7 @@ func main() {
 	}
 	for _, p := range strings.Split(*prims, ",") {
 		p = strings.TrimSpace(p)
-		if p != "sinkhole" && p != "sinkhole-nozonemd" && p != "bind" {
+		if p != "sinkhole" && p != "sinkhole-merkle3" && p != "sinkhole-nozonemd" && p != "bind" {
 			fatalf("-primaries: unknown primary %q", p)
 		}
 		cfg.feed.primaries = append(cfg.feed.primaries, p)

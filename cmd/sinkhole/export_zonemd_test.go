@@ -3,12 +3,15 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sinkhole-dns/sinkhole/resolver/rpz"
 )
 
 // TestExportZonemdChoice runs a primary with and without
@@ -41,7 +44,8 @@ func TestExportZonemdChoice(t *testing.T) {
 			}
 			// sinkhole status says when the export publishes no ZONEMD.
 			out, errOut, code := runBin(t, "status", "--admin", primary.in.admin.Addr())
-			if code != 0 || !strings.Contains(out, "RPZ export rpz.test: serial") || strings.Contains(out, "no ZONEMD") == publish {
+			if code != 0 || !strings.Contains(out, "RPZ export rpz.test: serial") || strings.Contains(out, "no ZONEMD") == publish ||
+				strings.Contains(out, "ZONEMD SIMPLE+MERKLE3") != publish {
 				t.Fatalf("sinkhole status: exit %d\n%s\n%s", code, out, errOut)
 			}
 
@@ -52,8 +56,8 @@ func TestExportZonemdChoice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := len(r.Answer) == 1; got != publish || r.Rcode != dns.RcodeSuccess {
-				t.Fatalf("ZONEMD query: rcode %s, %d answers; want one answer: %v", dns.RcodeToString[r.Rcode], len(r.Answer), publish)
+			if got := len(r.Answer) == 2; got != publish || r.Rcode != dns.RcodeSuccess {
+				t.Fatalf("ZONEMD query: rcode %s, %d answers; want two (SIMPLE, MERKLE3): %v", dns.RcodeToString[r.Rcode], len(r.Answer), publish)
 			}
 
 			serial := func() uint32 { return primary.in.feeds.Exporter().Serial() }
@@ -65,11 +69,12 @@ func TestExportZonemdChoice(t *testing.T) {
 				check = "absent"
 			}
 			waitUntil(t, "the plain secondary to load the zone", time.Minute, at(plain, serial()))
-			if st := plain.in.feeds.Status().Feeds[0]; st.Zonemd != check || !censored(plain.addr, "www.binance.com") {
+			if st := plain.in.feeds.Status().Feeds[0]; st.Zonemd != check || (publish && st.ZonemdScheme != "MERKLE3") || !censored(plain.addr, "www.binance.com") {
 				t.Fatalf("plain secondary: ZONEMD %q (want %q), blocks binance.com: %v", st.Zonemd, check, censored(plain.addr, "www.binance.com"))
 			}
 			// sinkhole status shows a secondary's serial and records.
-			if out, errOut, code := runBin(t, "status", "--admin", plain.in.admin.Addr()); !feedRow(out, "regulator", serial(), plain.in.feeds.Status().Feeds[0].Records) {
+			if out, errOut, code := runBin(t, "status", "--admin", plain.in.admin.Addr()); !feedRow(out, "regulator", serial(), plain.in.feeds.Status().Feeds[0].Records) ||
+				strings.Contains(out, "ZONEMD verified (MERKLE3)") != publish {
 				t.Fatalf("sinkhole status on the secondary: exit %d, want a feed row with serial %d and its records:\n%s\n%s", code, serial(), out, errOut)
 			}
 			if publish {
@@ -100,7 +105,7 @@ func TestExportZonemdChoice(t *testing.T) {
 			if publish {
 				waitUntil(t, "the strict secondary to block okx.com", time.Minute, func() bool { return censored(strict.addr, "okx.com") })
 				waitUntil(t, "the strict secondary's status to show the new serial", time.Minute, at(strict, serial()))
-				if st := strict.in.feeds.Status().Feeds[0]; st.LastTransferType != "IXFR" || st.Zonemd != "verified" {
+				if st := strict.in.feeds.Status().Feeds[0]; st.LastTransferType != "IXFR" || st.Zonemd != "verified" || st.ZonemdScheme != "MERKLE3" {
 					t.Fatalf("strict secondary after the edit: %+v", st)
 				}
 				return
@@ -126,11 +131,16 @@ func TestExportZonemdConfig(t *testing.T) {
 	for _, tc := range []struct {
 		yaml, env string
 		noZonemd  bool
+		schemes   []uint8
 	}{
-		{"rpz-export: rpz.test\n", "", false},
-		{"rpz-export: rpz.test\nrpz-export-zonemd: false\n", "", true},
-		{"rpz-export: rpz.test\n", "false", true},
-		{"rpz-export: rpz.test\nrpz-export-zonemd: false\n", "true", false},
+		{"rpz-export: rpz.test\n", "", false, nil},
+		{"rpz-export: rpz.test\nrpz-export-zonemd: false\n", "", true, nil},
+		{"rpz-export: rpz.test\n", "false", true, nil},
+		{"rpz-export: rpz.test\nrpz-export-zonemd: false\n", "true", false, nil},
+		{"rpz-export: rpz.test\nrpz-export-zonemd: merkle3\n", "", false, []uint8{rpz.ZonemdSchemeMerkle3}},
+		{"rpz-export: rpz.test\n", "simple", false, []uint8{rpz.ZonemdSchemeSimple}},
+		{"rpz-export: rpz.test\n", "Simple, MERKLE3", false, []uint8{rpz.ZonemdSchemeSimple, rpz.ZonemdSchemeMerkle3}},
+		{"rpz-export: rpz.test\nrpz-export-zonemd: none\n", "", true, nil},
 	} {
 		t.Setenv("SINKHOLE_RPZ_EXPORT_ZONEMD", tc.env)
 		if tc.env == "" {
@@ -140,9 +150,15 @@ func TestExportZonemdConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q, env %q: %v", tc.yaml, tc.env, err)
 		}
-		if cfg.feeds.Export != "rpz.test" || cfg.feeds.NoZonemd != tc.noZonemd {
-			t.Errorf("%q, env %q: export %q, no ZONEMD %v; want %v", tc.yaml, tc.env, cfg.feeds.Export, cfg.feeds.NoZonemd, tc.noZonemd)
+		if cfg.feeds.Export != "rpz.test" || cfg.feeds.NoZonemd != tc.noZonemd || !slices.Equal(cfg.feeds.ZonemdSchemes, tc.schemes) {
+			t.Errorf("%q, env %q: export %q, no ZONEMD %v, schemes %v; want %v %v", tc.yaml, tc.env, cfg.feeds.Export, cfg.feeds.NoZonemd,
+				cfg.feeds.ZonemdSchemes, tc.noZonemd, tc.schemes)
 		}
+	}
+	os.Unsetenv("SINKHOLE_RPZ_EXPORT_ZONEMD")
+	if _, err := loadServeConfig(t, "--config", writeConfig(t, "rpz-export: rpz.test\nrpz-export-zonemd: merkle9\nstate-dir: "+state+"\n"), "--lists", lists); err == nil ||
+		!strings.Contains(err.Error(), `unknown ZONEMD scheme "merkle9"`) {
+		t.Errorf("an unknown scheme: %v", err)
 	}
 }
 

@@ -236,8 +236,11 @@ func printStatus(w io.Writer, st *admin.Status) {
 	if e := st.Export; e != nil {
 		fmt.Fprintln(w)
 		zonemd := ""
-		if !e.Zonemd {
+		switch {
+		case !e.Zonemd:
 			zonemd = ", no ZONEMD (--rpz-export-zonemd=false)"
+		case len(e.ZonemdSchemes) > 0:
+			zonemd = ", ZONEMD " + strings.Join(e.ZonemdSchemes, "+")
 		}
 		fmt.Fprintf(w, "RPZ export %s: serial %d, %d records, changed %s, IXFR from serial %d%s; not expressible in RPZ: %d monitor, %d overseas, %d ASN rules\n",
 			e.Zone, e.Serial, e.Records, ago(e.Changed), e.IXFRFrom, zonemd, e.Skipped["monitor"], e.Skipped["overseas"], e.Skipped["asn"])

@@ -97,13 +97,35 @@ func badZonemdPrimary(t *testing.T) string {
 // independent verifiers: ldns-verify-zone on the AXFR, and Unbound, which
 // pulls the export as an auth-zone with zonemd-check and serves it only
 // when the digest matches (a control zone with a wrong ZONEMD is refused).
+// With the default schemes (SIMPLE and MERKLE3) both verify SIMPLE and
+// pass over MERKLE3 (scheme 240, unknown to them); with MERKLE3 alone
+// they have nothing they can check: see TestExportZonemdInteropMerkle3Only.
 func TestExportZonemdInterop(t *testing.T) {
+	for _, arg := range []string{"", "--rpz-export-zonemd=simple"} {
+		name := "default"
+		if arg != "" {
+			name = strings.TrimPrefix(arg, "--rpz-export-zonemd=")
+		}
+		t.Run(name, func(t *testing.T) {
+			mds := 2
+			if arg != "" {
+				mds = 1
+			}
+			testZonemdInterop(t, arg, mds)
+		})
+	}
+}
+
+func testZonemdInterop(t *testing.T, arg string, wantMDs int) {
 	up := startUpstream(t)
 	lists := writeLists(t, map[string]string{"a.txt": "# platform: Binance\nbinance.com\n=Exact.test\n198.51.100.0/24\n# action: sinkhole\nhole.test\n"})
 	addr := freeAddr(t) // Unbound's, told of every change by NOTIFY
-	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--rpz-export", "rpz.test", "--state-dir", t.TempDir(), "--reload-debounce", "10ms",
-		"--rpz-notify", addr)
-
+	args := []string{"--upstream", up.Addr, "--rpz-export", "rpz.test", "--state-dir", t.TempDir(), "--reload-debounce", "10ms",
+		"--rpz-notify", addr}
+	if arg != "" {
+		args = append(args, arg)
+	}
+	ts := startSinkhole(t, lists, args...)
 	// ldns-verify-zone on the AXFR.
 	if ldns, err := exec.LookPath("ldns-verify-zone"); err == nil {
 		tr := &dns.Transfer{DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second}
@@ -155,8 +177,8 @@ func TestExportZonemdInterop(t *testing.T) {
 		r := ask("binance.com.rpz.test.", dns.TypeCNAME)
 		return r != nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1
 	})
-	if r := ask("rpz.test.", dns.TypeZONEMD); r == nil || len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeZONEMD {
-		t.Fatalf("Unbound does not serve the export's ZONEMD: %v", r)
+	if r := ask("rpz.test.", dns.TypeZONEMD); r == nil || len(r.Answer) != wantMDs || r.Answer[0].Header().Rrtype != dns.TypeZONEMD {
+		t.Fatalf("Unbound does not serve the export's %d ZONEMD records: %v", wantMDs, r)
 	}
 	// A change travels with a new ZONEMD, and Unbound takes it too.
 	os.WriteFile(filepath.Join(lists, "a.txt"), []byte("binance.com\nokx.com\n"), 0o644)
@@ -170,5 +192,66 @@ func TestExportZonemdInterop(t *testing.T) {
 	})
 	if r := ask("x.bad.test.", dns.TypeA); r != nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
 		t.Fatalf("Unbound served a zone with a wrong ZONEMD: %v", r)
+	}
+}
+
+// TestExportZonemdInteropMerkle3Only records what the independent
+// verifiers do with an export whose only ZONEMD is MERKLE3 (scheme 240,
+// private use, unknown to them), as README says: Unbound 1.17 with
+// zonemd-check and zonemd-reject-absence loads and serves the zone
+// without a word (RFC 8976 section 4: a zone with no ZONEMD of a supported
+// scheme cannot be verified, and Unbound takes it as it is), so it checks
+// nothing; ldns-verify-zone -Z refuses the zone ("No ZONEMD matching the
+// zone data was found").
+func TestExportZonemdInteropMerkle3Only(t *testing.T) {
+	up := startUpstream(t)
+	lists := writeLists(t, map[string]string{"a.txt": "binance.com\n"})
+	addr := freeAddr(t)
+	ts := startSinkhole(t, lists, "--upstream", up.Addr, "--rpz-export", "rpz.test", "--state-dir", t.TempDir(), "--reload-debounce", "10ms",
+		"--rpz-notify", addr, "--rpz-export-zonemd=merkle3")
+	if ldns, err := exec.LookPath("ldns-verify-zone"); err == nil {
+		tr := &dns.Transfer{DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second}
+		m := new(dns.Msg)
+		m.SetAxfr("rpz.test.")
+		ch, err := tr.In(m, ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		n := 0
+		for env := range ch {
+			if env.Error != nil {
+				t.Fatal(env.Error)
+			}
+			for _, rr := range env.RR {
+				if n++; n > 1 && rr.Header().Rrtype == dns.TypeSOA {
+					continue // the closing SOA
+				}
+				if md, ok := rr.(*dns.ZONEMD); ok && md.Scheme != 240 {
+					t.Fatalf("a ZONEMD of scheme %d with --rpz-export-zonemd=merkle3", md.Scheme)
+				}
+				b.WriteString(rr.String() + "\n")
+			}
+		}
+		path := filepath.Join(t.TempDir(), "rpz.test.zone")
+		os.WriteFile(path, []byte(b.String()), 0o644)
+		out, err := exec.Command(ldns, "-Z", path).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "No ZONEMD matching the zone data") {
+			t.Fatalf("ldns-verify-zone on a MERKLE3-only zone: %v\n%s", err, out)
+		}
+	} else if os.Getenv("CI") != "" {
+		t.Fatal("ldns-verify-zone not installed (apt-get install ldnsutils)")
+	}
+	bin := lookBin(t, "unbound", "unbound")
+	d := unboundAuthZone(t, bin, t.TempDir(), addr, ts.addr, badZonemdPrimary(t))
+	waitUntil(t, "Unbound to serve the MERKLE3-only zone", 20*time.Second, func() bool {
+		d.running(t)
+		m := new(dns.Msg)
+		m.SetQuestion("binance.com.rpz.test.", dns.TypeCNAME)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1
+	})
+	if strings.Contains(d.out.String(), "rpz.test.: ZONEMD") {
+		t.Fatalf("Unbound said something of the zone's ZONEMD:\n%s", d.out.String())
 	}
 }

@@ -197,8 +197,9 @@ type Export struct {
 	Skipped map[string]int `json:"skipped,omitempty"`
 	Notify  []string       `json:"notify,omitempty"`
 	// Zonemd is whether every version carries a ZONEMD record
-	// (--rpz-export-zonemd).
-	Zonemd bool `json:"zonemd"`
+	// (--rpz-export-zonemd), ZonemdSchemes which: "SIMPLE", "MERKLE3".
+	Zonemd        bool     `json:"zonemd"`
+	ZonemdSchemes []string `json:"zonemd_schemes,omitempty"`
 }
 
 // Explanation is the answer of GET /v1/query: what the server decides for

@@ -61,25 +61,34 @@ func BenchmarkFullBuild(b *testing.B) {
 }
 
 // BenchmarkZonemd measures the ZONEMD of an export zone of n domain rules
-// (2n records): computed once per exported version.
+// (2n records), computed once per exported version: simple is the SIMPLE
+// digest (the whole zone each time); merkle3-build is a MERKLE3 state
+// built whole (the first version, or after a rebuild).
 func BenchmarkZonemd(b *testing.B) {
 	for _, n := range []int{10000, benchNames(b)} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			w := fullBuild(benchSnapshot(b, n), BuildOptions{TTL: 300})
-			e, err := NewExporter(ExportConfig{Zone: "rpz.test", Logger: quietLogger()})
-			if err != nil {
-				b.Fatal(err)
+		for _, scheme := range []uint8{ZonemdSchemeSimple, ZonemdSchemeMerkle3} {
+			name := fmt.Sprint(n)
+			if scheme == ZonemdSchemeMerkle3 {
+				name = "merkle3-build/" + name
 			}
-			b.ResetTimer()
-			cpu := cpuTime()
-			for i := 0; i < b.N; i++ {
-				if e.zonemdOf(w.zone, 1) == nil {
-					b.Fatal("no ZONEMD")
+			b.Run(name, func(b *testing.B) {
+				w := fullBuild(benchSnapshot(b, n), BuildOptions{TTL: 300})
+				e, err := NewExporter(ExportConfig{Zone: "rpz.test", Logger: quietLogger(), ZonemdSchemes: []uint8{scheme}})
+				if err != nil {
+					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(w.zone.records), "ns/record")
-			reportCPU(b, cpu)
-		})
+				b.ResetTimer()
+				cpu := cpuTime()
+				for i := 0; i < b.N; i++ {
+					e.m3 = nil
+					if len(e.zonemdsOf(w.zone, 1)) != 1 {
+						b.Fatal("no ZONEMD")
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(w.zone.records), "ns/record")
+				reportCPU(b, cpu)
+			})
+		}
 	}
 }
 
@@ -132,8 +141,10 @@ func benchExporter(b *testing.B, n int) (string, *blocklist.Store, *Exporter) {
 // BenchmarkExportDelta measures the export following a one-rule delta of
 // a big list (one name added, then removed again): the change of the
 // compact zone and its IXFR difference (apply), and the whole update
-// until the version is in service (publish: apply, then the ZONEMD over
-// the whole zone; publish-nozonemd: the same without ZONEMD).
+// until the version is in service (publish: apply, then the ZONEMD
+// records, SIMPLE over the whole zone and MERKLE3 over what changed;
+// publish-simple and publish-merkle3: one of them; publish-nozonemd:
+// none).
 func BenchmarkExportDelta(b *testing.B) {
 	n := benchNames(b)
 	dir, st, e := benchExporter(b, n)
@@ -189,7 +200,14 @@ func BenchmarkExportDelta(b *testing.B) {
 			}
 		}
 	}
-	b.Run("publish", publish)
+	b.Run("publish", publish) // the default schemes: SIMPLE and MERKLE3
+	for _, sc := range []uint8{ZonemdSchemeSimple, ZonemdSchemeMerkle3} {
+		b.Run("publish-"+strings.ToLower(ZonemdSchemeName(sc)), func(b *testing.B) {
+			e.cfg.ZonemdSchemes = []uint8{sc}
+			defer func() { e.cfg.ZonemdSchemes = nil }()
+			publish(b)
+		})
+	}
 	// The same without ZONEMD (--rpz-export-zonemd=false).
 	b.Run("publish-nozonemd", func(b *testing.B) {
 		e.cfg.NoZonemd = true

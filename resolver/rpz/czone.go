@@ -33,6 +33,9 @@ type zblock struct {
 	// canonical is the RFC 4034 canonical wire of the records at the
 	// block's owners, in order, once a ZONEMD needed it (blockCanonical).
 	canonical atomic.Pointer[[]byte]
+	// m3 is the MERKLE3 level-2 node of each RRset at the block's owners
+	// (entry order, then type order), once a MERKLE3 ZONEMD needed it.
+	m3 atomic.Pointer[[]uint16]
 }
 
 // blockIter walks a block's entries.

@@ -60,17 +60,26 @@ type ExportConfig struct {
 	// SerialFile keeps the last serial across restarts, so serials keep
 	// rising; may be empty (serials then start from the clock).
 	SerialFile string
-	// NoZonemd leaves the ZONEMD (RFC 8976) out of every version. With it
-	// (the default) each version goes into service only once SHA-384 ran
-	// over the whole zone (about 0.3 s CPU at 2M records), and every
-	// secondary that checks it hashes the whole zone again per change; the
-	// zone's blocks also keep their canonical bytes for it (about 40 bytes
-	// per record). Without it a change goes out in time proportional to
-	// the change, and secondaries cannot check that their copy is whole
-	// (the export admits secondaries by address and signs no transfer, so
-	// nothing else checks it; a secondary with --rpz-require-zonemd
-	// refuses such a zone).
+	// NoZonemd leaves the ZONEMD (RFC 8976) out of every version: a
+	// change goes out in time proportional to the change, and secondaries
+	// cannot check that their copy is whole (the export admits secondaries
+	// by address and signs no transfer, so nothing else checks it; a
+	// secondary with --rpz-require-zonemd refuses such a zone). Each
+	// version otherwise goes into service only with its ZONEMD records
+	// (ZonemdSchemes).
 	NoZonemd bool
+	// ZonemdSchemes are the ZONEMD schemes each version carries, one
+	// record each (SHA-384): ZonemdSchemeSimple, ZonemdSchemeMerkle3;
+	// DefaultExportZonemd when empty. Unused with NoZonemd.
+	//
+	// SIMPLE hashes the whole zone per version at the primary (about 0.3 s
+	// of CPU at 2M records; the zone's blocks keep their canonical bytes
+	// for it, about 40 bytes per record) and again at every secondary that
+	// checks it. MERKLE3 costs what changed, at the primary (its state
+	// about 25 MB at 2M records, built whole at the first version and
+	// after a rebuild: about 4 s of CPU on two goroutines) and at sinkhole
+	// secondaries; resolvers that do not know the scheme ignore it.
+	ZonemdSchemes []uint8
 	// Build says how rules are written.
 	Build BuildOptions
 	// Logger; slog.Default() if nil.
@@ -82,10 +91,11 @@ type version struct {
 	serial  uint32
 	zone    *czone // without SOA, NS and ZONEMD
 	created time.Time
-	// zonemd is the apex ZONEMD (RFC 8976, SIMPLE, SHA-384) of this
-	// version: its digest covers the SOA with this serial, the NS and
-	// every record. A version is put in service only with it.
-	zonemd *dns.ZONEMD
+	// zonemds are the apex ZONEMD records (RFC 8976, SHA-384, one per
+	// scheme) of this version: their digests cover the SOA with this
+	// serial, the NS and every record. A version is put in service only
+	// with them.
+	zonemds []dns.RR
 }
 
 // delta is the change from one serial to the next (RFC 1995).
@@ -94,7 +104,7 @@ type delta struct {
 	del, add []record
 	// fromMD and toMD are the ZONEMD records of both serials: every IXFR
 	// difference replaces the apex ZONEMD.
-	fromMD, toMD *dns.ZONEMD
+	fromMD, toMD []dns.RR
 }
 
 // exportJob is one reload the exporter has to follow.
@@ -128,6 +138,10 @@ type Exporter struct {
 
 	wmu  sync.Mutex // one worker at a time
 	work *workState // the zone as last computed (== cur's unless a change made none)
+	m3   *m3Export  // the MERKLE3 state of cur's zone (nil before it, or without MERKLE3)
+	// m3Builds counts the MERKLE3 states built whole (the others follow
+	// the version before).
+	m3Builds int
 	// followed counts the batches of reloads followed as deltas and by
 	// rebuilding.
 	followed struct{ delta, rebuilt atomic.Uint64 }
@@ -186,8 +200,9 @@ type ExportStatus struct {
 	Skipped  Skipped  `json:"skipped"` // rules RPZ cannot express
 	Notify   []string `json:"notify,omitempty"`
 	// Zonemd is whether every version carries a ZONEMD (false with
-	// ExportConfig.NoZonemd).
-	Zonemd bool `json:"zonemd"`
+	// ExportConfig.NoZonemd), ZonemdSchemes which ("SIMPLE", "MERKLE3").
+	Zonemd        bool     `json:"zonemd"`
+	ZonemdSchemes []string `json:"zonemd_schemes,omitempty"`
 }
 
 // Status reports the zone in service.
@@ -195,6 +210,9 @@ func (e *Exporter) Status() ExportStatus {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	st := ExportStatus{Zone: e.name, Skipped: e.skipped, Notify: e.cfg.Notify, Zonemd: !e.cfg.NoZonemd}
+	for _, sc := range e.schemes() {
+		st.ZonemdSchemes = append(st.ZonemdSchemes, ZonemdSchemeName(sc))
+	}
 	if e.cur != nil {
 		st.Serial, st.Records, st.Changed, st.IXFRFrom = e.cur.serial, e.cur.zone.records+len(e.cur.zone.txt), e.cur.created, e.cur.serial
 		if len(e.deltas) > 0 {
@@ -337,13 +355,13 @@ func (e *Exporter) publish(w *workState, how string, built time.Duration) bool {
 	serial := e.nextSerial()
 	start := time.Now()
 	next := &version{serial: serial, zone: w.zone}
-	next.zonemd = e.zonemdOf(w.zone, serial)
+	next.zonemds = e.zonemdsOf(w.zone, serial)
 	digest := time.Since(start)
 	next.created = time.Now() // in service from now (ExportStatus.Changed)
 	e.mu.Lock()
 	e.skipped = w.skipped()
 	if cur != nil {
-		e.deltas = append(e.deltas, delta{from: cur.serial, to: serial, del: del, add: add, fromMD: cur.zonemd, toMD: next.zonemd})
+		e.deltas = append(e.deltas, delta{from: cur.serial, to: serial, del: del, add: add, fromMD: cur.zonemds, toMD: next.zonemds})
 		e.trimDeltas(w.zone.records)
 	}
 	e.cur = next
@@ -479,26 +497,55 @@ func (e *Exporter) soa(serial uint32) *dns.SOA {
 	}
 }
 
-// zonemdOf computes the ZONEMD of zone z with the given serial (nil when
-// the export publishes none).
-func (e *Exporter) zonemdOf(z *czone, serial uint32) *dns.ZONEMD {
-	if e.cfg.NoZonemd {
+// DefaultExportZonemd is ExportConfig.ZonemdSchemes' default: SIMPLE,
+// which every ZONEMD verifier knows, and MERKLE3, which sinkhole
+// secondaries check in time proportional to the change.
+var DefaultExportZonemd = []uint8{ZonemdSchemeSimple, ZonemdSchemeMerkle3}
+
+// schemes returns the ZONEMD schemes the export publishes (none with
+// NoZonemd).
+func (e *Exporter) schemes() []uint8 {
+	switch {
+	case e.cfg.NoZonemd:
 		return nil
+	case len(e.cfg.ZonemdSchemes) == 0:
+		return DefaultExportZonemd
 	}
-	d, err := e.exportDigest(z, serial)
-	if err != nil {
-		e.log.Error("rpz export: cannot compute the zone's ZONEMD; the zone goes out without one", "zone", e.name, "serial", serial, "err", err)
-		return nil
-	}
-	return &dns.ZONEMD{
-		Hdr:    dns.RR_Header{Name: e.apex, Rrtype: dns.TypeZONEMD, Class: dns.ClassINET, Ttl: e.cfg.Build.TTL},
-		Serial: serial, Scheme: ZonemdSchemeSimple, Hash: ZonemdHashSHA384, Digest: hex.EncodeToString(d),
-	}
+	return e.cfg.ZonemdSchemes
 }
 
-// addZonemd adds md to the transfer when there is one.
-func (w *xfrWriter) addZonemd(md *dns.ZONEMD) {
-	if md != nil {
+// zonemdsOf computes the ZONEMD records of zone z with the given serial,
+// one per scheme (none when the export publishes none). A scheme whose
+// digest fails is left out, and said so.
+func (e *Exporter) zonemdsOf(z *czone, serial uint32) []dns.RR {
+	var out []dns.RR
+	for _, scheme := range e.schemes() {
+		var d []byte
+		var err error
+		switch scheme {
+		case ZonemdSchemeMerkle3:
+			if d, err = e.merkle3Of(z, serial); err != nil {
+				e.m3 = nil // built again next time
+			}
+		default:
+			d, err = e.exportDigest(z, serial)
+		}
+		if err != nil {
+			e.log.Error("rpz export: cannot compute the zone's ZONEMD; the version goes out without it", "zone", e.name, "serial", serial,
+				"scheme", ZonemdSchemeName(scheme), "err", err)
+			continue
+		}
+		out = append(out, &dns.ZONEMD{
+			Hdr:    dns.RR_Header{Name: e.apex, Rrtype: dns.TypeZONEMD, Class: dns.ClassINET, Ttl: e.cfg.Build.TTL},
+			Serial: serial, Scheme: scheme, Hash: ZonemdHashSHA384, Digest: hex.EncodeToString(d),
+		})
+	}
+	return out
+}
+
+// addZonemd adds a version's ZONEMD records to the transfer.
+func (w *xfrWriter) addZonemd(mds []dns.RR) {
+	for _, md := range mds {
 		w.add(md)
 	}
 }
@@ -596,7 +643,7 @@ func (e *Exporter) ServeTransfer(ctx context.Context, _ []byte, m *dns.Msg, from
 		for _, rr := range e.apexTXT(cur.zone) {
 			w.add(rr)
 		}
-		w.addZonemd(cur.zonemd)
+		w.addZonemd(cur.zonemds)
 		cur.zone.eachOwner(func(key []byte, code uint32) bool {
 			w.addOwner(key, cur.zone.set(code))
 			return w.err == nil
@@ -869,16 +916,14 @@ func (e *Exporter) answer(req *query.Request) *dns.Msg {
 				m.Ns = []dns.RR{soa}
 			}
 		case dns.TypeZONEMD:
-			if cur.zonemd != nil {
-				m.Answer = []dns.RR{cur.zonemd}
+			if len(cur.zonemds) > 0 {
+				m.Answer = slices.Clone(cur.zonemds)
 			} else {
 				m.Ns = []dns.RR{soa}
 			}
 		case dns.TypeANY:
 			m.Answer = []dns.RR{soa, e.ns()}
-			if cur.zonemd != nil {
-				m.Answer = append(m.Answer, cur.zonemd)
-			}
+			m.Answer = append(m.Answer, cur.zonemds...)
 		default:
 			m.Ns = []dns.RR{soa}
 		}

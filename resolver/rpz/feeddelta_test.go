@@ -2,6 +2,7 @@ package rpz
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -151,11 +152,18 @@ func (p *versionPrimary) publish(t *testing.T, serial uint32, withMD bool, recor
 		rrs = append(rrs, rr)
 	}
 	if withMD {
+		// SIMPLE and MERKLE3, as sinkhole's export publishes them.
 		md, err := NewZonemd("rpz.test.", serial, 60, rrs)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rrs = append(rrs, md)
+		d, err := ZoneDigestMerkle3("rpz.test.", rrs, ZonemdHashSHA384)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m3 := *md
+		m3.Scheme, m3.Digest = ZonemdSchemeMerkle3, hex.EncodeToString(d)
+		rrs = append(rrs, md, &m3)
 	}
 	p.mu.Lock()
 	p.versions = append(p.versions, zoneVersion{serial: serial, rrs: rrs})
@@ -351,6 +359,11 @@ func TestFeedIXFRDeltaMatchesAXFR(t *testing.T) {
 				sec.waitSerial(t, serial)
 				if st := sec.sec.Status(); st.LastTransferType != "IXFR" {
 					t.Fatalf("step %d: transferred by %s", step, st.LastTransferType)
+				}
+				// Checked with MERKLE3 (had it not matched, SIMPLE would
+				// have taken the version, and said so here).
+				if st := sec.sec.Status(); withMD && (st.Zonemd != "verified" || st.ZonemdScheme != "MERKLE3") {
+					t.Fatalf("step %d: ZONEMD %s (%s)", step, st.Zonemd, st.ZonemdScheme)
 				}
 				if step%6 != 0 {
 					continue

@@ -112,9 +112,9 @@ const m3BatchRecords = 16384
 // buildMerkle3 builds the state from scratch on two goroutines: the
 // records are walked in canonical order (each RRset's records are then
 // together) and every RRset hashed for its node; then the RRsets are
-// hashed again, an eighth of the nodes at a time, for the nodes' hashes
+// hashed again, a sixteenth of the nodes at a time, for the nodes' hashes
 // (keeping the 2M leaf hashes of a 1M-name zone between the two passes
-// would take 96 MB; a round's take 12 MB).
+// would take 96 MB; a round's take 6 MB).
 func (z *zoneCopy) buildMerkle3(alg uint8) ([]byte, error) {
 	tree, err := newM3Tree(alg)
 	if err != nil {
@@ -190,11 +190,11 @@ func (z *zoneCopy) buildMerkle3(alg uint8) ([]byte, error) {
 	if m.apex, err = z.apexLeaves(x); err != nil {
 		return nil, err
 	}
-	// Pass 2, in rounds of an eighth of the nodes (each round's leaves
-	// take 12 MB at 2M RRsets), the rounds shared by two goroutines: the
+	// Pass 2, in rounds of a sixteenth of the nodes (each round's leaves
+	// take 6 MB at 2M RRsets), the rounds shared by two goroutines: the
 	// RRsets are read again in canonical order (the order the copy keeps
 	// them in memory, mostly), not node by node.
-	const rounds = 8
+	const rounds = 16
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {

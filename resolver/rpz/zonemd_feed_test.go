@@ -2,6 +2,7 @@ package rpz
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -131,22 +132,44 @@ func TestFeedVerifiesZonemd(t *testing.T) {
 }
 
 // TestFeedFromExportVerifiesZonemd: sinkhole's own export, transferred by
-// a feed, verifies (AXFR, then IXFR with its ZONEMD replaced).
+// a feed, verifies (AXFR, then IXFRs with its ZONEMD records replaced):
+// with MERKLE3 when the export publishes it (alone or beside SIMPLE),
+// with SIMPLE otherwise.
 func TestFeedFromExportVerifiesZonemd(t *testing.T) {
-	p := startPrimary(t, "", map[string]string{"a.txt": "binance.com\n"}, ExportConfig{})
-	s, err := NewSecondary(FeedConfig{Name: "regulator", Zone: "rpz.test", Primary: addrPort(t, p.addr), Dir: t.TempDir(),
-		RequireZonemd: true, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := s.refresh(ctx, true); err != nil || s.Status().Zonemd != "verified" {
-		t.Fatalf("AXFR: %v %+v", err, s.Status())
-	}
-	writeFile(t, p.dir, "a.txt", "binance.com\nokx.com\n")
-	p.reload(t)
-	if err := s.refresh(ctx, false); err != nil || s.Status().Serial != p.export.Serial() || s.Status().LastTransferType != "IXFR" {
-		t.Fatalf("IXFR: %v %+v", err, s.Status())
+	for _, tc := range []struct {
+		schemes []uint8
+		want    string
+	}{
+		{nil, "MERKLE3"},
+		{[]uint8{ZonemdSchemeSimple}, "SIMPLE"},
+		{[]uint8{ZonemdSchemeMerkle3}, "MERKLE3"},
+	} {
+		t.Run(fmt.Sprint(tc.schemes), func(t *testing.T) {
+			p := startPrimary(t, "", map[string]string{"a.txt": "binance.com\n"}, ExportConfig{ZonemdSchemes: tc.schemes})
+			s, err := NewSecondary(FeedConfig{Name: "regulator", Zone: "rpz.test", Primary: addrPort(t, p.addr), Dir: t.TempDir(),
+				RequireZonemd: true, Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := s.refresh(ctx, true); err != nil || s.Status().Zonemd != "verified" || s.Status().ZonemdScheme != tc.want {
+				t.Fatalf("AXFR: %v %+v", err, s.Status())
+			}
+			list := "binance.com\n"
+			for i := range 4 {
+				list += fmt.Sprintf("name%d.example\n", i)
+				if i == 2 {
+					list = "okx.com\n" + list[len("binance.com\n"):] // one removed too
+				}
+				writeFile(t, p.dir, "a.txt", list)
+				p.reload(t)
+				st := s.Status()
+				if err := s.refresh(ctx, false); err != nil || s.Status().Serial != p.export.Serial() || s.Status().LastTransferType != "IXFR" ||
+					s.Status().ZonemdScheme != tc.want {
+					t.Fatalf("IXFR %d: %v %+v (before %+v)", i, err, s.Status(), st)
+				}
+			}
+		})
 	}
 }
