@@ -603,39 +603,3 @@ func BenchmarkEncodedLabels(b *testing.B) {
 		b.Fatalf("%d labels per name, want 3", n/b.N)
 	}
 }
-
-// BenchmarkMatchNameBatch matches listed names and their subdomains (a
-// hit each) against 1,000,000 domains, rotating over 131,072 distinct
-// queries (make bench's blocked workload asks 100,000) in batches of 20,
-// as the UDP read loop gets them: "plain" matches name after name,
-// "prefetch" calls Prefetch for the batch first. ns/op is per name.
-func BenchmarkMatchNameBatch(b *testing.B) {
-	snap, names := matchSnapshot(b)
-	queries := make([]string, 1<<17)
-	for i := range queries {
-		q := names[(i*7919)%len(names)]
-		if i%2 == 1 {
-			q = "www." + q
-		}
-		queries[i] = q
-	}
-	const batch = 20
-	for _, pre := range []bool{false, true} {
-		b.Run(map[bool]string{false: "plain", true: "prefetch"}[pre], func(b *testing.B) {
-			b.ReportAllocs()
-			var sink uint32
-			i := 0
-			for b.Loop() {
-				if i%batch == 0 && pre {
-					j := i & (len(queries) - 1)
-					sink += snap.Prefetch(queries[j:min(j+batch, len(queries))])
-				}
-				if !snap.MatchName(queries[i&(len(queries)-1)]).Blocked() {
-					b.Fatalf("%s not blocked", queries[i&(len(queries)-1)])
-				}
-				i++
-			}
-			_ = sink
-		})
-	}
-}

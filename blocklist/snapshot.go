@@ -185,27 +185,6 @@ func (s *Snapshot) MatchName(name string) Match {
 	return m
 }
 
-// PrefetchNames is how many names one Prefetch call takes at most.
-const PrefetchNames = 64
-
-// Prefetch reads into the CPU's caches what MatchName will read first for
-// each of names (canonical form, as MatchName takes them; at most
-// PrefetchNames are looked at) from the snapshot's compiled domain table:
-// the hash slots of their suffixes and, for a slot that holds a rule, that
-// rule's name and attributes. It decides nothing, changes nothing and
-// allocates nothing. A caller with several names to match at once (a
-// batch of queries read together) calls it for all of them first, so that
-// their cache misses overlap instead of coming one after another; on a
-// table of a million names most of a match's time is those misses. The
-// result is a sum of the values read, of no meaning: keep it (add it to a
-// field of the caller's own) so that the compiler cannot drop the reads.
-func (s *Snapshot) Prefetch(names []string) uint32 {
-	if len(names) > PrefetchNames {
-		names = names[:PrefetchNames]
-	}
-	return s.dom.prefetch(names)
-}
-
 // pickRule chooses, among the rules sharing head's name, one whose kind is in
 // bits, preferring enforced over monitor-only and "any" over "overseas".
 func (s *Snapshot) pickRule(head uint32, bits uint8) uint32 {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/sinkhole-dns/sinkhole/blocklist"
 	"github.com/sinkhole-dns/sinkhole/resolver/query"
 )
 
@@ -26,15 +25,6 @@ type wireScratch struct {
 	// batch's read): their requests' Start, so a batch takes the clock
 	// once. Zero: the clock is read per query.
 	now time.Time
-	// listAnswers counts the fast-path answers not from the cache (the
-	// lists decided them) since the UDP batch loop last reset it: it
-	// prefetches a batch's list data only after such a batch.
-	listAnswers int
-	// names and nameBuf hold a UDP batch's question names for the lists'
-	// prefetch (prefetchBatch); touch keeps the prefetch's result.
-	names   [blocklist.PrefetchNames]string
-	nameBuf [blocklist.PrefetchNames * 64]byte
-	touch   uint32
 }
 
 func newWireScratch() *wireScratch { return &wireScratch{out: make([]byte, dns.MaxMsgSize)} }
@@ -146,9 +136,6 @@ func (s *Server) offer(w *wireScratch, pkt []byte, from netip.AddrPort, proto st
 	}
 	if s.offers.Offer(&w.q, o) != query.Answered || o.N > w.q.Limit {
 		return 0, false
-	}
-	if !o.Cached {
-		w.listAnswers++
 	}
 	if s.cfg.Observe != nil {
 		r := &w.req

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"time"
-	"unsafe"
 
 	"github.com/sinkhole-dns/sinkhole/internal/mmsg"
 )
@@ -52,10 +51,6 @@ func (s *Server) udpBatchLoop(c *net.UDPConn, m *mmsg.Conn) {
 			s.log.Debug("udp read", "err", err)
 			continue
 		}
-		if w.listAnswers > 0 {
-			s.prefetchBatch(w, m, n)
-		}
-		w.listAnswers = 0
 		for i := 0; i < n; i++ {
 			pkt, from, truncated, ok := m.Packet(i)
 			if !ok || len(pkt) < 12 {
@@ -80,61 +75,4 @@ func (s *Server) udpBatchLoop(c *net.UDPConn, m *mmsg.Conn) {
 			s.log.Debug("udp write", "err", err)
 		}
 	}
-}
-
-// prefetchBatch has the list snapshot read into the CPU's caches what
-// matching the question names of the batch's n datagrams will read
-// (blocklist.Snapshot.Prefetch), so that their cache misses overlap
-// before the first is answered. The read loop calls it when the batch
-// before had answers decided by the lists (a batch of cache hits never
-// reads the lists).
-func (s *Server) prefetchBatch(w *wireScratch, m *mmsg.Conn, n int) {
-	names := w.names[:0]
-	used := 0
-	for i := 0; i < n && len(names) < len(w.names); i++ {
-		pkt, _, _, ok := m.Packet(i)
-		if !ok {
-			continue
-		}
-		k, ok := questionName(pkt, w.nameBuf[used:])
-		if !ok {
-			continue
-		}
-		names = append(names, unsafe.String(&w.nameBuf[used], k))
-		used += k
-	}
-	if len(names) > 0 {
-		w.touch += s.cfg.Snapshot().Prefetch(names)
-	}
-}
-
-// questionName writes the question name of query pkt into dst in the
-// canonical dotted form the lists match (ASCII lower case, no trailing
-// dot) and returns its length; ok is false for a packet without a plain
-// question name of at least one label that fits dst. It only serves
-// prefetching: the query is parsed for real when it is answered.
-func questionName(pkt, dst []byte) (n int, ok bool) {
-	off := 12
-	for off < len(pkt) {
-		l := int(pkt[off])
-		if l == 0 {
-			return n, n > 0
-		}
-		if l&0xC0 != 0 || off+1+l > len(pkt) || n+1+l > len(dst) {
-			return 0, false
-		}
-		if n > 0 {
-			dst[n] = '.'
-			n++
-		}
-		for _, c := range pkt[off+1 : off+1+l] {
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			dst[n] = c
-			n++
-		}
-		off += 1 + l
-	}
-	return 0, false
 }

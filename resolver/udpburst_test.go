@@ -23,10 +23,11 @@ import (
 )
 
 // Bursts of queries for listed names, their subdomains and unlisted names,
-// read by the batch loop a batch at a time (so every batch after the first
-// prefetches its names from the list), each get their own answer:
-// NXDOMAIN with the SOA of the listed name, or the upstream's address.
-func TestUDPBatchPrefetchAnswers(t *testing.T) {
+// read by the batch loop several at a time (blocked answers from the
+// lists inside the batch, unlisted names through the chain), each get
+// their own answer: NXDOMAIN with the SOA of the listed name, or the
+// upstream's address.
+func TestUDPBatchBlockedBursts(t *testing.T) {
 	dir := t.TempDir()
 	var list strings.Builder
 	for i := range 500 {
