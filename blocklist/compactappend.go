@@ -226,7 +226,9 @@ func compactAppend(s *Snapshot) *Snapshot {
 	if b := n / nameBlock; n%nameBlock != 0 && m > 0 {
 		start, end := old.blockOff[b], old.encStart(uint32(n))
 		pg := int(end >> pageBits)
-		if !nt.tailOwned || pg != len(nt.pages)-1 || int(end&pageMask) != len(nt.pages[pg]) {
+		// A block started less than maxBlockBytes from its page's end
+		// (tail leaves pageRoom) moves too: its names may not fit there.
+		if !nt.tailOwned || pg != len(nt.pages)-1 || int(end&pageMask) != len(nt.pages[pg]) || int(start&pageMask)+maxBlockBytes > pageSize {
 			names := old.pages[start>>pageBits][start&pageMask : end&pageMask]
 			newPage(len(names) + rest)
 			nt.pages[len(nt.pages)-1] = append(nt.pages[len(nt.pages)-1], names...)
@@ -329,16 +331,23 @@ func compactAppend(s *Snapshot) *Snapshot {
 	// Kinds: a packed table's are copied (a bit per rule and the few odd
 	// ones), a byte per rule is extended.
 	if p := old.kinds; p != nil {
-		q := &packedKinds{common: p.common, odd: make([]uint64, (n+m+63)/64)}
-		copy(q.odd, p.odd)
+		q := &packedKinds{common: p.common}
 		q.ids, q.vals = slices.Clone(p.ids), slices.Clone(p.vals)
 		for k, v := range nk {
 			if v != p.common {
 				i := n + k
+				if q.odd == nil { // the bitmap, from the first odd kind on
+					q.odd = make([]uint64, (n+m+63)/64)
+					copy(q.odd, p.odd)
+				}
 				q.odd[i/64] |= 1 << (i % 64)
 				q.ids = append(q.ids, uint32(i))
 				q.vals = append(q.vals, v)
 			}
+		}
+		if q.odd == nil && len(q.ids) > 0 {
+			q.odd = make([]uint64, (n+m+63)/64)
+			copy(q.odd, p.odd)
 		}
 		nt.kinds = q
 	} else {

@@ -71,6 +71,8 @@ func init() {
 		symOf[alphabet[i]] = uint8(i + 1)
 		charOf[i+1] = alphabet[i]
 	}
+	fillGroupChars()
+	fillSymPacked()
 	for i, s := range suffixDict {
 		if _, dup := suffixIdx[s]; !dup && i < encPacked {
 			suffixIdx[s] = uint8(i)
@@ -128,8 +130,9 @@ func suffixIndex(label []byte) (uint8, bool) {
 }
 
 // appendEncoded appends the encoding of name to dst. The name's bytes
-// are checked against the alphabet as they are packed (one pass); a name
-// with a byte outside it is stored raw.
+// are checked against the alphabet as they are packed (one pass; a
+// group's value is three table loads added, see symPacked); a name with
+// a byte outside it is stored raw.
 func appendEncoded(dst, name []byte) []byte {
 	head, h := name, byte(encPacked)
 	if i := bytes.LastIndexByte(name, '.'); i > 0 {
@@ -142,30 +145,52 @@ func appendEncoded(dst, name []byte) []byte {
 		return append(append(dst, encRaw), name...)
 	}
 	start := len(dst)
-	dst = slices.Grow(dst, 1+packedLen(n))[:start+1+packedLen(n)]
-	out := dst[start+1:]
-	bad := uint8(0)
-	i, j := 0, 0
-	for ; i+3 <= n && j+2 <= len(out); i, j = i+3, j+2 {
-		a, b, c := symOf[head[i]], symOf[head[i+1]], symOf[head[i+2]]
-		bad |= a | b | c
-		binary.LittleEndian.PutUint16(out[j:], uint16(a)*1600+uint16(b)*40+uint16(c))
+	pl := packedLen(n)
+	dst = slices.Grow(dst, 1+pl)[:start+1+pl]
+	out := dst[start+1 : start+1+pl]
+	acc := uint32(0)
+	j := 0
+	for len(head) >= 3 && j+2 <= len(out) {
+		v := symPacked[0][head[0]] + symPacked[1][head[1]] + symPacked[2][head[2]]
+		acc |= v
+		binary.LittleEndian.PutUint16(out[j:], uint16(v))
+		head, j = head[3:], j+2
 	}
-	switch n - i {
+	switch len(head) {
 	case 1:
-		a := symOf[head[i]]
-		bad |= a
-		out[j] = a
+		v := symPacked[2][head[0]]
+		acc |= v
+		out[j] = uint8(v)
 	case 2:
-		a, b := symOf[head[i]], symOf[head[i+1]]
-		bad |= a | b
-		binary.LittleEndian.PutUint16(out[j:], uint16(a)*1600+uint16(b)*40)
+		v := symPacked[0][head[0]] + symPacked[1][head[1]]
+		acc |= v
+		binary.LittleEndian.PutUint16(out[j:], uint16(v))
 	}
-	if bad&symBad != 0 {
+	if acc >= symPackedBad {
 		return append(append(dst[:start], encRaw), name...)
 	}
 	dst[start] = h
 	return dst
+}
+
+// symPacked[k][c] is byte c's symbol times 1600, 40 and 1 (k = 0, 1, 2:
+// its place in a group), or symPackedBad for a byte outside the alphabet,
+// so a group's value is the sum of three loads (a bad byte shows in the
+// sum's bits from symPackedBad on: at most three are added).
+var symPacked [3][256]uint32
+
+const symPackedBad = 1 << 20
+
+// fillSymPacked fills symPacked (once symOf is set).
+func fillSymPacked() {
+	for c := range 256 {
+		s := uint32(symOf[c])
+		if symOf[c] == symBad {
+			symPacked[0][c], symPacked[1][c], symPacked[2][c] = symPackedBad, symPackedBad, symPackedBad
+			continue
+		}
+		symPacked[0][c], symPacked[1][c], symPacked[2][c] = s*1600, s*40, s
+	}
 }
 
 // packedLen is the length of n packed characters.
@@ -249,18 +274,35 @@ func hashEncoded(e []byte) (h uint64, labels int) {
 		h = (h ^ uint64(charOf[s1])) * fnvPrime64
 		h = (h ^ uint64(charOf[s0%40])) * fnvPrime64
 	}
-	// The other groups are whole: no branch in the loop but its own, so
-	// the decoding of a group overlaps the hashing of the one before.
+	// The other groups are whole: each is decoded by one load from
+	// groupChars (no branch in the loop but its own), so the decoding of
+	// a group overlaps the hashing of the one before.
 	for j -= 2; j >= 1; j -= 2 {
-		v := uint(binary.LittleEndian.Uint16(e[j:]))
-		s0, r := v/1600%40, v%1600
-		s1, s2 := r/40%40, r%40
-		labels += isDot(s2) + isDot(s1) + isDot(s0)
-		h = (h ^ uint64(charOf[s2])) * fnvPrime64
-		h = (h ^ uint64(charOf[s1])) * fnvPrime64
-		h = (h ^ uint64(charOf[s0])) * fnvPrime64
+		g := groupChars[binary.LittleEndian.Uint16(e[j:])]
+		labels += int(g >> 24)
+		h = (h ^ uint64(g>>16&0xff)) * fnvPrime64
+		h = (h ^ uint64(g>>8&0xff)) * fnvPrime64
+		h = (h ^ uint64(g&0xff)) * fnvPrime64
 	}
 	return h, labels
+}
+
+// groupChars decodes a packed group v of three characters: its first,
+// second and third characters in bytes 0, 1 and 2 (charOf of symbols
+// v/1600%40, v%1600/40 and v%40; 0 for symbol 0) and the number of dots
+// among them in byte 3. It is 256 KiB: hashEncoded's loads hit the L2
+// cache, where decoding a group by division takes three multiplications.
+var groupChars = new([1 << 16]uint32)
+
+// fillGroupChars fills groupChars (once charOf is set).
+func fillGroupChars() {
+	t := groupChars
+	for v := range t {
+		s0, r := uint(v)/1600%40, uint(v)%1600
+		s1, s2 := r/40%40, r%40
+		dots := isDot(s0) + isDot(s1) + isDot(s2)
+		t[v] = uint32(charOf[s0]) | uint32(charOf[s1])<<8 | uint32(charOf[s2])<<16 | uint32(dots)<<24
+	}
 }
 
 // isDot is 1 when symbol s (below 40) is the dot's, else 0, without a

@@ -384,9 +384,10 @@ func TestSuffixIndex(t *testing.T) {
 	}
 }
 
-// TestHashEncodedRandom holds hashEncoded to hashName of the decoded name
-// over random names of the alphabet (with and without a dictionary label)
-// and random bytes (raw encodings).
+// TestHashEncodedRandom holds hashEncoded to hashName of the decoded name,
+// and appendEncoded to appendDecoded and encodedEqual, over random names
+// of the alphabet (with and without a dictionary label) and random bytes
+// (raw encodings).
 func TestHashEncodedRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	const alpha = "abcdefghijklmnopqrstuvwxyz0123456789-._"
@@ -405,6 +406,11 @@ func TestHashEncodedRandom(t *testing.T) {
 		e := appendEncoded(nil, []byte(n))
 		if h, l := hashEncoded(e); h != hashName([]byte(n)) || l != strings.Count(n, ".")+1 {
 			t.Fatalf("%q: hashEncoded %x, %d labels; want %x, %d", n, h, l, hashName([]byte(n)), strings.Count(n, ".")+1)
+		}
+		// The encoding decodes back, and the matcher's comparison (which
+		// packs the query on its own) takes it as the name.
+		if got := string(appendDecoded(nil, e)); got != n || !encodedEqual(e, n) {
+			t.Fatalf("%q: encoded % x, decodes to %q", n, e, got)
 		}
 	}
 }

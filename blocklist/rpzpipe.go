@@ -151,7 +151,7 @@ func (b *builder) addDomainEncoded(name, enc []byte, kind MatchKind, allow bool,
 func (d *domainRules) addPreEncoded(e []byte, kind uint8, line int, sect uint16) {
 	d.unpackLines()
 	d.unpackKinds()
-	p := d.tail()
+	p := d.tailFor(len(e))
 	start := len(*p)
 	*p = append(*p, e...)
 	d.addEncoded(start, kind, line, sect)
