@@ -709,9 +709,6 @@ type domainTable struct {
 	// touch sums the home slots build loaded ahead of its inserts (it
 	// keeps the compiler from dropping those loads).
 	touch uint32
-	// deferred counts the rules the last build's workers deferred (see
-	// build; for the tests).
-	deferred int
 }
 
 // Slot pages: 16Ki slots (64 KiB).
@@ -784,22 +781,15 @@ func (t *domainTable) ownKind(i uint32) uint8 {
 // build indexes every rule. Rules sharing a name are chained under the
 // first. Every kind byte must hold the rule's own kind (see ownKind).
 //
-// A table of more than buildChunk rules is built by two workers (the
-// calling goroutine and one other), each owning half of the slots. Rules
-// go in rounds of two chunks: in round r both workers insert, in rule
-// order, the rules of the round whose home slot is in their half, after
-// each hashed one chunk of round r+1 (hashEncoded, straight from the
-// names' encoding). A rule's probe does not leave its worker's half: a
-// rule that would is deferred, and the deferred rules are inserted after
-// the last round, in rule order, over the whole table. Every rule of a
-// name has the same home slot, so a name's rules are all inserted by one
-// worker, or all deferred, in rule order: the head of a name is its first
-// rule and its duplicates are listed in rule order, as a build on one
-// goroutine makes them (TestParallelBuildMatchesSerial).
-//
-// The inserts work a batch of buildBatch rules at a time: each one's home
-// slot is loaded first (a tight loop of independent loads, so the CPU
-// overlaps their cache misses, as match does), then they are inserted.
+// Hashing the names (hashEncoded, straight from their encoding) and
+// inserting them are two stages: a table of more than buildChunk rules
+// has its names hashed on two other goroutines (buildHashers), each
+// taking every other chunk, ahead of the inserts, so a load or merge
+// uses both cores. The inserts work a batch
+// of buildBatch rules at a time: each one's home slot is loaded first (a
+// tight loop of independent loads, so the CPU overlaps their cache
+// misses, as match does), then the rules are inserted in rule order, so
+// the head of a name is its first rule whatever the batching.
 func (t *domainTable) build() {
 	t.unpackKinds()
 	n := t.len()
@@ -813,175 +803,56 @@ func (t *domainTable) build() {
 	size := slotCount(n - t.shared)
 	t.slots, t.nslots = makeSlots(size), size
 	t.levels = 0
-	if n <= buildChunk || buildSerial {
+	lastHead := -1
+	if n <= buildChunk {
 		hashes := make([]uint64, n)
 		t.levels = t.hashRules(0, n, hashes)
-		w := buildWorker{t: t, hi: size, wrap: true, lastHead: -1}
-		w.insertChunk(0, hashes)
-		t.dups, t.touch, t.deferred = w.dups, w.touch, 0
+		t.touch = t.insertRules(0, hashes, size, &lastHead)
 		t.packKinds()
 		return
 	}
-	half := size / 2
-	workers := [2]buildWorker{{t: t, hi: half, lastHead: -1}, {t: t, lo: half, hi: size, lastHead: -1}}
-	// Round r's chunks are hashed into bufs[r%2]: a worker hashes round
-	// r+1 while the other may still insert round r, and neither hashes
-	// round r+2 (into round r's buffers) before both are past round r.
-	var bufs [2][2][]uint64
-	for i := range bufs {
-		for w := range bufs[i] {
-			bufs[i][w] = make([]uint64, buildChunk)
-		}
+	// Chunk k is hashed by lane k%buildHashers; the inserts take the
+	// chunks in order, from each lane in turn.
+	var lanes [buildHashers]struct {
+		full, free chan []uint64
+		levels     uint64 // the lane's goroutine's, read after full is closed
 	}
-	rounds := (n + 2*buildChunk - 1) / (2 * buildChunk)
-	hash := func(r, w int) {
-		if c0 := (2*r + w) * buildChunk; r < rounds && c0 < n {
-			c1 := min(c0+buildChunk, n)
-			bufs[r%2][w] = bufs[r%2][w][:c1-c0]
-			workers[w].levels |= t.hashRules(c0, c1, bufs[r%2][w])
-		}
-	}
-	// The barrier between rounds: both workers pass it once both reach
-	// it (and see what the other wrote before it).
-	arrive, leave, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	barrier := func(w int) {
-		if w == 0 {
-			arrive <- struct{}{}
-			<-leave
-		} else {
-			<-arrive
-			leave <- struct{}{}
-		}
-	}
-	run := func(w int) {
-		wk := &workers[w]
-		hash(0, w)
-		barrier(w)
-		for r := 0; r < rounds; r++ {
-			hash(r+1, w)
-			for c := 0; c < 2; c++ {
-				if c0 := (2*r + c) * buildChunk; c0 < n {
-					wk.insertChunk(c0, bufs[r%2][c])
-				}
+	for j := range lanes {
+		l := &lanes[j]
+		l.full, l.free = make(chan []uint64, 2), make(chan []uint64, 2)
+		l.free <- make([]uint64, buildChunk)
+		l.free <- make([]uint64, buildChunk)
+		go func() {
+			defer close(l.full)
+			for c0 := j * buildChunk; c0 < n; c0 += buildHashers * buildChunk {
+				c1 := min(c0+buildChunk, n)
+				buf := (<-l.free)[:c1-c0]
+				l.levels |= t.hashRules(c0, c1, buf)
+				l.full <- buf
 			}
-			barrier(w)
-		}
+		}()
 	}
-	go func() {
-		defer close(done)
-		run(1)
-	}()
-	run(0)
-	<-done
-	// The deferred rules, in rule order, over the whole table.
-	dups := workers[0].dups
-	for k, v := range workers[1].dups { // the workers' heads are distinct
-		if dups == nil {
-			dups = map[uint32][]dupRule{}
-		}
-		dups[k] = v
+	var touch uint32
+	for k, c0 := 0, 0; c0 < n; k++ {
+		l := &lanes[k%buildHashers]
+		buf := <-l.full
+		touch += t.insertRules(c0, buf, size, &lastHead)
+		c0 += len(buf)
+		l.free <- buf
 	}
-	last := buildWorker{t: t, hi: size, wrap: true, lastHead: -1, dups: dups}
-	a, b := workers[0].deferred, workers[1].deferred
-	t.deferred = len(a) + len(b)
-	for len(a) > 0 || len(b) > 0 {
-		var d deferredRule
-		if len(b) == 0 || len(a) > 0 && a[0].id < b[0].id {
-			d, a = a[0], a[1:]
-		} else {
-			d, b = b[0], b[1:]
+	for j := range lanes {
+		for range lanes[j].full { // wait until the lane is done
 		}
-		last.insert(int(d.id), d.h)
+		t.levels |= lanes[j].levels
 	}
-	t.dups = last.dups
-	t.levels = workers[0].levels | workers[1].levels
-	t.touch = workers[0].touch + workers[1].touch
+	t.touch = touch
 	t.packKinds()
 }
 
-// buildSerial, set by tests, makes build insert every rule on one
-// goroutine (the reference TestParallelBuildMatchesSerial compares with).
-var buildSerial bool
-
-// buildWorker inserts the rules whose home slot is in [lo, hi) of its
-// table; its probes stay there (wrap: but for the whole table, which
-// wraps around), and a rule whose probe would leave is deferred.
-type buildWorker struct {
-	t        *domainTable
-	lo, hi   int
-	wrap     bool
-	lastHead int // the last rule this worker inserted as a head
-	dups     map[uint32][]dupRule
-	deferred []deferredRule
-	levels   uint64
-	touch    uint32
-}
-
-type deferredRule struct {
-	id uint32
-	h  uint64
-}
-
-// insertChunk inserts the worker's rules among rules c0 on, whose slot
-// hashes are hashes.
-func (w *buildWorker) insertChunk(c0 int, hashes []uint64) {
-	t, size := w.t, w.t.nslots
-	lo, hi := w.lo, w.hi
-	for b0 := 0; b0 < len(hashes); b0 += buildBatch {
-		b1 := min(b0+buildBatch, len(hashes))
-		for _, h := range hashes[b0:b1] {
-			if s := fastrange(h, size); s >= lo && s < hi {
-				w.touch += t.slot(s)
-			}
-		}
-		for k := b0; k < b1; k++ {
-			if s := fastrange(hashes[k], size); s >= lo && s < hi {
-				w.insert(c0+k, hashes[k])
-			}
-		}
-	}
-}
-
-// insert inserts rule i, whose slot hash is h.
-func (w *buildWorker) insert(i int, h uint64) {
-	t := w.t
-	id := uint32(i)
-	if t.lens[i] == 0 && w.lastHead == i-1 &&
-		t.kind[i-1]&(kindNext|kindMore) == 0 && t.kind[i-1] != t.kind[i] {
-		// The second of a pair sharing a name: the head holds both.
-		t.kind[i-1] |= t.kind[i] | kindNext
-		return
-	}
-	tag := t.tag(h)
-	s := fastrange(h, t.nslots)
-	var e []byte // rule i's name, read when a tag matches
-	for {
-		v := t.slot(s)
-		if v == 0 {
-			t.slots[s>>slotPageBits][s&slotPageMask] = tag | (id + 1)
-			w.lastHead = i
-			return
-		}
-		if v&^t.idMask == tag {
-			if e == nil {
-				e = t.enc(id)
-			}
-			head := v&t.idMask - 1
-			if bytes.Equal(t.ownEnc(head), e) {
-				w.addDup(head, id)
-				return
-			}
-		}
-		s++
-		if s == w.hi {
-			if !w.wrap {
-				w.deferred = append(w.deferred, deferredRule{id, h})
-				return
-			}
-			s = 0
-		}
-	}
-}
+// buildHashers is how many goroutines hash the names for build's inserts
+// (hashing costs about twice the inserts: two hashers and the inserts
+// share two cores evenly).
+const buildHashers = 2
 
 // slotCount is the size of a table of n distinct names: 1.375 slots a
 // name, 5 MB less than 1.5 at 10M names. The higher load factor costs
@@ -1022,16 +893,64 @@ func (t *domainTable) hashRules(c0, c1 int, out []uint64) uint64 {
 	return levels
 }
 
-// buildBatch is how many rules insertChunk loads the home slots of before
+// insertRules inserts rules c0 on, whose slot hashes are hashes, into a
+// table of size slots. lastHead is the last rule inserted as a head.
+func (t *domainTable) insertRules(c0 int, hashes []uint64, size int, lastHead *int) uint32 {
+	var touch uint32
+	for b0 := 0; b0 < len(hashes); b0 += buildBatch {
+		b1 := min(b0+buildBatch, len(hashes))
+		for _, h := range hashes[b0:b1] {
+			touch += t.slot(fastrange(h, size))
+		}
+		for k := b0; k < b1; k++ {
+			i := c0 + k
+			id := uint32(i)
+			if t.lens[i] == 0 && *lastHead == i-1 &&
+				t.kind[i-1]&(kindNext|kindMore) == 0 && t.kind[i-1] != t.kind[i] {
+				// The second of a pair sharing a name: the head holds both.
+				t.kind[i-1] |= t.kind[i] | kindNext
+				continue
+			}
+			h := hashes[k]
+			tag := t.tag(h)
+			s := fastrange(h, size)
+			var e []byte // rule i's name, read when a tag matches
+			for {
+				v := t.slot(s)
+				if v == 0 {
+					t.slots[s>>slotPageBits][s&slotPageMask] = tag | (id + 1)
+					*lastHead = i
+					break
+				}
+				if v&^t.idMask == tag {
+					if e == nil {
+						e = t.enc(id)
+					}
+					head := v&t.idMask - 1
+					if bytes.Equal(t.ownEnc(head), e) {
+						t.addDup(head, id)
+						break
+					}
+				}
+				s++
+				if s == size {
+					s = 0
+				}
+			}
+		}
+	}
+	return touch
+}
+
+// buildBatch is how many rules insertRules loads the home slots of before
 // it inserts them.
 const buildBatch = nameBlock
 
-func (w *buildWorker) addDup(head, id uint32) {
-	t := w.t
-	if w.dups == nil {
-		w.dups = make(map[uint32][]dupRule)
+func (t *domainTable) addDup(head, id uint32) {
+	if t.dups == nil {
+		t.dups = make(map[uint32][]dupRule)
 	}
-	list := w.dups[head]
+	list := t.dups[head]
 	if list == nil {
 		if t.kind[head]&kindNext != 0 {
 			// A pair becomes a list: its second rule joins it.
@@ -1043,7 +962,7 @@ func (w *buildWorker) addDup(head, id uint32) {
 		}
 	}
 	list = append(list, dupRule{id, t.kind[id]})
-	w.dups[head] = list
+	t.dups[head] = list
 	t.kind[head] |= t.kind[id] | kindMore
 }
 
