@@ -142,6 +142,7 @@ type Exporter struct {
 	// m3Builds counts the MERKLE3 states built whole (the others follow
 	// the version before).
 	m3Builds int
+	m3Keep   int // the bytes of leaves a MERKLE3 build keeps between its passes (see m3KeepBelow)
 	// followed counts the batches of reloads followed as deltas and by
 	// rebuilding.
 	followed struct{ delta, rebuilt atomic.Uint64 }

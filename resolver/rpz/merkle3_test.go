@@ -371,10 +371,15 @@ func TestZoneCopyMerkle3MatchesReference(t *testing.T) {
 					t.Fatalf("round %d: incremental %s, want %s", round, got, want)
 				}
 				m := z.m3
-				z.m3 = nil
-				if got := copyMerkle3(t, z); got != want {
-					t.Fatalf("round %d: built afresh %s, want %s", round, got, want)
+				// Built afresh: pass 2 with the leaves pass 1 kept for all,
+				// some (the first rounds' only) or none of the nodes.
+				for _, keep := range []int{0, 200, -1} {
+					z.m3, z.m3Keep = nil, keep
+					if got := copyMerkle3(t, z); got != want {
+						t.Fatalf("round %d: built afresh (keep %d) %s, want %s", round, keep, got, want)
+					}
 				}
+				z.m3Keep = 0
 				if round%2 == 0 {
 					z.m3 = m // go on with the incremental state
 				}

@@ -105,9 +105,37 @@ type m3Batch struct {
 	recs   []uint32
 	starts []int32
 	done   chan struct{}
+	// The leaves of its RRsets in the nodes below the build's keepBelow,
+	// kept from pass 1 for pass 2 (keptNode[k] is kept[k*size:]'s node).
+	kept     []byte
+	keptNode []uint16
 }
 
 const m3BatchRecords = 16384
+
+// m3Rounds is how many rounds pass 2 of a build takes (a sixteenth of
+// the nodes each), m3KeepBytes how much of pass 1's leaves a build keeps
+// for it (the first rounds' leaves, which pass 2 then need not hash
+// again): 24 MB, a quarter of the leaves at 2M RRsets.
+const (
+	m3Rounds    = 16
+	m3KeepBytes = 24 << 20
+)
+
+// m3KeepBelow is the first node whose leaves a build of about rrsets
+// RRsets does not keep from pass 1 (a round boundary), keeping at most
+// keep bytes of them (m3KeepBytes when 0, none when negative: the tests
+// use both ways of pass 2).
+func m3KeepBelow(rrsets, size, keep int) int {
+	switch {
+	case keep == 0:
+		keep = m3KeepBytes
+	case keep < 0:
+		return 0
+	}
+	perRound := max(1, rrsets*size/m3Rounds)
+	return min(m3Rounds, keep/perRound) * (m3Level2 / m3Rounds)
+}
 
 // buildMerkle3 builds the state from scratch on two goroutines: the
 // records are walked in canonical order (each RRset's records are then
@@ -121,6 +149,7 @@ func (z *zoneCopy) buildMerkle3(alg uint8) ([]byte, error) {
 		return nil, err
 	}
 	m := &m3Copy{tree: tree, nodeOf: make([]uint16, len(z.offs)), members: make([][]uint32, m3Level2)}
+	keepBelow := m3KeepBelow(z.live, tree.size, z.m3Keep)
 	const workers = 2
 	work := make(chan *m3Batch, workers*2)
 	ordered := make(chan *m3Batch, workers*4)
@@ -140,7 +169,12 @@ func (z *zoneCopy) buildMerkle3(alg uint8) ([]byte, error) {
 					for _, i := range b.recs[s:e] {
 						x.parts = append(x.parts, z.at(int(i)))
 					}
-					n := m3Node(x.leaf(x.parts))
+					l := x.leaf(x.parts)
+					n := m3Node(l)
+					if int(n) < keepBelow {
+						b.kept = append(b.kept, l...)
+						b.keptNode = append(b.keptNode, n)
+					}
 					x.arena = x.arena[:0]
 					for _, i := range b.recs[s:e] {
 						m.nodeOf[i] = n
@@ -194,14 +228,13 @@ func (z *zoneCopy) buildMerkle3(alg uint8) ([]byte, error) {
 	// take 6 MB at 2M RRsets), the rounds shared by two goroutines: the
 	// RRsets are read again in canonical order (the order the copy keeps
 	// them in memory, mostly), not node by node.
-	const rounds = 16
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			x := z.newM3Hasher(alg)
-			for r := w; r < rounds; r += workers {
-				m.buildRound(x, all, r*m3Level2/rounds, (r+1)*m3Level2/rounds)
+			for r := w; r < m3Rounds; r += workers {
+				m.buildRound(x, all, r*m3Level2/m3Rounds, (r+1)*m3Level2/m3Rounds, keepBelow)
 			}
 		}(w)
 	}
@@ -214,11 +247,27 @@ func (z *zoneCopy) buildMerkle3(alg uint8) ([]byte, error) {
 
 // buildRound computes level-2 nodes [lo, hi) from the RRsets of all (in
 // canonical order, nodeOf set).
-func (m *m3Copy) buildRound(x *m3Hasher, all []*m3Batch, lo, hi int) {
+func (m *m3Copy) buildRound(x *m3Hasher, all []*m3Batch, lo, hi, keepBelow int) {
 	z := x.z
+	size := m.tree.size
+	// About a round's share of the RRsets (no more than records), and a
+	// little more.
+	want := z.live/m3Rounds + z.live/(4*m3Rounds) + 16
+	if cap(x.arena) < want*size {
+		x.arena = make([]byte, 0, want*size)
+	}
 	x.arena = x.arena[:0]
-	var nodes []uint16
+	nodes := make([]uint16, 0, want)
 	for _, b := range all {
+		if hi <= keepBelow { // pass 1 kept these leaves
+			for k, n := range b.keptNode {
+				if int(n) >= lo && int(n) < hi {
+					x.arena = append(x.arena, b.kept[k*size:(k+1)*size]...)
+					nodes = append(nodes, n)
+				}
+			}
+			continue
+		}
 		for k, s := range b.starts {
 			n := m.nodeOf[b.recs[s]]
 			if int(n) < lo || int(n) >= hi {
@@ -250,7 +299,6 @@ func (m *m3Copy) buildRound(x *m3Hasher, all []*m3Batch, lo, hi int) {
 		byNode[pos[int(n)-lo]] = int32(k)
 		pos[int(n)-lo]++
 	}
-	size := m.tree.size
 	var leaves [][]byte
 	for n := lo; n < hi; n++ {
 		leaves = leaves[:0]

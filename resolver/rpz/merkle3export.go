@@ -78,6 +78,12 @@ func (x *m3ExportHasher) ownerLeaves(key []byte, set *rset, fn func(leaf []byte)
 // blockNodes returns the level-2 node of each RRset of b (in entry order,
 // then type order), hashing them on first use.
 func (x *m3ExportHasher) blockNodes(z *czone, b *zblock) []uint16 {
+	return x.blockNodesKeep(z, b, nil)
+}
+
+// blockNodesKeep is blockNodes; keep, if not nil, is given the leaves it
+// hashes (valid during the call).
+func (x *m3ExportHasher) blockNodesKeep(z *czone, b *zblock, keep func(n uint16, leaf []byte)) []uint16 {
 	if p := b.m3.Load(); p != nil {
 		return *p
 	}
@@ -86,7 +92,12 @@ func (x *m3ExportHasher) blockNodes(z *czone, b *zblock) []uint16 {
 	it := blockIter{b: b}
 	for it.next() {
 		if it.code != 0 {
-			x.ownerLeaves(it.key, z.sets[it.code], func(l []byte) { nodes = append(nodes, m3Node(l)) })
+			x.ownerLeaves(it.key, z.sets[it.code], func(l []byte) {
+				nodes = append(nodes, m3Node(l))
+				if keep != nil {
+					keep(m3Node(l), l)
+				}
+			})
 			x.arena = x.arena[:n0]
 		}
 	}
@@ -326,13 +337,22 @@ func (e *Exporter) buildMerkle3(z *czone, serial uint32) ([]byte, error) {
 	m.ipLeaves = x.ipLeaves(z)
 	const workers = 2
 	var wg sync.WaitGroup
+	// Pass 1 keeps the leaves of the first nodes for pass 2 (as the
+	// secondary's build does).
+	keepBelow := m3KeepBelow(z.records, tree.size, e.m3Keep)
+	kept := make([]m3Kept, workers)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			x := e.newM3ExportHasher()
+			k := &kept[w]
 			for i := w; i < len(z.blocks); i += workers {
-				x.blockNodes(z, z.blocks[i])
+				x.blockNodesKeep(z, z.blocks[i], func(n uint16, l []byte) {
+					if int(n) < keepBelow {
+						k.leaves, k.nodes = append(k.leaves, l...), append(k.nodes, n)
+					}
+				})
 			}
 		}(w)
 	}
@@ -345,14 +365,18 @@ func (e *Exporter) buildMerkle3(z *czone, serial uint32) ([]byte, error) {
 			}
 		}
 	}
-	const rounds = 16
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			x := e.newM3ExportHasher()
-			for r := w; r < rounds; r += workers {
-				m.buildRound(x, z, r*m3Level2/rounds, (r+1)*m3Level2/rounds)
+			for r := w; r < m3Rounds; r += workers {
+				lo, hi := r*m3Level2/m3Rounds, (r+1)*m3Level2/m3Rounds
+				if hi <= keepBelow {
+					m.buildRound(x, z, lo, hi, kept)
+				} else {
+					m.buildRound(x, z, lo, hi, nil)
+				}
 			}
 		}(w)
 	}
@@ -362,12 +386,35 @@ func (e *Exporter) buildMerkle3(z *czone, serial uint32) ([]byte, error) {
 	return bytes.Clone(tree.root()), nil
 }
 
-// buildRound computes level-2 nodes [lo, hi) from every block of z.
-func (m *m3Export) buildRound(x *m3ExportHasher, z *czone, lo, hi int) {
+// m3Kept is leaves pass 1 kept for pass 2 (nodes[k] is the node of
+// leaves[k*size:]).
+type m3Kept struct {
+	leaves []byte
+	nodes  []uint16
+}
+
+// buildRound computes level-2 nodes [lo, hi) from every block of z, or
+// from the leaves pass 1 kept when kept is not nil.
+func (m *m3Export) buildRound(x *m3ExportHasher, z *czone, lo, hi int, kept []m3Kept) {
+	size := m.tree.size
+	want := z.records/m3Rounds + z.records/(4*m3Rounds) + 16
+	if cap(x.arena) < want*size {
+		x.arena = make([]byte, 0, want*size)
+	}
 	x.arena = x.arena[:0]
-	var nodes []uint16
-	for _, blk := range z.blocks {
-		x.blockLeaves(z, blk, lo, hi, func(n uint16, _ []byte) { nodes = append(nodes, n) })
+	nodes := make([]uint16, 0, want)
+	for _, k := range kept {
+		for i, n := range k.nodes {
+			if int(n) >= lo && int(n) < hi {
+				x.arena = append(x.arena, k.leaves[i*size:(i+1)*size]...)
+				nodes = append(nodes, n)
+			}
+		}
+	}
+	if kept == nil {
+		for _, blk := range z.blocks {
+			x.blockLeaves(z, blk, lo, hi, func(n uint16, _ []byte) { nodes = append(nodes, n) })
+		}
 	}
 	start := make([]int32, hi-lo+1)
 	for _, n := range nodes {
@@ -382,7 +429,6 @@ func (m *m3Export) buildRound(x *m3ExportHasher, z *czone, lo, hi int) {
 		byNode[pos[int(n)-lo]] = int32(k)
 		pos[int(n)-lo]++
 	}
-	size := m.tree.size
 	var leaves [][]byte
 	for n := lo; n < hi; n++ {
 		leaves = leaves[:0]

@@ -104,7 +104,8 @@ type zoneCopy struct {
 	// m3, once a MERKLE3 digest was computed, is the state that keeps the
 	// next one in time proportional to the change (see m3Copy); nil
 	// until then, and after an undo.
-	m3 *m3Copy
+	m3     *m3Copy
+	m3Keep int // the bytes of leaves a MERKLE3 build keeps between its passes (see m3KeepBelow)
 }
 
 func newZoneCopy(apex string, soa *dns.SOA) *zoneCopy {
