@@ -671,6 +671,11 @@ func (d *domainRules) shrink() {
 	d.flushPending()
 	if k := len(d.pages) - 1; k >= 0 && !d.pageShared(k) && cap(d.pages[k])-len(d.pages[k]) > len(d.pages[k])/8 {
 		d.pages[k] = append([]byte(nil), d.pages[k]...)
+		if len(d.lens) > 0 {
+			// The last name, in the copy: last would keep the whole
+			// page it was cut from.
+			d.last = d.enc(uint32(len(d.lens) - 1))
+		}
 	}
 	d.tailOwned = len(d.pages) > 0 && !d.pageShared(len(d.pages)-1)
 	d.claim = newAppendClaim(len(d.lens))
