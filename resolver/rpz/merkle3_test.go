@@ -384,6 +384,29 @@ func TestZoneCopyMerkle3MatchesReference(t *testing.T) {
 					z.m3 = m // go on with the incremental state
 				}
 			}
+			// A compacted copy takes the state along, renumbered, and
+			// goes on from it.
+			if z.m3 == nil {
+				copyMerkle3(t, z)
+			}
+			c := z.compacted()
+			if c.m3 == nil || c.m3.tree != z.m3.tree {
+				t.Fatal("the compacted copy did not take the MERKLE3 state")
+			}
+			if got, want := copyMerkle3(t, c), listMerkle3(t, soa, cur); got != want {
+				t.Fatalf("compacted: %s, want %s", got, want)
+			}
+			r0, _ := c.encode(cur[0], nil)
+			k0, _ := c.find(r0)
+			c.kill(k0, true)
+			c.add(mustRR2(t, c, "after-compaction.rpz.test. 60 IN CNAME ."))
+			if got, want := copyMerkle3(t, c), listMerkle3(t, soa, append(slices.Clone(cur[1:]), mustRR(t, "after-compaction.rpz.test. 60 IN CNAME ."))); got != want {
+				t.Fatalf("compacted, then changed: %s, want %s", got, want)
+			}
+			c.m3 = nil
+			if got, want := copyMerkle3(t, c), listMerkle3(t, soa, append(slices.Clone(cur[1:]), mustRR(t, "after-compaction.rpz.test. 60 IN CNAME ."))); got != want {
+				t.Fatalf("compacted, changed, built afresh: %s, want %s", got, want)
+			}
 			// A tentative change undone drops the state; the next digest
 			// is the version's before it.
 			want := listMerkle3(t, soa, cur)

@@ -558,6 +558,13 @@ func (z *zoneCopy) addParts(p recParts) int {
 // transfer of the same version numbers them.
 func (z *zoneCopy) compacted() *zoneCopy {
 	c := newZoneCopy(z.apex, z.soa)
+	// A MERKLE3 state up to date with z goes with it, renumbered (the
+	// records are the same, so is the tree).
+	m := z.m3
+	if m != nil && (len(m.killed) > 0 || m.synced != len(z.offs)) {
+		m = nil
+	}
+	var nodeOf []uint16
 	for p := range z.offs {
 		i := p
 		if p < len(z.layout) {
@@ -565,9 +572,21 @@ func (z *zoneCopy) compacted() *zoneCopy {
 		}
 		if !z.isDead(i) {
 			c.addParts(z.at(i))
+			if m != nil {
+				nodeOf = append(nodeOf, m.nodeOf[i])
+			}
 		}
 	}
 	c.canonicalLayout()
+	if m != nil {
+		cm := &m3Copy{tree: m.tree, nodeOf: nodeOf, members: make([][]uint32, m3Level2), apex: m.apex, synced: len(c.offs)}
+		for i, n := range nodeOf {
+			if !c.at(i).isApex() {
+				cm.members[n] = append(cm.members[n], uint32(i))
+			}
+		}
+		c.m3, c.m3Keep = cm, z.m3Keep
+	}
 	return c
 }
 
