@@ -674,7 +674,11 @@ func measureIXFR(cfg feedConfig, ix *ixfrResult, ops primaryOps, addrs []string,
 		return
 	}
 	// The changes, each measured from the moment it is made.
-	time.Sleep(2 * time.Second) // let the first transfers' background work end
+	// Let the first transfers' background work end (each secondary builds
+	// its MERKLE3 state after its first version is in service): the
+	// changes measure a steady secondary.
+	idle := waitIdle(secs, 2*time.Second, 3*time.Minute)
+	logf("feeds: %s primary: secondaries idle after %s (%s)", ix.Primary, idle.Round(time.Millisecond), uptime())
 	cpu0 := make([]float64, n)
 	for i, s := range secs {
 		resetPeakOf(s.pid())
@@ -876,4 +880,30 @@ func findNamed() string {
 		}
 	}
 	return ""
+}
+
+// waitIdle waits atLeast, then until the secondaries together use
+// under 5 % of a core over half a second, or atMost has passed; it returns
+// how long it waited.
+func waitIdle(secs []*sinkholeProc, atLeast, atMost time.Duration) time.Duration {
+	start := time.Now()
+	time.Sleep(atLeast)
+	const step = 500 * time.Millisecond
+	total := func() float64 {
+		var t float64
+		for _, s := range secs {
+			t += procCPUMS(s.pid())
+		}
+		return t
+	}
+	prev := total()
+	for time.Since(start) < atMost {
+		time.Sleep(step)
+		cur := total()
+		if cur-prev < 0.05*float64(step.Milliseconds()) {
+			break
+		}
+		prev = cur
+	}
+	return time.Since(start)
 }

@@ -69,12 +69,15 @@ func TestExportZonemdChoice(t *testing.T) {
 				check = "absent"
 			}
 			waitUntil(t, "the plain secondary to load the zone", time.Minute, at(plain, serial()))
-			if st := plain.in.feeds.Status().Feeds[0]; st.Zonemd != check || (publish && st.ZonemdScheme != "MERKLE3") || !censored(plain.addr, "www.binance.com") {
+			// A full transfer is checked with SIMPLE (one pass; the MERKLE3
+			// state is built after it is in service), the IXFRs after it
+			// with MERKLE3 (below).
+			if st := plain.in.feeds.Status().Feeds[0]; st.Zonemd != check || (publish && st.ZonemdScheme != "SIMPLE") || !censored(plain.addr, "www.binance.com") {
 				t.Fatalf("plain secondary: ZONEMD %q (want %q), blocks binance.com: %v", st.Zonemd, check, censored(plain.addr, "www.binance.com"))
 			}
 			// sinkhole status shows a secondary's serial and records.
 			if out, errOut, code := runBin(t, "status", "--admin", plain.in.admin.Addr()); !feedRow(out, "regulator", serial(), plain.in.feeds.Status().Feeds[0].Records) ||
-				strings.Contains(out, "ZONEMD verified (MERKLE3)") != publish {
+				strings.Contains(out, "ZONEMD verified (SIMPLE)") != publish {
 				t.Fatalf("sinkhole status on the secondary: exit %d, want a feed row with serial %d and its records:\n%s\n%s", code, serial(), out, errOut)
 			}
 			if publish {

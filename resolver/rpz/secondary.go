@@ -3,6 +3,7 @@ package rpz
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -327,6 +328,7 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		err := s.applyIXFR(ctx, diff)
 		if err == nil {
 			s.compactIfWorth(ctx)
+			s.buildMerkle3After(s.zone)
 			return nil
 		}
 		var bad *badIXFRError
@@ -356,7 +358,39 @@ func (s *Secondary) refresh(ctx context.Context, full bool) error {
 		s.checked("failed", err)
 		return err
 	}
+	s.buildMerkle3After(next)
 	return nil
+}
+
+// buildMerkle3After builds the MERKLE3 state of z, the version in
+// service, when its zone carries a MERKLE3 ZONEMD and the check that let
+// it in used SIMPLE (a full transfer, or a change after the state was
+// dropped): the version is served first (SIMPLE is one pass, the build
+// hashes every RRset, several times the CPU), and the next IXFR then
+// costs what it changes. It runs on the refresh goroutine, so a NOTIFY
+// meanwhile waits for it, never a query. A MERKLE3 digest that differs
+// from the record is logged; the version stays (RFC 8976 section 4: one
+// matching ZONEMD verifies the zone), and the next IXFR is checked
+// against MERKLE3 first, SIMPLE after.
+func (s *Secondary) buildMerkle3After(z *zoneCopy) {
+	alg, ok := z.merkle3Wanted()
+	if !ok {
+		return
+	}
+	start := time.Now()
+	d, err := z.merkle3(alg)
+	if err != nil {
+		s.log.Warn("rpz feed: MERKLE3 state not built", "serial", z.soa.Serial, "err", err)
+		return
+	}
+	mds, _ := z.zonemds()
+	for _, md := range mds {
+		if md.Scheme == ZonemdSchemeMerkle3 && md.Hash == alg && !strings.EqualFold(md.Digest, hex.EncodeToString(d)) {
+			s.log.Warn("rpz feed: the zone's MERKLE3 ZONEMD does not match its records (its SIMPLE one did)", "serial", z.soa.Serial,
+				"zonemd", short(md.Digest), "computed", short(hex.EncodeToString(d)))
+		}
+	}
+	s.log.Debug("rpz feed: MERKLE3 state built", "serial", z.soa.Serial, "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (s *Secondary) setZone(z *zoneCopy, kind string, at time.Time) {

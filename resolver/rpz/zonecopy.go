@@ -843,6 +843,44 @@ func coversZonemd(p recParts) bool {
 // the copy keeps for it; SIMPLE when no MERKLE3 record matches) and
 // returns the scheme that matched.
 func (z *zoneCopy) verifyZonemd() (uint8, error) {
+	mds, err := z.zonemds()
+	if err != nil {
+		return 0, err
+	}
+	// MERKLE3 first where its state is kept (a change then costs what
+	// changed); without it (a full transfer, a start from the zone file,
+	// an undone version) SIMPLE first: one pass over the zone, where a
+	// MERKLE3 build hashes every RRset (several times SIMPLE's CPU). The
+	// state is built after the version is in service (buildMerkle3After).
+	first := uint8(ZonemdSchemeSimple)
+	if z.m3 != nil {
+		first = ZonemdSchemeMerkle3
+	}
+	return checkZonemds(mds, z.soa.Serial, first, func(scheme, alg uint8) ([]byte, error) {
+		if scheme == ZonemdSchemeMerkle3 {
+			return z.merkle3(alg)
+		}
+		return z.digest(alg)
+	})
+}
+
+// merkle3Wanted reports whether the copy carries a MERKLE3 ZONEMD this
+// sinkhole can check but keeps no MERKLE3 state for it, and its hash.
+func (z *zoneCopy) merkle3Wanted() (uint8, bool) {
+	mds, err := z.zonemds()
+	if err != nil {
+		return 0, false
+	}
+	for _, md := range mds {
+		if md.Scheme == ZonemdSchemeMerkle3 && supportedZonemd(md) && (z.m3 == nil || z.m3.tree.alg != md.Hash) {
+			return md.Hash, true
+		}
+	}
+	return 0, false
+}
+
+// zonemds returns the copy's apex ZONEMD records.
+func (z *zoneCopy) zonemds() ([]*dns.ZONEMD, error) {
 	var mds []*dns.ZONEMD
 	var derr error
 	z.owner(nil, func(i int, _ []byte) {
@@ -859,15 +897,7 @@ func (z *zoneCopy) verifyZonemd() (uint8, error) {
 			mds = append(mds, md)
 		}
 	})
-	if derr != nil {
-		return 0, derr
-	}
-	return checkZonemds(mds, z.soa.Serial, func(scheme, alg uint8) ([]byte, error) {
-		if scheme == ZonemdSchemeMerkle3 {
-			return z.merkle3(alg)
-		}
-		return z.digest(alg)
-	})
+	return mds, derr
 }
 
 // copyMark is where a copy stood before a tentative change.

@@ -315,7 +315,7 @@ func VerifyZonemd(apex string, rrs []dns.RR) error {
 	if soa == nil {
 		return errors.New("the zone has no SOA record at its apex")
 	}
-	_, err := checkZonemds(mds, soa.Serial, func(scheme, alg uint8) ([]byte, error) {
+	_, err := checkZonemds(mds, soa.Serial, ZonemdSchemeMerkle3, func(scheme, alg uint8) ([]byte, error) {
 		if scheme == ZonemdSchemeMerkle3 {
 			return ZoneDigestMerkle3(apex, rrs, alg)
 		}
@@ -345,15 +345,17 @@ func ZonemdSchemeName(scheme uint8) string {
 
 // checkZonemds checks the apex ZONEMD records mds of a zone whose SOA
 // serial is serial (RFC 8976 section 4), computing digests with digest
-// (once per scheme and hash). MERKLE3 records are tried first (a verifier
-// may use any supported ZONEMD: MERKLE3 costs what changed, SIMPLE the
-// whole zone), SIMPLE only when no MERKLE3 one matches. It returns the
+// (once per scheme and hash). Records of scheme first are tried first (a
+// verifier may use any supported ZONEMD, so the caller names the cheaper
+// one: MERKLE3 where its state is kept, since it then costs what changed,
+// else SIMPLE, one pass where MERKLE3 would hash every RRset), the others
+// only when none of those matches. It returns the
 // scheme that matched, ErrNoZonemd when none is supported, or an error
 // saying what differs.
-func checkZonemds(mds []*dns.ZONEMD, serial uint32, digest func(scheme, alg uint8) ([]byte, error)) (uint8, error) {
+func checkZonemds(mds []*dns.ZONEMD, serial uint32, first uint8, digest func(scheme, alg uint8) ([]byte, error)) (uint8, error) {
 	order := slices.Clone(mds)
 	slices.SortStableFunc(order, func(a, b *dns.ZONEMD) int {
-		return boolInt(a.Scheme != ZonemdSchemeMerkle3) - boolInt(b.Scheme != ZonemdSchemeMerkle3)
+		return boolInt(a.Scheme != first) - boolInt(b.Scheme != first)
 	})
 	digests := map[[2]uint8][]byte{}
 	var errs []string

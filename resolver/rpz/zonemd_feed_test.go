@@ -132,17 +132,20 @@ func TestFeedVerifiesZonemd(t *testing.T) {
 }
 
 // TestFeedFromExportVerifiesZonemd: sinkhole's own export, transferred by
-// a feed, verifies (AXFR, then IXFRs with its ZONEMD records replaced):
-// with MERKLE3 when the export publishes it (alone or beside SIMPLE),
-// with SIMPLE otherwise.
+// a feed, verifies (AXFR, then IXFRs with its ZONEMD records replaced).
+// A full transfer is checked with SIMPLE when the export publishes it
+// (one pass, where a MERKLE3 build hashes every RRset) and the MERKLE3
+// state is built after the version is in service, so each IXFR is then
+// checked with MERKLE3; with MERKLE3 alone both are MERKLE3, with SIMPLE
+// alone both SIMPLE (and no MERKLE3 state is kept).
 func TestFeedFromExportVerifiesZonemd(t *testing.T) {
 	for _, tc := range []struct {
-		schemes []uint8
-		want    string
+		schemes    []uint8
+		axfr, ixfr string
 	}{
-		{nil, "MERKLE3"},
-		{[]uint8{ZonemdSchemeSimple}, "SIMPLE"},
-		{[]uint8{ZonemdSchemeMerkle3}, "MERKLE3"},
+		{nil, "SIMPLE", "MERKLE3"},
+		{[]uint8{ZonemdSchemeSimple}, "SIMPLE", "SIMPLE"},
+		{[]uint8{ZonemdSchemeMerkle3}, "MERKLE3", "MERKLE3"},
 	} {
 		t.Run(fmt.Sprint(tc.schemes), func(t *testing.T) {
 			p := startPrimary(t, "", map[string]string{"a.txt": "binance.com\n"}, ExportConfig{ZonemdSchemes: tc.schemes})
@@ -153,8 +156,11 @@ func TestFeedFromExportVerifiesZonemd(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if err := s.refresh(ctx, true); err != nil || s.Status().Zonemd != "verified" || s.Status().ZonemdScheme != tc.want {
+			if err := s.refresh(ctx, true); err != nil || s.Status().Zonemd != "verified" || s.Status().ZonemdScheme != tc.axfr {
 				t.Fatalf("AXFR: %v %+v", err, s.Status())
+			}
+			if kept := s.zone.m3 != nil; kept != (tc.ixfr == "MERKLE3") {
+				t.Fatalf("after the AXFR: MERKLE3 state kept %v", kept)
 			}
 			list := "binance.com\n"
 			for i := range 4 {
@@ -166,7 +172,7 @@ func TestFeedFromExportVerifiesZonemd(t *testing.T) {
 				p.reload(t)
 				st := s.Status()
 				if err := s.refresh(ctx, false); err != nil || s.Status().Serial != p.export.Serial() || s.Status().LastTransferType != "IXFR" ||
-					s.Status().ZonemdScheme != tc.want {
+					s.Status().ZonemdScheme != tc.ixfr {
 					t.Fatalf("IXFR %d: %v %+v (before %+v)", i, err, s.Status(), st)
 				}
 			}
