@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -377,8 +378,20 @@ func (s *Secondary) buildMerkle3After(z *zoneCopy) {
 	if !ok {
 		return
 	}
+	// The build runs beside the lists this version just loaded: first hand
+	// the transfer's garbage back (the records as received, the zone
+	// file's buffers), and the build's own after it, so that neither
+	// stacks on the other in the secondary's resident memory (as the
+	// export does after a rebuild).
+	big := z.live >= releaseRecords
+	if big {
+		debug.FreeOSMemory()
+	}
 	start := time.Now()
 	d, err := z.merkle3(alg)
+	if big {
+		debug.FreeOSMemory()
+	}
 	if err != nil {
 		s.log.Warn("rpz feed: MERKLE3 state not built", "serial", z.soa.Serial, "err", err)
 		return
