@@ -186,3 +186,23 @@ func merkle3Root(alg uint8, leaves [][]byte) ([]byte, error) {
 	t.markAll()
 	return slices.Clone(t.root()), nil
 }
+
+// m3ByNode sorts the leaves of a round (nodes[k] is leaf k's level-2
+// node, each in [lo, hi)) by node, a counting sort: the leaves of node n
+// are byNode[start[n-lo]:start[n-lo+1]], in their order in nodes.
+func m3ByNode(nodes []uint16, lo, hi int) (start, byNode []int32) {
+	start = make([]int32, hi-lo+1)
+	for _, n := range nodes {
+		start[int(n)-lo+1]++
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	pos := slices.Clone(start)
+	byNode = make([]int32, len(nodes))
+	for k, n := range nodes {
+		byNode[pos[int(n)-lo]] = int32(k)
+		pos[int(n)-lo]++
+	}
+	return start, byNode
+}

@@ -286,19 +286,7 @@ func (m *m3Copy) buildRound(x *m3Hasher, all []*m3Batch, lo, hi, keepBelow int) 
 		}
 	}
 	// The leaves by node (a counting sort).
-	start := make([]int32, hi-lo+1)
-	for _, n := range nodes {
-		start[int(n)-lo+1]++
-	}
-	for i := 1; i < len(start); i++ {
-		start[i] += start[i-1]
-	}
-	pos := slices.Clone(start)
-	byNode := make([]int32, len(nodes))
-	for k, n := range nodes {
-		byNode[pos[int(n)-lo]] = int32(k)
-		pos[int(n)-lo]++
-	}
+	start, byNode := m3ByNode(nodes, lo, hi)
 	var leaves [][]byte
 	for n := lo; n < hi; n++ {
 		leaves = leaves[:0]

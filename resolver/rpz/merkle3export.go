@@ -416,19 +416,7 @@ func (m *m3Export) buildRound(x *m3ExportHasher, z *czone, lo, hi int, kept []m3
 			x.blockLeaves(z, blk, lo, hi, func(n uint16, _ []byte) { nodes = append(nodes, n) })
 		}
 	}
-	start := make([]int32, hi-lo+1)
-	for _, n := range nodes {
-		start[int(n)-lo+1]++
-	}
-	for i := 1; i < len(start); i++ {
-		start[i] += start[i-1]
-	}
-	pos := slices.Clone(start)
-	byNode := make([]int32, len(nodes))
-	for k, n := range nodes {
-		byNode[pos[int(n)-lo]] = int32(k)
-		pos[int(n)-lo]++
-	}
+	start, byNode := m3ByNode(nodes, lo, hi)
 	var leaves [][]byte
 	for n := lo; n < hi; n++ {
 		leaves = leaves[:0]
