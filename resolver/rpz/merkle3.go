@@ -206,3 +206,26 @@ func m3ByNode(nodes []uint16, lo, hi int) (start, byNode []int32) {
 	}
 	return start, byNode
 }
+
+// m3RoundStart readies a build round's leaf arena and node list for about
+// a round's share of rrsets RRsets (and a little more): arena emptied,
+// grown when it is smaller.
+func m3RoundStart(arena []byte, rrsets, size int) ([]byte, []uint16) {
+	want := rrsets/m3Rounds + rrsets/(4*m3Rounds) + 16
+	if cap(arena) < want*size {
+		arena = make([]byte, 0, want*size)
+	}
+	return arena[:0], make([]uint16, 0, want)
+}
+
+// m3KeptIn appends the leaves pass 1 kept (leaves, of[k] leaf k's node)
+// that fall in the round's nodes [lo, hi) to arena and nodes.
+func m3KeptIn(arena []byte, nodes []uint16, leaves []byte, of []uint16, lo, hi, size int) ([]byte, []uint16) {
+	for k, n := range of {
+		if int(n) >= lo && int(n) < hi {
+			arena = append(arena, leaves[k*size:(k+1)*size]...)
+			nodes = append(nodes, n)
+		}
+	}
+	return arena, nodes
+}

@@ -250,22 +250,11 @@ func (z *zoneCopy) buildMerkle3(alg uint8) ([]byte, error) {
 func (m *m3Copy) buildRound(x *m3Hasher, all []*m3Batch, lo, hi, keepBelow int) {
 	z := x.z
 	size := m.tree.size
-	// About a round's share of the RRsets (no more than records), and a
-	// little more.
-	want := z.live/m3Rounds + z.live/(4*m3Rounds) + 16
-	if cap(x.arena) < want*size {
-		x.arena = make([]byte, 0, want*size)
-	}
-	x.arena = x.arena[:0]
-	nodes := make([]uint16, 0, want)
+	var nodes []uint16
+	x.arena, nodes = m3RoundStart(x.arena, z.live, size)
 	for _, b := range all {
 		if hi <= keepBelow { // pass 1 kept these leaves
-			for k, n := range b.keptNode {
-				if int(n) >= lo && int(n) < hi {
-					x.arena = append(x.arena, b.kept[k*size:(k+1)*size]...)
-					nodes = append(nodes, n)
-				}
-			}
+			x.arena, nodes = m3KeptIn(x.arena, nodes, b.kept, b.keptNode, lo, hi, size)
 			continue
 		}
 		for k, s := range b.starts {

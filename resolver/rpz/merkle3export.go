@@ -397,19 +397,10 @@ type m3Kept struct {
 // from the leaves pass 1 kept when kept is not nil.
 func (m *m3Export) buildRound(x *m3ExportHasher, z *czone, lo, hi int, kept []m3Kept) {
 	size := m.tree.size
-	want := z.records/m3Rounds + z.records/(4*m3Rounds) + 16
-	if cap(x.arena) < want*size {
-		x.arena = make([]byte, 0, want*size)
-	}
-	x.arena = x.arena[:0]
-	nodes := make([]uint16, 0, want)
+	var nodes []uint16
+	x.arena, nodes = m3RoundStart(x.arena, z.records, size)
 	for _, k := range kept {
-		for i, n := range k.nodes {
-			if int(n) >= lo && int(n) < hi {
-				x.arena = append(x.arena, k.leaves[i*size:(i+1)*size]...)
-				nodes = append(nodes, n)
-			}
-		}
+		x.arena, nodes = m3KeptIn(x.arena, nodes, k.leaves, k.nodes, lo, hi, size)
 	}
 	if kept == nil {
 		for _, blk := range z.blocks {
